@@ -1,0 +1,356 @@
+"""Registry: territories, sites, devices, waste routes, material needs and API keys.
+
+One human-editable TOML file (docs/registry.md). `load_registry()` validates it and
+raises `RegistryError` naming the file, the key, the line and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tomllib
+from datetime import datetime, time
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ID = r"^[a-z0-9][a-z0-9_-]{1,47}$"
+DEVICE_ID = r"^[a-z0-9][a-z0-9_-]{2,47}$"
+
+TerritoryKind = Literal["commune", "industrial_zone", "intercommunality", "region", "other"]
+SiteKind = Literal[
+    "fablab", "sme_workshop", "bakery", "school", "plant", "collection_point",
+    "household_dropoff", "office", "other",
+]
+Channel = Literal["grid_import", "pv_production", "load"]
+Route = Literal[
+    "reuse", "recycling", "composting", "anaerobic_digestion",
+    "incineration_energy_recovery", "landfill",
+]
+RESIDUAL_STREAM = "residual"
+
+
+class RegistryError(Exception):
+    """A registry file that cannot be used: where (file, key, line) and how to fix it."""
+
+    def __init__(self, file: Path | str, key: str, problem: str, fix: str, line: int | None = None):
+        self.file, self.key, self.problem, self.fix, self.line = str(file), key, problem, fix, line
+        where = f"{file}:{line}" if line else str(file)
+        super().__init__(f"{where}: {key}: {problem}. Fix: {fix}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Territory(_Model):
+    id: str = Field(pattern=ID)
+    name: str
+    kind: TerritoryKind
+    population: int = Field(ge=0)
+    centroid: tuple[float, float]
+    timezone: str = "Europe/Paris"
+    routes: dict[str, Route] = {}
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Europe/Paris')")
+        return value
+
+
+class Site(_Model):
+    id: str = Field(pattern=ID)
+    territory: str
+    name: str
+    kind: SiteKind
+    location: tuple[float, float]
+    floor_area_m2: float | None = Field(default=None, gt=0)
+    employees: int | None = Field(default=None, ge=0)
+    activity_code: str | None = None
+    opening_hours: str = "Mo-Fr 08:00-18:00"
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _hours_parse(cls, value: str) -> str:
+        parse_opening_hours(value)
+        return value
+
+
+class Device(_Model):
+    id: str = Field(pattern=DEVICE_ID)
+    site: str
+    kind: Literal["energy", "waste"]
+    channel: Channel | None = None
+    rated_power_w: float | None = Field(default=None, gt=0)
+    stream: str | None = None
+    capacity_kg: float | None = Field(default=None, gt=0)
+    capacity_l: float | None = Field(default=None, gt=0)
+    interval_s: int = Field(default=60, ge=1, le=86400)
+    profile: str | None = None
+    calibration: dict[str, float] = {}
+
+
+class Need(_Model):
+    site: str
+    material: str
+    kg_per_month: float = Field(gt=0)
+    max_distance_km: float = Field(default=30, gt=0)
+
+
+class ApiKey(_Model):
+    id: str = Field(pattern=ID)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    admin: bool = False
+    territories: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+
+
+class Registry(_Model):
+    territories: tuple[Territory, ...]
+    sites: tuple[Site, ...] = ()
+    devices: tuple[Device, ...] = ()
+    waste_streams: dict[str, Route] = {}
+    needs: tuple[Need, ...] = ()
+    api_keys: tuple[ApiKey, ...] = ()
+
+    def territory(self, territory_id: str) -> Territory | None:
+        return next((t for t in self.territories if t.id == territory_id), None)
+
+    def site(self, site_id: str) -> Site | None:
+        return next((s for s in self.sites if s.id == site_id), None)
+
+    def device(self, device_id: str) -> Device | None:
+        return next((d for d in self.devices if d.id == device_id), None)
+
+    def sites_of(self, territory_id: str) -> list[Site]:
+        return [s for s in self.sites if s.territory == territory_id]
+
+    def devices_of_site(self, site_id: str) -> list[Device]:
+        return [d for d in self.devices if d.site == site_id]
+
+    def devices_of(self, territory_id: str) -> list[Device]:
+        sites = {s.id for s in self.sites_of(territory_id)}
+        return [d for d in self.devices if d.site in sites]
+
+    def route(self, territory_id: str, stream: str) -> Route:
+        """Treatment route of a waste stream in a territory (territory override first)."""
+        territory = self.territory(territory_id)
+        if territory and stream in territory.routes:
+            return territory.routes[stream]
+        return self.waste_streams[stream]
+
+
+def hash_key(key: str) -> str:
+    """How API keys are stored: SHA-256 of the key (keys are 32 random bytes, so no KDF)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+# --- opening hours -------------------------------------------------------------------
+
+_DAYS = ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"]
+_HOURS_RULE = re.compile(r"^\s*([A-Za-z,\-]+)\s+(.+?)\s*$")
+
+
+def parse_opening_hours(text: str) -> dict[int, list[tuple[time, time]]]:
+    """Parse a subset of OpenStreetMap `opening_hours`: "Mo-Fr 08:00-12:00,14:00-18:00; Sa 09:00-12:00".
+
+    Returns weekday (0 = Monday) → list of (open, close). Days not named are closed;
+    "24/7" means always open; "off" closes the named days.
+    """
+    if text.strip() == "24/7":
+        return {d: [(time(0), time(23, 59, 59))] for d in range(7)}
+    week: dict[int, list[tuple[time, time]]] = {}
+    for rule in filter(None, (r.strip() for r in text.split(";"))):
+        match = _HOURS_RULE.match(rule)
+        if not match:
+            raise ValueError(f"opening hours rule {rule!r} is not like 'Mo-Fr 08:00-18:00'")
+        days = _days(match.group(1))
+        spans = [] if match.group(2) == "off" else [_span(s) for s in match.group(2).split(",")]
+        for day in days:
+            week[day] = spans
+    return week
+
+
+def _days(text: str) -> list[int]:
+    days: list[int] = []
+    for part in text.split(","):
+        ends = part.split("-")
+        if any(e not in _DAYS for e in ends) or len(ends) > 2:
+            raise ValueError(f"day {part!r} is not one of {','.join(_DAYS)} or a range like Mo-Fr")
+        first, last = _DAYS.index(ends[0]), _DAYS.index(ends[-1])
+        days.extend(range(first, last + 1) if first <= last else [*range(first, 7), *range(0, last + 1)])
+    return days
+
+
+def _span(text: str) -> tuple[time, time]:
+    try:
+        start, end = (datetime.strptime(t.strip(), "%H:%M").time() for t in text.split("-"))
+    except ValueError:
+        start = end = None
+    if start is None or end is None or start >= end:
+        raise ValueError(f"hours {text!r} are not like 08:00-18:00 (opening before closing)")
+    return start, end
+
+
+def is_open(hours: dict[int, list[tuple[time, time]]], local: datetime) -> bool:
+    """Whether a site is open at a local (site time zone) datetime."""
+    t = local.time()
+    return any(start <= t < end for start, end in hours.get(local.weekday(), []))
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+def load_registry(path: str | os.PathLike[str]) -> Registry:
+    """Read and check a registry file; raise RegistryError with file, key, line and fix."""
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise RegistryError(path, "(file)", "no such file",
+                            "pass --registry with the path of a registry TOML file "
+                            "(boucle/examples/registry.toml is a complete example)") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None) or _lineno(str(exc))
+        raise RegistryError(path, "(syntax)", f"not valid TOML ({exc})",
+                            "correct the TOML syntax at that line", line) from None
+    try:
+        registry = Registry.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = _dotted(err["loc"])
+        raise RegistryError(path, key, err["msg"], _fix_for(err), _line_of(text, err["loc"])) from None
+    _check_references(path, text, registry)
+    return registry
+
+
+def _lineno(message: str) -> int | None:
+    found = re.search(r"line (\d+)", message)
+    return int(found.group(1)) if found else None
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _fix_for(err: dict) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "add this key"
+    if kind == "extra_forbidden":
+        return "remove this key or check its spelling against docs/registry.md"
+    if kind in ("literal_error", "enum"):
+        return f"use one of the allowed values ({err.get('ctx', {}).get('expected', 'see docs/registry.md')})"
+    if kind == "string_pattern_mismatch":
+        return "use lower-case letters, digits, '-' and '_' only (3 to 48 characters)"
+    return "see docs/registry.md for the expected value"
+
+
+def _line_of(text: str, loc: tuple) -> int | None:
+    """Line of `[[table]]` number loc[1] (and its key loc[2], when present) in the file."""
+    if not loc or not isinstance(loc[0], str):
+        return None
+    table = loc[0]
+    lines = text.splitlines()
+    if len(loc) < 2 or not isinstance(loc[1], int):
+        for n, line in enumerate(lines, 1):
+            if re.match(rf"\s*(\[\[?{re.escape(table)}[\].]|{re.escape(table)}\s*=)", line):
+                return n
+        return None
+    seen = -1
+    for n, line in enumerate(lines, 1):
+        if re.match(rf"\s*\[\[{re.escape(table)}\]\]", line):
+            seen += 1
+            if seen == loc[1]:
+                if len(loc) > 2 and isinstance(loc[2], str):
+                    for m in range(n, len(lines)):
+                        if lines[m].lstrip().startswith("["):
+                            break
+                        if re.match(rf"\s*{re.escape(loc[2])}\s*=", lines[m]):
+                            return m + 1
+                return n
+    return None
+
+
+def _check_references(path: Path, text: str, reg: Registry) -> None:
+    def fail(loc: tuple, problem: str, fix: str) -> None:
+        raise RegistryError(path, _dotted(loc), problem, fix, _line_of(text, loc))
+
+    for table, items in (("territories", reg.territories), ("sites", reg.sites),
+                         ("devices", reg.devices), ("api_keys", reg.api_keys)):
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.id in seen:
+                fail((table, i, "id"), f"duplicate id {item.id!r}", "give every entry its own id")
+            seen.add(item.id)
+    territories = {t.id for t in reg.territories}
+    sites = {s.id for s in reg.sites}
+    for i, t in enumerate(reg.territories):
+        for stream in t.routes:
+            if stream not in reg.waste_streams:
+                fail(("territories", i, "routes"), f"stream {stream!r} is not in [waste_streams]",
+                     "declare the stream and its default route under [waste_streams]")
+    for i, s in enumerate(reg.sites):
+        if s.territory not in territories:
+            fail(("sites", i, "territory"), f"territory {s.territory!r} does not exist",
+                 f"use one of: {', '.join(sorted(territories))}")
+    for i, d in enumerate(reg.devices):
+        if d.site not in sites:
+            fail(("devices", i, "site"), f"site {d.site!r} does not exist",
+                 "use the id of a [[sites]] entry")
+        if d.kind == "energy" and d.channel is None:
+            fail(("devices", i, "channel"), "an energy device needs a channel",
+                 "add channel = \"grid_import\", \"pv_production\" or \"load\"")
+        if d.kind == "waste" and (d.stream is None or d.stream not in reg.waste_streams):
+            fail(("devices", i, "stream"), f"waste stream {d.stream!r} is not in [waste_streams]",
+                 f"use one of: {', '.join(sorted(reg.waste_streams)) or '(declare [waste_streams] first)'}")
+    for i, n in enumerate(reg.needs):
+        if n.site not in sites:
+            fail(("needs", i, "site"), f"site {n.site!r} does not exist", "use the id of a [[sites]] entry")
+    for i, k in enumerate(reg.api_keys):
+        for t in k.territories:
+            if t not in territories:
+                fail(("api_keys", i, "territories"), f"territory {t!r} does not exist",
+                     f"use one of: {', '.join(sorted(territories))}")
+        for s in k.sites:
+            if s not in sites:
+                fail(("api_keys", i, "sites"), f"site {s!r} does not exist", "use the id of a [[sites]] entry")
+        if not (k.admin or k.territories or k.sites):
+            fail(("api_keys", i, "id"), "this key has no scope",
+                 "set admin = true, or list territories = [...] or sites = [...]")
+
+
+class RegistryFile:
+    """The registry as the services see it: reloaded when the file changes."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self._mtime = self.path.stat().st_mtime_ns if self.path.exists() else 0
+        self._registry = load_registry(self.path)
+
+    def current(self) -> Registry:
+        """The registry, re-read if the file changed; a broken edit keeps the last good one."""
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return self._registry
+        if mtime != self._mtime:
+            self._mtime = mtime
+            try:
+                self._registry = load_registry(self.path)
+            except RegistryError:
+                logging.getLogger("boucle.registry").exception("registry edit rejected; keeping the last good one")
+        return self._registry

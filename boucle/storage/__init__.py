@@ -1,0 +1,71 @@
+"""Storage interface: the gateway writes through it, the cloud reads through it.
+
+Backends: `sqlite` (embedded, default) in boucle.storage.sqlite. Writes are idempotent:
+a reading is keyed by (device, boot, seq), so rewriting it leaves the same state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from boucle.protocol import Reading
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A refused message, kept with its reason so nothing is silently lost."""
+
+    received: float
+    topic: str
+    error: str
+    path: str
+    message: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    """A reading as read back: time, device order, and the measured fields."""
+
+    ts: int
+    boot: int
+    seq: int
+    values: dict[str, float | int]
+
+
+class Store(Protocol):
+    def write_readings(self, readings: Sequence[Reading], received: float) -> int:
+        """Store readings; return how many were new (repeats by identity are ignored)."""
+
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Keep refused messages with their reason."""
+
+    def readings(self, device: str, start: int, end: int, fields: Sequence[str]) -> list[StoredReading]:
+        """A device's readings with start <= ts < end, oldest first, plus the last one
+        before `start` (the baseline for counter deltas) when there is one."""
+
+    def reading_counts(self, devices: Sequence[str], start: int, end: int) -> dict[str, int]:
+        """Number of readings per device with start <= ts < end."""
+
+    def last_seen(self, devices: Sequence[str]) -> dict[str, tuple[int, float]]:
+        """Per device: (ts of its newest reading, time it was received)."""
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The newest dead letters."""
+
+    def data_version(self) -> int:
+        """A number that changes whenever stored data changes (for caches)."""
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """Open a store from a URL: `sqlite:///path/to/boucle.db` (or a bare path)."""
+    from boucle.storage.sqlite import SQLiteStore
+
+    if url.startswith("sqlite:///"):
+        return SQLiteStore(url[len("sqlite:///"):])
+    if "://" in url:
+        raise ValueError(f"unsupported storage URL {url!r}: use sqlite:///PATH")
+    return SQLiteStore(url)

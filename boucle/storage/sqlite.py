@@ -1,0 +1,130 @@
+"""Embedded store: one SQLite file in WAL mode (a writer and many readers at once)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Sequence
+
+from boucle.protocol import MEASUREMENT_FIELDS, Reading
+from boucle.storage import DeadLetter, StoredReading
+
+_COLUMNS = ", ".join(MEASUREMENT_FIELDS)
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS readings (
+    device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
+    energy_wh INTEGER, power_w REAL, voltage_v REAL, current_a REAL, power_factor REAL,
+    weight_g INTEGER, fill_pct REAL, temp_c REAL, received REAL NOT NULL,
+    PRIMARY KEY (device, boot, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_by_time ON readings (device, ts);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY, received REAL NOT NULL, topic TEXT NOT NULL, error TEXT NOT NULL,
+    path TEXT NOT NULL, message TEXT NOT NULL, payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('data_version', 0);
+"""
+_INSERT = (
+    f"INSERT OR IGNORE INTO readings (device, boot, seq, ts, {_COLUMNS}, received) "
+    f"VALUES (?, ?, ?, ?, {', '.join('?' * len(MEASUREMENT_FIELDS))}, ?)"
+)
+
+
+class SQLiteStore:
+    """Store on SQLite. Thread-safe: one connection per thread, WAL journal."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk before the gateway acks the MQTT message.
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+        return conn
+
+    def write_readings(self, readings: Sequence[Reading], received: float) -> int:
+        rows = [
+            (r.device, r.boot, r.seq, r.ts, *(r.values.get(f) for f in MEASUREMENT_FIELDS), received)
+            for r in readings
+        ]
+        conn = self._conn()
+        with conn:
+            before = conn.total_changes
+            conn.executemany(_INSERT, rows)
+            new = conn.total_changes - before
+            if new:
+                conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'data_version'")
+        return new
+
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        conn = self._conn()
+        with conn:
+            conn.executemany(
+                "INSERT INTO dead_letters (received, topic, error, path, message, payload) VALUES (?,?,?,?,?,?)",
+                [(d.received, d.topic, d.error, d.path, d.message, d.payload) for d in letters],
+            )
+
+    def readings(self, device: str, start: int, end: int, fields: Sequence[str]) -> list[StoredReading]:
+        unknown = set(fields) - set(MEASUREMENT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)}")
+        cols = ", ".join(fields)
+        conn = self._conn()
+        base = conn.execute(
+            f"SELECT ts, boot, seq, {cols} FROM readings WHERE device = ? AND ts < ? "
+            "ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1", (device, start),
+        ).fetchall()
+        rows = conn.execute(
+            f"SELECT ts, boot, seq, {cols} FROM readings WHERE device = ? AND ts >= ? AND ts < ? "
+            "ORDER BY ts, boot, seq", (device, start, end),
+        ).fetchall()
+        return [StoredReading(r[0], r[1], r[2], dict(zip(fields, r[3:]))) for r in base + rows]
+
+    def reading_counts(self, devices: Sequence[str], start: int, end: int) -> dict[str, int]:
+        conn = self._conn()
+        out = {d: 0 for d in devices}
+        for device in devices:
+            (n,) = conn.execute(
+                "SELECT count(*) FROM readings WHERE device = ? AND ts >= ? AND ts < ?", (device, start, end)
+            ).fetchone()
+            out[device] = n
+        return out
+
+    def last_seen(self, devices: Sequence[str]) -> dict[str, tuple[int, float]]:
+        conn = self._conn()
+        out = {}
+        for device in devices:
+            row = conn.execute(
+                "SELECT ts, received FROM readings WHERE device = ? ORDER BY ts DESC LIMIT 1", (device,)
+            ).fetchone()
+            if row:
+                out[device] = (row[0], row[1])
+        return out
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = self._conn().execute(
+            "SELECT received, topic, error, path, message, payload FROM dead_letters ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [DeadLetter(*r) for r in rows]
+
+    def data_version(self) -> int:
+        (v,) = self._conn().execute("SELECT value FROM meta WHERE key = 'data_version'").fetchone()
+        return v
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,101 @@
+# Wire protocol v1 encoder, shared by the device and the simulator.
+#
+# Runs unchanged on MicroPython: no dataclasses, no typing, no f-strings.
+# Floats are written with a fixed number of decimals per field so that the
+# ESP32's single-precision floats never leak digits like 230.1000061 and the
+# same reading gives the same bytes on CPython and MicroPython.
+
+VERSION = 1
+DEFAULT_PREFIX = "boucle/v1"
+MAX_PAYLOAD_BYTES = 8192
+MAX_READINGS = 200
+
+# field name -> decimals (None: integer field)
+FIELDS = (
+    ("energy_wh", None),
+    ("power_w", 1),
+    ("voltage_v", 1),
+    ("current_a", 3),
+    ("power_factor", 2),
+    ("weight_g", None),
+    ("fill_pct", 1),
+    ("temp_c", 1),
+)
+
+_FORMATS = {}
+for _name, _dec in FIELDS:
+    _FORMATS[_name] = None if _dec is None else "%." + str(_dec) + "f"
+
+
+def topic(prefix, device_id, leaf):
+    """Topic of one of a device's channels: telemetry, status, health, cmd, cmd/ack."""
+    return prefix + "/" + device_id + "/" + leaf
+
+
+def encode_reading(reading):
+    """One reading (a dict with seq, ts and measurement fields) as a JSON object string."""
+    parts = ['{"seq":', str(int(reading["seq"])), ',"ts":', str(int(reading["ts"]))]
+    for name, _dec in FIELDS:
+        value = reading.get(name)
+        if value is None:
+            continue
+        fmt = _FORMATS[name]
+        parts.append(',"' + name + '":')
+        parts.append(str(int(value)) if fmt is None else _float(fmt, value))
+    parts.append("}")
+    return "".join(parts)
+
+
+def _float(fmt, value):
+    text = fmt % value
+    # "-0.0" and "0.0" are the same reading; keep one spelling.
+    if text[0] == "-" and float(text) == 0:
+        text = text[1:]
+    return text
+
+
+def _header(device, boot):
+    return '{"v":' + str(VERSION) + ',"device":"' + device + '","boot":' + str(int(boot)) + ',"readings":['
+
+
+def encode_batch(device, boot, readings):
+    """The telemetry payload (bytes) for one batch of already-encoded reading strings."""
+    return (_header(device, boot) + ",".join(readings) + "]}").encode()
+
+
+def batches(device, boot, readings, limit=MAX_PAYLOAD_BYTES, max_readings=MAX_READINGS):
+    """Split readings (dicts, oldest first) into payloads each at most `limit` bytes.
+
+    Yields (payload_bytes, count) so the caller can drop exactly `count` readings from
+    its buffer once the broker acknowledged the payload.
+    """
+    head = len(_header(device, boot)) + 2  # "]}"
+    chunk = []
+    size = head
+    for reading in readings:
+        text = encode_reading(reading)
+        extra = len(text) + (1 if chunk else 0)
+        if chunk and (size + extra > limit or len(chunk) >= max_readings):
+            yield encode_batch(device, boot, chunk), len(chunk)
+            chunk = []
+            size = head
+            extra = len(text)
+        if head + len(text) > limit:
+            raise ValueError("reading too large for one payload")
+        chunk.append(text)
+        size += extra
+    if chunk:
+        yield encode_batch(device, boot, chunk), len(chunk)
+
+
+def encode_status(online, boot=None, fw=None, reset_cause=None):
+    """Retained status message; the last will is encode_status(False)."""
+    parts = ['{"v":', str(VERSION), ',"online":', "true" if online else "false"]
+    if boot is not None:
+        parts.append(',"boot":' + str(int(boot)))
+    if fw is not None:
+        parts.append(',"fw":"' + fw + '"')
+    if reset_cause is not None:
+        parts.append(',"reset_cause":"' + reset_cause + '"')
+    parts.append("}")
+    return "".join(parts).encode()

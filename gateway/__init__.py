@@ -1,0 +1,1 @@
+"""Boucle gateway: MQTT → parse → dedup → store, one module per stage."""

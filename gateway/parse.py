@@ -1,0 +1,168 @@
+"""Parse stage: raw MQTT telemetry bytes → validated readings, or a rejection.
+
+Pure: no I/O. The checks mirror the JSON Schema in boucle/protocol/v1 (tests hold the
+two in agreement on every vector) but are hand-written, because a generic schema
+validator costs more per message than the whole rest of the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Collection
+
+from boucle.protocol import (
+    INTEGER_FIELDS,
+    MAX_PAYLOAD_BYTES,
+    MAX_READINGS,
+    MEASUREMENT_FIELDS,
+    VERSION,
+    Reading,
+    field_bounds,
+)
+
+DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{2,47}$")
+_BOUNDS = field_bounds()
+_MAX_INT32 = 2**31 - 1
+_TOP_KEYS = frozenset(("v", "device", "boot", "readings"))
+_READING_KEYS = frozenset(("seq", "ts", *MEASUREMENT_FIELDS))
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Why a payload was refused: an error code from docs/protocol.md, where, and a message."""
+
+    error: str
+    path: str
+    message: str
+
+
+class _Reject(Exception):
+    def __init__(self, error: str, path: str, message: str) -> None:
+        super().__init__(message)
+        self.rejected = Rejected(error, path, message)
+
+
+def _not_finite(token: str) -> float:
+    raise _Reject("not_finite", "", f"{token} is not a finite number")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def parse_telemetry(
+    topic_device: str,
+    payload: bytes,
+    *,
+    known_devices: Collection[str] | None,
+    now: float,
+    max_future_skew_s: float = 300,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+) -> list[Reading] | Rejected:
+    """Validate one telemetry payload published on `{prefix}/{topic_device}/telemetry`.
+
+    `known_devices=None` accepts any device id (registry checks done elsewhere).
+    """
+    try:
+        return _parse(topic_device, payload, known_devices, now, max_future_skew_s, max_bytes)
+    except _Reject as exc:
+        return exc.rejected
+
+
+def _parse(topic_device, payload, known_devices, now, skew, max_bytes) -> list[Reading]:
+    if len(payload) > max_bytes:
+        raise _Reject("too_large", "", f"payload is {len(payload)} bytes, the limit is {max_bytes}")
+    try:
+        doc = json.loads(payload, parse_constant=_not_finite)
+    except _Reject as exc:
+        raise _Reject("not_finite", _nan_path(payload), exc.rejected.message) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _Reject("not_json", "", f"not UTF-8 JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise _Reject("schema", "", "payload must be a JSON object")
+    for key in ("v", "device", "boot", "readings"):
+        if key not in doc:
+            raise _Reject("schema", key, f"missing required field '{key}'")
+    extra = doc.keys() - _TOP_KEYS
+    if extra:
+        key = sorted(extra)[0]
+        raise _Reject("schema", key, f"unknown field '{key}'")
+    if doc["v"] != VERSION or not _is_int(doc["v"]):
+        raise _Reject("schema", "v", f"protocol version {doc['v']!r} is not {VERSION}")
+    device = doc["device"]
+    if not isinstance(device, str) or not DEVICE_ID.match(device):
+        raise _Reject("schema", "device", f"device id {device!r} does not match {DEVICE_ID.pattern}")
+    boot = doc["boot"]
+    if not _is_int(boot) or not 0 <= boot <= _MAX_INT32:
+        raise _Reject("schema", "boot", "boot must be an integer from 0 to 2^31-1")
+    items = doc["readings"]
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_READINGS:
+        raise _Reject("schema", "readings", f"readings must be a list of 1 to {MAX_READINGS}")
+    readings = [_reading(i, item, device, boot) for i, item in enumerate(items)]
+    for i in range(1, len(readings)):
+        if readings[i].seq <= readings[i - 1].seq:
+            raise _Reject("seq_order", f"readings[{i}].seq", "seq must strictly increase within a batch")
+    if device != topic_device:
+        raise _Reject("topic_mismatch", "device", f"payload device {device!r} published under {topic_device!r}")
+    if known_devices is not None and device not in known_devices:
+        raise _Reject("unknown_device", "device", f"device {device!r} is not in the registry")
+    for i, r in enumerate(readings):
+        if r.ts > now + skew:
+            raise _Reject(
+                "future_timestamp", f"readings[{i}].ts",
+                f"ts is {int(r.ts - now)} s ahead of the gateway clock (allowed {int(skew)} s)",
+            )
+    return readings
+
+
+def _reading(i: int, item: Any, device: str, boot: int) -> Reading:
+    where = f"readings[{i}]"
+    if not isinstance(item, dict):
+        raise _Reject("schema", where, "a reading must be an object")
+    for key in ("seq", "ts"):
+        if key not in item:
+            raise _Reject("schema", f"{where}.{key}", f"missing required field '{key}'")
+    extra = item.keys() - _READING_KEYS
+    if extra:
+        key = sorted(extra)[0]
+        raise _Reject("schema", f"{where}.{key}", f"unknown field '{key}'")
+    if len(item) < 3:
+        raise _Reject("schema", where, "a reading needs at least one measurement field")
+    values: dict[str, float | int] = {}
+    for key, value in item.items():
+        path = f"{where}.{key}"
+        if key in INTEGER_FIELDS or key in ("seq", "ts"):
+            if not _is_int(value):
+                raise _Reject("schema", path, f"{key} must be an integer")
+        elif not _is_number(value):
+            raise _Reject("schema", path, f"{key} must be a number")
+        if key == "seq":
+            if not 0 <= value <= _MAX_INT32:
+                raise _Reject("schema", path, "seq must be from 0 to 2^31-1")
+            continue
+        low, high = _BOUNDS[key]
+        if not low <= value <= high:
+            raise _Reject("out_of_bounds", path, f"{key}={value} outside [{low}, {high}]")
+        if key != "ts":
+            values[key] = value
+    return Reading(device, boot, item["seq"], item["ts"], values)
+
+
+def _nan_path(payload: bytes) -> str:
+    """Locate the first non-finite number, for the dead-letter reason (slow path only)."""
+    try:
+        doc = json.loads(payload)
+        for i, item in enumerate(doc.get("readings", [])):
+            for key, value in item.items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    return f"readings[{i}].{key}"
+    except (ValueError, AttributeError, TypeError):
+        pass
+    return ""
