@@ -1,0 +1,123 @@
+"""Settings: one dataclass per service, read from BOUCLE_* environment variables and
+an optional TOML file (BOUCLE_CONFIG). Environment wins over the file, the file over
+the defaults. A bad value raises SettingsError naming the variable and the fix.
+
+Every field's `help` metadata is its documentation (docs/configuration.md is made
+from it by `boucle_settings_table()`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+T = TypeVar("T")
+DEFAULT_REGISTRY = str(Path(__file__).parent / "examples" / "registry.toml")
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used, with the variable that holds it and the fix."""
+
+
+def setting(default: Any, help: str, secret: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "secret": secret})
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    mqtt_host: str = setting("127.0.0.1", "MQTT broker host name or address.")
+    mqtt_port: int = setting(1883, "MQTT broker TCP port (8883 for TLS).")
+    mqtt_username: str = setting("", "MQTT user name (empty: anonymous).")
+    mqtt_password: str = setting("", "MQTT password.", secret=True)
+    mqtt_tls_ca: str = setting("", "Path of a CA bundle; when set, the connection uses TLS.")
+    topic_prefix: str = setting("boucle/v1", "Topic prefix; devices publish under {prefix}/{device}/...")
+
+
+@dataclass(frozen=True)
+class GatewaySettings(MqttSettings):
+    client_id: str = setting("boucle-gateway", "Fixed MQTT client id: the broker keeps this session while the gateway is down.")
+    registry: str = setting(DEFAULT_REGISTRY, "Registry TOML file (territories, sites, devices).")
+    store_url: str = setting("sqlite:///.boucle/boucle.db", "Where readings go: sqlite:///PATH.")
+    max_future_skew_s: int = setting(300, "Readings stamped further ahead of the gateway clock are dead-lettered.")
+    max_payload_bytes: int = setting(8192, "Larger telemetry payloads are dead-lettered (protocol limit 8192).")
+    batch_size: int = setting(500, "Messages committed to the store in one transaction at most.")
+    session_expiry_s: int = setting(7 * 86400, "How long the broker keeps the gateway's session and queue while it is away.")
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    host: str = setting("127.0.0.1", "Address the API listens on.")
+    port: int = setting(8000, "Port the API listens on.")
+    registry: str = setting(DEFAULT_REGISTRY, "Registry TOML file.")
+    store_url: str = setting("sqlite:///.boucle/boucle.db", "Where readings are read from: sqlite:///PATH.")
+    require_keys: bool = setting(True, "Require an API key (X-API-Key header) on /v1 endpoints.")
+    online_after_s: int = setting(300, "A device is online when its newest reading arrived less than this ago.")
+
+
+@dataclass(frozen=True)
+class SimulatorSettings(MqttSettings):
+    registry: str = setting(DEFAULT_REGISTRY, "Registry TOML file whose devices are simulated.")
+    seed: int = setting(1, "Random seed: same seed, same bytes.")
+    ledger: str = setting(".boucle/ledger.jsonl", "Ground-truth ledger file (JSON lines).")
+
+
+def env_name(field_name: str) -> str:
+    return "BOUCLE_" + field_name.upper()
+
+
+def load_settings(cls: type[T], env: Mapping[str, str] | None = None, **overrides: Any) -> T:
+    """Build settings: defaults < BOUCLE_CONFIG file < BOUCLE_* env < keyword overrides."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    config_file = env.get("BOUCLE_CONFIG")
+    if config_file:
+        try:
+            values.update(tomllib.loads(Path(config_file).read_text("utf-8")))
+        except FileNotFoundError:
+            raise SettingsError(f"BOUCLE_CONFIG={config_file}: no such file; fix the path or unset it") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"BOUCLE_CONFIG={config_file}: not valid TOML ({exc})") from None
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise SettingsError(f"{config_file}: unknown setting {sorted(unknown)[0]!r}; "
+                            f"known: {', '.join(sorted(fields))}")
+    for name in fields:
+        if env_name(name) in env:
+            values[name] = env[env_name(name)]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(**{name: _coerce(fields[name], value) for name, value in values.items()})
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    kind = f.type if isinstance(f.type, type) else {"int": int, "bool": bool, "str": str, "float": float}[f.type]
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    text = str(value).strip()
+    try:
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return kind(text)
+    except ValueError:
+        shown = "***" if f.metadata.get("secret") else repr(value)
+        expected = {int: "a whole number", float: "a number", bool: "true or false"}.get(kind, kind.__name__)
+        raise SettingsError(f"{env_name(f.name)}={shown}: expected {expected} ({f.metadata['help']})") from None
+
+
+def settings_table(cls: type) -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting of a settings class."""
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default
+        if f.name == "registry":
+            default = "(bundled example registry)"
+        out.append((env_name(f.name), str(default), f.metadata["help"]))
+    return out

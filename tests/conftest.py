@@ -1,0 +1,48 @@
+"""Shared fixtures: real Mosquitto and InfluxDB servers on free ports.
+
+A server fixture skips its test only when the binary is absent on a developer's
+machine; under CI (CI=true) a missing binary is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.servers import InfluxDB, Mosquitto
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_REGISTRY = REPO / "boucle" / "examples" / "registry.toml"
+
+
+def require_binary(name: str, apt_package: str) -> None:
+    if shutil.which(name) or os.path.exists(f"/usr/sbin/{name}") or os.path.exists(f"/usr/bin/{name}"):
+        return
+    message = f"{name} binary not found: apt-get install {apt_package}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI must not skip this test)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    require_binary("mosquitto", "mosquitto")
+    broker = Mosquitto(tmp_path / "mosquitto").start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def influxdb(tmp_path):
+    require_binary("influxd", "influxdb")
+    server = InfluxDB(tmp_path / "influxdb").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def example_registry() -> Path:
+    return EXAMPLE_REGISTRY

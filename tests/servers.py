@@ -1,0 +1,168 @@
+"""Real servers for the tests: Mosquitto and InfluxDB on free ports, own config and data.
+
+Each server is a subprocess with its config and data folder under a pytest tmp dir.
+`stop()` and `start()` may be called again to simulate an outage (same port, same data).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+class Mosquitto:
+    """A real mosquitto broker. Extra config lines (auth, ACL, limits) may be passed."""
+
+    def __init__(self, workdir: Path, extra_config: str = "", port: int | None = None):
+        self.binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.extra_config = extra_config
+        self.proc: subprocess.Popen | None = None
+        self.log = self.workdir / "mosquitto.log"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    def write_config(self) -> None:
+        data = self.workdir / "data"
+        data.mkdir(exist_ok=True)
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "persistence true",
+            f"persistence_location {data}/",
+            "autosave_interval 1",
+            "max_queued_messages 0",
+            "max_inflight_messages 0",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+        ]
+        if "allow_anonymous" not in self.extra_config:
+            lines.append("allow_anonymous true")
+        self.config_path.write_text("\n".join(lines) + "\n" + self.extra_config + "\n")
+
+    def start(self) -> "Mosquitto":
+        if self.binary is None:
+            raise FileNotFoundError("mosquitto binary not found (apt-get install mosquitto)")
+        self.write_config()
+        # mosquitto refuses to run as root unless told which user to be; stay as ourselves.
+        if os.geteuid() == 0 and "user " not in self.extra_config:
+            with self.config_path.open("a") as f:
+                f.write("user root\n")
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.config_path)],
+            stdout=subprocess.DEVNULL, stderr=self.log.open("ab"),
+        )
+        wait_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class InfluxDB:
+    """A real InfluxDB 1.x server (Debian's `influxd`), HTTP API on a free port."""
+
+    def __init__(self, workdir: Path):
+        self.binary = shutil.which("influxd") or ("/usr/bin/influxd" if os.path.exists("/usr/bin/influxd") else None)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.bind_port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log = self.workdir / "influxd.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_config(self) -> Path:
+        d = self.workdir
+        conf = d / "influxdb.conf"
+        conf.write_text(f"""
+reporting-disabled = true
+bind-address = "127.0.0.1:{self.bind_port}"
+[meta]
+  dir = "{d}/meta"
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+[subscriber]
+  enabled = false
+[continuous_queries]
+  enabled = false
+""")
+        return conf
+
+    def start(self) -> "InfluxDB":
+        if self.binary is None:
+            raise FileNotFoundError("influxd binary not found (apt-get install influxdb)")
+        conf = self.write_config()
+        self.proc = subprocess.Popen([self.binary, "-config", str(conf)],
+                                     stdout=subprocess.DEVNULL, stderr=self.log.open("ab"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"influxd exited with {self.proc.returncode}; see {self.log}")
+            try:
+                with urllib.request.urlopen(self.url + "/ping", timeout=1) as r:
+                    if r.status == 204:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError("influxd did not answer /ping within 30 s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
