@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
 T = TypeVar("T")
+STORE_URL_HELP = ("Storage: sqlite:///PATH (embedded) or influx+http://HOST:PORT/DATABASE "
+                  "(InfluxDB v1-compatible API: 1.x, 2.x with DBRP mapping, 3 Core; influx+https for TLS).")
 DEFAULT_REGISTRY = str(Path(__file__).parent / "examples" / "registry.toml")
 
 
@@ -41,7 +43,12 @@ class MqttSettings:
 class GatewaySettings(MqttSettings):
     client_id: str = setting("boucle-gateway", "Fixed MQTT client id: the broker keeps this session while the gateway is down.")
     registry: str = setting(DEFAULT_REGISTRY, "Registry TOML file (territories, sites, devices).")
-    store_url: str = setting("sqlite:///.boucle/boucle.db", "Where readings go: sqlite:///PATH.")
+    store_url: str = setting("sqlite:///.boucle/boucle.db", STORE_URL_HELP)
+    influx_token: str = setting("", "InfluxDB token (2.x/3) or user:password (1.x) for influx+http URLs.", secret=True)
+    influx_precision: str = setting("s", "Timestamp precision of line-protocol writes: s, ms, us or ns.")
+    spool_path: str = setting(".boucle/spool.db", "Durable spool (SQLite, WAL) between MQTT and storage.")
+    spool_max_rows: int = setting(5_000_000, "Spool bound in messages; past it the gateway stops acking and raises an alarm.")
+    metrics_port: int = setting(9108, "Port of the gateway's /metrics (Prometheus) and /healthz; 0 disables.")
     max_future_skew_s: int = setting(300, "Readings stamped further ahead of the gateway clock are dead-lettered.")
     max_payload_bytes: int = setting(8192, "Larger telemetry payloads are dead-lettered (protocol limit 8192).")
     batch_size: int = setting(500, "Messages committed to the store in one transaction at most.")
@@ -53,7 +60,9 @@ class ApiSettings:
     host: str = setting("127.0.0.1", "Address the API listens on.")
     port: int = setting(8000, "Port the API listens on.")
     registry: str = setting(DEFAULT_REGISTRY, "Registry TOML file.")
-    store_url: str = setting("sqlite:///.boucle/boucle.db", "Where readings are read from: sqlite:///PATH.")
+    store_url: str = setting("sqlite:///.boucle/boucle.db", STORE_URL_HELP)
+    influx_token: str = setting("", "InfluxDB token (2.x/3) or user:password (1.x) for influx+http URLs.", secret=True)
+    cors_origins: str = setting("", "Comma-separated origins allowed by CORS (empty: same origin only).")
     require_keys: bool = setting(True, "Require an API key (X-API-Key header) on /v1 endpoints.")
     online_after_s: int = setting(300, "A device is online when its newest reading arrived less than this ago.")
 
