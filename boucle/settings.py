@@ -26,7 +26,7 @@ class SettingsError(ValueError):
 
 
 def setting(default: Any, help: str, secret: bool = False) -> Any:
-    return field(default=default, metadata={"help": help, "secret": secret})
+    return field(default=default, repr=not secret, metadata={"help": help, "secret": secret})
 
 
 @dataclass(frozen=True)
