@@ -1,0 +1,1 @@
+"""Boucle cloud: indicator API, security and dashboard (FastAPI)."""

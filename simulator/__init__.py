@@ -1,0 +1,1 @@
+"""Boucle fleet simulator: virtual devices running the firmware logic, with a ground-truth ledger."""
