@@ -34,12 +34,28 @@ class StoredReading:
     values: dict[str, float | int]
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    """The latest retained status or health message of a device."""
+
+    device: str
+    channel: str  # "status" or "health"
+    doc: dict
+    received: float
+
+
 class Store(Protocol):
     def write_readings(self, readings: Sequence[Reading], received: float) -> int:
         """Store readings; return how many were new (repeats by identity are ignored)."""
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Keep refused messages with their reason."""
+
+    def write_device_states(self, states: Sequence[DeviceState]) -> None:
+        """Keep the latest status / health document per device and channel."""
+
+    def device_states(self, devices: Sequence[str]) -> dict[str, dict[str, DeviceState]]:
+        """Per device, per channel, the latest state."""
 
     def readings(self, device: str, start: int, end: int, fields: Sequence[str]) -> list[StoredReading]:
         """A device's readings with start <= ts < end, oldest first, plus the last one

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Sequence
 
 from boucle.protocol import MEASUREMENT_FIELDS, Reading
-from boucle.storage import DeadLetter, StoredReading
+from boucle.storage import DeadLetter, DeviceState, StoredReading
 
 _COLUMNS = ", ".join(MEASUREMENT_FIELDS)
 _SCHEMA = f"""
@@ -23,6 +24,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, received REAL NOT NULL, topic TEXT NOT NULL, error TEXT NOT NULL,
     path TEXT NOT NULL, message TEXT NOT NULL, payload BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS device_state (
+    device TEXT NOT NULL, channel TEXT NOT NULL, doc TEXT NOT NULL, received REAL NOT NULL,
+    PRIMARY KEY (device, channel)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('data_version', 0);
 """
@@ -74,6 +79,24 @@ class SQLiteStore:
                 "INSERT INTO dead_letters (received, topic, error, path, message, payload) VALUES (?,?,?,?,?,?)",
                 [(d.received, d.topic, d.error, d.path, d.message, d.payload) for d in letters],
             )
+
+    def write_device_states(self, states: Sequence[DeviceState]) -> None:
+        conn = self._conn()
+        with conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO device_state (device, channel, doc, received) VALUES (?,?,?,?)",
+                [(s.device, s.channel, json.dumps(s.doc), s.received) for s in states],
+            )
+
+    def device_states(self, devices: Sequence[str]) -> dict[str, dict[str, DeviceState]]:
+        conn = self._conn()
+        out: dict[str, dict[str, DeviceState]] = {}
+        for device in devices:
+            for channel, doc, received in conn.execute(
+                "SELECT channel, doc, received FROM device_state WHERE device = ?", (device,)
+            ):
+                out.setdefault(device, {})[channel] = DeviceState(device, channel, json.loads(doc), received)
+        return out
 
     def readings(self, device: str, start: int, end: int, fields: Sequence[str]) -> list[StoredReading]:
         unknown = set(fields) - set(MEASUREMENT_FIELDS)

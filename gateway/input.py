@@ -1,0 +1,59 @@
+"""Input stage: the MQTT subscription. Messages go into a bounded queue, un-acked.
+
+The broker redelivers anything not acknowledged, so a message is acked only after the
+output stage has committed it (see gateway.service)."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+
+from boucle.mqtt import Session, open_session
+from boucle.settings import GatewaySettings
+
+log = logging.getLogger("boucle.gateway")
+
+CHANNELS = {"telemetry": 1, "status": 1, "health": 0}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    device: str
+    channel: str
+    payload: bytes
+    mid: int
+    qos: int
+    received: float
+
+
+def split_topic(prefix: str, topic: str) -> tuple[str, str] | None:
+    """`{prefix}/{device}/{channel}` → (device, channel), or None for anything else."""
+    if not topic.startswith(prefix + "/"):
+        return None
+    parts = topic[len(prefix) + 1:].split("/")
+    if len(parts) != 2 or parts[1] not in CHANNELS:
+        return None
+    return parts[0], parts[1]
+
+
+def subscribe(settings: GatewaySettings, inbox: "queue.Queue[Message]", on_session: callable) -> Session:
+    """Open the gateway's persistent session and feed `inbox` (blocking when it is full)."""
+
+    def on_message(_client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        where = split_topic(settings.topic_prefix, msg.topic)
+        device, channel = where if where else ("", "unknown")
+        # put() blocks when the queue is full: the broker then holds the rest (back-pressure).
+        inbox.put(Message(msg.topic, device, channel, msg.payload, msg.mid, msg.qos, time.time()))
+
+    def on_connect(client: mqtt.Client, session_present: bool) -> None:
+        on_session(session_present)
+        client.subscribe([(f"{settings.topic_prefix}/+/{channel}", qos) for channel, qos in CHANNELS.items()])
+
+    return open_session(settings, settings.client_id, persistent=True,
+                        session_expiry_s=settings.session_expiry_s, manual_ack=True,
+                        on_message=on_message, on_connect=on_connect, max_inflight=1000)

@@ -1,0 +1,61 @@
+"""Gateway observability: Prometheus metrics and the /metrics + /healthz HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class GatewayMetrics:
+    """The gateway's counters, in a registry of its own (several gateways may share a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter("boucle_gateway_messages_received", "MQTT messages received, by channel",
+                                ["channel"], registry=r)
+        self.readings_received = Counter("boucle_gateway_readings_received", "Readings in valid telemetry", registry=r)
+        self.stored = Counter("boucle_gateway_readings_stored", "Readings newly written to storage", registry=r)
+        self.duplicates = Counter("boucle_gateway_readings_duplicate", "Readings dropped as repeats of (device, boot, seq)",
+                                  registry=r)
+        self.rejected = Counter("boucle_gateway_messages_rejected", "Messages dead-lettered, by reason",
+                                ["reason"], registry=r)
+        self.spool_depth = Gauge("boucle_gateway_spool_depth", "Messages received but not yet committed", registry=r)
+        self.lag = Gauge("boucle_gateway_lag_seconds", "Age of the newest committed reading when it was committed",
+                         registry=r)
+        self.session_lost = Counter("boucle_gateway_session_lost", "Reconnections where the broker had no session",
+                                    registry=r)
+        self.connected = Gauge("boucle_gateway_connected", "1 while connected to the broker", registry=r)
+
+
+def serve_metrics(metrics: GatewayMetrics, health: Callable[[], dict], port: int,
+                  host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """Serve /metrics and /healthz on a background thread; returns the server (call shutdown())."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            if self.path == "/metrics":
+                body, ctype, status = generate_latest(metrics.registry), CONTENT_TYPE_LATEST, 200
+            elif self.path == "/healthz":
+                state = health()
+                body = json.dumps(state).encode()
+                ctype, status = "application/json", 200 if state.get("ok") else 503
+            else:
+                body, ctype, status = b"not found\n", "text/plain", 404
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="gateway-metrics", daemon=True).start()
+    return server

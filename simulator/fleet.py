@@ -1,0 +1,217 @@
+"""The simulated fleet: every registry device as a virtual device, stepped in event time.
+
+`Fleet.step(ts)` advances every device to `ts` and queues its reading; `Fleet.payloads()`
+hands out telemetry payloads built by the firmware encoder. No I/O here: publishing
+and pacing live in simulator.run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+from zoneinfo import ZoneInfo
+
+from boucle.registry import Registry, parse_opening_hours
+from boucle_fw.accounting import EnergyCounter
+from boucle_fw.protocol import DEFAULT_PREFIX, batches, topic
+from simulator.devices import (
+    NvsState,
+    VirtualBin,
+    VirtualDevice,
+    VirtualMeter,
+    device_rng,
+    local_time,
+    lognormal_kg,
+)
+from simulator.ledger import Ledger
+from simulator.profiles import Profiles, building_power_w, is_holiday, pv_power_w
+
+
+class SiteGroup:
+    """The devices of one site, which share a building load and a PV roof."""
+
+    def __init__(self, site, territory, tz, devices: list[VirtualDevice]):
+        self.site = site
+        self.territory = territory
+        self.tz = tz
+        self.hours = parse_opening_hours(site.opening_hours)
+        self.devices = devices
+        self.machine_on: dict[str, bool] = {}
+
+
+class Fleet:
+    """Virtual devices for a registry, deterministic for a seed."""
+
+    def __init__(self, registry: Registry, profiles: Profiles, seed: int, ledger: Ledger,
+                 state: dict[str, NvsState] | None = None, prefix: str = DEFAULT_PREFIX):
+        self.registry = registry
+        self.profiles = profiles
+        self.seed = seed
+        self.ledger = ledger
+        self.prefix = prefix
+        self.state = state if state is not None else {}
+        self.groups: list[SiteGroup] = []
+        self.devices: dict[str, VirtualDevice] = {}
+        for site in registry.sites:
+            territory = registry.territory(site.territory)
+            group = SiteGroup(site, territory, ZoneInfo(territory.timezone), [])
+            for dev in registry.devices_of_site(site.id):
+                saved = self.state.setdefault(dev.id, NvsState())
+                saved.boot += 1  # every simulator start is a reboot of the fleet
+                rng = device_rng(seed, dev.id)
+                common = dict(device=dev, site=site, territory=territory.id, rng=rng, boot=saved.boot)
+                if dev.kind == "energy":
+                    vd: VirtualDevice = VirtualMeter(**common, counter=EnergyCounter(saved.energy_wh))
+                    ledger.describe(dev.id, site=site.id, territory=territory.id, kind="energy",
+                                    channel=dev.channel)
+                else:
+                    vd = VirtualBin(**common)
+                    ledger.describe(dev.id, site=site.id, territory=territory.id, kind="waste",
+                                    stream=dev.stream,
+                                    measured="weight" if vd.measures_weight else "fill")
+                group.devices.append(vd)
+                self.devices[dev.id] = vd
+            if group.devices:
+                self.groups.append(group)
+        self.readings = 0
+
+    # --- one tick -------------------------------------------------------------------
+
+    def step(self, ts: int, dt_s: int = 60) -> None:
+        """Advance every device by `dt_s` seconds to `ts` and queue one reading each."""
+        general = self.profiles.general
+        for group in self.groups:
+            local = local_time(ts, group.tz)
+            meters = [d for d in group.devices if isinstance(d, VirtualMeter)]
+            bins = [d for d in group.devices if isinstance(d, VirtualBin)]
+            if meters:
+                self._step_energy(group, meters, ts, local, dt_s, general["sensor_noise_w_pct"])
+            for b in bins:
+                self._step_bin(group, b, ts, local, dt_s)
+        self.readings += len(self.devices)
+
+    def _step_energy(self, group: SiteGroup, meters: list[VirtualMeter], ts, local, dt_s, noise) -> None:
+        site_rng = device_rng(self.seed, f"{group.site.id}@{ts}")
+        building = building_power_w(self.profiles, group.site.kind, group.hours, local)
+        building *= 1 + site_rng.gauss(0, 0.03)
+        machine_cfg = self.profiles.raw["machine"]
+        cloud = self._cloud(group.site.id, ts)
+        powers: dict[str, float] = {}
+        for m in meters:
+            rated = m.device.rated_power_w or 3000.0
+            if m.device.channel == "pv_production":
+                lat, lon = group.site.location
+                powers[m.device.id] = pv_power_w(self.profiles, rated, lat, lon, ts, cloud)
+            elif m.device.channel == "load":
+                powers[m.device.id] = self._machine_power(group, m, local, rated, machine_cfg)
+        load = building + sum(p for d, p in powers.items() if self.devices[d].device.channel == "load")
+        pv = sum(p for d, p in powers.items() if self.devices[d].device.channel == "pv_production")
+        grid = [m for m in meters if m.device.channel == "grid_import"]
+        for m in grid:
+            powers[m.device.id] = max(0.0, load - pv) / len(grid)
+        for m in meters:
+            before = m.true_wh
+            reading, counted = m.measure(ts, powers[m.device.id], dt_s, noise)
+            m.pending.append(reading)
+            self.ledger.add(m.device.id, ts, wh=counted, true_wh=m.true_wh - before, readings=1)
+            self.state[m.device.id].energy_wh = m.counter.total_wh
+
+    def _machine_power(self, group: SiteGroup, m: VirtualMeter, local, rated: float, cfg) -> float:
+        on = group.machine_on.get(m.device.id, False)
+        if not group.hours.get(local.weekday()) or is_holiday(self.profiles, local):
+            on = False
+        elif any(s <= local.time() < e for s, e in group.hours[local.weekday()]):
+            minutes_open = 600.0
+            if on and m.rng.random() < 1 / cfg["session_minutes"]:
+                on = False
+            elif not on and m.rng.random() < cfg["sessions_per_day"] / minutes_open:
+                on = True
+        else:
+            on = False
+        group.machine_on[m.device.id] = on
+        return rated * (cfg["load_share"] if on else cfg["idle_kw_share"])
+
+    def _cloud(self, site_id: str, ts: int) -> float:
+        """Cloud cover of a site's day: mean-reverting, fixed by (seed, site, day)."""
+        rng = device_rng(self.seed, f"{site_id}#cloud{ts // 86400}")
+        pv = self.profiles.raw["pv"]
+        return min(1.0, max(0.0, rng.gauss(pv["cloud_mean"], pv["cloud_step"])))
+
+    def _step_bin(self, group: SiteGroup, b: VirtualBin, ts: int, local, dt_s: int) -> None:
+        waste = self.profiles.raw["waste"]
+        deposited = collected = 0.0
+        emptyings = overflows = 0
+        if self._collection_due(b, ts, local, dt_s):
+            collected = b.empty()
+            emptyings = 1
+        open_today = group.hours.get(local.weekday())
+        if open_today and any(s <= local.time() < e for s, e in open_today) and not is_holiday(self.profiles, local):
+            daily = self.profiles.deposits(group.site.kind).get(b.device.stream, 2.0)
+            open_minutes = sum((e.hour * 60 + e.minute) - (s.hour * 60 + s.minute) for s, e in open_today)
+            mean = waste["deposit_mass"]["mean_kg"]
+            rate = daily / mean / max(60, open_minutes) * dt_s / 60  # deposits expected this tick
+            while b.rng.random() < rate:
+                accepted, overflow = b.deposit(lognormal_kg(b.rng, mean, waste["deposit_mass"]["sigma"]))
+                deposited += accepted
+                overflows += overflow
+                rate -= 1
+        general = self.profiles.general
+        reading = b.measure(ts, general["scale_noise_g"], general["scale_drift_g_per_day"] / 1440)
+        b.pending.append(reading)
+        self.ledger.add(b.device.id, ts, deposited_kg=deposited, collected_kg=collected,
+                        emptyings=emptyings, overflows=overflows, readings=1)
+
+    def _collection_due(self, b: VirtualBin, ts: int, local, dt_s: int) -> bool:
+        """A round every `every_days` at `hour` local time; some rounds come a day early."""
+        cfg = self.profiles.raw["waste"]["collection"]
+        if local.hour != cfg["hour"] or local.minute >= dt_s / 60:
+            return False
+        day = local.toordinal() + sum(map(ord, b.device.id)) % cfg["every_days"]
+        if day % cfg["every_days"] == 0:
+            return not self._early(b, day // cfg["every_days"])
+        if (day + 1) % cfg["every_days"] == 0:
+            return self._early(b, (day + 1) // cfg["every_days"])
+        return False
+
+    def _early(self, b: VirtualBin, round_no: int) -> bool:
+        share = self.profiles.raw["waste"]["collection"]["early_share"]
+        return random.Random(f"{self.seed}:{b.device.id}:round{round_no}").random() < share
+
+    # --- output ---------------------------------------------------------------------
+
+    def payloads(self, batch: int) -> Iterator[tuple[str, bytes]]:
+        """(topic, payload) for every device with at least `batch` queued readings."""
+        for dev in self.devices.values():
+            if dev.pending and len(dev.pending) >= batch:
+                yield from self._drain(dev)
+
+    def flush(self) -> Iterator[tuple[str, bytes]]:
+        """(topic, payload) for every queued reading."""
+        for dev in self.devices.values():
+            if dev.pending:
+                yield from self._drain(dev)
+
+    def _drain(self, dev: VirtualDevice) -> Iterator[tuple[str, bytes]]:
+        t = topic(self.prefix, dev.device.id, "telemetry")
+        for payload, _count in batches(dev.device.id, dev.boot, dev.pending):
+            yield t, payload
+        dev.pending.clear()
+
+
+def load_state(path: Path | None) -> dict[str, NvsState]:
+    """Boot counters and energy totals of a previous run (the fleet's NVS)."""
+    if path is None or not path.exists():
+        return {}
+    return {k: NvsState(**v) for k, v in json.loads(path.read_text()).items()}
+
+
+def save_state(path: Path | None, state: dict[str, NvsState]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({k: asdict(v) for k, v in state.items()}, sort_keys=True))
+    tmp.replace(path)

@@ -1,0 +1,171 @@
+"""`boucle simulate`: pace the fleet in event time and publish its payloads over MQTT.
+
+Time modes: real time (--speed 1), accelerated (--speed N: N simulated seconds per
+second), or as fast as the pipeline takes it (--speed 0). With --start in the past and
+no --end, the fleet catches up at the chosen speed, then goes on in real time.
+
+One MQTT connection carries every virtual device (docs/simulator.md): each payload
+still names its own device, boot and seq, and goes to its own topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from boucle.cli import UserError
+from boucle.mqtt import BrokerUnavailable, close_session, open_session
+from boucle.registry import RegistryError, load_registry
+from boucle.settings import SimulatorSettings, SettingsError, load_settings
+from boucle_fw.protocol import encode_status, topic
+from simulator.fleet import Fleet, load_state, save_state
+from simulator.ledger import Ledger
+from simulator.profiles import load_profiles
+
+log = logging.getLogger("boucle.simulator")
+MAX_UNACKED = 2000  # publishes in flight before we wait: back-pressure from the broker
+
+
+@dataclass
+class SimulationReport:
+    start: int
+    end: int
+    readings: int
+    payloads: int
+
+
+def run_simulation(
+    settings: SimulatorSettings,
+    *,
+    start: int,
+    end: int | None,
+    speed: float,
+    batch: int,
+    interval_s: int = 60,
+    state_path: Path | None = None,
+    profiles_path: str | None = None,
+    stop: threading.Event | None = None,
+    progress: bool = False,
+) -> SimulationReport:
+    """Simulate from `start` to `end` (None: forever, real time once caught up) and publish."""
+    stop = stop or threading.Event()
+    registry = load_registry(settings.registry)
+    state = load_state(state_path)
+    ledger = Ledger(settings.ledger)
+    fleet = Fleet(registry, load_profiles(profiles_path), settings.seed, ledger, state, settings.topic_prefix)
+    session = open_session(settings, f"boucle-simulator-{settings.seed}", persistent=False, max_inflight=200)
+    client = session.client
+    unacked: deque = deque()
+    payloads = 0
+
+    def publish(t: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        nonlocal payloads
+        unacked.append(client.publish(t, payload, qos=qos, retain=retain))
+        payloads += 1
+        while len(unacked) > MAX_UNACKED or (unacked and unacked[0].is_published()):
+            unacked.popleft().wait_for_publish(timeout=None if len(unacked) > MAX_UNACKED else 0.001)
+
+    for dev in fleet.devices.values():
+        publish(topic(settings.topic_prefix, dev.device.id, "status"),
+                encode_status(True, dev.boot, "sim-0.1.0", "power_on"), retain=True)
+
+    start -= start % interval_s
+    t = start
+    wall0 = time.monotonic()
+    last_progress = 0.0
+    try:
+        while not stop.is_set() and (end is None or t < end):
+            if speed > 0:
+                wait = (t - start) / speed - (time.monotonic() - wall0)
+                if end is None:
+                    wait = max(wait, t - time.time())  # never run ahead of the real clock
+                if wait > 0 and stop.wait(wait):
+                    break
+            fleet.step(t, interval_s)
+            for tp, payload in fleet.payloads(batch if t < time.time() - interval_s else 1):
+                publish(tp, payload)
+            ledger.flush(before=t - t % 3600)
+            if progress and time.monotonic() - last_progress > 0.5:
+                last_progress = time.monotonic()
+                _progress(start, t, end, fleet.readings)
+            t += interval_s
+        for tp, payload in fleet.flush():
+            publish(tp, payload)
+        while unacked:
+            unacked.popleft().wait_for_publish()
+    finally:
+        ledger.close()
+        save_state(state_path, fleet.state)
+        close_session(session)
+        if progress:
+            _progress(start, t, end, fleet.readings)
+            print(file=sys.stderr)
+    return SimulationReport(start, t, fleet.readings, payloads)
+
+
+def _progress(start: int, t: int, end: int | None, readings: int) -> None:
+    stamp = datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    share = f" {100 * (t - start) / max(1, end - start):5.1f}%" if end else ""
+    bar = ""
+    if end:
+        filled = int(30 * (t - start) / max(1, end - start))
+        bar = " [" + "#" * filled + "." * (30 - filled) + "]"
+    print(f"\rsimulated {stamp}{bar}{share}  {readings:,} readings", end="", file=sys.stderr, flush=True)
+
+
+def parse_time(text: str) -> int:
+    """'now', '-2d', '-6h', a Unix time, or an ISO 8601 date/time (UTC if no offset)."""
+    now = int(time.time())
+    if text == "now":
+        return now
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    if text.startswith("-") and text[-1] in units and text[1:-1].isdigit():
+        return now - int(text[1:-1]) * units[text[-1]]
+    if text.isdigit():
+        return int(text)
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"time {text!r}: use 'now', '-2d', '-6h', a Unix time or an ISO date like 2026-11-01") from None
+    return int((dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp())
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry", help="registry TOML file (env BOUCLE_REGISTRY; default: the example)")
+    parser.add_argument("--start", default="now", help="simulated start: now, -2d, -6h, Unix time or ISO date")
+    parser.add_argument("--end", help="simulated end (default: run forever, in real time once caught up)")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="simulated seconds per second: 1 real time, 3600 an hour a second, 0 as fast as possible")
+    parser.add_argument("--batch", type=int, default=10,
+                        help="readings per payload while catching up on the past (1 in real time)")
+    parser.add_argument("--seed", type=int, help="random seed (env BOUCLE_SEED)")
+    parser.add_argument("--ledger", help="ground-truth ledger file, JSON lines (env BOUCLE_LEDGER)")
+    parser.add_argument("--state", default=".boucle/simulator-state.json",
+                        help="boot counters and energy totals kept between runs (the fleet's NVS)")
+    parser.add_argument("--profiles", help="site profiles file (default: simulator/profiles.toml)")
+    parser.add_argument("--mqtt-host", help="broker host (env BOUCLE_MQTT_HOST)")
+    parser.add_argument("--mqtt-port", type=int, help="broker port (env BOUCLE_MQTT_PORT)")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.speed < 0:
+        raise UserError("--speed must be 0 (as fast as possible) or positive")
+    try:
+        settings = load_settings(SimulatorSettings, registry=args.registry, seed=args.seed, ledger=args.ledger,
+                                 mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port)
+        start = parse_time(args.start)
+        end = parse_time(args.end) if args.end else None
+        report = run_simulation(settings, start=start, end=end, speed=args.speed, batch=max(1, args.batch),
+                                state_path=Path(args.state), profiles_path=args.profiles, progress=True)
+    except (SettingsError, RegistryError, BrokerUnavailable) as exc:
+        raise UserError(str(exc)) from None
+    print(f"simulated {report.readings:,} readings in {report.payloads:,} payloads; ledger: {settings.ledger}")
+    return 0
