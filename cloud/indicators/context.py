@@ -1,0 +1,162 @@
+"""One indicator computation: the scope resolved against the registry, data loaded once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from boucle.accounting import CounterDeltas, WasteEvents, counter_deltas, waste_events
+from boucle.registry import Device, Registry, Site, Territory
+from boucle.storage import Store
+from cloud.indicators.references import References
+from cloud.indicators.source import Source
+from cloud.indicators.values import Period, Scope
+
+QUARTER_HOUR = 900
+
+
+class UnknownScope(LookupError):
+    """A scope naming a site or territory that the registry does not have."""
+
+
+@dataclass(frozen=True)
+class DeviceEnergy:
+    """A counter device over the period: its accepted deltas at its reading times."""
+
+    device: Device
+    times: np.ndarray
+    deltas: CounterDeltas
+    start: int
+    end: int
+
+    @property
+    def total_wh(self) -> float:
+        return self.deltas.total_wh
+
+    def cumulative_at(self, instants: np.ndarray) -> np.ndarray:
+        """Energy (Wh) accumulated since the period start at each instant.
+
+        Between readings energy accrues linearly (a delta is spread over its Δt); the part
+        of the first delta that falls before the period start is booked at the start, so
+        that the cumulative at the end equals the period total.
+        """
+        if self.times.size == 0:
+            return np.zeros(np.shape(instants))
+        cum = np.cumsum(self.deltas.deltas_wh)
+        out = np.interp(np.asarray(instants, dtype=np.float64), self.times.astype(np.float64), cum)
+        return np.where(np.asarray(instants) <= self.start, 0.0, out)
+
+    def buckets_wh(self, step_s: int = QUARTER_HOUR) -> np.ndarray:
+        """Energy per step-long interval of the period (the last one may be shorter)."""
+        return np.diff(self.cumulative_at(bucket_edges(self.start, self.end, step_s)))
+
+    def covered(self, step_s: int = QUARTER_HOUR) -> np.ndarray:
+        """Per interval: whether the device has readings on both sides of it (not extrapolated)."""
+        edges = bucket_edges(self.start, self.end, step_s)
+        if self.times.size < 2:
+            return np.zeros(edges.size - 1, dtype=bool)
+        return (edges[:-1] >= self.times[0]) & (edges[1:] <= self.times[-1] + self.device.interval_s)
+
+
+def bucket_edges(start: int, end: int, step_s: int) -> np.ndarray:
+    edges = np.arange(start, end, step_s, dtype=np.int64)
+    return np.append(edges, end)
+
+
+class Context:
+    """The scope of one computation, its devices, and their data (each loaded once)."""
+
+    def __init__(self, store: Store, registry: Registry, scope: Scope, period: Period,
+                 references: References, source: Source | None = None):
+        self.registry = registry
+        self.scope = scope
+        self.period = period
+        self.references = references
+        self.source = source or Source(store, period)
+        self.territories, self.sites = resolve(registry, scope)
+        site_ids = {s.id for s in self.sites}
+        self.devices = [d for d in registry.devices if d.site in site_ids]
+        self._energy: dict[str, DeviceEnergy] = {}
+        self._waste: dict[str, WasteEvents] = {}
+
+    def energy_devices(self, channel: str, sites: list[Site] | None = None) -> list[Device]:
+        ids = {s.id for s in (sites if sites is not None else self.sites)}
+        return [d for d in self.devices if d.kind == "energy" and d.channel == channel and d.site in ids]
+
+    def waste_devices(self) -> list[Device]:
+        return [d for d in self.devices if d.kind == "waste"]
+
+    def energy(self, device: Device) -> DeviceEnergy:
+        if device.id not in self._energy:
+            series = self.source.series(device, self.period)
+            times, values = series.field("energy_wh")
+            self._energy[device.id] = DeviceEnergy(
+                device, times, counter_deltas(values, times, device.rated_power_w),
+                self.period.start, self.period.end)
+        return self._energy[device.id]
+
+    def energy_wh(self, devices: list[Device]) -> float:
+        return sum(self.energy(d).total_wh for d in devices)
+
+    def waste(self, device: Device) -> WasteEvents:
+        if device.id not in self._waste:
+            times, weights = self.source.series(device, self.period).field("weight_g")
+            self._waste[device.id] = waste_events(times, weights)
+        return self._waste[device.id]
+
+    def received(self, device: Device) -> int:
+        return self.source.series(device, self.period).received
+
+    def coverage(self, devices: list[Device]) -> float:
+        """Readings received ÷ expected over the period (each device capped at its expected)."""
+        expected = received = 0.0
+        for d in devices:
+            e = self.period.seconds / d.interval_s
+            expected += e
+            received += min(self.received(d), e)
+        return min(1.0, received / expected) if expected else 0.0
+
+    @cached_property
+    def timezone(self) -> ZoneInfo:
+        """The time zone of the scope (its first territory's): calendars and opening hours."""
+        return ZoneInfo(self.territories[0].timezone if self.territories else "UTC")
+
+    def site_timezone(self, site: Site) -> ZoneInfo:
+        territory = self.registry.territory(site.territory)
+        return ZoneInfo(territory.timezone if territory else "UTC")
+
+    @property
+    def population(self) -> int | None:
+        """Inhabitants of the scope; None for sites (per-capita figures are territorial)."""
+        if self.scope.kind == "site":
+            return None
+        return sum(t.population for t in self.territories)
+
+
+def resolve(registry: Registry, scope: Scope) -> tuple[list[Territory], list[Site]]:
+    """Territories and sites of a scope; UnknownScope when an id is not in the registry."""
+    if not scope.ids:
+        raise UnknownScope(f"empty {scope.kind} scope: name at least one id")
+    if scope.kind == "site":
+        sites = []
+        for sid in scope.ids:
+            site = registry.site(sid)
+            if site is None:
+                raise UnknownScope(f"unknown site {sid!r}")
+            sites.append(site)
+        territory_ids = list(dict.fromkeys(s.territory for s in sites))
+        territories = [t for t in (registry.territory(i) for i in territory_ids) if t]
+        return territories, sites
+    if scope.kind in ("territory", "territories"):
+        territories = []
+        for tid in scope.ids:
+            territory = registry.territory(tid)
+            if territory is None:
+                raise UnknownScope(f"unknown territory {tid!r}")
+            territories.append(territory)
+        ids = {t.id for t in territories}
+        return territories, [s for s in registry.sites if s.territory in ids]
+    raise UnknownScope(f"unknown scope kind {scope.kind!r}: use site, territory or territories")

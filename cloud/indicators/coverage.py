@@ -1,0 +1,24 @@
+"""data.coverage: readings received ÷ readings expected, per device, site and scope."""
+
+from __future__ import annotations
+
+from cloud.indicators.context import Context
+from cloud.indicators.outcome import Outcome
+
+
+def coverage(ctx: Context) -> Outcome:
+    devices = ctx.devices
+    by_device = {d.id: round(ctx.coverage([d]) * 100, 3) for d in devices}
+    by_site = {}
+    for site in ctx.sites:
+        mine = [d for d in devices if d.site == site.id]
+        if mine:
+            by_site[site.id] = round(ctx.coverage(mine) * 100, 3)
+    value = ctx.coverage(devices) * 100 if devices else None
+    return Outcome(
+        value,
+        "Σ min(received, expected) ÷ Σ expected over the scope's devices; expected = period "
+        "length ÷ device interval_s; received = readings with start <= ts < end.",
+        devices,
+        {"by_site": by_site, "by_device": by_device},
+    )

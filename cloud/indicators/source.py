@@ -1,0 +1,108 @@
+"""The data path of the indicators: one device's readings over a period, as numpy arrays.
+
+Everything the indicators read goes through `load_series`, so that the raw-readings
+implementation here can be swapped for one reading rollups without touching a formula.
+A `Source` loads each device once per computation and serves sub-periods by slicing
+(the per-step series of `indicator_series`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from boucle.registry import Device
+from boucle.storage import Store
+from cloud.indicators.values import Period
+
+ENERGY_FIELDS = ("energy_wh",)
+WASTE_FIELDS = ("weight_g", "fill_pct")
+
+
+def fields_of(device: Device) -> tuple[str, ...]:
+    """The reading fields the indicators use for a device of this kind."""
+    return ENERGY_FIELDS if device.kind == "energy" else WASTE_FIELDS
+
+
+@dataclass(frozen=True)
+class DeviceSeries:
+    """A device's readings over a period, oldest first.
+
+    When `baseline` is true, index 0 is the last reading before the period (the baseline
+    for counter deltas and bin levels); the others have start <= ts < end.
+    """
+
+    device: str
+    times: np.ndarray
+    """int64 UTC seconds."""
+    fields: dict[str, np.ndarray]
+    """float64 per field, NaN where a reading lacks the field."""
+    baseline: bool
+
+    @property
+    def received(self) -> int:
+        """Readings inside the period (the baseline excluded)."""
+        return int(self.times.size - (1 if self.baseline else 0))
+
+    def field(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(times, values) of the readings that carry `name`, baseline included."""
+        values = self.fields.get(name)
+        if values is None:
+            return self.times[:0], np.zeros(0)
+        keep = ~np.isnan(values)
+        return self.times[keep], values[keep]
+
+    def within(self, period: Period) -> DeviceSeries:
+        """The same device over a sub-period, with its own baseline (by slicing, no query)."""
+        first = int(np.searchsorted(self.times, period.start, side="left"))
+        last = int(np.searchsorted(self.times, period.end, side="left"))
+        lo = max(first - 1, 0)
+        return DeviceSeries(
+            self.device, self.times[lo:last],
+            {k: v[lo:last] for k, v in self.fields.items()}, first > 0,
+        )
+
+
+def load_series(
+    store: Store, devices: Sequence[Device], period: Period
+) -> dict[str, DeviceSeries]:
+    """Each device's readings over `period` (plus its baseline), from raw readings."""
+    out: dict[str, DeviceSeries] = {}
+    for device in devices:
+        names = fields_of(device)
+        rows = store.readings(device.id, period.start, period.end, names)
+        times = np.fromiter((r.ts for r in rows), dtype=np.int64, count=len(rows))
+        fields = {
+            name: np.array([np.nan if r.values.get(name) is None else r.values[name] for r in rows],
+                           dtype=np.float64)
+            for name in names
+        }
+        out[device.id] = DeviceSeries(device.id, times, fields, bool(rows) and rows[0].ts < period.start)
+    return out
+
+
+class Source:
+    """Loads each device's series once for `period`; answers any sub-period by slicing."""
+
+    def __init__(self, store: Store, period: Period):
+        self.store = store
+        self.period = period
+        self._series: dict[str, DeviceSeries] = {}
+
+    def preload(self, devices: Sequence[Device]) -> None:
+        missing = [d for d in devices if d.id not in self._series]
+        if missing:
+            self._series.update(load_series(self.store, missing, self.period))
+
+    def series(self, device: Device, period: Period | None = None) -> DeviceSeries:
+        """A device's series over `period` (default: the whole loaded period)."""
+        if device.id not in self._series:
+            self.preload([device])
+        full = self._series[device.id]
+        if period is None or period == self.period:
+            return full
+        if period.start < self.period.start or period.end > self.period.end:
+            raise ValueError("sub-period outside the loaded period")
+        return full.within(period)

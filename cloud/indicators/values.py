@@ -1,0 +1,49 @@
+"""What an indicator computation takes and returns: period, scope and value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open time range [start, end) in UTC Unix seconds."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"period end {self.end} is not after its start {self.start}")
+
+    @property
+    def seconds(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the indicators are about: one or more sites, a territory, or several territories."""
+
+    kind: Literal["site", "territory", "territories"]
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IndicatorValue:
+    """One computed indicator, with what is needed to trust it (formula, coverage, reference)."""
+
+    id: str
+    value: float | None
+    unit: str
+    period: Period
+    formula: str
+    coverage: float
+    """0..1, share of expected readings actually received from the devices it uses."""
+    reference: dict | None = None
+    standing: str | None = None
+    """"better" | "between" | "worse" relative to the reference's limit and target."""
+    breakdown: dict | None = None
+    name: str = ""
+    caveats: list[str] = field(default_factory=list)
