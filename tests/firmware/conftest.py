@@ -1,0 +1,48 @@
+"""Fixtures for the firmware tests: the real MicroPython interpreter (WebAssembly, npm)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_binary
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+FIRMWARE = REPO / "firmware"
+VECTORS_DIR = REPO / "boucle" / "protocol" / "v1"
+
+
+class MicroPython:
+    """Runs scripts on MicroPython (WebAssembly build driven by Node)."""
+
+    def __init__(self, node: str):
+        self.node = node
+
+    def run(self, script: str, mounts: dict[Path, str] | None = None, timeout: float = 120):
+        mounts = {FIRMWARE / "boucle_fw": "/lib/boucle_fw", VECTORS_DIR: "/data", **(mounts or {})}
+        path = HERE / "node_modules" / ".script.py"
+        # one file per call, so parallel runs in one session do not share it
+        path = path.with_name(f".script-{abs(hash(script))}.py")
+        path.write_text(script)
+        try:
+            proc = subprocess.run(
+                [self.node, str(HERE / "mp_run.mjs"), str(path), *(f"{k}={v}" for k, v in mounts.items())],
+                cwd=HERE, capture_output=True, text=True, timeout=timeout, check=False,
+            )
+        finally:
+            path.unlink(missing_ok=True)
+        return proc
+
+
+@pytest.fixture(scope="session")
+def micropython() -> MicroPython:
+    require_binary("node", "nodejs")
+    if not (HERE / "node_modules" / "@micropython" / "micropython-webassembly-pyscript").is_dir():
+        require_binary("npm", "npm")
+        subprocess.run([shutil.which("npm") or "npm", "install", "--no-audit", "--no-fund"],
+                       cwd=HERE, check=True, capture_output=True, timeout=300)
+    return MicroPython(shutil.which("node") or "node")

@@ -1,0 +1,47 @@
+"""The pure-logic tests of tests/firmware/logic, run again on the real MicroPython.
+
+Each logic test module is copied into the WebAssembly interpreter with the firmware
+package and every test_* function in it is called; the same functions run on CPython
+through ordinary pytest collection.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+LOGIC = Path(__file__).resolve().parent / "logic"
+MODULES = sorted(p.stem for p in LOGIC.glob("test_*.py"))
+
+RUNNER = """
+import sys
+mod = __import__({module!r})
+names = [n for n in dir(mod) if n.startswith("test_")]
+failed = 0
+for name in sorted(names):
+    try:
+        getattr(mod, name)()
+        print("PASS", name)
+    except Exception as e:
+        failed += 1
+        print("FAIL", name)
+        sys.print_exception(e, sys.stdout)
+print("DONE", len(names), failed)
+"""
+
+
+def _test_names(module: str) -> list[str]:
+    tree = ast.parse((LOGIC / f"{module}.py").read_text())
+    return sorted(n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_"))
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_logic_on_micropython(micropython, module):
+    proc = micropython.run(RUNNER.format(module=module), mounts={LOGIC: "/lib"})
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr + out
+    passed = sorted(line.split()[1] for line in out.splitlines() if line.startswith("PASS "))
+    assert f"DONE {len(_test_names(module))} 0" in out, out
+    assert passed == _test_names(module), out
