@@ -1,0 +1,147 @@
+"""`boucle up`: the whole stack on one machine, on embedded defaults.
+
+Broker (Mosquitto or embedded amqtt) → gateway → SQLite → API (uvicorn) ← simulator.
+The simulator starts a few days in the past and catches up in accelerated time, then
+goes on in real time; indicators appear within seconds. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+from boucle.cli import UserError
+from boucle.registry import ApiKey, RegistryError, RegistryFile, hash_key
+from boucle.settings import (
+    DEFAULT_REGISTRY,
+    ApiSettings,
+    GatewaySettings,
+    SettingsError,
+    SimulatorSettings,
+    load_settings,
+)
+
+log = logging.getLogger("boucle.up")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    parser.add_argument("--mqtt-port", type=int, default=1883, help="broker port (default 1883; 0 picks a free one)")
+    parser.add_argument("--broker", choices=["auto", "mosquitto", "embedded"], default="auto",
+                        help="auto: Mosquitto if installed, else the embedded amqtt broker")
+    parser.add_argument("--registry", default=DEFAULT_REGISTRY, help="registry TOML file (default: the example)")
+    parser.add_argument("--data-dir", default=".boucle", help="where the store, ledger and broker data live")
+    parser.add_argument("--backfill", default="2d", help="how far in the past the simulation starts (e.g. 2d, 12h)")
+    parser.add_argument("--speed", type=float, default=3600,
+                        help="simulated seconds per second while catching up (default 3600: an hour a second)")
+    parser.add_argument("--no-simulator", action="store_true", help="run without the simulated fleet")
+    parser.add_argument("--seed", type=int, default=1, help="simulator seed")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    import uvicorn
+
+    from boucle.broker import BrokerError, port_is_free, start_broker
+    from boucle.mqtt import BrokerUnavailable
+    from cloud.app import create_app
+    from cloud.security import new_key
+    from gateway.service import Gateway
+    from simulator.run import parse_time, run_simulation
+
+    data = Path(args.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    mqtt_port = args.mqtt_port or _free_port()
+    if not port_is_free(args.port, "127.0.0.1"):
+        raise UserError(f"port {args.port} is already in use (another boucle up?); pass --port with a free port")
+    if not port_is_free(mqtt_port):
+        raise UserError(f"MQTT port {mqtt_port} is already in use (a broker already running?); "
+                        "pass --mqtt-port with a free port, or --mqtt-port 0 for any")
+    try:
+        registry = RegistryFile(args.registry)
+    except RegistryError as exc:
+        raise UserError(str(exc)) from None
+
+    store_url = f"sqlite:///{data / 'boucle.db'}"
+    common = dict(mqtt_port=mqtt_port, registry=str(registry.path))
+    try:
+        gw_settings = load_settings(GatewaySettings, **common, store_url=store_url, metrics_port=0,
+                                    client_id="boucle-up-gateway")
+        api_settings = load_settings(ApiSettings, port=args.port, registry=str(registry.path), store_url=store_url)
+        sim_settings = load_settings(SimulatorSettings, **common, seed=args.seed, ledger=str(data / "ledger.jsonl"))
+    except SettingsError as exc:
+        raise UserError(str(exc)) from None
+
+    stopping = threading.Event()
+    stack: list = []
+    try:
+        broker = start_broker(args.broker, mqtt_port, data)
+        stack.append(broker.stop)
+        print(f"broker     {broker.name} on mqtt://127.0.0.1:{mqtt_port}", flush=True)
+        gateway = Gateway(gw_settings, registry=registry).start()
+        stack.append(gateway.stop)
+        print(f"gateway    storing into {data / 'boucle.db'}", flush=True)
+
+        demo_key = new_key()
+        app = create_app(api_settings, registry_file=registry,
+                         extra_keys=[ApiKey(id="boucle-up-demo", sha256=hash_key(demo_key), admin=True)])
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning"))
+        server.install_signal_handlers = lambda: None  # Ctrl-C is ours to handle
+        api_thread = threading.Thread(target=server.run, name="api", daemon=True)
+        api_thread.start()
+        stack.append(lambda: (setattr(server, "should_exit", True), api_thread.join(10)))
+        while not server.started and api_thread.is_alive():
+            time.sleep(0.05)
+        if not server.started:
+            raise UserError(f"the API could not start on port {args.port}")
+
+        if not args.no_simulator:
+            def simulate() -> None:
+                try:
+                    run_simulation(sim_settings, start=parse_time(f"-{args.backfill}"), end=None,
+                                   speed=args.speed, batch=10, state_path=data / "simulator-state.json",
+                                   stop=stopping)
+                except Exception:  # noqa: BLE001 - keep the rest of the stack up, say why
+                    log.exception("simulator stopped")
+
+            sim_thread = threading.Thread(target=simulate, name="simulator", daemon=True)
+            sim_thread.start()
+            stack.append(lambda: (stopping.set(), sim_thread.join(15)))
+            print(f"simulator  {len(registry.current().devices)} devices, from {args.backfill} ago "
+                  f"at {args.speed:g}× until caught up, then real time", flush=True)
+
+        url = f"http://127.0.0.1:{args.port}"
+        print(f"\nAPI:       {url}\nAPI docs:  {url}/docs\nAPI key:   {demo_key}\n"
+              f"Try:       curl -H 'X-API-Key: {demo_key}' {url}/v1/territories\n"
+              "Ctrl-C stops everything.", flush=True)
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        try:
+            while not done.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        print("\nstopping...", flush=True)
+    except (BrokerError, BrokerUnavailable) as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        stopping.set()
+        for stop in reversed(stack):
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - stop the rest regardless
+                log.debug("stop failed", exc_info=True)
+    print("stopped.")
+    return 0

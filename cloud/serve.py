@@ -1,0 +1,31 @@
+"""`boucle api`: serve the indicator API with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+
+from boucle.cli import UserError
+from boucle.registry import RegistryError
+from boucle.settings import ApiSettings, SettingsError, load_settings
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="listen address (env BOUCLE_HOST)")
+    parser.add_argument("--port", type=int, help="listen port (env BOUCLE_PORT)")
+    parser.add_argument("--registry", help="registry TOML file (env BOUCLE_REGISTRY)")
+    parser.add_argument("--store", dest="store_url", help="storage URL (env BOUCLE_STORE_URL)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from cloud.app import create_app
+
+    try:
+        settings = load_settings(ApiSettings, host=args.host, port=args.port, registry=args.registry,
+                                 store_url=args.store_url)
+        app = create_app(settings)
+    except (SettingsError, RegistryError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    return 0
