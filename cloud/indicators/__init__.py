@@ -41,12 +41,18 @@ def _evaluate(ctx: Context, indicator_id: str) -> IndicatorValue:
     spec = CATALOGUE[indicator_id]
     out = spec.compute(ctx)
     reference = out.reference if out.reference is not None else ctx.references.benchmark(indicator_id)
+    coverage = ctx.coverage(out.devices) if out.devices else 0.0
     value = None if out.value is None else float(out.value)
+    caveats = list(out.caveats)
+    if coverage == 0.0 and value is not None and spec.needs_readings:
+        # devices exist but sent nothing in the period: a 0 would read as "nothing happened"
+        value = None
+        caveats.append("no readings in the period")
     return IndicatorValue(
-        id=indicator_id, value=value, unit=spec.unit, period=ctx.period, formula=out.formula,
-        coverage=ctx.coverage(out.devices) if out.devices else 0.0,
+        id=indicator_id, value=value, unit=out.unit or spec.unit, period=ctx.period, formula=out.formula,
+        coverage=coverage,
         reference=reference, standing=standing(value, reference), breakdown=out.breakdown,
-        name=spec.name, caveats=list(out.caveats),
+        name=spec.name, caveats=caveats,
     )
 
 

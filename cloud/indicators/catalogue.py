@@ -1,11 +1,11 @@
-"""The indicator catalogue: id → name, unit and the formula that computes it."""
+"""The indicator catalogue (docs/indicators.md): id → name, unit and formula."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cloud.indicators import coverage, energy, waste
+from cloud.indicators import circular, coverage, energy, waste
 from cloud.indicators.context import Context
 from cloud.indicators.outcome import Outcome
 
@@ -16,12 +16,40 @@ class IndicatorSpec:
     name: str
     unit: str
     compute: Callable[[Context], Outcome]
+    needs_readings: bool = True
+    """False when the value stands without readings (data.coverage itself)."""
 
 
 _SPECS = [
     IndicatorSpec("energy.consumed", "Energy consumed", "kWh", energy.consumed),
+    IndicatorSpec("energy.intensity", "Energy intensity", "kWh/inhabitant/yr", energy.intensity),
+    IndicatorSpec("energy.peak_demand", "Peak demand", "kW", energy.peak_demand),
+    IndicatorSpec("energy.load_factor", "Load factor", "%", energy.load_factor),
+    IndicatorSpec("energy.off_hours_share", "Out-of-hours share", "%", energy.off_hours_share),
+    IndicatorSpec("energy.base_load", "Base load", "kW", energy.base_load),
+    IndicatorSpec("energy.pv_produced", "Local PV production", "kWh", energy.pv_produced),
+    IndicatorSpec("energy.self_consumption", "PV self-consumption rate", "%", energy.self_consumption),
+    IndicatorSpec("energy.self_sufficiency", "Self-sufficiency rate", "%", energy.self_sufficiency),
+    IndicatorSpec("energy.pooling_gain", "Collective self-consumption potential", "pp",
+                  energy.pooling_gain),
+    IndicatorSpec("energy.ghg", "Greenhouse gas from electricity", "kgCO2e", energy.ghg),
     IndicatorSpec("waste.generated", "Waste generated", "kg", waste.generated),
-    IndicatorSpec("data.coverage", "Data coverage", "%", coverage.coverage),
+    IndicatorSpec("waste.per_capita", "Waste per inhabitant", "kg/inhabitant/yr", waste.per_capita),
+    IndicatorSpec("waste.residual_per_capita", "Residual waste per inhabitant", "kg/inhabitant/yr",
+                  waste.residual_per_capita),
+    IndicatorSpec("waste.sorting_rate", "Separate-collection share", "%", waste.sorting_rate),
+    IndicatorSpec("waste.recycling_rate", "Recycling rate", "%", waste.recycling_rate),
+    IndicatorSpec("waste.landfill_rate", "Landfill rate", "%", waste.landfill_rate),
+    IndicatorSpec("waste.fill_at_collection", "Average fill at collection", "%",
+                  waste.fill_at_collection),
+    IndicatorSpec("waste.overflows", "Overflow rate", "events/1000 container-days", waste.overflows),
+    IndicatorSpec("waste.avoidable_collections", "Avoidable collections", "%",
+                  waste.avoidable_collections),
+    IndicatorSpec("waste.ghg", "Greenhouse gas from waste treatment", "kgCO2e", waste.ghg),
+    IndicatorSpec("circular.symbiosis_matches", "Symbiosis opportunities", "pairs", circular.symbiosis),
+    IndicatorSpec("circular.shared_equipment_use", "Use of shared equipment", "%",
+                  circular.shared_equipment_use),
+    IndicatorSpec("data.coverage", "Data coverage", "%", coverage.coverage, needs_readings=False),
 ]
 
 CATALOGUE: dict[str, IndicatorSpec] = {s.id: s for s in _SPECS}

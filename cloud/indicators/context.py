@@ -11,6 +11,7 @@ import numpy as np
 from boucle.accounting import CounterDeltas, WasteEvents, counter_deltas, waste_events
 from boucle.registry import Device, Registry, Site, Territory
 from boucle.storage import Store
+from cloud.indicators.calendar import open_intervals, years_in
 from cloud.indicators.references import References
 from cloud.indicators.source import Source
 from cloud.indicators.values import Period, Scope
@@ -81,6 +82,8 @@ class Context:
         self.devices = [d for d in registry.devices if d.site in site_ids]
         self._energy: dict[str, DeviceEnergy] = {}
         self._waste: dict[str, WasteEvents] = {}
+        self.memo: dict[str, object] = {}
+        """Intermediate results shared by several indicators (site balances...)."""
 
     def energy_devices(self, channel: str, sites: list[Site] | None = None) -> list[Device]:
         ids = {s.id for s in (sites if sites is not None else self.sites)}
@@ -100,6 +103,25 @@ class Context:
 
     def energy_wh(self, devices: list[Device]) -> float:
         return sum(self.energy(d).total_wh for d in devices)
+
+    def buckets(self, devices: list[Device], step_s: int = QUARTER_HOUR) -> tuple[np.ndarray, np.ndarray]:
+        """(Wh per interval summed over `devices`, mask of intervals every device covers)."""
+        n = bucket_edges(self.period.start, self.period.end, step_s).size - 1
+        total = np.zeros(n)
+        covered = np.ones(n, dtype=bool)
+        for d in devices:
+            e = self.energy(d)
+            total += e.buckets_wh(step_s)
+            covered &= e.covered(step_s)
+        return total, covered
+
+    @cached_property
+    def years(self) -> float:
+        """The period in calendar years of the scope's zone (for annualised indicators)."""
+        return years_in(self.period.start, self.period.end, self.timezone)
+
+    def open_intervals(self, site: Site) -> list[tuple[int, int]]:
+        return open_intervals(site.opening_hours, self.site_timezone(site), self.period.start, self.period.end)
 
     def waste(self, device: Device) -> WasteEvents:
         if device.id not in self._waste:

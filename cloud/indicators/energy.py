@@ -1,11 +1,28 @@
-"""Energy indicators: consumption, demand profile, local PV, pooling, greenhouse gas."""
+"""Energy indicators: consumption, demand profile, local PV, pooling, greenhouse gas.
+
+Power indicators read 15-minute energy per interval (`Context.buckets`): between two
+readings energy accrues linearly, so a gap spreads its delta instead of making a spike.
+"""
 
 from __future__ import annotations
 
-from cloud.indicators.context import Context
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from boucle.registry import Device, Site
+from cloud.indicators.context import QUARTER_HOUR, Context, bucket_edges
+from cloud.indicators.geo import distance_km
 from cloud.indicators.outcome import Outcome
 
 WH_PER_KWH = 1000.0
+IMPORTING_WH = 1.0
+"""An interval with more than 1 Wh imported (the counter resolution) had no export."""
+CONSUMED_FORMULA = (
+    "Σ counter deltas of energy_wh over grid_import meters, readings start <= ts < end, each "
+    "against the previous reading; a counter going down restarted from 0 (counts in full); "
+    "deltas > 1.5 × rated power × Δt + 1 Wh rejected. Self-consumed PV not added (no export "
+    "meter: see energy.self_consumption).")
 
 
 def consumed(ctx: Context) -> Outcome:
@@ -19,12 +36,270 @@ def consumed(ctx: Context) -> Outcome:
         rejected += e.deltas.rejected
         resets += e.deltas.resets
     value = sum(by_site.values()) if devices else None
-    return Outcome(
-        value,
-        "Σ counter deltas of energy_wh over grid_import meters, readings start <= ts < end, each "
-        "against the previous reading; a counter going down restarted from 0 (counts in full); "
-        "deltas > 1.5 × rated power × Δt + 1 Wh rejected. Self-consumed PV not added (no export "
-        "meter: see energy.self_consumption).",
-        devices,
-        {"by_site": by_site, "rejected_deltas": rejected, "resets": resets},
-    )
+    return Outcome(value, CONSUMED_FORMULA, devices,
+                   {"by_site": by_site, "rejected_deltas": rejected, "resets": resets})
+
+
+def intensity(ctx: Context) -> Outcome:
+    """energy.intensity: consumed per inhabitant (territories) or per m² (sites), per year."""
+    devices = ctx.energy_devices("grid_import")
+    if not devices:
+        return Outcome(None, "no grid_import meter in scope", [])
+    kwh = ctx.energy_wh(devices) / WH_PER_KWH
+    years = ctx.years
+    if ctx.scope.kind != "site":
+        population = ctx.population or 0
+        if not population:
+            return Outcome(None, "population is 0 in the registry", devices)
+        return Outcome(kwh / population / years,
+                       "energy.consumed ÷ population ÷ period in calendar years", devices,
+                       {"kwh": kwh, "population": population, "years": years},
+                       unit="kWh/inhabitant/yr")
+    metered = [s for s in ctx.sites if any(d.site == s.id for d in devices)]
+    if all(s.floor_area_m2 for s in metered):
+        area = sum(s.floor_area_m2 or 0 for s in metered)
+        return Outcome(kwh / area / years, "energy.consumed ÷ floor area ÷ period in calendar years",
+                       devices, {"kwh": kwh, "floor_area_m2": area, "years": years}, unit="kWh/m²/yr")
+    if all(s.employees for s in metered):
+        staff = sum(s.employees or 0 for s in metered)
+        return Outcome(kwh / staff / years, "energy.consumed ÷ employees ÷ period in calendar years",
+                       devices, {"kwh": kwh, "employees": staff, "years": years},
+                       unit="kWh/employee/yr")
+    return Outcome(None, "site has neither floor_area_m2 nor employees in the registry", devices,
+                   caveats=["add floor_area_m2 to the site in the registry"])
+
+
+def _power_kw(ctx: Context, step_s: int = QUARTER_HOUR) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Device]]:
+    """(mean power kW per interval, covered mask, interval starts, devices) of grid import."""
+    devices = ctx.energy_devices("grid_import")
+    wh, covered = ctx.buckets(devices, step_s)
+    edges = bucket_edges(ctx.period.start, ctx.period.end, step_s)
+    return wh * 3.6 / np.diff(edges), covered, edges[:-1], devices
+
+
+def peak_demand(ctx: Context) -> Outcome:
+    """energy.peak_demand: max of 15-min mean power of the scope (coincident peak)."""
+    kw, covered, starts, devices = _power_kw(ctx)
+    if not devices or not covered.any():
+        return Outcome(None, "no 15-min interval covered by every grid_import meter", devices)
+    i = int(np.argmax(np.where(covered, kw, -np.inf)))
+    return Outcome(float(kw[i]),
+                   "max over 15-min intervals of Σ grid_import energy × 4 (intervals every meter "
+                   "covers; energy between readings spread linearly)", devices,
+                   {"at": int(starts[i])})
+
+
+def load_factor(ctx: Context) -> Outcome:
+    """energy.load_factor: E ÷ (P_peak × T)."""
+    peak = peak_demand(ctx)
+    devices = peak.devices
+    if peak.value is None or peak.value <= 0:
+        return Outcome(None, "no peak demand", devices)
+    kwh = ctx.energy_wh(devices) / WH_PER_KWH
+    hours = ctx.period.seconds / 3600
+    return Outcome(100 * kwh / (peak.value * hours), "energy.consumed ÷ (peak_demand × period hours)",
+                   devices, {"kwh": kwh, "peak_kw": peak.value, "hours": hours})
+
+
+def base_load(ctx: Context) -> Outcome:
+    """energy.base_load: 5th percentile of 15-min mean power."""
+    kw, covered, _, devices = _power_kw(ctx)
+    if not devices or not covered.any():
+        return Outcome(None, "no 15-min interval covered by every grid_import meter", devices)
+    return Outcome(float(np.percentile(kw[covered], 5)),
+                   "5th percentile of 15-min mean grid_import power (covered intervals)", devices)
+
+
+def off_hours_share(ctx: Context) -> Outcome:
+    """energy.off_hours_share: energy outside each site's opening hours ÷ energy."""
+    devices = ctx.energy_devices("grid_import")
+    total = off = 0.0
+    by_site: dict[str, float] = {}
+    for site in ctx.sites:
+        mine = [d for d in devices if d.site == site.id]
+        if not mine:
+            continue
+        spans = np.array(ctx.open_intervals(site), dtype=np.int64).reshape(-1, 2)
+        site_total = site_open = 0.0
+        for d in mine:
+            e = ctx.energy(d)
+            site_total += e.total_wh
+            if spans.size:
+                site_open += float((e.cumulative_at(spans[:, 1]) - e.cumulative_at(spans[:, 0])).sum())
+        total += site_total
+        off += site_total - site_open
+        if site_total > 0:
+            by_site[site.id] = 100 * (site_total - site_open) / site_total
+    value = 100 * off / total if total > 0 else None
+    return Outcome(value,
+                   "energy outside the site's opening hours (local time of its territory, DST "
+                   "applied) ÷ energy.consumed; energy between readings spread linearly", devices,
+                   {"by_site": by_site, "off_hours_kwh": off / WH_PER_KWH})
+
+
+def pv_produced(ctx: Context) -> Outcome:
+    devices = ctx.energy_devices("pv_production")
+    by_site: dict[str, float] = {}
+    for d in devices:
+        by_site[d.site] = by_site.get(d.site, 0.0) + ctx.energy(d).total_wh / WH_PER_KWH
+    return Outcome(sum(by_site.values()) if devices else None,
+                   "Σ reset-aware counter deltas of pv_production meters", devices, {"by_site": by_site})
+
+
+# --- self-consumption, self-sufficiency, pooling -----------------------------------------
+
+
+@dataclass
+class SiteBalance:
+    """A site's energy per 15-min interval (Wh): import, PV, PV used on site, load."""
+
+    site: Site
+    imported: np.ndarray
+    pv: np.ndarray
+    self_used: np.ndarray
+    load: np.ndarray
+    method: str
+    devices: list[Device] = field(default_factory=list)
+
+    @property
+    def surplus(self) -> np.ndarray:
+        """PV not used on site (exported), per interval."""
+        return np.maximum(self.pv - self.self_used, 0.0)
+
+
+def site_balance(ctx: Context, site: Site) -> SiteBalance:
+    """How a site's PV splits between its own load and the grid, per 15-min interval.
+
+    With a `load` meter covering at least the grid import over the period (a whole-site
+    load meter): PV used = clip(load − import, 0, PV) (Home Assistant's form). Otherwise
+    (no export meter): an interval that imported had no export, so all its PV was used;
+    an interval that imported nothing used at most the site's base load (5th percentile
+    of its import over intervals without PV) and exported the rest.
+    """
+    grid = ctx.energy_devices("grid_import", [site])
+    pv_devices = ctx.energy_devices("pv_production", [site])
+    loads = ctx.energy_devices("load", [site])
+    imported, grid_cov = ctx.buckets(grid)
+    pv, _ = ctx.buckets(pv_devices)
+    load_wh, _ = ctx.buckets(loads)
+    if loads and load_wh.sum() > 0 and load_wh.sum() >= imported.sum():
+        used = np.maximum(load_wh - imported, 0.0)
+        if pv_devices:
+            used = np.minimum(used, pv)
+        return SiteBalance(site, imported, pv, used, load_wh, "load meter", grid + pv_devices + loads)
+    if not pv_devices:
+        return SiteBalance(site, imported, pv, np.zeros_like(pv), imported, "import only", grid)
+    night = grid_cov & (pv <= 0)
+    base = float(np.percentile(imported[night], 5)) if night.any() else 0.0
+    used = np.where(imported > IMPORTING_WH, pv, np.minimum(pv, base))
+    return SiteBalance(site, imported, pv, used, imported + used, "estimated (no export meter)",
+                       grid + pv_devices)
+
+
+def balances(ctx: Context) -> list[SiteBalance]:
+    """The balance of every site of the scope with an energy meter (computed once)."""
+    if "balances" not in ctx.memo:
+        metered = {d.site for d in ctx.devices if d.kind == "energy"}
+        ctx.memo["balances"] = [site_balance(ctx, s) for s in ctx.sites if s.id in metered]
+    return ctx.memo["balances"]  # type: ignore[return-value]
+
+
+def self_consumption(ctx: Context) -> Outcome:
+    """energy.self_consumption: PV used on site ÷ PV produced."""
+    sites = [b for b in balances(ctx) if b.pv.sum() > 0 or any(d.channel == "pv_production" for d in b.devices)]
+    devices = [d for b in sites for d in b.devices]
+    produced = sum(float(b.pv.sum()) for b in sites)
+    used = sum(float(b.self_used.sum()) for b in sites)
+    return Outcome(100 * used / produced if produced > 0 else None,
+                   "Σ PV used on site ÷ Σ PV produced, per 15-min interval; without an export "
+                   "meter an importing interval used all its PV, a non-importing one at most the "
+                   "site's base load", devices,
+                   {"by_site": {b.site.id: {"pv_kwh": float(b.pv.sum()) / WH_PER_KWH,
+                                            "used_kwh": float(b.self_used.sum()) / WH_PER_KWH,
+                                            "method": b.method} for b in sites}},
+                   caveats=["estimated: no export meter in the registry"] if any(
+                       b.method.startswith("estimated") for b in sites) else [])
+
+
+def self_sufficiency(ctx: Context) -> Outcome:
+    """energy.self_sufficiency: PV used on site ÷ site load."""
+    sites = balances(ctx)
+    devices = [d for b in sites for d in b.devices]
+    load = sum(float(b.load.sum()) for b in sites)
+    used = sum(float(b.self_used.sum()) for b in sites)
+    return Outcome(100 * used / load if load > 0 else None,
+                   "Σ PV used on site ÷ Σ site load (load = import + PV used on site; with a "
+                   "whole-site load meter: 1 − min(1, E_import ÷ E_load), Home Assistant's form)",
+                   devices, {"used_kwh": used / WH_PER_KWH, "load_kwh": load / WH_PER_KWH})
+
+
+@dataclass
+class Pooling:
+    """Collective self-consumption potential of a scope."""
+
+    distance_km: float
+    shared_wh: float
+    load_wh: float
+    self_used_wh: float
+    pairs: list[dict]
+    devices: list[Device]
+
+    @property
+    def gain_pp(self) -> float | None:
+        return 100 * self.shared_wh / self.load_wh if self.load_wh > 0 else None
+
+
+def pooling(ctx: Context, max_distance_km: float | None = None) -> Pooling:
+    """PV surplus of each site allocated, per 15-min interval, to the import of other sites
+    of the scope within `max_distance_km`, pro rata of their remaining import (the default
+    allocation key of French collective self-consumption). Producers in id order."""
+    d_max = max_distance_km if max_distance_km is not None else ctx.references.threshold("pooling_distance_km")
+    sites = balances(ctx)
+    remaining = {b.site.id: b.imported.copy() for b in sites}
+    pairs: list[dict] = []
+    for producer in sorted(sites, key=lambda b: b.site.id):
+        surplus = producer.surplus
+        if surplus.sum() <= 0:
+            continue
+        near = [(b, distance_km(producer.site.location, b.site.location)) for b in sites
+                if b.site.id != producer.site.id]
+        near = [(b, km) for b, km in near if km <= d_max]
+        if not near:
+            continue
+        demand = np.vstack([remaining[b.site.id] for b, _ in near])
+        total = demand.sum(axis=0)
+        given = np.minimum(surplus, total)
+        share = np.divide(demand, total, out=np.zeros_like(demand), where=total > 0) * given
+        for (b, km), row in zip(near, share):
+            remaining[b.site.id] -= row
+            if row.sum() > 0:
+                pairs.append({"from": producer.site.id, "to": b.site.id, "distance_km": round(km, 3),
+                              "kwh": float(row.sum()) / WH_PER_KWH})
+    pairs.sort(key=lambda p: -p["kwh"])
+    return Pooling(d_max, sum(p["kwh"] for p in pairs) * WH_PER_KWH,
+                   sum(float(b.load.sum()) for b in sites), sum(float(b.self_used.sum()) for b in sites),
+                   pairs, [d for b in sites for d in b.devices])
+
+
+def pooling_gain(ctx: Context) -> Outcome:
+    """energy.pooling_gain: added self-sufficiency of the scope from sharing PV surplus."""
+    p = pooling(ctx)
+    before = 100 * p.self_used_wh / p.load_wh if p.load_wh > 0 else None
+    return Outcome(p.gain_pp,
+                   f"per 15-min interval, PV surplus of a site allocated to the import of other "
+                   f"sites within {p.distance_km:g} km (Code de l'énergie L315-2), pro rata of "
+                   "import; gain = shared ÷ Σ site load, in percentage points", p.devices,
+                   {"kwh": p.shared_wh / WH_PER_KWH, "distance_km": p.distance_km,
+                    "self_sufficiency_pct": before,
+                    "with_pooling_pct": None if before is None else before + (p.gain_pp or 0.0),
+                    "pairs": p.pairs})
+
+
+def ghg(ctx: Context) -> Outcome:
+    """energy.ghg: imported kWh × grid emission factor."""
+    devices = ctx.energy_devices("grid_import")
+    factor = ctx.references.grid_factor
+    kwh = ctx.energy_wh(devices) / WH_PER_KWH
+    return Outcome(kwh * factor["value"] if devices else None,
+                   f"energy.consumed × {factor['value']} {factor['unit']} ({factor['source']}, "
+                   f"{factor.get('year', '')})", devices, {"kwh": kwh, "factor": factor})

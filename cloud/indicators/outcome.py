@@ -16,3 +16,5 @@ class Outcome:
     breakdown: dict | None = None
     caveats: list[str] = field(default_factory=list)
     reference: dict | None = None
+    unit: str | None = None
+    """Overrides the catalogue unit (energy.intensity: per inhabitant or per m²)."""
