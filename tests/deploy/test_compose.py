@@ -4,8 +4,10 @@ they mount; the Python image installs the project."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import fnmatch
+import importlib
 import os
 import re
 import shutil
@@ -17,6 +19,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from boucle.cli import SUBCOMMANDS, build_parser
 from boucle.registry import load_registry
 from boucle.settings import ApiSettings, GatewaySettings, SimulatorSettings, env_name, load_settings
 from tests.conftest import require_binary
@@ -166,6 +169,25 @@ def test_python_services_get_every_setting_they_need_and_the_loader_accepts_them
         for field in DATA_FILES.get(command, []):
             path = getattr(settings, field)
             assert under_volume(svc, path, named=True), f"{name}: {path} is not on a named volume"
+
+
+def parse_command(argv: list[str]) -> argparse.Namespace:
+    """A service's command line parsed by the real `boucle` parser of that subcommand."""
+    parser = build_parser()
+    module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    module.configure(sub.choices[argv[0]])
+    return parser.parse_args(argv)
+
+
+@pytest.mark.parametrize("service", ["gateway", "simulator"])
+def test_service_command_is_accepted_by_its_subcommand(compose, service):
+    svc = compose["services"][service]
+    args = parse_command(svc["command"])
+    # Files named on the command line live on the service's volume.
+    for value in vars(args).values():
+        if isinstance(value, str) and value.startswith("/var/lib/boucle/"):
+            assert under_volume(svc, value, named=True), f"{service}: {value} is not on a named volume"
 
 
 def test_gateway_health_probe_uses_its_metrics_port(compose):

@@ -1,0 +1,278 @@
+"""deploy/mosquitto/ under a real Mosquitto: the production config as shipped, with only its
+listener ports and container paths rewritten for the test; TLS with certificates made by
+deploy/certs/make-certs.sh; per-device auth and ACL; the compose healthcheck."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from tests.conftest import require_binary
+from tests.deploy.stack import REPO, host_path_of, load_compose, read_env_file
+from tests.servers import free_port, wait_port
+
+MAKE_CERTS = REPO / "deploy" / "certs" / "make-certs.sh"
+DEVICE = "ecully-fablab-grid"  # a device of the example registry
+OTHER_DEVICE = "ecully-fablab-pv"
+WAIT = 15  # seconds: a bound on waiting for the broker, never an assertion
+
+
+@dataclass
+class Broker:
+    plain_port: int
+    tls_port: int
+    certs: Path
+    config: Path
+    proc: subprocess.Popen
+
+
+def make_certs(out: Path, *names: str) -> Path:
+    require_binary("openssl", "openssl")
+    done = subprocess.run(["sh", str(MAKE_CERTS), "-o", str(out), *names],
+                          check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def rewrite_config(text: str, ports: dict[int, int], paths: dict[str, Path]) -> str:
+    """The shipped config with listener ports and container paths replaced, nothing else."""
+    out = []
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "listener":
+            line = f"listener {ports[int(value)]} 127.0.0.1"
+        elif not line.startswith("#"):
+            for container, host in paths.items():
+                line = line.replace(container, str(host))
+        out.append(line)
+    if os.geteuid() == 0:  # test-only: mosquitto refuses root without a user to become
+        out.append("user root")
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory) -> Iterator[Broker]:
+    require_binary("mosquitto", "mosquitto")
+    require_binary("mosquitto_passwd", "mosquitto")
+    tmp = tmp_path_factory.mktemp("broker")
+    service = load_compose()["services"]["mosquitto"]
+    # The folders docker-compose mounts, copied so the test may add a device to passwd.
+    config_dir = tmp / "config"
+    shutil.copytree(host_path_of(service, "/mosquitto/config"), config_dir)
+    certs = make_certs(tmp / "certs", "localhost")
+    data = tmp / "data"
+    data.mkdir()
+    # The workshop tool's job, done here with the real mosquitto_passwd.
+    subprocess.run(["mosquitto_passwd", "-b", str(config_dir / "passwd"), DEVICE, "device-secret"], check=True)
+    plain, tls = free_port(), free_port()
+    config = tmp / "mosquitto.conf"
+    config.write_text(rewrite_config((config_dir / "mosquitto.conf").read_text(), {1883: plain, 8883: tls},
+                                     {"/mosquitto/config": config_dir, "/mosquitto/certs": certs,
+                                      "/mosquitto/data": data}))
+    log = (tmp / "mosquitto.log").open("wb")
+    proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(config)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(plain, proc=proc)
+        wait_port(tls, proc=proc)
+        yield Broker(plain, tls, certs, config, proc)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def test_rewrite_touches_only_ports_and_paths(broker):
+    shipped = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+    used = broker.config.read_text().splitlines()
+    changed = [(a, b) for a, b in zip(shipped, used) if a != b]
+    assert changed and all(a.split()[0] == b.split()[0] for a, b in changed)
+    assert {a.split()[0] for a, _ in changed} <= {"listener", "persistence_location", "password_file",
+                                                  "acl_file", "cafile", "certfile", "keyfile"}
+    assert broker.proc.poll() is None
+
+
+class Client:
+    """A paho client that waits for CONNACK and collects messages, for assertions."""
+
+    def __init__(self, username: str, password: str, client_id: str):
+        self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.mqtt.username_pw_set(username, password)
+        self.connected = threading.Event()
+        self.reason: ReasonCode | None = None
+        self.messages: list[tuple[str, bytes]] = []
+        self.arrived = threading.Condition()
+        self.subacks: list[list[ReasonCode]] = []
+        self.subscribed = threading.Event()
+        self.mqtt.on_connect = self._on_connect
+        self.mqtt.on_message = self._on_message
+        self.mqtt.on_subscribe = self._on_subscribe
+
+    def _on_connect(self, _c, _u, _flags, reason, _props) -> None:
+        self.reason = reason
+        self.connected.set()
+
+    def _on_message(self, _c, _u, msg) -> None:
+        with self.arrived:
+            self.messages.append((msg.topic, msg.payload))
+            self.arrived.notify_all()
+
+    def _on_subscribe(self, _c, _u, _mid, reasons, _props) -> None:
+        self.subacks.append(reasons)
+        self.subscribed.set()
+
+    def connect(self, port: int, ca: Path | None = None) -> ReasonCode:
+        if ca is not None:
+            self.mqtt.tls_set(ca_certs=str(ca))
+        self.mqtt.connect("127.0.0.1", port)
+        self.mqtt.loop_start()
+        assert self.connected.wait(WAIT), "no CONNACK"
+        return self.reason
+
+    def subscribe(self, topic: str) -> list[ReasonCode]:
+        self.subscribed.clear()
+        self.mqtt.subscribe(topic, qos=1)
+        assert self.subscribed.wait(WAIT), "no SUBACK"
+        return self.subacks[-1]
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.mqtt.publish(topic, payload, qos=1).wait_for_publish(WAIT)
+
+    def wait_for(self, payload: bytes) -> list[tuple[str, bytes]]:
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: any(p == payload for _, p in self.messages), WAIT), \
+                f"{payload!r} never arrived"
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.mqtt.disconnect()
+        self.mqtt.loop_stop()
+
+
+@pytest.fixture
+def clients() -> Iterator[list[Client]]:
+    made: list[Client] = []
+    yield made
+    for c in made:
+        c.close()
+
+
+def connect(clients: list[Client], broker: Broker, username: str, password: str,
+            tls: bool = True) -> Client:
+    c = Client(username, password, f"test-{username}-{len(clients)}")
+    clients.append(c)
+    reason = c.connect(broker.tls_port if tls else broker.plain_port, broker.certs / "ca-bundle.pem" if tls else None)
+    assert not reason.is_failure, f"{username}: {reason}"
+    return c
+
+
+def test_gateway_connects_over_tls_with_the_generated_ca_and_env_example_password(broker, clients):
+    env = read_env_file()
+    connect(clients, broker, "boucle-gateway", env["MQTT_GATEWAY_PASSWORD"], tls=True)
+    connect(clients, broker, "boucle-simulator", env["MQTT_SIMULATOR_PASSWORD"], tls=False)
+
+
+def test_tls_is_refused_with_another_ca(broker, tmp_path):
+    other = make_certs(tmp_path / "other")
+    c = Client("boucle-gateway", read_env_file()["MQTT_GATEWAY_PASSWORD"], "test-wrong-ca")
+    c.mqtt.tls_set(ca_certs=str(other / "ca.crt"))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        c.mqtt.connect("127.0.0.1", broker.tls_port)
+
+
+def test_tls_certificate_is_for_the_broker_names(broker):
+    context = ssl.create_default_context(cafile=str(broker.certs / "ca-bundle.pem"))
+    import socket
+    with socket.create_connection(("127.0.0.1", broker.tls_port), timeout=WAIT) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            names = {v for _, v in tls.getpeercert()["subjectAltName"]}
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    assert {"mosquitto", "localhost", "127.0.0.1"} <= names
+
+
+def test_wrong_password_and_anonymous_are_refused(broker, clients):
+    for username, password in (("boucle-gateway", "not-the-password"), ("", "")):
+        c = Client(username, password, f"test-refused-{len(clients)}")
+        if not username:
+            c.mqtt.username_pw_set(None, None)
+        clients.append(c)
+        reason = c.connect(broker.plain_port)
+        assert reason.is_failure, f"{username!r} was let in"
+
+
+def test_acl_device_writes_only_under_its_own_id_and_gateway_reads_all(broker, clients):
+    env = read_env_file()
+    gateway = connect(clients, broker, "boucle-gateway", env["MQTT_GATEWAY_PASSWORD"])
+    # Shared subscription, as N gateways scaled out use it; and status.
+    grants = gateway.subscribe("$share/boucle-gateway/boucle/v1/+/telemetry")
+    assert not grants[0].is_failure
+    assert not gateway.subscribe("boucle/v1/+/status")[0].is_failure
+    device = connect(clients, broker, DEVICE, "device-secret")
+    assert not device.subscribe(f"boucle/v1/{DEVICE}/cmd")[0].is_failure
+    # Forbidden publishes first; a permitted one from the same client last. The broker keeps
+    # each publisher's order, so when the marker arrives the forbidden ones would have too.
+    device.publish(f"boucle/v1/{OTHER_DEVICE}/telemetry", b"spoofed")
+    gateway.publish(f"boucle/v1/{DEVICE}/telemetry", b"from-gateway")  # read-only user
+    device.publish(f"boucle/v1/{DEVICE}/status", b'{"online": true}')
+    device.publish(f"boucle/v1/{DEVICE}/telemetry", b"marker")
+    seen = gateway.wait_for(b"marker")
+    assert (f"boucle/v1/{DEVICE}/status", b'{"online": true}') in seen
+    assert all(p not in (b"spoofed", b"from-gateway") for _, p in seen)
+    # The demo simulator publishes for any device.
+    simulator = connect(clients, broker, "boucle-simulator", env["MQTT_SIMULATOR_PASSWORD"], tls=False)
+    simulator.publish(f"boucle/v1/{OTHER_DEVICE}/telemetry", b"simulated")
+    assert (f"boucle/v1/{OTHER_DEVICE}/telemetry", b"simulated") in gateway.wait_for(b"simulated")
+
+
+def test_broker_keeps_a_persistent_session_queue_beyond_the_default_1000(broker, clients):
+    """max_queued_messages is sized for an outage: 1,500 QoS 1 messages published while the
+    gateway is away are all delivered when it comes back (the default would keep 1,000)."""
+    env = read_env_file()
+    first = Client("boucle-gateway", env["MQTT_GATEWAY_PASSWORD"], "boucle-gateway-queue")
+    first.mqtt.connect("127.0.0.1", broker.plain_port, clean_start=False,
+                       properties=_session_expiry(3600))
+    first.mqtt.loop_start()
+    assert first.connected.wait(WAIT)
+    first.subscribe("boucle/v1/+/telemetry")
+    first.close()
+    device = connect(clients, broker, DEVICE, "device-secret")
+    count = 1500
+    for i in range(count):
+        device.mqtt.publish(f"boucle/v1/{DEVICE}/telemetry", b"%d" % i, qos=1)
+    device.publish(f"boucle/v1/{DEVICE}/telemetry", b"last")
+    back = Client("boucle-gateway", env["MQTT_GATEWAY_PASSWORD"], "boucle-gateway-queue")
+    clients.append(back)
+    back.mqtt.connect("127.0.0.1", broker.plain_port, clean_start=False, properties=_session_expiry(3600))
+    back.mqtt.loop_start()
+    seen = back.wait_for(b"last")
+    assert {p for _, p in seen} >= {b"%d" % i for i in range(count)}
+
+
+def _session_expiry(seconds: int) -> mqtt.Properties:
+    from paho.mqtt.packettypes import PacketTypes
+    props = mqtt.Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = seconds
+    return props
+
+
+def test_compose_healthcheck_tells_a_running_broker_from_a_stopped_one(broker, tmp_path):
+    require_binary("mosquitto_sub", "mosquitto-clients")
+    test = load_compose()["services"]["mosquitto"]["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL"
+    command = test[1].replace("-p 1883", f"-p {broker.plain_port}")
+    assert command != test[1]
+    assert subprocess.run(["sh", "-c", command], check=False, timeout=30).returncode == 0
+    closed = free_port()  # nothing listens there
+    down = subprocess.run(["sh", "-c", test[1].replace("-p 1883", f"-p {closed}")], check=False, timeout=30)
+    assert down.returncode != 0
