@@ -116,9 +116,10 @@ class EmbeddedBroker:
             self.broker = Broker(config)
             await self.broker.start()
 
-        asyncio.run_coroutine_threadsafe(boot(), self.loop).result(15)
-        if not wait_listening(self.port, 10):
-            raise BrokerError(f"embedded broker did not listen on port {self.port}")
+        try:
+            asyncio.run_coroutine_threadsafe(boot(), self.loop).result(15)
+        except Exception as exc:  # noqa: BLE001 - report any start failure in one line
+            raise BrokerError(f"embedded broker did not start on port {self.port}: {exc}") from None
 
     def stop(self) -> None:
         if self.broker is not None:

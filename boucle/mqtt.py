@@ -52,13 +52,20 @@ def open_session(
     `on_connect(client, session_present)` runs after every (re)connection, which is
     where subscriptions belong so that they survive a broker restart.
     """
+    protocols = {"5": [MQTTProtocolVersion.MQTTv5], "3.1.1": [MQTTProtocolVersion.MQTTv311],
+                 "auto": [MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311]}.get(settings.mqtt_protocol)
+    if protocols is None:
+        raise BrokerUnavailable(f"BOUCLE_MQTT_PROTOCOL={settings.mqtt_protocol!r}: use auto, 5 or 3.1.1")
     last_error = ""
-    for protocol in (MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311):
+    for protocol in protocols:
+        fallback = protocol == MQTTProtocolVersion.MQTTv5 and len(protocols) > 1
+        # A 3.1.1-only broker may refuse a v5 CONNECT or never answer it: don't wait long.
         session, last_error = _try_connect(settings, client_id, protocol, persistent, session_expiry_s,
-                                           manual_ack, on_message, on_connect, will, timeout, max_inflight)
+                                           manual_ack, on_message, on_connect, will,
+                                           min(timeout, 3.0) if fallback else timeout, max_inflight)
         if session is not None:
             return session
-        if "protocol" not in last_error.lower() and "closed" not in last_error.lower():
+        if last_error.startswith("unreachable"):
             break
     raise BrokerUnavailable(
         f"MQTT broker {settings.mqtt_host}:{settings.mqtt_port}: {last_error}. "

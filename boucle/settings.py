@@ -37,6 +37,7 @@ class MqttSettings:
     mqtt_password: str = setting("", "MQTT password.", secret=True)
     mqtt_tls_ca: str = setting("", "Path of a CA bundle; when set, the connection uses TLS.")
     topic_prefix: str = setting("boucle/v1", "Topic prefix; devices publish under {prefix}/{device}/...")
+    mqtt_protocol: str = setting("auto", "auto (MQTT 5, falling back to 3.1.1), 5, or 3.1.1 (amqtt speaks only 3.1.1).")
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,11 @@ class Fleet:
         load = building + sum(p for d, p in powers.items() if self.devices[d].device.channel == "load")
         pv = sum(p for d, p in powers.items() if self.devices[d].device.channel == "pv_production")
         grid = [m for m in meters if m.device.channel == "grid_import"]
+        # A site never draws more than its connection allows (the breaker would trip):
+        # the load is capped at 90 % of the grid meters' rated power.
+        rated = sum(m.device.rated_power_w or 0 for m in grid)
+        if rated:
+            load = min(load, 0.9 * rated + pv)
         for m in grid:
             powers[m.device.id] = max(0.0, load - pv) / len(grid)
         for m in meters:

@@ -1,0 +1,7 @@
+"""python -m boucle: the boucle command."""
+
+import sys
+
+from boucle.cli import main
+
+sys.exit(main())

@@ -1,0 +1,106 @@
+"""The whole loop: simulator → real Mosquitto → gateway → SQLite → real uvicorn API,
+checked against the simulator's ground-truth ledger.
+
+Energy must match exactly (integer Wh). Waste is measured through noisy load cells, so
+it must match within the tolerance documented in docs/simulator.md: 0.3 kg per bin plus
+1 % of the true mass.
+"""
+
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from boucle.registry import ApiKey, RegistryFile, hash_key, load_registry
+from boucle.settings import ApiSettings, GatewaySettings, SimulatorSettings, load_settings
+from boucle.storage.sqlite import SQLiteStore
+from cloud.app import create_app
+from gateway.service import Gateway
+from simulator.ledger import read_ledger, totals
+from simulator.run import run_simulation
+from tests.conftest import EXAMPLE_REGISTRY
+from tests.servers import free_port
+
+START = 1763596800  # 2025-11-20 00:00 UTC
+HOURS = 12
+END = START + HOURS * 3600
+KEY = "bk_test-admin-key"
+
+
+@pytest.fixture
+def api(tmp_path):
+    """A real uvicorn serving the API on a free port."""
+
+    def serve(store_path):
+        port = free_port()
+        settings = load_settings(ApiSettings, {}, port=port, store_url=f"sqlite:///{store_path}")
+        app = create_app(settings, registry_file=RegistryFile(EXAMPLE_REGISTRY),
+                         extra_keys=[ApiKey(id="test-admin", sha256=hash_key(KEY), admin=True)])
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        server.install_signal_handlers = lambda: None
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.02)
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{port}"
+
+    servers = []
+    yield serve
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)
+
+
+def wait_for_readings(store: SQLiteStore, devices, expected: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = sum(store.reading_counts(devices, 0, 2**31).values())
+        if got >= expected:
+            return got
+        time.sleep(0.2)
+    return got
+
+
+def test_indicators_equal_the_ground_truth(tmp_path, mosquitto, api):
+    db = tmp_path / "boucle.db"
+    gateway = Gateway(load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
+                                    metrics_port=0)).start()
+    try:
+        sim = load_settings(SimulatorSettings, {}, mqtt_port=mosquitto.port, ledger=str(tmp_path / "ledger.jsonl"))
+        report = run_simulation(sim, start=START, end=END, speed=HOURS * 3600 / 3, batch=10,
+                                state_path=tmp_path / "state.json")
+        registry = load_registry(EXAMPLE_REGISTRY)
+        devices = [d.id for d in registry.devices]
+        assert report.readings == len(devices) * HOURS * 60
+        store = SQLiteStore(db)
+        assert wait_for_readings(store, devices, report.readings) == report.readings
+        assert store.dead_letters() == []
+    finally:
+        gateway.stop()
+
+    rows = read_ledger(tmp_path / "ledger.jsonl")
+    true_wh = totals(rows, "territory", "wh", START, END, channel="grid_import")
+    true_kg = totals(rows, "territory", "deposited_kg", START, END, measured="weight")
+    bins = {t.id: sum(1 for d in registry.devices_of(t.id) if d.kind == "waste" and d.profile != "waste-ultrasonic")
+            for t in registry.territories}
+
+    base = api(db)
+    with httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=30) as client:
+        listed = client.get("/v1/territories").json()
+        assert {t["id"] for t in listed} == {t.id for t in registry.territories}
+        for territory in registry.territories:
+            r = client.get(f"/v1/territories/{territory.id}/indicators",
+                           params={"from": START, "to": END, "ids": "energy.consumed,waste.generated"})
+            assert r.status_code == 200, r.text
+            values = {v["id"]: v for v in r.json()["indicators"]}
+            energy, waste = values["energy.consumed"], values["waste.generated"]
+            assert energy["unit"] == "kWh" and waste["unit"] == "kg"
+            assert true_wh[territory.id] > 0 and true_kg[territory.id] > 0
+            assert round(energy["value"] * 1000) == true_wh[territory.id]
+            tolerance = 0.3 * bins[territory.id] + 0.01 * true_kg[territory.id]
+            assert abs(waste["value"] - true_kg[territory.id]) <= tolerance, (waste["value"], true_kg[territory.id])
+            assert energy["coverage"] == pytest.approx(1.0) and waste["coverage"] == pytest.approx(1.0)
+            assert energy["period"] == {"from": "2025-11-20T00:00:00Z", "to": "2025-11-20T12:00:00Z"}

@@ -1,0 +1,64 @@
+"""Every protocol v1 vector through the gateway's parser, and the JSON Schema in agreement."""
+
+import json
+
+import jsonschema
+import pytest
+
+from boucle.protocol import schema, vectors
+from gateway.parse import Rejected, parse_telemetry
+
+DOC = vectors()
+CONTEXT = DOC["context"]
+SCHEMA_ERRORS = {"schema", "out_of_bounds"}  # what the JSON Schema alone must also refuse
+
+
+def raw_bytes(vector) -> bytes:
+    if "raw" in vector:
+        return vector["raw"].encode("utf-8")
+    return json.dumps(vector["payload"], separators=(",", ":")).encode()
+
+
+def parse(vector):
+    return parse_telemetry(
+        vector.get("topic_device", CONTEXT["topic_device"]), raw_bytes(vector),
+        known_devices=CONTEXT["devices"], now=CONTEXT["now"], max_future_skew_s=CONTEXT["max_future_skew_s"],
+    )
+
+
+@pytest.mark.parametrize("vector", DOC["vectors"], ids=[v["name"] for v in DOC["vectors"]])
+def test_parser_gives_the_expected_outcome(vector):
+    result = parse(vector)
+    if vector["valid"]:
+        assert not isinstance(result, Rejected), result
+        payload = vector["payload"]
+        assert [(r.seq, r.ts) for r in result] == [(x["seq"], x["ts"]) for x in payload["readings"]]
+        assert all(r.device == payload["device"] and r.boot == payload["boot"] for r in result)
+        for reading, item in zip(result, payload["readings"]):
+            assert reading.values == {k: v for k, v in item.items() if k not in ("seq", "ts")}
+    else:
+        assert isinstance(result, Rejected), f"{vector['name']} was accepted"
+        assert result.error == vector["error"]
+        if "path" in vector:
+            assert result.path == vector["path"]
+        assert result.message
+
+
+@pytest.mark.parametrize("vector", [v for v in DOC["vectors"] if "payload" in v], ids=lambda v: v["name"])
+def test_json_schema_agrees(vector):
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = list(validator.iter_errors(vector["payload"]))
+    if vector["valid"]:
+        assert errors == []
+    elif vector["error"] in SCHEMA_ERRORS:
+        assert errors, f"the JSON Schema accepts {vector['name']}"
+
+
+def test_every_error_code_has_a_vector():
+    codes = {v["error"] for v in DOC["vectors"] if not v["valid"]}
+    assert codes >= {"not_json", "schema", "not_finite", "out_of_bounds", "seq_order", "unknown_device",
+                     "topic_mismatch", "future_timestamp", "too_large"}
+
+
+def test_schema_is_valid_draft_2020_12():
+    jsonschema.Draft202012Validator.check_schema(schema())
