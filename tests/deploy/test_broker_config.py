@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import threading
@@ -193,11 +194,10 @@ def test_tls_is_refused_with_another_ca(broker, tmp_path):
 
 def test_tls_certificate_is_for_the_broker_names(broker):
     context = ssl.create_default_context(cafile=str(broker.certs / "ca-bundle.pem"))
-    import socket
-    with socket.create_connection(("127.0.0.1", broker.tls_port), timeout=WAIT) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            names = {v for _, v in tls.getpeercert()["subjectAltName"]}
-            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    with (socket.create_connection(("127.0.0.1", broker.tls_port), timeout=WAIT) as raw,
+          context.wrap_socket(raw, server_hostname="localhost") as tls):
+        names = {v for _, v in tls.getpeercert()["subjectAltName"]}
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
     assert {"mosquitto", "localhost", "127.0.0.1"} <= names
 
 

@@ -180,7 +180,7 @@ def parse_command(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@pytest.mark.parametrize("service", ["gateway", "simulator"])
+@pytest.mark.parametrize("service", ["gateway", "api", "simulator"])
 def test_service_command_is_accepted_by_its_subcommand(compose, service):
     svc = compose["services"][service]
     args = parse_command(svc["command"])
