@@ -131,3 +131,24 @@ def settings_table(cls: type) -> list[tuple[str, str, str]]:
             default = "(bundled example registry)"
         out.append((env_name(f.name), str(default), f.metadata["help"]))
     return out
+
+
+def configuration_markdown() -> str:
+    """docs/configuration.md, made from the settings classes (a test keeps it current)."""
+    parts = ["# Configuration\n",
+             "Every service reads `BOUCLE_*` environment variables, then an optional TOML file named by",
+             "`BOUCLE_CONFIG` whose keys are the setting names in lower case without the prefix",
+             "(`mqtt_host = \"broker\"`). Environment wins over the file, the file over the defaults.",
+             "A bad value stops the service with the variable's name and what it expects.\n",
+             "This page is generated from `boucle/settings.py` (`python -m boucle.settings > docs/configuration.md`).\n"]
+    for title, cls in (("Gateway (`boucle gateway`)", GatewaySettings), ("API (`boucle api`)", ApiSettings),
+                       ("Simulator (`boucle simulate`)", SimulatorSettings)):
+        parts.append(f"## {title}\n\n| variable | default | meaning |\n|---|---|---|")
+        for name, default, meaning in settings_table(cls):
+            parts.append(f"| `{name}` | `{default}` | {meaning} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    print(configuration_markdown(), end="")
