@@ -218,10 +218,11 @@ def provision(board: Board, plan: BenchPlan, report: Reporter, outcome: Outcome 
     report.finish("config", f"{CONFIG_PATH} written")
 
     label_temp = None
+    label_path = None
     if prepared.label_bytes is not None and plan.label_dir is not None:
         plan.label_dir.mkdir(parents=True, exist_ok=True)
-        outcome.label_path = plan.label_dir / f"{prepared.device_id}.{plan.label_format}"
-        label_temp = outcome.label_path.with_name(f".{outcome.label_path.name}.tmp")
+        label_path = plan.label_dir / f"{prepared.device_id}.{plan.label_format}"
+        label_temp = label_path.with_name(f".{label_path.name}.tmp")
         label_temp.write_bytes(prepared.label_bytes)
     try:
         report.start("commit")
@@ -229,11 +230,7 @@ def provision(board: Board, plan: BenchPlan, report: Reporter, outcome: Outcome 
             prepared.transaction.commit()
         except TransactionError as exc:
             raise UserError(str(exc)) from None
-        try:
-            _reload_broker(plan.reload_broker)
-        except UserError:
-            prepared.transaction.rollback()
-            raise
+        _reload_broker(plan.reload_broker)
         report.finish("commit", "registry, password file and ACL updated")
 
         report.start("verify")
@@ -245,11 +242,17 @@ def provision(board: Board, plan: BenchPlan, report: Reporter, outcome: Outcome 
             report.finish("verify", "skipped (--no-verify)")
 
         report.start("label")
-        if label_temp is not None and outcome.label_path is not None:
-            os.replace(label_temp, outcome.label_path)
-            report.finish("label", str(outcome.label_path))
+        if label_temp is not None and label_path is not None:
+            os.replace(label_temp, label_path)
+            outcome.label_path = label_path
+            report.finish("label", str(label_path))
         else:
             report.finish("label", "none asked")
+    except Exception as exc:
+        undone = _undo(prepared.transaction, plan)
+        if isinstance(exc, UserError):
+            raise UserError(f"{exc} ({undone})") from None
+        raise
     finally:
         if label_temp is not None:
             label_temp.unlink(missing_ok=True)
@@ -258,8 +261,24 @@ def provision(board: Board, plan: BenchPlan, report: Reporter, outcome: Outcome 
     return outcome
 
 
+def _undo(transaction: FileTransaction, plan: BenchPlan) -> str:
+    """Put the committed files back (if they were committed); say what became of them."""
+    if not transaction.committed:
+        return "registry, password file and ACL unchanged"
+    left = transaction.rollback()
+    try:
+        _reload_broker(plan.reload_broker)
+    except UserError:
+        pass
+    if left:
+        return f"not put back because they changed meanwhile: {', '.join(map(str, left))}"
+    return "registry, password file and ACL put back as they were"
+
+
+
+
 def _verify(board: Board, plan: BenchPlan, prepared: _Prepared) -> None:
-    """Reset the board into the app and wait for it; on silence, diagnose and undo the commit."""
+    """Reset the board into the app and wait for its birth and telemetry; diagnose silence."""
     with verify.DeviceWatch(plan.watch, plan.prefix, prepared.device_id) as watch:
         board.reset()
         seen = watch.wait(plan.verify_timeout)
@@ -271,12 +290,5 @@ def _verify(board: Board, plan: BenchPlan, prepared: _Prepared) -> None:
                                         prepared.device_password, ca_pem=plan.ca_pem)
     probe = verify.probe_credentials(device_access)
     cause = verify.diagnose(seen, wifi, probe, f"{plan.broker_host}:{plan.broker_port}")
-    left = prepared.transaction.rollback()
-    try:
-        _reload_broker(plan.reload_broker)
-    except UserError:
-        pass
-    undo = ("registry, password file and ACL put back as they were"
-            if not left else f"left alone because they changed meanwhile: {', '.join(map(str, left))}")
-    raise UserError(f"{prepared.device_id} did not report within {plan.verify_timeout:g} s: {cause}. "
-                    f"({undo}; fix the cause and run boucle flash again on this board)")
+    raise UserError(f"{prepared.device_id} did not report within {plan.verify_timeout:g} s: {cause}; "
+                    "fix the cause and run boucle flash again on this board")
