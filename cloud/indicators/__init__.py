@@ -19,7 +19,7 @@ from cloud.indicators.values import IndicatorValue, Period, Scope
 __all__ = [
     "CATALOGUE", "IndicatorSpec", "IndicatorValue", "Period", "References", "ReferencesError",
     "Scope", "UnknownIndicator", "UnknownScope", "compute_indicators", "indicator_series",
-    "load_references",
+    "load_references", "pooling_detail", "symbiosis_detail",
 ]
 
 
@@ -44,7 +44,7 @@ def _evaluate(ctx: Context, indicator_id: str) -> IndicatorValue:
     coverage = ctx.coverage(out.devices) if out.devices else 0.0
     value = None if out.value is None else float(out.value)
     caveats = list(out.caveats)
-    if coverage == 0.0 and value is not None and spec.needs_readings:
+    if out.devices and coverage == 0.0 and value is not None and spec.needs_readings:
         # devices exist but sent nothing in the period: a 0 would read as "nothing happened"
         value = None
         caveats.append("no readings in the period")
@@ -102,3 +102,50 @@ def indicator_series(
         ctx = Context(store, registry, scope, step, references, source=whole.source)
         out.append(_evaluate(ctx, indicator_id))
     return out
+
+
+def symbiosis_detail(
+    store: Store,
+    registry: Registry,
+    scope: Scope,
+    period: Period,
+    everywhere: bool = False,
+    references: References | None = None,
+) -> list[dict]:
+    """Symbiosis matches of a scope, best first (see circular.symbiosis_matches).
+
+    `everywhere` also matches needs of sites outside the scope (admin views only).
+    """
+    from cloud.indicators.circular import symbiosis_matches
+
+    ctx = Context(store, registry, scope, period, references or load_references())
+    return symbiosis_matches(ctx, everywhere=everywhere)
+
+
+def pooling_detail(
+    store: Store,
+    registry: Registry,
+    scope: Scope,
+    period: Period,
+    max_distance_km: float | None = None,
+    references: References | None = None,
+) -> dict:
+    """The pooling gain of a scope with its producer → consumer pairs and site balances."""
+    from cloud.indicators.energy import balances, pooling
+
+    ctx = Context(store, registry, scope, period, references or load_references())
+    p = pooling(ctx, max_distance_km)
+    before = 100 * p.self_used_wh / p.load_wh if p.load_wh > 0 else None
+    return {
+        "distance_km": p.distance_km,
+        "shared_kwh": p.shared_wh / 1000,
+        "gain_pp": p.gain_pp,
+        "self_sufficiency_pct": before,
+        "with_pooling_pct": None if before is None else before + (p.gain_pp or 0.0),
+        "pairs": p.pairs,
+        "sites": [{"site": b.site.id, "import_kwh": float(b.imported.sum()) / 1000,
+                   "pv_kwh": float(b.pv.sum()) / 1000, "self_used_kwh": float(b.self_used.sum()) / 1000,
+                   "surplus_kwh": float(b.surplus.sum()) / 1000, "method": b.method}
+                  for b in balances(ctx)],
+        "coverage": ctx.coverage(p.devices) if p.devices else 0.0,
+    }

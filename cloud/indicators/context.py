@@ -38,28 +38,29 @@ class DeviceEnergy:
         return self.deltas.total_wh
 
     def cumulative_at(self, instants: np.ndarray) -> np.ndarray:
-        """Energy (Wh) accumulated since the period start at each instant.
+        """Accepted energy (Wh) counted up to each instant, from the device's first reading.
 
-        Between readings energy accrues linearly (a delta is spread over its Δt); the part
-        of the first delta that falls before the period start is booked at the start, so
-        that the cumulative at the end equals the period total.
+        Between readings energy accrues linearly (a delta is spread over its Δt); before the
+        first reading and after the last one it stays flat (no extrapolation).
         """
         if self.times.size == 0:
             return np.zeros(np.shape(instants))
         cum = np.cumsum(self.deltas.deltas_wh)
-        out = np.interp(np.asarray(instants, dtype=np.float64), self.times.astype(np.float64), cum)
-        return np.where(np.asarray(instants) <= self.start, 0.0, out)
+        return np.interp(np.asarray(instants, dtype=np.float64), self.times.astype(np.float64), cum)
 
     def buckets_wh(self, step_s: int = QUARTER_HOUR) -> np.ndarray:
         """Energy per step-long interval of the period (the last one may be shorter)."""
         return np.diff(self.cumulative_at(bucket_edges(self.start, self.end, step_s)))
 
     def covered(self, step_s: int = QUARTER_HOUR) -> np.ndarray:
-        """Per interval: whether the device has readings on both sides of it (not extrapolated)."""
+        """Per interval: whether the device has readings at or beyond both of its ends.
+
+        The last interval of a period usually is not: readings at or after the end are not
+        loaded, so its energy is known only up to the last reading."""
         edges = bucket_edges(self.start, self.end, step_s)
         if self.times.size < 2:
             return np.zeros(edges.size - 1, dtype=bool)
-        return (edges[:-1] >= self.times[0]) & (edges[1:] <= self.times[-1] + self.device.interval_s)
+        return (edges[:-1] >= self.times[0]) & (edges[1:] <= self.times[-1])
 
 
 def bucket_edges(start: int, end: int, step_s: int) -> np.ndarray:

@@ -18,6 +18,7 @@ packaging = "recycling"
 biowaste = "composting"
 bulky = "landfill"
 textile = "reuse"
+wood = "recycling"
 
 [[territories]]
 id = "town"
