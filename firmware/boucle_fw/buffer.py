@@ -130,6 +130,10 @@ class ReadingBuffer:
         self._ram = []
         self._trim_cache()
 
+    def ram_readings(self):
+        """The readings not on flash yet (newest), e.g. to keep in RTC memory over deep sleep."""
+        return list(self._ram)
+
     def restamp(self, fix):
         """Apply fix(reading) -> bool (True when changed) to every pending reading;
         rewrites only the flash segments that changed."""

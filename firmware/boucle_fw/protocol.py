@@ -99,3 +99,21 @@ def encode_status(online, boot=None, fw=None, reset_cause=None):
         parts.append(',"reset_cause":"' + reset_cause + '"')
     parts.append("}")
     return "".join(parts).encode()
+
+
+def encode_health(boot, uptime_s, heap_free, rssi, buffer_depth, dropped, reset_cause, fw, ts=None,
+                  extra=None):
+    """Health report (QoS 0) on {prefix}/{device}/health."""
+    parts = ['{"v":', str(VERSION), ',"boot":', str(int(boot)), ',"uptime_s":', str(int(uptime_s)),
+             ',"heap_free":', str(int(heap_free))]
+    if rssi is not None:
+        parts.append(',"rssi":' + str(int(rssi)))
+    parts.append(',"buffer_depth":' + str(int(buffer_depth)) + ',"dropped":' + str(int(dropped)))
+    parts.append(',"reset_cause":"' + reset_cause + '","fw":"' + fw + '"')
+    if ts is not None:
+        parts.append(',"ts":' + str(int(ts)))
+    if extra:
+        for k in sorted(extra):
+            parts.append(',"' + k + '":' + str(int(extra[k])))
+    parts.append("}")
+    return "".join(parts).encode()

@@ -1,0 +1,201 @@
+# Start-up on the board: config, boot counter, stores, sensors, link; then the loop
+# (mains-powered) or one cycle per wake (deep sleep, battery bins).
+
+import gc
+import time
+
+from boucle_fw import config as config_mod
+from boucle_fw import ota, protocol
+from boucle_fw.accounting import CounterStore
+from boucle_fw.buffer import ReadingBuffer
+from boucle_fw.device import Device
+from boucle_fw.timebase import Timebase
+
+FW_VERSION = "0.1.0"
+BUFFER_PATH = "/buffer"
+
+
+def build_sensors(cfg, settings):
+    """[(type, driver)] from the config's sensors section."""
+    out = []
+    for s in cfg["sensors"]:
+        t = s["type"]
+        if t == "pzem":
+            from boucle_fw.drivers.pzem import Pzem
+            d = Pzem(s["uart"], s["tx"], s["rx"], s.get("addresses", [1]))
+        elif t == "ct":
+            from boucle_fw.drivers.ct import CtClamp
+            cal = settings.get("ct_calibration") or s["calibration"]
+            d = CtClamp(s["pin"], s["mains_hz"], s.get("cycles", 10), s["voltage_v"],
+                        s.get("power_factor", 1.0), s.get("noise_a", 0.05), cal)
+        elif t == "pulse":
+            import esp32
+
+            from boucle_fw.drivers.pulse import PulseInput
+            d = PulseInput(s["pin"], s["pulses_per_kwh"], s.get("debounce_ms", 20), esp32_mod=esp32)
+        elif t == "hx711":
+            from boucle_fw.drivers.hx711 import Hx711
+            d = Hx711(s["dout"], s["sck"], s.get("samples", 9), s["scale"],
+                      s.get("zero_track_g", 20), store=settings)
+        elif t == "hcsr04":
+            from boucle_fw.drivers.ultrasonic import HcSr04
+            d = HcSr04(s["trigger"], s["echo"], s.get("samples", 5), s["empty_mm"], s["full_mm"],
+                       s.get("temp_c", 15.0))
+        else:
+            from boucle_fw.drivers.vl53l0x import Vl53l0x
+            d = Vl53l0x(s["sda"], s["scl"], s.get("address", 0x29), s.get("samples", 5),
+                        s["empty_mm"], s["full_mm"])
+        out.append((t, d))
+    return out
+
+
+def _client_factory(cfg):
+    from umqtt.simple import MQTTClient
+    m = cfg["mqtt"]
+
+    def make(tls):
+        return MQTTClient(cfg["device_id"], m["host"], m["port"], m.get("username"),
+                          m.get("password"), m["keepalive_s"], tls)
+    return make
+
+
+def _info(wifi, cause):
+    def info():
+        gc.collect()
+        return {"heap_free": gc.mem_free(), "rssi": wifi.rssi(), "reset_cause": cause}
+    return info
+
+
+def run():
+    import machine
+
+    from boucle_fw.hw import system
+    from boucle_fw.hw.mqtt import MqttLink, tls_context
+    from boucle_fw.hw.wifi import Wifi
+
+    cfg, errors = config_mod.load()
+    if errors:
+        print("boucle: config.json is not valid; fix it and reset the board:")
+        for e in errors:
+            print("  " + e)
+        return  # stay at the REPL: nothing to measure with a wrong config
+    cause = system.reset_cause()
+    nvs = system.Nvs()
+    woke = cause == "deep_sleep"
+    boot = system.next_boot(nvs, woke)
+    rtc = system.RtcMemory()
+    settings = system.Settings(nvs)
+    sensors = build_sensors(cfg, settings)
+    tb = Timebase(time.ticks_ms)
+    b = cfg["buffer"]
+    buf = ReadingBuffer(b["capacity"], b["ram"], b["segment"], BUFFER_PATH)
+    store = CounterStore(rtc.cell("e"), nvs.cell("energy"), cfg["energy"]["persist_wh"],
+                         cfg["energy"]["persist_s"])
+    counter = store.restore()
+    wifi = Wifi(cfg["wifi"]["ssid"], cfg["wifi"]["password"], cfg["wifi"]["reconnects"])
+    retained = []
+    if cfg["ha_discovery"]:
+        from boucle_fw import discovery
+        retained = discovery.messages(
+            cfg["device_id"], protocol.topic(cfg["prefix"], cfg["device_id"], "telemetry"),
+            protocol.topic(cfg["prefix"], cfg["device_id"], "status"),
+            [s["type"] for s in cfg["sensors"]], FW_VERSION)
+    m = cfg["mqtt"]
+    link = MqttLink(_client_factory(cfg), cfg["device_id"], cfg["prefix"], boot, FW_VERSION, cause,
+                    time.ticks_ms, time.ticks_diff, m["timeout_s"], m["keepalive_s"], wifi=wifi,
+                    tls=tls_context(m["ca"]) if m.get("ca") else None, retained=retained)
+    dev = Device(cfg, boot, tb, link, buf, sensors, counter, store, settings,
+                 _info(wifi, cause), FW_VERSION)
+    if woke:
+        dev.seq = rtc.data.get("seq", 0)
+    if cfg["deep_sleep"]["enabled"]:
+        return _wake(cfg, dev, rtc, wifi, machine, system)
+    return _loop(cfg, dev, wifi, machine, system)
+
+
+def _sync_clock(dev, cfg, system):
+    unix = system.ntp_unix(cfg["ntp"]["host"])
+    if unix is None:
+        return False
+    first = not dev.tb.synced
+    dev.tb.sync(unix)
+    if first:
+        dev.on_clock_synced()
+    return True
+
+
+def _loop(cfg, dev, wifi, machine, system):
+    # The watchdog is fed only after a good cycle: a loop wedged in a driver or a socket
+    # resets the board instead of sitting there.
+    wdt = machine.WDT(timeout=max(120000, 3 * dev.interval_s * 1000))
+    resync_ms = cfg["ntp"]["resync_s"] * 1000
+    last_sync = None
+    while True:
+        now = dev.tb.now_ms()
+        if "sample" in dev.scheduler.due(now):
+            due = last_sync is None or now - last_sync >= resync_ms or not dev.tb.synced
+            if due and wifi.ensure() and _sync_clock(dev, cfg, system):
+                last_sync = now
+            sampled, delivered = dev.cycle()
+            if sampled:
+                wdt.feed()
+                if delivered:
+                    ota.mark_good()
+            if wifi.gave_up:
+                print("boucle: Wi-Fi lost after %d attempts, resetting" % wifi.failures)
+                dev.shutdown()
+                machine.reset()
+        dev.link.poll(dev.on_command)
+        if dev.reboot_requested or dev.ota_request:
+            _restart(dev, machine)
+        gc.collect()
+        time.sleep_ms(min(dev.scheduler.wait_ms(dev.tb.now_ms()), 1000))
+
+
+def _restart(dev, machine):
+    """Reboot command or OTA: ack already sent; orderly stop, then reset."""
+    if dev.ota_request:
+        from boucle_fw.hw.http import HttpSource
+        try:
+            version = ota.install(HttpSource(dev.ota_request["url"]), fw=FW_VERSION)
+            print("boucle: installed app %s, restarting" % version)
+        except Exception as e:
+            dev.ota_request = None
+            dev.last_error = "ota: %s" % e
+            print("boucle: OTA failed:", e)
+            return
+    dev.shutdown()
+    dev.link.close(orderly=True)
+    machine.reset()
+
+
+def _wake(cfg, dev, rtc, wifi, machine, system):
+    """Battery mode: one reading per wake, kept in RTC memory; publish every Nth wake."""
+    for r in rtc.data.get("pending", []):
+        dev.buffer.push(r)
+    wakes = rtc.data.get("wakes", 0) + 1
+    if rtc.data.get("unix") is not None:
+        # the RTC keeps counting in deep sleep: time.time() stays valid between wakes
+        from boucle_fw.timebase import ntp_to_unix
+        dev.tb.sync(ntp_to_unix(time.time(), time.gmtime(0)[0]))
+    dev.sample()
+    publish = wakes % cfg["deep_sleep"]["publish_every"] == 0 or not dev.tb.synced
+    if publish and wifi.ensure():
+        if _sync_clock(dev, cfg, system):
+            rtc.data["unix"] = True
+        if dev.link.connect():
+            dev.flush()
+            dev.publish_health()
+            dev.link.poll(dev.on_command)
+            dev.link.close(orderly=False)
+            ota.mark_good()
+    pending = dev.buffer.ram_readings()
+    if len(pending) > 12:  # RTC memory is 2 KB: spill the rest to flash
+        dev.buffer.sync()
+        pending = []
+    rtc.data["pending"] = pending
+    rtc.data["wakes"] = wakes
+    rtc.data["seq"] = dev.seq
+    rtc.save()
+    machine.deepsleep(dev.interval_s * 1000)
+

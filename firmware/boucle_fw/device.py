@@ -1,0 +1,206 @@
+# The device loop: sample, account, buffer, publish, answer commands, report health.
+#
+# Hardware comes in as objects (sensors, link, clock, stores), so the same loop runs on
+# the ESP32 and on CPython against a real broker. Runs unchanged on both interpreters.
+
+from boucle_fw import protocol
+from boucle_fw.accounting import EnergyCounter
+from boucle_fw.commands import CommandError, CommandHandler, interval_arg
+from boucle_fw.scheduler import Scheduler
+
+ENERGY_SENSORS = ("pzem", "ct", "pulse")
+MAX_BATCHES_PER_CYCLE = 10
+_KEEP = []
+for _name, _dec in protocol.FIELDS:
+    _KEEP.append(_name)
+
+
+class Device:
+    """One device. `link` publishes (publish(topic, payload, qos, retain) -> bool once the
+    broker acknowledged) and delivers commands to on_command(payload) -> ack bytes."""
+
+    def __init__(self, cfg, boot, timebase, link, buffer, sensors, counter=None,
+                 counter_store=None, settings=None, info=None, fw="0"):
+        self.cfg = cfg
+        self.device_id = cfg["device_id"]
+        self.prefix = cfg.get("prefix", protocol.DEFAULT_PREFIX)
+        self.boot = boot
+        self.tb = timebase
+        self.link = link
+        self.buffer = buffer
+        self.sensors = sensors  # [(type, driver)]
+        self.counter = counter
+        if counter is None and any(t in ENERGY_SENSORS for t, _ in sensors):
+            self.counter = EnergyCounter(0)
+        self.counter_store = counter_store
+        self.settings = settings
+        self.info = info  # callable -> {"heap_free", "rssi", "reset_cause"}
+        self.fw = fw
+        self.seq = 0
+        self.cycles = 0
+        self.sensor_errors = 0
+        self.last_error = None
+        self.reboot_requested = False
+        self.ota_request = None
+        self._last_sample_ms = None
+        self._restamped = False
+        self.topic_telemetry = protocol.topic(self.prefix, self.device_id, "telemetry")
+        self.topic_health = protocol.topic(self.prefix, self.device_id, "health")
+        self.commands = CommandHandler(self._handlers())
+        interval = cfg.get("interval_s", 60)
+        if settings is not None and settings.get("interval_s"):
+            interval = settings.get("interval_s")
+        self.interval_s = interval
+        self.scheduler = Scheduler()
+        self.scheduler.every("sample", interval * 1000, 0)
+
+    # --- one cycle --------------------------------------------------------------------
+
+    def sample(self):
+        """Read every sensor into one reading and push it; None when no sensor answered."""
+        now = self.tb.now_ms()
+        dt = 0 if self._last_sample_ms is None else now - self._last_sample_ms
+        self._last_sample_ms = now
+        reading = {"seq": self.seq, "boot": self.boot}
+        self.seq += 1
+        self.tb.stamp(reading, now)
+        got = False
+        for kind, driver in self.sensors:
+            try:
+                fields = driver.read()
+            except Exception as e:  # a sensor unplugged must not stop the others
+                self.sensor_errors += 1
+                self.last_error = "%s: %s" % (kind, e)
+                continue
+            if kind in ENERGY_SENSORS:
+                self._account(fields, dt)
+            for k in fields:
+                if k in _KEEP:
+                    reading[k] = fields[k]
+            got = got or bool(fields)
+        if self.counter is not None and got:
+            reading["energy_wh"] = self.counter.total_wh
+            if self.counter_store is not None:
+                self.counter_store.cycle(self.counter, now // 1000)
+        if not got:
+            return None
+        self.buffer.push(reading)
+        return reading
+
+    def _account(self, fields, dt_ms):
+        c = self.counter
+        if "energy_delta_wh" in fields:
+            c.total_wh += fields["energy_delta_wh"]
+        elif "pulses" in fields:
+            c.add_pulses(fields["pulses"], fields["pulses_per_kwh"])
+        elif "power_w" in fields:
+            c.add_power(fields["power_w"], dt_ms)
+
+    def on_clock_synced(self):
+        """After the first NTP answer: stamp the readings taken before it, drop those of
+        earlier boots that can no longer be placed in time."""
+        boot = self.boot
+        tb = self.tb
+        self.buffer.restamp(lambda r: tb.restamp(r, boot))
+        self.buffer.discard(lambda r: r.get("ts") is not None)
+        self._restamped = True
+
+    def flush(self, max_batches=MAX_BATCHES_PER_CYCLE):
+        """Publish buffered readings oldest first, one batch at a time, dropping each batch
+        only once the broker acknowledged it. Returns the number of batches sent."""
+        sent = 0
+        while sent < max_batches and self.buffer.depth:
+            head = self.buffer.peek(protocol.MAX_READINGS)
+            boot = head[0].get("boot", self.boot)
+            same = []
+            for r in head:
+                if r.get("boot", boot) != boot or r.get("ts") is None:
+                    break
+                same.append(r)
+            if not same:
+                return sent  # the oldest reading waits for the clock
+            payload = None
+            count = 0
+            for payload, count in protocol.batches(self.device_id, boot, same):
+                break
+            if not self.link.publish(self.topic_telemetry, payload, 1, False):
+                return sent
+            self.buffer.drop(count)
+            sent += 1
+        return sent
+
+    def cycle(self):
+        """Sample, then publish what the buffer holds. Returns (sampled, delivered)."""
+        reading = self.sample()
+        self.cycles += 1
+        delivered = False
+        if self.link.connect():
+            self.flush()
+            delivered = self.buffer.depth == 0
+        if self.buffer.depth:
+            self.buffer.sync()  # offline: pending readings go to flash
+        if self.cycles % self.cfg.get("health_every", 10) == 0 or self.cycles == 1:
+            self.publish_health()
+        return reading is not None, delivered
+
+    def publish_health(self):
+        if not self.link.connected:
+            return False
+        i = self.info() if self.info is not None else {}
+        extra = {"sensor_errors": self.sensor_errors}
+        if self.counter_store is not None:
+            extra["nvs_writes"] = self.counter_store.nvs_writes
+        payload = protocol.encode_health(
+            self.boot, self.tb.now_ms() // 1000, i.get("heap_free", 0), i.get("rssi"),
+            self.buffer.depth, self.buffer.dropped, i.get("reset_cause", "unknown"), self.fw,
+            self.tb.unix(), extra)
+        return self.link.publish(self.topic_health, payload, 0, False)
+
+    # --- commands -----------------------------------------------------------------------
+
+    def on_command(self, payload):
+        return self.commands.handle(payload)
+
+    def _sensor_with(self, method, args):
+        index = args.get("sensor")
+        for i, (kind, driver) in enumerate(self.sensors):
+            if (index is None or index == i) and hasattr(driver, method):
+                return driver
+        raise CommandError("no sensor here can %s — it applies to %s" % (
+            method, "the load cell (hx711)" if method == "tare" else "hx711 or ct sensors"))
+
+    def _handlers(self):
+        def tare(args):
+            return self._sensor_with("tare", args).tare(args)
+
+        def calibrate(args):
+            return self._sensor_with("calibrate", args).calibrate(args)
+
+        def set_interval(args):
+            s = interval_arg(args)
+            self.interval_s = s
+            self.scheduler.reschedule("sample", s * 1000, self.tb.now_ms())
+            if self.settings is not None:
+                self.settings.set("interval_s", s)
+            return {"interval_s": s}
+
+        def reboot(args):
+            self.reboot_requested = True
+            return {"rebooting": True}
+
+        def ota(args):
+            if not isinstance(args.get("url"), str) or not args["url"].startswith("http://"):
+                raise CommandError("url must be the http:// address of a bundle folder holding manifest.json")
+            self.ota_request = args
+            return {"accepted": True}
+
+        return {"tare": tare, "calibrate": calibrate, "set_interval": set_interval,
+                "reboot": reboot, "ota": ota}
+
+    # --- shutdown ----------------------------------------------------------------------
+
+    def shutdown(self):
+        """Orderly stop (reboot command, OTA): exact energy total to NVS, readings to flash."""
+        if self.counter is not None and self.counter_store is not None:
+            self.counter_store.shutdown(self.counter, self.tb.now_ms() // 1000)
+        self.buffer.sync()

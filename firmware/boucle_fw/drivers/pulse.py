@@ -1,0 +1,87 @@
+# S0 pulse output of an energy meter (open collector, pull-up to 3.3 V).
+#
+# Counting in hardware (machine.Counter or esp32.PCNT, on MicroPython builds that have
+# them) misses no pulse while Python is busy; otherwise a pin IRQ counts falling edges
+# with a software debounce. Energy is integer Wh from pulses per kWh (EnergyCounter);
+# power comes from the time between the last two pulses.
+
+MS_WH_PER_W = 3600000  # ms per hour: P[W] = E[Wh] * 3.6e6 / dt[ms]
+
+
+def power_from_interval(pulses_per_kwh, dt_ms):
+    """Power (W) when two pulses are dt_ms apart: each pulse is 1000/ppk Wh."""
+    if dt_ms <= 0:
+        return 0.0
+    return 1000.0 * MS_WH_PER_W / (pulses_per_kwh * dt_ms)
+
+
+class PulseTimer:
+    """Edge bookkeeping, pure: debounce, count, time between pulses."""
+
+    def __init__(self, pulses_per_kwh, debounce_ms=20):
+        self.ppk = pulses_per_kwh
+        self.debounce_ms = debounce_ms
+        self.count = 0
+        self.last_ms = None
+        self.interval_ms = None
+
+    def edge(self, t_ms):
+        """A falling edge at t_ms; False when it is bounce."""
+        if self.last_ms is not None:
+            dt = t_ms - self.last_ms
+            if dt < self.debounce_ms:
+                return False
+            self.interval_ms = dt
+        self.last_ms = t_ms
+        self.count += 1
+        return True
+
+    def power_w(self, now_ms):
+        """Power from the last interval, decaying when the next pulse is late (a load that
+        stopped must not keep reading its last power)."""
+        if self.interval_ms is None:
+            return 0.0
+        since = now_ms - self.last_ms
+        return power_from_interval(self.ppk, max(self.interval_ms, since))
+
+
+class PulseInput:
+    """read() -> pulses (since the last read), pulses_per_kwh, power_w."""
+
+    def __init__(self, pin, pulses_per_kwh=1000, debounce_ms=20, machine_mod=None, esp32_mod=None):
+        import time
+        self._time = time
+        if machine_mod is None:
+            import machine as machine_mod
+        self.timer = PulseTimer(pulses_per_kwh, debounce_ms)
+        self.ppk = pulses_per_kwh
+        self._taken = 0
+        self.hw = None
+        p = machine_mod.Pin(pin, machine_mod.Pin.IN, machine_mod.Pin.PULL_UP)
+        counter = getattr(machine_mod, "Counter", None)
+        if counter is not None:
+            # the PCNT glitch filter tops out near 12.8 us: it rejects spikes, not bounce
+            # (S0 outputs are solid-state and do not bounce)
+            self.hw = counter(0, p, direction=counter.UP, edge=counter.FALLING, filter_ns=12000)
+        elif esp32_mod is not None and hasattr(esp32_mod, "PCNT"):
+            self.hw = esp32_mod.PCNT(0, pin=p, falling=esp32_mod.PCNT.INCREMENT, filter=1023)
+            self.hw.start()
+        # The IRQ also runs with a hardware counter: it times the pulses for power.
+        p.irq(self._irq, trigger=machine_mod.Pin.IRQ_FALLING)
+        self._hw_last = 0
+        self._last_read_ms = time.ticks_ms()
+
+    def _irq(self, _pin):
+        self.timer.edge(self._time.ticks_ms())
+
+    def _total(self):
+        if self.hw is None:
+            return self.timer.count
+        return self.hw.value()
+
+    def read(self):
+        total = self._total()
+        pulses = total - self._taken
+        self._taken = total
+        return {"pulses": pulses, "pulses_per_kwh": self.ppk,
+                "power_w": self.timer.power_w(self._time.ticks_ms())}

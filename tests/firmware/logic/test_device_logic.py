@@ -1,0 +1,168 @@
+# The device loop with an in-memory link: CPython and MicroPython.
+import json
+
+from boucle_fw import config, discovery
+from boucle_fw.accounting import CounterStore
+from boucle_fw.buffer import ReadingBuffer
+from boucle_fw.device import Device
+from boucle_fw.timebase import Timebase
+
+try:
+    from tests.firmware.logic.mpcompat import tmpdir
+except ImportError:
+    from mpcompat import tmpdir
+
+
+class Ticks:
+    def __init__(self):
+        self.t = 0
+
+    def __call__(self):
+        return self.t
+
+
+class MemoryLink:
+    """A broker that can be down: keeps what it acknowledged."""
+
+    def __init__(self):
+        self.up = True
+        self.connected = False
+        self.messages = []
+
+    def connect(self):
+        self.connected = self.up
+        return self.connected
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        if not self.up:
+            self.connected = False
+            return False
+        self.messages.append((topic, payload))
+        return True
+
+    def telemetry(self):
+        out = []
+        for topic, payload in self.messages:
+            if topic.endswith("/telemetry"):
+                body = json.loads(payload)
+                for r in body["readings"]:
+                    out.append((body["boot"], r))
+        return out
+
+
+class PowerSensor:
+    def __init__(self, watts):
+        self.watts = watts
+        self.fail = False
+
+    def read(self):
+        if self.fail:
+            raise OSError("no reply")
+        return {"power_w": self.watts, "current_a": self.watts / 230.0}
+
+
+class Cell:
+    def __init__(self):
+        self.data = None
+
+    def get(self):
+        return self.data
+
+    def set(self, d):
+        self.data = d
+
+
+class Scale:
+    def __init__(self):
+        self.tared = 0
+
+    def read(self):
+        return {"weight_g": 1500}
+
+    def tare(self, args):
+        self.tared += 1
+        return {"tare_counts": 42}
+
+
+def _cfg(profile="energy-ct"):
+    return config.make_config("ecully-fablab-grid", "w", "p", "b", 1883, "ecully-fablab-grid",
+                              "x", None, profile, interval_s=60)
+
+
+def _device(path=None, boot=3, sensor=None, profile="energy-ct"):
+    ticks = Ticks()
+    tb = Timebase(ticks)
+    link = MemoryLink()
+    buf = ReadingBuffer(500, 16, 8, path)
+    store = CounterStore(Cell(), Cell(), 10, 900)
+    kind = "ct" if profile == "energy-ct" else "hx711"
+    d = Device(_cfg(profile), boot, tb, link, buf, [(kind, sensor or PowerSensor(600.0))],
+               store.restore(), store, None, None, "0.1.0")
+    return d, ticks, link
+
+
+def test_outage_then_replay_in_order_with_energy_counted():
+    d, ticks, link = _device(tmpdir() + "/buf")
+    d.tb.sync(1767225600)
+    for i in range(30):
+        link.up = not (10 <= i < 25)
+        d.cycle()
+        ticks.t += 60000
+    got = link.telemetry()
+    assert [r["seq"] for _, r in got] == list(range(30))
+    assert [r["ts"] for _, r in got] == [1767225600 + 60 * i for i in range(30)]
+    # 600 W for 29 minutes = 290 Wh, counted at 1 Wh resolution
+    assert got[-1][1]["energy_wh"] == 290
+    energies = [r["energy_wh"] for _, r in got]
+    assert energies == sorted(energies)
+
+
+def test_unsynced_readings_wait_then_go_out_stamped():
+    d, ticks, link = _device()
+    for _ in range(3):
+        d.cycle()
+        ticks.t += 60000
+    assert link.telemetry() == []
+    d.tb.sync(1767225600)
+    d.on_clock_synced()
+    d.cycle()
+    got = link.telemetry()
+    assert [r["ts"] for _, r in got] == [1767225420, 1767225480, 1767225540, 1767225600]
+
+
+def test_failing_sensor_is_counted_not_fatal():
+    sensor = PowerSensor(100.0)
+    d, ticks, link = _device(sensor=sensor)
+    d.tb.sync(1767225600)
+    sensor.fail = True
+    assert d.cycle() == (False, True)
+    assert d.sensor_errors == 1 and "no reply" in d.last_error
+    sensor.fail = False
+    assert d.cycle() == (True, True)
+    health = [json.loads(p) for t, p in link.messages if t.endswith("/health")]
+    assert health[0]["buffer_depth"] == 0 and health[0]["boot"] == 3
+
+
+def test_commands_through_the_device():
+    scale = Scale()
+    d, ticks, link = _device(sensor=scale, profile="waste-scale")
+    ack = json.loads(d.on_command(b'{"id":"a","cmd":"tare"}'))
+    assert ack["ok"] and scale.tared == 1
+    ack = json.loads(d.on_command(b'{"id":"b","cmd":"set_interval","args":{"seconds":300}}'))
+    assert ack["ok"] and d.interval_s == 300 and d.scheduler.period("sample") == 300000
+    ack = json.loads(d.on_command(b'{"id":"c","cmd":"calibrate","args":{"known_g":1000}}'))
+    assert not ack["ok"] and "calibrate" in ack["error"]
+    ack = json.loads(d.on_command(b'{"id":"d","cmd":"ota","args":{"url":"ftp://x"}}'))
+    assert not ack["ok"] and d.ota_request is None
+    ack = json.loads(d.on_command(b'{"id":"e","cmd":"reboot"}'))
+    assert ack["ok"] and d.reboot_requested
+
+
+def test_home_assistant_discovery_messages():
+    msgs = discovery.messages("ecully-fablab-grid", "boucle/v1/ecully-fablab-grid/telemetry",
+                              "boucle/v1/ecully-fablab-grid/status", ["pzem"], "0.1.0")
+    topics = [t for t, _ in msgs]
+    assert "homeassistant/sensor/ecully-fablab-grid_energy_wh/config" in topics
+    energy = json.loads(msgs[0][1])
+    assert energy["state_class"] == "total_increasing" and energy["unit_of_measurement"] == "Wh"
+    assert energy["value_template"].startswith("{{ value_json.readings[-1].energy_wh")
