@@ -16,6 +16,7 @@ import sys
 import tomllib
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -27,8 +28,10 @@ from tests.deploy.stack import (
     COMPOSE_FILE,
     ENV_EXAMPLE,
     REPO,
+    SECOND_GATEWAY,
     MissingVariable,
     host_path_of,
+    interpolate,
     load_compose,
     mounts,
     read_env_file,
@@ -98,6 +101,22 @@ def test_docker_compose_validates_the_file():
                           env={"PATH": "/usr/bin:/bin:/usr/local/bin"})
     assert bare.returncode != 0
     assert "set " in bare.stderr and "in .env" in bare.stderr, bare.stderr
+    scaled = subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), "-f", str(SECOND_GATEWAY), *env_file,
+                             "config", "-q"], check=False, capture_output=True, text=True, cwd=REPO)
+    assert scaled.returncode == 0, scaled.stderr
+
+
+def test_second_gateway_differs_only_by_its_session_and_spool(compose):
+    extra = yaml.safe_load(interpolate(SECOND_GATEWAY.read_text("utf-8"), read_env_file()))
+    first, second = compose["services"]["gateway"], extra["services"]["gateway-2"]
+    differ = {k for k in first["environment"].keys() | second["environment"].keys()
+              if first["environment"].get(k) != second["environment"].get(k)}
+    assert differ == {"BOUCLE_CLIENT_ID"}
+    for key in ("image", "command", "depends_on", "healthcheck", "restart", "stop_grace_period"):
+        assert first[key] == second[key], key
+    spools = [next(m.source for m in mounts(svc) if m.target == "/var/lib/boucle/spool") for svc in (first, second)]
+    assert spools[0] != spools[1] and spools[1] in extra["volumes"]
+    assert {m.target for m in mounts(first)} == {m.target for m in mounts(second)}
 
 
 def test_secrets_have_no_default_in_the_compose_file():
