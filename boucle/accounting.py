@@ -123,15 +123,15 @@ def level_events(
     the run of falling readings (an emptying seen halfway still reports the full mass).
     After an emptying the level above tare (when at least `noise`) counts as new deposits.
     """
-    t = np.asarray(times)
-    x = np.asarray(levels, dtype=np.float64)
-    deposits = np.zeros(x.shape, dtype=np.float64)
+    t = np.asarray(times).tolist()
+    x = np.asarray(levels, dtype=np.float64).tolist()  # plain floats: this loop is the hot path
+    deposits = [0.0] * len(x)
     emptyings: list[tuple[int, float]] = []
-    if x.size == 0:
-        return LevelEvents(0.0, deposits, emptyings)
-    accepted = prev = top = float(x[0])
-    for i in range(1, x.size):
-        w = float(x[i])
+    if not x:
+        return LevelEvents(0.0, np.zeros(0), emptyings)
+    accepted = prev = top = x[0]
+    for i in range(1, len(x)):
+        w = x[i]
         if w < prev:
             top = max(top, prev)
         else:
@@ -146,7 +146,8 @@ def level_events(
         elif accepted - w >= noise:
             accepted = w
         prev = w
-    return LevelEvents(float(deposits.sum()), deposits, emptyings)
+    per_reading = np.array(deposits)
+    return LevelEvents(float(per_reading.sum()), per_reading, emptyings)
 
 
 def waste_events(

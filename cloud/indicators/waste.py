@@ -22,12 +22,14 @@ def weighing_devices(ctx: Context) -> list[Device]:
 
     A silent scale bin stays in (its coverage shows it); fill-only bins are out.
     """
-    out = []
-    for d in ctx.waste_devices():
-        times, _ = ctx.source.series(d, ctx.period).field("weight_g")
-        if times.size or "scale" in (d.profile or ""):
-            out.append(d)
-    return out
+    if "weighing" not in ctx.memo:
+        out = []
+        for d in ctx.waste_devices():
+            times, _ = ctx.source.series(d, ctx.period).field("weight_g")
+            if times.size or "scale" in (d.profile or ""):
+                out.append(d)
+        ctx.memo["weighing"] = out
+    return ctx.memo["weighing"]  # type: ignore[return-value]
 
 
 def mass_by(ctx: Context, key) -> dict[str, float]:
