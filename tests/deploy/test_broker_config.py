@@ -22,6 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from tests.conftest import require_binary
 from tests.deploy.stack import REPO, host_path_of, load_compose, read_env_file
 from tests.servers import free_port, wait_port
+from workshop.credentials import hash_password, with_acl, with_password
 
 MAKE_CERTS = REPO / "deploy" / "certs" / "make-certs.sh"
 DEVICE = "ecully-fablab-grid"  # a device of the example registry
@@ -65,7 +66,6 @@ def rewrite_config(text: str, ports: dict[int, int], paths: dict[str, Path]) -> 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory) -> Iterator[Broker]:
     require_binary("mosquitto", "mosquitto")
-    require_binary("mosquitto_passwd", "mosquitto")
     tmp = tmp_path_factory.mktemp("broker")
     service = load_compose()["services"]["mosquitto"]
     # The folders docker-compose mounts, copied so the test may add a device to passwd.
@@ -74,8 +74,12 @@ def broker(tmp_path_factory) -> Iterator[Broker]:
     certs = make_certs(tmp / "certs", "localhost")
     data = tmp / "data"
     data.mkdir()
-    # The workshop tool's job, done here with the real mosquitto_passwd.
-    subprocess.run(["mosquitto_passwd", "-b", str(config_dir / "passwd"), DEVICE, "device-secret"], check=True)
+    # What the workshop tool does when it provisions a device, with its own code; and the
+    # bench operator's account, which the operator adds.
+    passwd, acl = config_dir / "passwd", config_dir / "acl"
+    text = with_password(passwd.read_text(), DEVICE, hash_password("device-secret"))
+    passwd.write_text(with_password(text, "boucle-workshop", hash_password("bench-secret")))
+    acl.write_text(with_acl(acl.read_text(), DEVICE, "boucle/v1"))
     plain, tls = free_port(), free_port()
     config = tmp / "mosquitto.conf"
     config.write_text(rewrite_config((config_dir / "mosquitto.conf").read_text(), {1883: plain, 8883: tls},
@@ -233,6 +237,27 @@ def test_acl_device_writes_only_under_its_own_id_and_gateway_reads_all(broker, c
     simulator = connect(clients, broker, "boucle-simulator", env["MQTT_SIMULATOR_PASSWORD"], tls=False)
     simulator.publish(f"boucle/v1/{OTHER_DEVICE}/telemetry", b"simulated")
     assert (f"boucle/v1/{OTHER_DEVICE}/telemetry", b"simulated") in gateway.wait_for(b"simulated")
+
+
+def test_device_gets_only_its_own_commands_from_the_workshop_tools(broker, clients):
+    device = connect(clients, broker, DEVICE, "device-secret")
+    # A subscription to another device's commands may be granted, but nothing is delivered.
+    device.subscribe(f"boucle/v1/{DEVICE}/cmd")
+    device.subscribe(f"boucle/v1/{OTHER_DEVICE}/cmd")
+    bench = connect(clients, broker, "boucle-workshop", "bench-secret")
+    assert not bench.subscribe(f"boucle/v1/{DEVICE}/cmd/ack")[0].is_failure
+    bench.publish(f"boucle/v1/{OTHER_DEVICE}/cmd", b"not-yours")
+    bench.publish(f"boucle/v1/{DEVICE}/cmd", b"tare")
+    seen = device.wait_for(b"tare")
+    assert all(p != b"not-yours" for _, p in seen)
+    device.publish(f"boucle/v1/{DEVICE}/cmd/ack", b"done")
+    bench.wait_for(b"done")
+    # The bench may not pose as a device.
+    gateway = connect(clients, broker, "boucle-gateway", read_env_file()["MQTT_GATEWAY_PASSWORD"])
+    gateway.subscribe(f"boucle/v1/{DEVICE}/telemetry")
+    bench.publish(f"boucle/v1/{DEVICE}/telemetry", b"forged")
+    device.publish(f"boucle/v1/{DEVICE}/telemetry", b"real")
+    assert all(p != b"forged" for _, p in gateway.wait_for(b"real"))
 
 
 def test_broker_keeps_a_persistent_session_queue_beyond_the_default_1000(broker, clients):
