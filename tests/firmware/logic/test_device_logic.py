@@ -132,7 +132,7 @@ def test_unsynced_readings_wait_then_go_out_stamped():
 
 def test_failing_sensor_is_counted_not_fatal():
     sensor = PowerSensor(100.0)
-    d, ticks, link = _device(sensor=sensor)
+    d, _ticks, link = _device(sensor=sensor)
     d.tb.sync(1767225600)
     sensor.fail = True
     assert d.cycle() == (False, True)
@@ -145,7 +145,7 @@ def test_failing_sensor_is_counted_not_fatal():
 
 def test_commands_through_the_device():
     scale = Scale()
-    d, ticks, link = _device(sensor=scale, profile="waste-scale")
+    d, _ticks, _link = _device(sensor=scale, profile="waste-scale")
     ack = json.loads(d.on_command(b'{"id":"a","cmd":"tare"}'))
     assert ack["ok"] and scale.tared == 1
     ack = json.loads(d.on_command(b'{"id":"b","cmd":"set_interval","args":{"seconds":300}}'))
