@@ -23,6 +23,7 @@ import serial
 from esp_pylib.logger import EspLog
 from esptool.cmds import attach_flash, detect_chip, erase_flash, reset_chip, run_stub, write_flash
 from esptool.logger import TemplateLogger, log
+from esptool.reset import HardReset
 from esptool.util import FatalError
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
@@ -156,6 +157,8 @@ class SerialBoard:
         self.connect_attempts = connect_attempts
         self._esp: Any = None
         self._repl: Any = None
+        self._attached = False
+        self.native_usb = False  # S3/C3/C6 on their own USB port re-enumerate at reset
 
     # ROM bootloader side (esptool) --------------------------------------------------
 
@@ -165,6 +168,7 @@ class SerialBoard:
             esp = detect_chip(self.port, connect_attempts=self.connect_attempts)
             self._esp = run_stub(esp)
             mac = self._esp.read_mac("BASE_MAC")
+            self.native_usb = bool(getattr(self._esp, "uses_usb_jtag_serial", lambda: False)())
             if self.baud != self._esp.ESP_ROM_BAUD:
                 self._esp.change_baud(self.baud)
             return ChipInfo(chip=self._esp.CHIP_NAME, mac=":".join(f"{b:02x}" for b in mac))
@@ -177,7 +181,7 @@ class SerialBoard:
     def erase_flash(self, progress: ProgressFn = _no_progress) -> None:
         esp = self._loader()
         with self._esptool(progress):
-            attach_flash(esp)
+            self._attach(esp)
             progress(0, 1)
             erase_flash(esp)
             progress(1, 1)
@@ -185,8 +189,13 @@ class SerialBoard:
     def write_flash(self, offset: int, data: bytes, progress: ProgressFn = _no_progress) -> None:
         esp = self._loader()
         with self._esptool(progress):
-            attach_flash(esp)
+            self._attach(esp)
             write_flash(esp, [(offset, data)])
+
+    def _attach(self, esp: Any) -> None:
+        if not self._attached:
+            attach_flash(esp)
+            self._attached = True
 
     def reset(self) -> None:
         self._close_repl()
@@ -195,13 +204,14 @@ class SerialBoard:
                 reset_chip(self._esp, "hard-reset")
                 self._esp._port.close()
             self._esp = None
-        else:
-            # No loader session open: pulse EN through RTS, as esptool's hard reset does.
-            with serial.Serial(self.port) as s:
-                s.dtr = False
-                s.rts = True
-                time.sleep(0.2)
-                s.rts = False
+            self._attached = False
+            return
+        # No loader session open: pulse EN through RTS with esptool's own sequence.
+        try:
+            with serial.serial_for_url(self.port, exclusive=True) as port:
+                HardReset(port, uses_usb=self.native_usb)()
+        except (serial.SerialException, OSError) as exc:
+            raise explain_esptool_error(self.port, str(exc)) from None
 
     @contextmanager
     def _esptool(self, progress: ProgressFn = _no_progress) -> Iterator[None]:
@@ -225,12 +235,15 @@ class SerialBoard:
             return self._repl
         if self._esp is not None:  # the loader holds the port until the chip is reset
             self.reset()
+        # After a reset a native-USB chip leaves the bus and comes back: retry the port too.
         last: Exception | None = None
         for _ in range(15):
             try:
                 transport = SerialTransport(self.port, baudrate=115200)
             except TransportError as exc:
-                raise explain_esptool_error(self.port, str(exc.__cause__ or exc)) from None
+                last = exc
+                time.sleep(1)
+                continue
             try:
                 transport.enter_raw_repl(soft_reset=False)
                 self._repl = transport
@@ -239,8 +252,10 @@ class SerialBoard:
                 last = exc
                 transport.close()
                 time.sleep(1)
-        raise BoardError(f"MicroPython does not answer on {self.port} ({last}); the image may not have "
-                         "been written: press EN/RST and run the command again")
+        check_port(self.port)
+        raise BoardError(f"MicroPython does not answer on {self.port} ({last}); if another program holds the "
+                         "port, close it; else the image may not have been written: press EN/RST and run "
+                         "the command again")
 
     def _close_repl(self) -> None:
         if self._repl is not None:

@@ -249,6 +249,8 @@ def summary_table(outcomes: list[provision.Outcome]) -> Table:
     for column in ("port", "device", "chip", "result", "label"):
         table.add_column(column)
     for o in outcomes:
-        table.add_row(o.port, o.device_id, o.chip, "[green]ok[/green] " + o.detail if o.ok else
-                      "[red]failed[/red] " + o.detail, str(o.label_path or "-"))
+        # The full message was printed under the board's bars; the table keeps its gist.
+        gist = o.detail.split("; ")[0].split(" (")[0]
+        table.add_row(o.port, o.device_id, o.chip, f"[green]ok[/green] {gist}" if o.ok else
+                      f"[red]failed[/red] {gist}", str(o.label_path or "-"))
     return table
