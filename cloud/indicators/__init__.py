@@ -14,10 +14,11 @@ from boucle.storage import Store
 from cloud.indicators.catalogue import CATALOGUE, IndicatorSpec
 from cloud.indicators.context import Context, UnknownScope
 from cloud.indicators.references import References, ReferencesError, load_references, standing
+from cloud.indicators.source import Loader, Source, load_series
 from cloud.indicators.values import IndicatorValue, Period, Scope
 
 __all__ = [
-    "CATALOGUE", "IndicatorSpec", "IndicatorValue", "Period", "References", "ReferencesError",
+    "CATALOGUE", "IndicatorSpec", "IndicatorValue", "Loader", "Period", "References", "ReferencesError",
     "Scope", "UnknownIndicator", "UnknownScope", "compute_indicators", "indicator_series",
     "load_references", "pooling_detail", "symbiosis_detail",
 ]
@@ -63,14 +64,16 @@ def compute_indicators(
     period: Period,
     ids: Sequence[str] | None = None,
     references: References | None = None,
+    loader: Loader = load_series,
 ) -> list[IndicatorValue]:
     """The catalogue's indicators (or `ids`) for a scope over [period.start, period.end).
 
     Raises UnknownScope for a site/territory not in the registry, UnknownIndicator for an
-    id not in the catalogue.
+    id not in the catalogue. `loader` reads the data (raw readings by default).
     """
     wanted = _check_ids(ids)
-    ctx = Context(store, registry, scope, period, references or load_references())
+    ctx = Context(store, registry, scope, period, references or load_references(),
+                  source=Source(store, period, loader))
     ctx.source.preload(ctx.devices)
     return [_evaluate(ctx, i) for i in wanted]
 
@@ -83,6 +86,7 @@ def indicator_series(
     period: Period,
     step_s: int,
     references: References | None = None,
+    loader: Loader = load_series,
 ) -> list[IndicatorValue]:
     """One indicator per step over the period (the last step may be shorter).
 
@@ -94,7 +98,7 @@ def indicator_series(
     if period.seconds / step_s > 10_000:
         raise ValueError(f"{period.seconds // step_s} steps is too many: use a longer step (at most 10,000 steps)")
     references = references or load_references()
-    whole = Context(store, registry, scope, period, references)
+    whole = Context(store, registry, scope, period, references, source=Source(store, period, loader))
     whole.source.preload(whole.devices)
     out = []
     for start in range(period.start, period.end, step_s):

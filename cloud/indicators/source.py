@@ -8,7 +8,7 @@ A `Source` loads each device once per computation and serves sub-periods by slic
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,10 +40,15 @@ class DeviceSeries:
     fields: dict[str, np.ndarray]
     """float64 per field, NaN where a reading lacks the field."""
     baseline: bool
+    readings: int | None = None
+    """Readings received in the period when the arrays are not the readings themselves
+    (a rollup: one point per interval); None means count the points."""
 
     @property
     def received(self) -> int:
         """Readings inside the period (the baseline excluded)."""
+        if self.readings is not None:
+            return self.readings
         return int(self.times.size - (1 if self.baseline else 0))
 
     def field(self, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +60,9 @@ class DeviceSeries:
         return self.times[keep], values[keep]
 
     def within(self, period: Period) -> DeviceSeries:
-        """The same device over a sub-period, with its own baseline (by slicing, no query)."""
+        """The same device over a sub-period, with its own baseline (by slicing, no query).
+
+        Raw readings only: a rollup loader is asked again for each sub-period instead."""
         first = int(np.searchsorted(self.times, period.start, side="left"))
         last = int(np.searchsorted(self.times, period.end, side="left"))
         lo = max(first - 1, 0)
@@ -83,18 +90,24 @@ def load_series(
     return out
 
 
+Loader = Callable[[Store, Sequence[Device], Period], dict[str, DeviceSeries]]
+"""How series are read: `load_series` (raw readings), or a rollup reader with the same shape
+(energy_wh as cumulative accepted Wh at interval ends, `readings` set to the count)."""
+
+
 class Source:
     """Loads each device's series once for `period`; answers any sub-period by slicing."""
 
-    def __init__(self, store: Store, period: Period):
+    def __init__(self, store: Store, period: Period, loader: Loader = load_series):
         self.store = store
         self.period = period
+        self.loader = loader
         self._series: dict[str, DeviceSeries] = {}
 
     def preload(self, devices: Sequence[Device]) -> None:
         missing = [d for d in devices if d.id not in self._series]
         if missing:
-            self._series.update(load_series(self.store, missing, self.period))
+            self._series.update(self.loader(self.store, missing, self.period))
 
     def series(self, device: Device, period: Period | None = None) -> DeviceSeries:
         """A device's series over `period` (default: the whole loaded period)."""
@@ -105,4 +118,6 @@ class Source:
             return full
         if period.start < self.period.start or period.end > self.period.end:
             raise ValueError("sub-period outside the loaded period")
+        if full.readings is not None:  # a rollup cannot be sliced reading by reading
+            return self.loader(self.store, [device], period)[device.id]
         return full.within(period)

@@ -1,7 +1,7 @@
 """Indicators against the simulator's ground-truth ledger, without the network in between.
 
-The fleet (firmware counters and encoders) writes straight into a real SQLite store; the
-end-to-end test through MQTT and the gateway lives with the app. Two days across the
+The fleet's payloads (firmware counters and encoder) go through the gateway's parser into
+a real SQLite store; the end-to-end test through MQTT and the gateway lives with the app. Two days across the
 spring DST change, the example registry (3 territories, 34 devices).
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from boucle.protocol import Reading
 from boucle.registry import load_registry
 from boucle.storage.sqlite import SQLiteStore
 from cloud.indicators import Period, Scope, compute_indicators
+from gateway.parse import Rejected, parse_telemetry
 from simulator.fleet import Fleet
 from simulator.ledger import Ledger, read_ledger, totals
 from simulator.profiles import load_profiles
@@ -32,16 +32,21 @@ def simulated(tmp_path_factory):
     for ts in range(START, END, 60):
         fleet.step(ts, 60)
         if ts % 3600 == 3600 - 60:
-            batch = []
-            for dev in fleet.devices.values():
-                batch += [Reading(dev.device.id, dev.boot, r["seq"], r["ts"],
-                                  {k: v for k, v in r.items() if k not in ("seq", "ts")})
-                          for r in dev.pending]
-                dev.pending.clear()
-            store.write_readings(batch, received=float(ts))
+            _store_payloads(store, fleet.payloads(1), now=ts + 60)
+    _store_payloads(store, fleet.flush(), now=END)
     ledger.close()
     yield registry, store, read_ledger(folder / "ledger.jsonl")
     store.close()
+
+
+def _store_payloads(store, payloads, now):
+    """What the gateway does, minus MQTT: parse each payload (the real parser) and store it."""
+    batch = []
+    for topic, payload in payloads:
+        readings = parse_telemetry(topic.split("/")[-2], payload, known_devices=None, now=now)
+        assert not isinstance(readings, Rejected), readings
+        batch += readings
+    store.write_readings(batch, received=float(now))
 
 
 # the first hour's readings are the baselines
