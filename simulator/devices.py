@@ -1,19 +1,29 @@
 """Virtual devices: simulated sensors in front of the firmware's own logic.
 
-Energy meters count with the firmware's integer EnergyCounter and every payload is built
-by the firmware's encoder, so the gateway sees exactly what a board would send.
+Energy meters count with the firmware's integer EnergyCounter, readings wait in the
+firmware's store-and-forward ReadingBuffer, a clock that is not synced yet stamps and
+re-stamps with the firmware's Timebase, and every payload is cut by the firmware's
+encoder with the firmware's flush rule (same boot, stamped, oldest first), so the
+gateway sees exactly what a board would send.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from boucle.registry import Device, Site
+from boucle_fw import protocol
 from boucle_fw.accounting import EnergyCounter
+from boucle_fw.buffer import ReadingBuffer
+from boucle_fw.timebase import Timebase
+
+from boucle.registry import Device, Site
+
+MAX_BATCHES_PER_CYCLE = 10  # as the firmware's Device.flush
 
 
 @dataclass
@@ -31,12 +41,66 @@ class VirtualDevice:
     territory: str
     rng: random.Random
     boot: int
+    buffer: ReadingBuffer
     seq: int = 0
-    pending: list[dict[str, Any]] = field(default_factory=list)
+    online: bool = True
+    dead: bool = False
+    clock: Timebase | None = None   # set while the clock is not synced: readings wait for NTP
+    boot_ts: int = 0
+    mono_ms: int = 0
+    payloads_to_repeat: int = 0     # duplicate fault: publish the next payloads twice
 
-    def next_seq(self) -> int:
+    def stamp(self, ts: int) -> dict[str, Any]:
+        """A new reading with seq, boot and ts (or mono_ms if the clock is not synced)."""
+        reading: dict[str, Any] = {"seq": self.seq, "boot": self.boot}
         self.seq += 1
-        return self.seq
+        if self.clock is None:
+            reading["ts"] = ts
+        else:
+            self.mono_ms = (ts - self.boot_ts) * 1000
+            self.clock.stamp(reading, self.mono_ms)
+        return reading
+
+    def reboot(self, ts: int, synced: bool = True) -> None:
+        """Orderly restart: boot +1, seq from 0; the buffer (on flash) keeps its readings."""
+        self.boot += 1
+        self.seq = 0
+        self.boot_ts = ts
+        self.mono_ms = 0
+        self.clock = None if synced else Timebase(lambda: self.mono_ms)
+
+    def sync_clock(self, ts: int) -> None:
+        """NTP answered: re-stamp the readings of this boot, drop those that cannot be placed."""
+        clock = self.clock
+        if clock is None:
+            return
+        self.mono_ms = (ts - self.boot_ts) * 1000
+        clock.sync(ts)
+        boot = self.boot
+        self.buffer.restamp(lambda r: clock.restamp(r, boot))
+        self.buffer.discard(lambda r: r.get("ts") is not None)
+        self.clock = None
+
+    def sendable(self) -> Iterator[tuple[bytes, list[dict[str, Any]]]]:
+        """Payloads the device would publish now, as the firmware's flush: oldest first, as
+        many readings as fit one payload (8 KiB, 200 readings), one boot per payload,
+        stopping at a reading that waits for the clock; at most 10 payloads per cycle.
+        Readings leave the buffer as their payload is handed out."""
+        sent = 0
+        while sent < MAX_BATCHES_PER_CYCLE and self.buffer.depth:
+            head = self.buffer.peek(protocol.MAX_READINGS)
+            boot = head[0].get("boot", self.boot)
+            same = []
+            for r in head:
+                if r.get("boot", boot) != boot or r.get("ts") is None:
+                    break
+                same.append(r)
+            if not same:
+                return
+            payload, count = next(protocol.batches(self.device.id, boot, same))
+            yield payload, same[:count]
+            self.buffer.drop(count)
+            sent += 1
 
 
 @dataclass
@@ -45,16 +109,17 @@ class VirtualMeter(VirtualDevice):
     last_sent_wh: int | None = None
     true_wh: float = 0.0
 
-    def measure(self, ts: int, power_w: float, dt_s: float, noise_pct: float) -> tuple[dict[str, Any], int]:
-        """Integrate `power_w` over the last `dt_s` and take a reading; returns (reading, counted Wh)."""
+    def measure(self, ts: int, power_w: float, dt_s: float, noise_pct: float) -> dict[str, Any] | None:
+        """Integrate `power_w` over the last `dt_s` and take a reading (None: sensor dead)."""
         power_w = max(0.0, power_w)
-        self.counter.add_power(power_w, int(dt_s * 1000))
         self.true_wh += power_w * dt_s / 3600
+        if self.dead:
+            return None
+        self.counter.add_power(power_w, int(dt_s * 1000))
         measured = power_w * (1 + self.rng.gauss(0, noise_pct / 100)) if power_w > 0 else 0.0
-        total = self.counter.total_wh
-        counted = 0 if self.last_sent_wh is None else total - self.last_sent_wh
-        self.last_sent_wh = total
-        reading = {"seq": self.next_seq(), "ts": ts, "energy_wh": total, "power_w": max(0.0, measured)}
+        reading = self.stamp(ts)
+        reading["energy_wh"] = self.counter.total_wh
+        reading["power_w"] = max(0.0, measured)
         if self.device.profile in ("energy-pzem", "energy-ct"):
             voltage = 230.0 + self.rng.gauss(0, 1.5)
             reading["voltage_v"] = voltage
@@ -63,7 +128,15 @@ class VirtualMeter(VirtualDevice):
             reading["current_a"] = max(0.0, measured) / voltage / phases
             if self.device.profile == "energy-pzem":
                 reading["power_factor"] = 0.95 if measured > 0 else 0.0
-        return reading, counted
+        return reading
+
+    def counted(self, energy_wh: int) -> int:
+        """Wh the server counts for this reading when it arrives: the increase since the
+        previous reading it got, a decrease being a restart from zero (counts in full)."""
+        last, self.last_sent_wh = self.last_sent_wh, energy_wh
+        if last is None:
+            return 0
+        return energy_wh - last if energy_wh >= last else energy_wh
 
 
 @dataclass
@@ -90,11 +163,13 @@ class VirtualBin(VirtualDevice):
         collected, self.content_kg = self.content_kg, 0.0
         return collected
 
-    def measure(self, ts: int, noise_g: float, drift_g_per_min: float) -> dict[str, Any]:
-        reading: dict[str, Any] = {"seq": self.next_seq(), "ts": ts}
+    def measure(self, ts: int, noise_g: float, drift_g_per_min: float) -> dict[str, Any] | None:
+        self.drift_g += self.rng.gauss(0, drift_g_per_min)
+        if self.dead:
+            return None
+        reading = self.stamp(ts)
         if self.measures_weight:
-            self.drift_g += self.rng.gauss(0, drift_g_per_min)
-            reading["weight_g"] = int(round(self.content_kg * 1000 + self.drift_g + self.rng.gauss(0, noise_g)))
+            reading["weight_g"] = round(self.content_kg * 1000 + self.drift_g + self.rng.gauss(0, noise_g))
         else:
             fill = 100.0 * self.content_kg / self.capacity_kg + self.rng.gauss(0, 0.8)
             reading["fill_pct"] = min(100.0, max(0.0, fill))

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
 from zoneinfo import ZoneInfo
 
-from boucle.registry import Registry, parse_opening_hours
 from boucle_fw.accounting import EnergyCounter
-from boucle_fw.protocol import DEFAULT_PREFIX, batches, topic
+from boucle_fw.buffer import ReadingBuffer
+from boucle_fw.protocol import DEFAULT_PREFIX, MAX_READINGS, encode_status, topic
+
+from boucle.registry import Registry, parse_opening_hours
 from simulator.devices import (
+    MAX_BATCHES_PER_CYCLE,
     NvsState,
     VirtualBin,
     VirtualDevice,
@@ -26,8 +29,11 @@ from simulator.devices import (
     local_time,
     lognormal_kg,
 )
+from simulator.faults import Fault, garbage_payloads
 from simulator.ledger import Ledger
 from simulator.profiles import Profiles, building_power_w, is_holiday, pv_power_w
+
+FIRMWARE = "sim-0.2.0"
 
 
 class SiteGroup:
@@ -40,13 +46,16 @@ class SiteGroup:
         self.hours = parse_opening_hours(site.opening_hours)
         self.devices = devices
         self.machine_on: dict[str, bool] = {}
+        self.meters: list[VirtualMeter] = []
+        self.bins: list[VirtualBin] = []
 
 
 class Fleet:
     """Virtual devices for a registry, deterministic for a seed."""
 
     def __init__(self, registry: Registry, profiles: Profiles, seed: int, ledger: Ledger,
-                 state: dict[str, NvsState] | None = None, prefix: str = DEFAULT_PREFIX):
+                 state: dict[str, NvsState] | None = None, prefix: str = DEFAULT_PREFIX,
+                 faults: list[Fault] | None = None, start_ts: int = 0):
         self.registry = registry
         self.profiles = profiles
         self.seed = seed
@@ -55,14 +64,26 @@ class Fleet:
         self.state = state if state is not None else {}
         self.groups: list[SiteGroup] = []
         self.devices: dict[str, VirtualDevice] = {}
+        self.faults = sorted(faults or [], key=lambda f: f.start)
+        self._fault_phase = [0] * len(self.faults)  # 0 not started, 1 active, 2 over
+        self._garbage: list[tuple[VirtualDevice, int]] = []
+        self.status_out: list[tuple[str, bytes]] = []  # retained birth messages after reboots
+        self.sent = {"payloads": 0, "duplicates": 0, "garbage": 0}
+        buffer_cfg = profiles.raw.get("device", {})
+        by_site: dict[str, list] = {}
+        for dev in registry.devices:
+            by_site.setdefault(dev.site, []).append(dev)
+        territories = {t.id: t for t in registry.territories}
         for site in registry.sites:
-            territory = registry.territory(site.territory)
+            territory = territories[site.territory]
             group = SiteGroup(site, territory, ZoneInfo(territory.timezone), [])
-            for dev in registry.devices_of_site(site.id):
+            for dev in by_site.get(site.id, []):
                 saved = self.state.setdefault(dev.id, NvsState())
                 saved.boot += 1  # every simulator start is a reboot of the fleet
                 rng = device_rng(seed, dev.id)
-                common = dict(device=dev, site=site, territory=territory.id, rng=rng, boot=saved.boot)
+                buffer = ReadingBuffer(capacity=buffer_cfg.get("buffer_capacity", 2000), path=None)
+                common = {"device": dev, "site": site, "territory": territory.id, "rng": rng, "boot": saved.boot,
+                              "buffer": buffer, "boot_ts": start_ts}
                 if dev.kind == "energy":
                     vd: VirtualDevice = VirtualMeter(**common, counter=EnergyCounter(saved.energy_wh))
                     ledger.describe(dev.id, site=site.id, territory=territory.id, kind="energy",
@@ -75,23 +96,34 @@ class Fleet:
                 group.devices.append(vd)
                 self.devices[dev.id] = vd
             if group.devices:
+                group.meters = [d for d in group.devices if isinstance(d, VirtualMeter)]
+                group.bins = [d for d in group.devices if isinstance(d, VirtualBin)]
                 self.groups.append(group)
         self.readings = 0
 
     # --- one tick -------------------------------------------------------------------
 
     def step(self, ts: int, dt_s: int = 60) -> None:
-        """Advance every device by `dt_s` seconds to `ts` and queue one reading each."""
-        general = self.profiles.general
+        """Advance every device by `dt_s` seconds to `ts` and take one reading each."""
+        if self.faults:
+            self._apply_faults(ts)
+        noise = self.profiles.general["sensor_noise_w_pct"]
         for group in self.groups:
             local = local_time(ts, group.tz)
-            meters = [d for d in group.devices if isinstance(d, VirtualMeter)]
-            bins = [d for d in group.devices if isinstance(d, VirtualBin)]
-            if meters:
-                self._step_energy(group, meters, ts, local, dt_s, general["sensor_noise_w_pct"])
-            for b in bins:
+            if group.meters:
+                self._step_energy(group, group.meters, ts, local, dt_s, noise)
+            for b in group.bins:
                 self._step_bin(group, b, ts, local, dt_s)
-        self.readings += len(self.devices)
+
+    def _keep(self, dev: VirtualDevice, reading: dict | None, ts: int) -> None:
+        """The reading goes into the device's buffer; what the buffer had to drop is counted."""
+        if reading is None:
+            return
+        self.readings += 1
+        dropped = dev.buffer.dropped
+        dev.buffer.push(reading)
+        if dev.buffer.dropped != dropped:
+            self.ledger.add(dev.device.id, ts, dropped=dev.buffer.dropped - dropped)
 
     def _step_energy(self, group: SiteGroup, meters: list[VirtualMeter], ts, local, dt_s, noise) -> None:
         site_rng = device_rng(self.seed, f"{group.site.id}@{ts}")
@@ -119,9 +151,9 @@ class Fleet:
             powers[m.device.id] = max(0.0, load - pv) / len(grid)
         for m in meters:
             before = m.true_wh
-            reading, counted = m.measure(ts, powers[m.device.id], dt_s, noise)
-            m.pending.append(reading)
-            self.ledger.add(m.device.id, ts, wh=counted, true_wh=m.true_wh - before, readings=1)
+            reading = m.measure(ts, powers[m.device.id], dt_s, noise)
+            self._keep(m, reading, ts)
+            self.ledger.add(m.device.id, ts, true_wh=m.true_wh - before, readings=int(reading is not None))
             self.state[m.device.id].energy_wh = m.counter.total_wh
 
     def _machine_power(self, group: SiteGroup, m: VirtualMeter, local, rated: float, cfg) -> float:
@@ -165,9 +197,9 @@ class Fleet:
                 rate -= 1
         general = self.profiles.general
         reading = b.measure(ts, general["scale_noise_g"], general["scale_drift_g_per_day"] / 1440)
-        b.pending.append(reading)
+        self._keep(b, reading, ts)
         self.ledger.add(b.device.id, ts, deposited_kg=deposited, collected_kg=collected,
-                        emptyings=emptyings, overflows=overflows, readings=1)
+                        emptyings=emptyings, overflows=overflows, readings=int(reading is not None))
 
     def _collection_due(self, b: VirtualBin, ts: int, local, dt_s: int) -> bool:
         """A round every `every_days` at `hour` local time; some rounds come a day early."""
@@ -185,25 +217,89 @@ class Fleet:
         share = self.profiles.raw["waste"]["collection"]["early_share"]
         return random.Random(f"{self.seed}:{b.device.id}:round{round_no}").random() < share
 
+    # --- faults --------------------------------------------------------------------
+
+    def _apply_faults(self, ts: int) -> None:
+        for i, fault in enumerate(self.faults):
+            phase = self._fault_phase[i]
+            if phase == 0 and ts >= fault.start:
+                for dev_id in fault.devices:
+                    self._begin(fault, self.devices[dev_id], ts)
+                phase = 1 if fault.end is not None else 2
+            if phase == 1 and ts >= fault.end:
+                for dev_id in fault.devices:
+                    self._finish(fault, self.devices[dev_id], ts)
+                phase = 2
+            self._fault_phase[i] = phase
+
+    def _begin(self, fault: Fault, dev: VirtualDevice, ts: int) -> None:
+        ledger, dev_id = self.ledger, dev.device.id
+        if fault.kind == "outage":
+            dev.online = False
+            ledger.add(dev_id, ts, outages=1)
+        elif fault.kind == "dead_sensor":
+            dev.dead = True
+        elif fault.kind in ("reboot", "unsynced_clock"):
+            dev.reboot(ts, synced=fault.kind == "reboot")
+            self.state[dev_id].boot = dev.boot
+            self.status_out.append((topic(self.prefix, dev_id, "status"),
+                                    encode_status(True, dev.boot, FIRMWARE, "soft")))
+            ledger.add(dev_id, ts, reboots=1)
+        elif fault.kind == "counter_reset" and isinstance(dev, VirtualMeter):
+            dev.counter = EnergyCounter(0)
+            ledger.add(dev_id, ts, counter_resets=1)
+        elif fault.kind == "duplicate":
+            dev.payloads_to_repeat += fault.count
+        elif fault.kind == "garbage":
+            self._garbage.append((dev, fault.count))
+            ledger.add(dev_id, ts, garbage=fault.count)
+
+    def _finish(self, fault: Fault, dev: VirtualDevice, ts: int) -> None:
+        if fault.kind == "outage":
+            dev.online = True
+        elif fault.kind == "dead_sensor":
+            dev.dead = False
+        elif fault.kind == "unsynced_clock":
+            dropped = dev.buffer.dropped
+            dev.sync_clock(ts)
+            if dev.buffer.dropped != dropped:
+                self.ledger.add(dev.device.id, ts, dropped=dev.buffer.dropped - dropped)
+
     # --- output ---------------------------------------------------------------------
 
     def payloads(self, batch: int) -> Iterator[tuple[str, bytes]]:
-        """(topic, payload) for every device with at least `batch` queued readings."""
+        """(topic, payload) for every online device with at least `batch` buffered readings,
+        then the garbage payloads that faults asked for."""
         for dev in self.devices.values():
-            if dev.pending and len(dev.pending) >= batch:
+            if dev.online and dev.buffer.depth >= batch:
                 yield from self._drain(dev)
+        while self._garbage:
+            dev, n = self._garbage.pop(0)
+            t = topic(self.prefix, dev.device.id, "telemetry")
+            for payload in garbage_payloads(dev.device.id, dev.boot, n):
+                self.sent["garbage"] += 1
+                yield t, payload
 
     def flush(self) -> Iterator[tuple[str, bytes]]:
-        """(topic, payload) for every queued reading."""
-        for dev in self.devices.values():
-            if dev.pending:
-                yield from self._drain(dev)
+        """(topic, payload) for every buffered reading of online devices (end of a run)."""
+        for _ in range(1 + max((d.buffer.depth for d in self.devices.values()), default=0)
+                       // (MAX_READINGS * MAX_BATCHES_PER_CYCLE)):
+            yield from self.payloads(1)
 
     def _drain(self, dev: VirtualDevice) -> Iterator[tuple[str, bytes]]:
         t = topic(self.prefix, dev.device.id, "telemetry")
-        for payload, _count in batches(dev.device.id, dev.boot, dev.pending):
+        meter = dev if isinstance(dev, VirtualMeter) else None
+        for payload, readings in dev.sendable():
+            if meter is not None:
+                for r in readings:
+                    self.ledger.add(dev.device.id, r["ts"], wh=meter.counted(r["energy_wh"]))
+            self.sent["payloads"] += 1
             yield t, payload
-        dev.pending.clear()
+            if dev.payloads_to_repeat:
+                dev.payloads_to_repeat -= 1
+                self.sent["duplicates"] += 1
+                self.ledger.add(dev.device.id, readings[0]["ts"], duplicates=1)
+                yield t, payload
 
 
 def load_state(path: Path | None) -> dict[str, NvsState]:

@@ -16,16 +16,20 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+
+from boucle_fw.protocol import encode_status, topic
 
 from boucle.cli import UserError
 from boucle.mqtt import BrokerUnavailable, close_session, open_session
 from boucle.registry import RegistryError, load_registry
-from boucle.settings import SimulatorSettings, SettingsError, load_settings
-from boucle_fw.protocol import encode_status, topic
-from simulator.fleet import Fleet, load_state, save_state
+from boucle.settings import SettingsError, SimulatorSettings, load_settings
+from simulator.faults import FaultError, load_fault_file, parse_flag, resolve
+from simulator.fleet import FIRMWARE, Fleet, load_state, save_state
+from simulator.generate import generate_registry, parse_shape
 from simulator.ledger import Ledger
 from simulator.profiles import load_profiles
 
@@ -37,8 +41,10 @@ MAX_UNACKED = 2000  # publishes in flight before we wait: back-pressure from the
 class SimulationReport:
     start: int
     end: int
-    readings: int
-    payloads: int
+    readings: int       # readings taken
+    payloads: int       # MQTT publishes (telemetry, status, duplicates, garbage)
+    duplicates: int = 0  # telemetry payloads published a second time (duplicate faults)
+    garbage: int = 0     # invalid payloads published (garbage faults): the gateway dead-letters them
 
 
 def run_simulation(
@@ -53,13 +59,22 @@ def run_simulation(
     profiles_path: str | None = None,
     stop: threading.Event | None = None,
     progress: bool = False,
+    faults: list[dict] | None = None,
+    publish_hook: Callable[[str, bytes], None] | None = None,
 ) -> SimulationReport:
-    """Simulate from `start` to `end` (None: forever, real time once caught up) and publish."""
+    """Simulate from `start` to `end` (None: forever, real time once caught up) and publish.
+
+    `faults`: fault descriptions (simulator.faults, docs/simulator.md), times relative to
+    `start`. `publish_hook(topic, payload)` sees every publish in order (tests, captures).
+    """
     stop = stop or threading.Event()
     registry = load_registry(settings.registry)
     state = load_state(state_path)
+    start -= start % interval_s
+    resolved = resolve(faults or [], [d.id for d in registry.devices], start, settings.seed)
     ledger = Ledger(settings.ledger)
-    fleet = Fleet(registry, load_profiles(profiles_path), settings.seed, ledger, state, settings.topic_prefix)
+    fleet = Fleet(registry, load_profiles(profiles_path), settings.seed, ledger, state, settings.topic_prefix,
+                  faults=resolved, start_ts=start)
     session = open_session(settings, f"boucle-simulator-{settings.seed}", persistent=False, max_inflight=200)
     client = session.client
     unacked: deque = deque()
@@ -67,6 +82,8 @@ def run_simulation(
 
     def publish(t: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         nonlocal payloads
+        if publish_hook is not None:
+            publish_hook(t, payload)
         unacked.append(client.publish(t, payload, qos=qos, retain=retain))
         payloads += 1
         while len(unacked) > MAX_UNACKED or (unacked and unacked[0].is_published()):
@@ -74,9 +91,8 @@ def run_simulation(
 
     for dev in fleet.devices.values():
         publish(topic(settings.topic_prefix, dev.device.id, "status"),
-                encode_status(True, dev.boot, "sim-0.1.0", "power_on"), retain=True)
+                encode_status(True, dev.boot, FIRMWARE, "power_on"), retain=True)
 
-    start -= start % interval_s
     t = start
     wall0 = time.monotonic()
     last_progress = 0.0
@@ -89,6 +105,8 @@ def run_simulation(
                 if wait > 0 and stop.wait(wait):
                     break
             fleet.step(t, interval_s)
+            while fleet.status_out:
+                publish(*fleet.status_out.pop(0), retain=True)
             for tp, payload in fleet.payloads(batch if t < time.time() - interval_s else 1):
                 publish(tp, payload)
             ledger.flush(before=t - t % 3600)
@@ -107,11 +125,11 @@ def run_simulation(
         if progress:
             _progress(start, t, end, fleet.readings)
             print(file=sys.stderr)
-    return SimulationReport(start, t, fleet.readings, payloads)
+    return SimulationReport(start, t, fleet.readings, payloads, fleet.sent["duplicates"], fleet.sent["garbage"])
 
 
 def _progress(start: int, t: int, end: int | None, readings: int) -> None:
-    stamp = datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
     share = f" {100 * (t - start) / max(1, end - start):5.1f}%" if end else ""
     bar = ""
     if end:
@@ -134,7 +152,7 @@ def parse_time(text: str) -> int:
         dt = datetime.fromisoformat(text)
     except ValueError:
         raise UserError(f"time {text!r}: use 'now', '-2d', '-6h', a Unix time or an ISO date like 2026-11-01") from None
-    return int((dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp())
+    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -152,20 +170,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profiles", help="site profiles file (default: simulator/profiles.toml)")
     parser.add_argument("--mqtt-host", help="broker host (env BOUCLE_MQTT_HOST)")
     parser.add_argument("--mqtt-port", type=int, help="broker port (env BOUCLE_MQTT_PORT)")
+    parser.add_argument("--faults", metavar="FILE", help="TOML file of [[faults]] tables (docs/simulator.md)")
+    parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                        help="one fault, e.g. kind=outage,start=+2h,duration=30m,devices=ecully-* (repeatable)")
+    parser.add_argument("--generate-registry", metavar="TxSxD",
+                        help="print a registry of T territories x S sites x D devices (TOML) and exit")
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.generate_registry:
+        try:
+            shape = parse_shape(args.generate_registry)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        sys.stdout.write(generate_registry(*shape, seed=args.seed if args.seed is not None else 1))
+        return 0
     if args.speed < 0:
         raise UserError("--speed must be 0 (as fast as possible) or positive")
     try:
+        faults = load_fault_file(args.faults) if args.faults else []
+        faults += [parse_flag(text) for text in args.fault]
         settings = load_settings(SimulatorSettings, registry=args.registry, seed=args.seed, ledger=args.ledger,
                                  mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port)
         start = parse_time(args.start)
         end = parse_time(args.end) if args.end else None
         report = run_simulation(settings, start=start, end=end, speed=args.speed, batch=max(1, args.batch),
-                                state_path=Path(args.state), profiles_path=args.profiles, progress=True)
-    except (SettingsError, RegistryError, BrokerUnavailable) as exc:
+                                state_path=Path(args.state), profiles_path=args.profiles, progress=True,
+                                faults=faults)
+    except (SettingsError, RegistryError, BrokerUnavailable, FaultError) as exc:
         raise UserError(str(exc)) from None
-    print(f"simulated {report.readings:,} readings in {report.payloads:,} payloads; ledger: {settings.ledger}")
+    extra = ""
+    if report.duplicates or report.garbage:
+        extra = f" ({report.duplicates:,} duplicates, {report.garbage:,} garbage payloads)"
+    print(f"simulated {report.readings:,} readings in {report.payloads:,} payloads{extra}; ledger: {settings.ledger}")
     return 0
