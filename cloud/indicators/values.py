@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+EARLIEST = 946684800  # 2000-01-01T00:00Z: before any Boucle device
+LATEST = 4102444800  # 2100-01-01T00:00Z
+MAX_PERIOD_S = 3653 * 86400  # ten years: indicators work on 15-min intervals
+
 
 @dataclass(frozen=True)
 class Period:
-    """A half-open time range [start, end) in UTC Unix seconds."""
+    """A half-open time range [start, end) in UTC Unix seconds, 2000 to 2100, ten years at most."""
 
     start: int
     end: int
@@ -16,6 +20,11 @@ class Period:
     def __post_init__(self) -> None:
         if self.end <= self.start:
             raise ValueError(f"period end {self.end} is not after its start {self.start}")
+        if self.start < EARLIEST or self.end > LATEST:
+            raise ValueError(f"period [{self.start}, {self.end}) is outside 2000-2100 "
+                             "(UTC Unix seconds): check the unit (seconds, not milliseconds)")
+        if self.end - self.start > MAX_PERIOD_S:
+            raise ValueError("period longer than ten years: ask for a shorter one")
 
     @property
     def seconds(self) -> int:

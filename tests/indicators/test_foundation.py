@@ -187,3 +187,22 @@ def test_unknown_scope_and_indicator(store, reg):
         compute_indicators(store, reg, Scope("territory", ("nowhere",)), HOUR)
     with pytest.raises(UnknownIndicator, match="energy.bogus"):
         compute_indicators(store, reg, Scope("site", ("shop",)), HOUR, ids=["energy.bogus"])
+
+
+def test_a_territory_without_sites_answers_with_no_values(store, reg):
+    reg = registry("")
+    values = compute_indicators(store, reg, Scope("territory", ("town",)), HOUR)
+    assert len(values) == 24
+    assert all(v.coverage == 0.0 for v in values)
+    assert by_id(values)["energy.consumed"].value is None
+
+
+@pytest.mark.parametrize("start, end, message", [
+    (T0, T0, "not after"),
+    (T0 * 1000, T0 * 1000 + 1, "milliseconds"),
+    (0, 3600, "2000-2100"),
+    (T0, T0 + 11 * 366 * 86400, "ten years"),
+])
+def test_periods_are_checked(start, end, message):
+    with pytest.raises(ValueError, match=message):
+        Period(start, end)

@@ -7,6 +7,9 @@ spring DST change, the example registry (3 territories, 34 devices).
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 
 from boucle.registry import load_registry
@@ -73,3 +76,18 @@ def test_energy_and_waste_match_the_ledger(simulated, territory):
         # only while it is below the band before an emptying
         assert measured.get(stream, 0.0) == pytest.approx(kg, rel=0.01, abs=0.5), stream
     assert values["data.coverage"].value == pytest.approx(100.0)
+
+
+def test_every_value_is_json_ready_on_simulated_data(simulated):
+    registry, store, _ = simulated
+    scope = Scope("territories", ("ecully", "zi-meyzieu", "cc-monts-lyonnais"))
+    values = compute_indicators(store, registry, scope, PERIOD)
+    assert len(values) == 24
+    for v in values:
+        # no NaN/inf and only plain types: the API serialises these as they are
+        json.dumps(dataclasses.asdict(v), allow_nan=False)
+        assert v.value is not None, v.id
+    by_id = {v.id: v for v in values}
+    assert 0 < by_id["energy.self_consumption"].value <= 100
+    assert 0 <= by_id["energy.pooling_gain"].value <= 100
+    assert by_id["energy.peak_demand"].value > by_id["energy.base_load"].value > 0
