@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-EARLIEST = 946684800  # 2000-01-01T00:00Z: before any Boucle device
+EARLIEST = 0  # 1970-01-01T00:00Z
 LATEST = 4102444800  # 2100-01-01T00:00Z
-MAX_PERIOD_S = 3653 * 86400  # ten years: indicators work on 15-min intervals
+MAX_PERIOD_S = 20 * 366 * 86400  # indicators work on 15-min intervals: bound the arrays
 
 
 @dataclass(frozen=True)
 class Period:
-    """A half-open time range [start, end) in UTC Unix seconds, 2000 to 2100, ten years at most."""
+    """A half-open time range [start, end) in UTC Unix seconds, 1970 to 2100, 20 years at most."""
 
     start: int
     end: int
@@ -21,10 +21,10 @@ class Period:
         if self.end <= self.start:
             raise ValueError(f"period end {self.end} is not after its start {self.start}")
         if self.start < EARLIEST or self.end > LATEST:
-            raise ValueError(f"period [{self.start}, {self.end}) is outside 2000-2100 "
+            raise ValueError(f"period [{self.start}, {self.end}) is outside 1970-2100 "
                              "(UTC Unix seconds): check the unit (seconds, not milliseconds)")
         if self.end - self.start > MAX_PERIOD_S:
-            raise ValueError("period longer than ten years: ask for a shorter one")
+            raise ValueError("period longer than 20 years: ask for a shorter one")
 
     @property
     def seconds(self) -> int:

@@ -200,9 +200,15 @@ def test_a_territory_without_sites_answers_with_no_values(store, reg):
 @pytest.mark.parametrize("start, end, message", [
     (T0, T0, "not after"),
     (T0 * 1000, T0 * 1000 + 1, "milliseconds"),
-    (0, 3600, "2000-2100"),
-    (T0, T0 + 11 * 366 * 86400, "ten years"),
+    (-3600, 3600, "1970-2100"),
+    (T0, T0 + 21 * 366 * 86400, "20 years"),
 ])
 def test_periods_are_checked(start, end, message):
     with pytest.raises(ValueError, match=message):
         Period(start, end)
+
+
+def test_the_widest_period_the_api_accepts_is_computed(store, reg):
+    # 1970-01-01 .. 20 years later (cloud/params.py bounds): no error, nothing to report
+    values = compute_indicators(store, reg, Scope("territory", ("town",)), Period(0, 20 * 366 * 86400))
+    assert by_id(values)["energy.consumed"].value is None
