@@ -54,6 +54,9 @@ class GatewaySettings(MqttSettings):
     max_payload_bytes: int = setting(8192, "Larger telemetry payloads are dead-lettered (protocol limit 8192).")
     batch_size: int = setting(500, "Messages committed to the store in one transaction at most.")
     session_expiry_s: int = setting(7 * 86400, "How long the broker keeps the gateway's session and queue while it is away.")
+    share_group: str = setting("", "Shared-subscription group ($share/GROUP/...) for running several gateways; "
+                                   "empty: a plain subscription. Give each process its own client_id.")
+    dedup_days: int = setting(35, "How long the dedup index remembers a reading identity (days of event time).")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,11 @@ class ApiSettings:
     cors_origins: str = setting("", "Comma-separated origins allowed by CORS (empty: same origin only).")
     require_keys: bool = setting(True, "Require an API key (X-API-Key header) on /v1 endpoints.")
     online_after_s: int = setting(300, "A device is online when its newest reading arrived less than this ago.")
+    rate_limit_per_s: float = setting(10.0, "Requests per second each API key (or client address, without a key) may sustain on /v1; 0 disables rate limiting.")
+    rate_limit_burst: int = setting(60, "Requests a key may make at once before the rate limit applies (token bucket size).")
+    max_body_bytes: int = setting(65536, "Larger request bodies are refused with 413.")
+    max_query_bytes: int = setting(4096, "Longer request targets (path and query string) are refused with 414.")
+    cache_entries: int = setting(256, "Indicator results kept in memory per (query, data version); 0 disables the cache.")
 
 
 @dataclass(frozen=True)

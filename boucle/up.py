@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     common = dict(mqtt_port=mqtt_port, registry=str(registry.path), mqtt_protocol="3.1.1" if embedded else "auto")
     try:
         gw_settings = load_settings(GatewaySettings, **common, store_url=store_url, metrics_port=0,
+                                    spool_path=str(data / "spool.db"),
                                     client_id="boucle-up-gateway")
         api_settings = load_settings(ApiSettings, port=args.port, registry=str(registry.path), store_url=store_url)
         sim_settings = load_settings(SimulatorSettings, **common, seed=args.seed, ledger=str(data / "ledger.jsonl"))

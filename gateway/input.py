@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from dataclasses import dataclass
 
@@ -50,10 +51,21 @@ def subscribe(settings: GatewaySettings, inbox: "queue.Queue[Message]", on_sessi
         # put() blocks when the queue is full: the broker then holds the rest (back-pressure).
         inbox.put(Message(msg.topic, device, channel, msg.payload, msg.mid, msg.qos, time.time()))
 
-    def on_connect(client: mqtt.Client, session_present: bool) -> None:
-        on_session(session_present)
-        client.subscribe([(f"{settings.topic_prefix}/+/{channel}", qos) for channel, qos in CHANNELS.items()])
+    subscribed = threading.Event()
 
-    return open_session(settings, settings.client_id, persistent=True,
-                        session_expiry_s=settings.session_expiry_s, manual_ack=True,
-                        on_message=on_message, on_connect=on_connect, max_inflight=1000)
+    def on_subscribe(_client, _userdata, _mid, _reason_codes, _properties=None) -> None:
+        subscribed.set()
+
+    def on_connect(client: mqtt.Client, session_present: bool) -> None:
+        client.on_subscribe = on_subscribe
+        on_session(session_present)
+        share = f"$share/{settings.share_group}/" if settings.share_group else ""
+        client.subscribe([(f"{share}{settings.topic_prefix}/+/{channel}", qos) for channel, qos in CHANNELS.items()])
+
+    session = open_session(settings, settings.client_id, persistent=True,
+                           session_expiry_s=settings.session_expiry_s, manual_ack=True,
+                           on_message=on_message, on_connect=on_connect, max_inflight=1000)
+    # Return once the broker confirmed the subscription: from then on nothing is missed.
+    if not subscribed.wait(10):
+        log.warning("no SUBACK within 10 s; messages published meanwhile may be missed on a first start")
+    return session

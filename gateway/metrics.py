@@ -17,17 +17,23 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.messages = Counter("boucle_gateway_messages_received", "MQTT messages received, by channel",
-                                ["channel"], registry=r)
+        self.messages = Counter("boucle_gateway_messages_received", "MQTT messages taken off the spool",
+                                registry=r)
         self.readings_received = Counter("boucle_gateway_readings_received", "Readings in valid telemetry", registry=r)
         self.stored = Counter("boucle_gateway_readings_stored", "Readings newly written to storage", registry=r)
         self.duplicates = Counter("boucle_gateway_readings_duplicate", "Readings dropped as repeats of (device, boot, seq)",
                                   registry=r)
         self.rejected = Counter("boucle_gateway_messages_rejected", "Messages dead-lettered, by reason",
                                 ["reason"], registry=r)
-        self.spool_depth = Gauge("boucle_gateway_spool_depth", "Messages received but not yet committed", registry=r)
-        self.lag = Gauge("boucle_gateway_lag_seconds", "Age of the newest committed reading when it was committed",
+        self.spool_depth = Gauge("boucle_gateway_spool_depth", "Messages in the durable spool, not yet stored",
+                                 registry=r)
+        self.spool_full = Gauge("boucle_gateway_spool_full", "1 while the spool is at its bound (not acking)",
+                                registry=r)
+        self.store_errors = Counter("boucle_gateway_store_errors", "Failed store writes (retried)", registry=r)
+        self.lag = Gauge("boucle_gateway_lag_seconds", "Event-time age of the newest stored reading when stored",
                          registry=r)
+        self.spool_age = Gauge("boucle_gateway_spool_oldest_seconds", "Age of the oldest spooled message",
+                               registry=r)
         self.session_lost = Counter("boucle_gateway_session_lost", "Reconnections where the broker had no session",
                                     registry=r)
         self.connected = Gauge("boucle_gateway_connected", "1 while connected to the broker", registry=r)

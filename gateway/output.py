@@ -1,7 +1,9 @@
-"""Output stage: parse a batch of messages and commit it to the store in one go.
+"""Output stage: spooled messages → parse → dedup → store, then off the spool.
 
-Pure of MQTT: it takes messages, returns what to acknowledge. Dedup is the store's
-primary key (device, boot, seq), so it holds across restarts and processes.
+The store write is synchronous and retried by the caller until it succeeds; spooled
+messages are removed only afterwards, so a crash at any point replays them, and the
+replay is harmless: readings are keyed by (device, boot, seq) and dead letters by the
+spool id, so rewriting gives the same stored state.
 """
 
 from __future__ import annotations
@@ -13,80 +15,96 @@ from typing import Collection, Sequence
 
 from boucle.protocol import Reading
 from boucle.storage import DeadLetter, DeviceState, Store
-from gateway.input import Message
+from gateway.input import split_topic
 from gateway.metrics import GatewayMetrics
 from gateway.parse import Rejected, parse_telemetry
+from gateway.spool import Spool, Spooled
 
 MAX_STATE_BYTES = 2048
 
 
 @dataclass
-class BatchResult:
-    readings: int = 0
-    stored: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
+class Parsed:
+    """A batch after the parse and dedup stages: what to write, what was refused."""
+
+    readings: list[Reading] = field(default_factory=list)
+    duplicates: int = 0
+    letters: list[DeadLetter] = field(default_factory=list)
+    states: list[DeviceState] = field(default_factory=list)
+    received: int = 0
 
 
-def commit_batch(
-    messages: Sequence[Message],
-    store: Store,
-    known_devices: Collection[str] | None,
-    *,
-    max_future_skew_s: float,
-    max_payload_bytes: int,
-    metrics: GatewayMetrics | None = None,
-) -> BatchResult:
-    """Validate and durably store a batch; every message ends stored or dead-lettered."""
-    now = time.time()
-    readings: list[Reading] = []
-    letters: list[DeadLetter] = []
-    states: list[DeviceState] = []
-    for msg in messages:
-        if metrics:
-            metrics.messages.labels(msg.channel).inc()
-        if msg.channel == "telemetry":
-            result = parse_telemetry(msg.device, msg.payload, known_devices=known_devices, now=now,
+def parse_batch(spooled: Sequence[Spooled], prefix: str, known_devices: Collection[str] | None, *,
+                now: float, max_future_skew_s: float, max_payload_bytes: int,
+                letter_key_prefix: str = "") -> Parsed:
+    """Parse every spooled message; refused ones become dead letters keyed by spool id."""
+    out = Parsed()
+    for msg in spooled:
+        where = split_topic(prefix, msg.topic)
+        device, channel = where if where else ("", "")
+        if channel == "telemetry":
+            result = parse_telemetry(device, msg.payload, known_devices=known_devices, now=now,
                                      max_future_skew_s=max_future_skew_s, max_bytes=max_payload_bytes)
+        elif channel in ("status", "health"):
+            result = parse_state(device, channel, msg.payload, msg.received, known_devices)
         else:
-            result = _state(msg, known_devices)
+            result = Rejected("topic", "", f"unexpected topic {msg.topic!r}")
         if isinstance(result, Rejected):
-            letters.append(DeadLetter(msg.received, msg.topic, result.error, result.path, result.message,
-                                      msg.payload[:max_payload_bytes]))
+            out.letters.append(DeadLetter(msg.received, msg.topic, result.error, result.path, result.message,
+                                          msg.payload[:max_payload_bytes], key=f"{letter_key_prefix}{msg.id}"))
         elif isinstance(result, DeviceState):
-            states.append(result)
+            out.states.append(result)
         else:
-            readings.extend(result)
-    out = BatchResult(readings=len(readings))
-    if readings:
-        out.stored = store.write_readings(readings, now)
-    if letters:
-        store.write_dead_letters(letters)
-        for letter in letters:
-            out.rejected[letter.error] = out.rejected.get(letter.error, 0) + 1
-    if states:
-        store.write_device_states(states)
-    if metrics:
-        metrics.readings_received.inc(out.readings)
-        metrics.stored.inc(out.stored)
-        metrics.duplicates.inc(out.readings - out.stored)
-        for reason, n in out.rejected.items():
-            metrics.rejected.labels(reason).inc(n)
-        if readings:
-            metrics.lag.set(max(0.0, now - max(r.ts for r in readings)))
+            out.received += len(result)
+            out.readings.extend(result)
     return out
 
 
-def _state(msg: Message, known_devices: Collection[str] | None) -> DeviceState | Rejected:
-    if msg.channel not in ("status", "health"):
-        return Rejected("topic", "", f"unexpected topic {msg.topic!r}")
-    if len(msg.payload) > MAX_STATE_BYTES:
-        return Rejected("too_large", "", f"{msg.channel} payload over {MAX_STATE_BYTES} bytes")
-    if known_devices is not None and msg.device not in known_devices:
-        return Rejected("unknown_device", "device", f"device {msg.device!r} is not in the registry")
+def drop_repeats(parsed: Parsed, spool: Spool) -> None:
+    """Dedup stage: keep each (device, boot, seq) once, within the batch and across restarts."""
+    keys = [(r.device, r.boot, r.seq) for r in parsed.readings]
+    unseen = spool.unseen(keys)
+    kept: list[Reading] = []
+    for reading, key in zip(parsed.readings, keys):
+        if key in unseen:
+            unseen.discard(key)  # a second copy inside this batch is a repeat too
+            kept.append(reading)
+    parsed.duplicates = len(parsed.readings) - len(kept)
+    parsed.readings = kept
+
+
+def write_parsed(parsed: Parsed, store: Store) -> None:
+    """The synchronous store write; raises if the store did not confirm."""
+    if parsed.readings:
+        store.write_readings(parsed.readings, time.time())
+    if parsed.letters:
+        store.write_dead_letters(parsed.letters)
+    if parsed.states:
+        store.write_device_states(parsed.states)
+
+
+def count(parsed: Parsed, metrics: GatewayMetrics, messages: int) -> None:
+    metrics.messages.inc(messages)
+    metrics.readings_received.inc(parsed.received)
+    metrics.stored.inc(len(parsed.readings))
+    metrics.duplicates.inc(parsed.duplicates)
+    for letter in parsed.letters:
+        metrics.rejected.labels(letter.error).inc()
+    if parsed.readings:
+        metrics.lag.set(max(0.0, time.time() - max(r.ts for r in parsed.readings)))
+
+
+def parse_state(device: str, channel: str, payload: bytes, received: float,
+                known_devices: Collection[str] | None) -> DeviceState | Rejected:
+    """A status or health message: a small JSON object from a known device."""
+    if len(payload) > MAX_STATE_BYTES:
+        return Rejected("too_large", "", f"{channel} payload over {MAX_STATE_BYTES} bytes")
+    if known_devices is not None and device not in known_devices:
+        return Rejected("unknown_device", "device", f"device {device!r} is not in the registry")
     try:
-        doc = json.loads(msg.payload, parse_constant=lambda c: None)
+        doc = json.loads(payload, parse_constant=lambda c: None)
     except (ValueError, UnicodeDecodeError) as exc:
         return Rejected("not_json", "", f"not UTF-8 JSON: {exc}")
     if not isinstance(doc, dict):
-        return Rejected("schema", "", f"{msg.channel} payload must be a JSON object")
-    return DeviceState(msg.device, msg.channel, doc, msg.received)
+        return Rejected("schema", "", f"{channel} payload must be a JSON object")
+    return DeviceState(device, channel, doc, received)

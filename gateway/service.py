@@ -1,7 +1,11 @@
-"""`boucle gateway`: wire the stages — input (MQTT) → parse → output (store) — and run them.
+"""`boucle gateway`: wire the stages and run them.
 
-At-least-once from the broker: the MQTT session is persistent and a message is acked
-only after its batch is committed; repeats are dropped by identity in the store.
+    MQTT (input) ──► inbox ──► spooler: commit to the durable spool, then ack
+                                  │
+    store ◄── drainer: parse → dedup → synchronous write (retried forever) → off the spool
+
+At-least-once from the broker (persistent session, ack only after the spool commit),
+exactly-once effect in the store (dedup index + idempotent writes).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import queue
+import random
 import signal
 import threading
 import time
@@ -20,92 +25,185 @@ from boucle.settings import GatewaySettings, SettingsError, load_settings
 from boucle.storage import Store, open_store
 from gateway.input import Message, subscribe
 from gateway.metrics import GatewayMetrics, serve_metrics
-from gateway.output import commit_batch
+from gateway.output import count, drop_repeats, parse_batch, write_parsed
+from gateway.spool import Spool, SpoolFull
 
 log = logging.getLogger("boucle.gateway")
 
 
+def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
+    """Exponential backoff with full jitter, so that many gateways do not retry in step."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
 class Gateway:
-    """One gateway process: a persistent MQTT session feeding a committing writer thread."""
+    """One gateway process: MQTT session → durable spool → store."""
 
     def __init__(self, settings: GatewaySettings, store: Store | None = None,
                  registry: RegistryFile | None = None):
         self.settings = settings
         self.registry = registry or RegistryFile(settings.registry)
-        self.store = store or open_store(settings.store_url)
+        self._tags: tuple[object, dict[str, dict[str, str]]] = (None, {})
+        self.store = store or open_store(settings.store_url, token=settings.influx_token,
+                                         precision=settings.influx_precision, device_tags=self.device_tags)
+        self.spool = Spool(settings.spool_path, settings.spool_max_rows)
         self.metrics = GatewayMetrics()
         self.inbox: queue.Queue[Message] = queue.Queue(maxsize=max(1000, settings.batch_size * 4))
         self.session: Session | None = None
-        self._stop = threading.Event()
-        self._writer = threading.Thread(target=self._write_loop, name="gateway-writer", daemon=True)
+        self._stopping = threading.Event()
+        self._spooled = threading.Event()
+        self._spooler = threading.Thread(target=self._spool_loop, name="gateway-spooler", daemon=True)
+        self._drainer = threading.Thread(target=self._drain_loop, name="gateway-drainer", daemon=True)
         self._connects = 0
         self._http = None
+        self._store_ok = True
 
     def start(self) -> "Gateway":
-        self._writer.start()
+        self._spooler.start()
+        self._drainer.start()
         self.session = subscribe(self.settings, self.inbox, self._on_session)
         self.metrics.connected.set(1)
         if self.settings.metrics_port:
             self._http = serve_metrics(self.metrics, self.health, self.settings.metrics_port)
+        log.info("gateway started: client id %s, spool %s (%d waiting)", self.settings.client_id,
+                 self.settings.spool_path, self.spool.depth)
         return self
+
+    def device_tags(self, device: str) -> dict[str, str]:
+        """Where a device belongs (site, territory, kind, channel or stream), for storage tags."""
+        registry = self.registry.current()
+        if self._tags[0] is not registry:
+            sites = {site.id: site for site in registry.sites}
+            table = {}
+            for d in registry.devices:
+                site = sites.get(d.site)
+                tags = {"site": d.site, "territory": site.territory if site else "", "kind": d.kind}
+                if d.channel:
+                    tags["channel"] = d.channel
+                if d.stream:
+                    tags["stream"] = d.stream
+                table[d.id] = tags
+            self._tags = (registry, table)
+        return self._tags[1].get(device, {})
 
     def _on_session(self, session_present: bool) -> None:
         self._connects += 1
         if not session_present and self._connects > 1:
-            # The broker forgot us: anything queued for us while we were away is gone.
             self.metrics.session_lost.inc()
-            log.error("broker reports no session present on reconnect: messages published while "
-                      "the gateway was away may be lost; raise the broker's session expiry / persistence")
+            log.error("broker reports no session present on reconnect: messages published while the gateway "
+                      "was away may be lost; raise the broker's session expiry and keep its persistence on")
 
     def health(self) -> dict:
         connected = bool(self.session and self.session.client.is_connected())
-        return {"ok": connected and self._writer.is_alive(), "mqtt_connected": connected,
-                "writer_alive": self._writer.is_alive(), "spool_depth": self.inbox.qsize()}
+        alive = self._spooler.is_alive() and self._drainer.is_alive()
+        return {"ok": connected and alive and self._store_ok, "mqtt_connected": connected,
+                "store_ok": self._store_ok, "spool_depth": self.spool.depth,
+                "spool_full": bool(self.metrics.spool_full._value.get())}
 
-    def _write_loop(self) -> None:
-        while not (self._stop.is_set() and self.inbox.empty()):
+    # --- spooler: inbox → durable spool → ack -------------------------------------------
+
+    def _spool_loop(self) -> None:
+        while True:
             try:
                 batch = [self.inbox.get(timeout=0.2)]
             except queue.Empty:
+                if self._stopping.is_set():
+                    return
                 continue
             while len(batch) < self.settings.batch_size:
                 try:
                     batch.append(self.inbox.get_nowait())
                 except queue.Empty:
                     break
-            self.metrics.spool_depth.set(self.inbox.qsize())
-            devices = {d.id for d in self.registry.current().devices}
+            rows = [(m.received, m.topic, m.payload) for m in batch]
+            attempt = 0
             while True:
                 try:
-                    commit_batch(batch, self.store, devices,
-                                 max_future_skew_s=self.settings.max_future_skew_s,
-                                 max_payload_bytes=self.settings.max_payload_bytes, metrics=self.metrics)
+                    self.spool.append(rows)
                     break
-                except Exception:  # noqa: BLE001 - storage trouble: keep the batch, retry
-                    log.exception("store write failed; retrying the batch in 1 s (nothing acked)")
-                    time.sleep(1)
+                except SpoolFull as exc:
+                    if not self.metrics.spool_full._value.get():
+                        log.error("ALARM %s: not acking any more; the broker holds new messages until the "
+                                  "store catches up (check the store, raise BOUCLE_SPOOL_MAX_ROWS)", exc)
+                    self.metrics.spool_full.set(1)
+                    if self._stopping.is_set():
+                        return  # unacked: the broker redelivers after restart
+                    time.sleep(backoff(attempt, 0.2, 5))
+                    attempt += 1
+            self.metrics.spool_full.set(0)
             client = self.session.client if self.session else None
-            for msg in batch:
-                if client is not None and msg.qos > 0:
-                    client.ack(msg.mid, msg.qos)
+            for m in batch:
+                if client is not None and m.qos > 0:
+                    client.ack(m.mid, m.qos)
+            self.metrics.spool_depth.set(self.spool.depth)
+            self._spooled.set()
 
-    def stop(self) -> None:
-        """Graceful: commit and ack what was received, then disconnect."""
-        self._stop.set()
-        self._writer.join(timeout=30)
+    # --- drainer: spool → parse → dedup → store → off the spool --------------------------
+
+    def _drain_loop(self) -> None:
+        s = self.settings
+        key_prefix = f"{s.client_id}:"
+        last_forget = 0.0
+        while True:
+            spooled = self.spool.oldest(s.batch_size)
+            if not spooled:
+                if self._stopping.is_set():
+                    return
+                self._spooled.wait(0.5)
+                self._spooled.clear()
+                continue
+            devices = {d.id for d in self.registry.current().devices}
+            parsed = parse_batch(spooled, s.topic_prefix, devices, now=time.time(),
+                                 max_future_skew_s=s.max_future_skew_s, max_payload_bytes=s.max_payload_bytes,
+                                 letter_key_prefix=key_prefix)
+            drop_repeats(parsed, self.spool)
+            attempt = 0
+            while True:
+                try:
+                    write_parsed(parsed, self.store)
+                    self._store_ok = True
+                    break
+                except Exception as exc:  # noqa: BLE001 - any store failure: keep the batch, retry
+                    self._store_ok = False
+                    self.metrics.store_errors.inc()
+                    delay = backoff(attempt)
+                    log.warning("store write failed (%s); %d messages stay in the spool, retry in %.1f s",
+                                exc, len(spooled), delay)
+                    attempt += 1
+                    if self._stopping.wait(delay) and attempt > 3:
+                        return  # stopping: the spool is durable, the next start drains it
+            self.spool.remove([m.id for m in spooled],
+                              [(r.device, r.boot, r.seq, r.ts) for r in parsed.readings])
+            count(parsed, self.metrics, len(spooled))
+            self.metrics.spool_depth.set(self.spool.depth)
+            self.metrics.spool_age.set(self.spool.oldest_age())
+            if time.time() - last_forget > 3600:
+                last_forget = time.time()
+                self.spool.forget_before(int(time.time()) - s.dedup_days * 86400)
+
+    def stop(self, drain_timeout: float = 30) -> None:
+        """SIGTERM path: stop consuming, spool what arrived, flush to the store, close."""
         if self.session is not None:
-            close_session(self.session)
+            close_session(self.session)  # unacked messages stay with the broker's session
             self.metrics.connected.set(0)
+        self._stopping.set()
+        self._spooler.join(timeout=10)
+        self._drainer.join(timeout=drain_timeout)
         if self._http is not None:
             self._http.shutdown()
+        self.spool.close()
         self.store.close()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registry", help="registry TOML file (env BOUCLE_REGISTRY)")
-    parser.add_argument("--store", dest="store_url", help="storage URL, e.g. sqlite:///boucle.db (env BOUCLE_STORE_URL)")
+    parser.add_argument("--store", dest="store_url",
+                        help="storage URL: sqlite:///PATH or influx+http://HOST:PORT/DB (env BOUCLE_STORE_URL)")
     parser.add_argument("--mqtt-host", help="broker host (env BOUCLE_MQTT_HOST)")
     parser.add_argument("--mqtt-port", type=int, help="broker port (env BOUCLE_MQTT_PORT)")
+    parser.add_argument("--client-id", help="fixed MQTT client id, one per process (env BOUCLE_CLIENT_ID)")
+    parser.add_argument("--share-group", help="shared-subscription group for scale-out (env BOUCLE_SHARE_GROUP)")
+    parser.add_argument("--spool", dest="spool_path", help="spool file (env BOUCLE_SPOOL_PATH)")
     parser.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz, 0 to disable")
 
 
@@ -113,16 +211,20 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = load_settings(GatewaySettings, registry=args.registry, store_url=args.store_url,
-                                 mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port,
+                                 mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, client_id=args.client_id,
+                                 share_group=args.share_group, spool_path=args.spool_path,
                                  metrics_port=args.metrics_port)
         gateway = Gateway(settings).start()
     except (SettingsError, RegistryError, BrokerUnavailable, ValueError) as exc:
         raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot start: {exc}") from None
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
         done.wait()
     except KeyboardInterrupt:
         pass
+    log.info("stopping: flushing the spool")
     gateway.stop()
     return 0

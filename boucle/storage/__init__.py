@@ -22,6 +22,7 @@ class DeadLetter:
     path: str
     message: str
     payload: bytes
+    key: str = ""  # stable id (gateway + spool id): rewriting a dead letter is idempotent
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +77,17 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> Store:
-    """Open a store from a URL: `sqlite:///path/to/boucle.db` (or a bare path)."""
+def open_store(url: str, token: str = "", precision: str = "s", device_tags=None) -> Store:
+    """Open a store from a URL: `sqlite:///PATH` (or a bare path), or
+    `influx+http://HOST:PORT/DATABASE` (InfluxDB v1-compatible API; influx+https for TLS)."""
+    if url.startswith(("influx+http://", "influx+https://")):
+        from boucle.storage.influx import influx_from_url
+
+        return influx_from_url(url, token, precision, device_tags=device_tags)
     from boucle.storage.sqlite import SQLiteStore
 
     if url.startswith("sqlite:///"):
         return SQLiteStore(url[len("sqlite:///"):])
     if "://" in url:
-        raise ValueError(f"unsupported storage URL {url!r}: use sqlite:///PATH")
+        raise ValueError(f"unsupported storage URL {url!r}: use sqlite:///PATH or influx+http://HOST:PORT/DATABASE")
     return SQLiteStore(url)

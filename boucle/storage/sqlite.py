@@ -22,8 +22,9 @@ CREATE TABLE IF NOT EXISTS readings (
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (device, ts);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, received REAL NOT NULL, topic TEXT NOT NULL, error TEXT NOT NULL,
-    path TEXT NOT NULL, message TEXT NOT NULL, payload BLOB NOT NULL
+    path TEXT NOT NULL, message TEXT NOT NULL, payload BLOB NOT NULL, key TEXT
 );
+CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_by_key ON dead_letters (key) WHERE key != '';
 CREATE TABLE IF NOT EXISTS device_state (
     device TEXT NOT NULL, channel TEXT NOT NULL, doc TEXT NOT NULL, received REAL NOT NULL,
     PRIMARY KEY (device, channel)
@@ -76,8 +77,9 @@ class SQLiteStore:
         conn = self._conn()
         with conn:
             conn.executemany(
-                "INSERT INTO dead_letters (received, topic, error, path, message, payload) VALUES (?,?,?,?,?,?)",
-                [(d.received, d.topic, d.error, d.path, d.message, d.payload) for d in letters],
+                "INSERT OR IGNORE INTO dead_letters (received, topic, error, path, message, payload, key) "
+                "VALUES (?,?,?,?,?,?,?)",
+                [(d.received, d.topic, d.error, d.path, d.message, d.payload, d.key) for d in letters],
             )
 
     def write_device_states(self, states: Sequence[DeviceState]) -> None:
@@ -137,7 +139,8 @@ class SQLiteStore:
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self._conn().execute(
-            "SELECT received, topic, error, path, message, payload FROM dead_letters ORDER BY id DESC LIMIT ?",
+            "SELECT received, topic, error, path, message, payload, coalesce(key, '') FROM dead_letters "
+            "ORDER BY id DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [DeadLetter(*r) for r in rows]

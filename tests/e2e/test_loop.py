@@ -67,7 +67,7 @@ def wait_for_readings(store: SQLiteStore, devices, expected: int, timeout: float
 def test_indicators_equal_the_ground_truth(tmp_path, mosquitto, api):
     db = tmp_path / "boucle.db"
     gateway = Gateway(load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
-                                    metrics_port=0)).start()
+                                    metrics_port=0, spool_path=str(tmp_path / "spool.db"))).start()
     try:
         sim = load_settings(SimulatorSettings, {}, mqtt_port=mosquitto.port, ledger=str(tmp_path / "ledger.jsonl"))
         report = run_simulation(sim, start=START, end=END, speed=HOURS * 3600 / 3, batch=10,

@@ -46,7 +46,8 @@ def telemetry(device: str, boot: int, seqs, energy0: int = 1000) -> tuple[str, b
 
 def gateway_for(mosquitto, db) -> Gateway:
     settings = load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
-                             registry=str(EXAMPLE_REGISTRY), metrics_port=0, client_id="test-gateway")
+                             registry=str(EXAMPLE_REGISTRY), metrics_port=0, client_id="test-gateway",
+                             spool_path=str(db.parent / "spool.db"))
     return Gateway(settings).start()
 
 
@@ -86,7 +87,8 @@ def test_repeats_are_dropped_across_restarts(tmp_path, mosquitto):
     publish_all(client, [telemetry("ecully-bakery-grid", 4, range(5, 16)),     # 6 repeats, 5 new
                          telemetry("ecully-bakery-grid", 5, range(1, 4), 0)])  # a new boot: new identities
     gateway = gateway_for(mosquitto, db)
-    assert wait_until(lambda: gateway.metrics.readings_received._value.get() == 14)
+    assert wait_until(lambda: gateway.metrics.readings_received._value.get() == 14
+                      and gateway.spool.depth == 0)
     assert store.reading_counts(["ecully-bakery-grid"], 0, 2**31)["ecully-bakery-grid"] == 18
     assert gateway.metrics.duplicates._value.get() == 6
     client.disconnect()

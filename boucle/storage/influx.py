@@ -1,0 +1,213 @@
+"""InfluxDB store over the v1-compatible HTTP API: `/write` (line protocol), `/query`
+(InfluxQL), `/ping`. These are the endpoints InfluxDB 1.x, 2.x (with a DBRP mapping,
+2.4+) and 3 Core all serve, so one adapter covers the three; Flux is not used.
+
+influxdb-client provides the HTTP client, authentication headers, `Point` line-protocol
+serialisation and ping. Its batching WriteApi is not used: it drops a batch once its
+retries run out, and durability is the gateway spool's job — every write here is
+synchronous and raises unless the server confirmed it.
+
+Schema (docs/gateway.md): measurement `readings`, tags `device` `site` `territory`
+`kind` and `channel` or `stream`, fields the reading's measurements plus `boot`, `seq`,
+`received`; time = the reading's `ts`. The point key is (device, ts): rewriting a reading
+gives the same point (idempotent). Two readings of one device in the same second would
+share a point; devices read at most once a second.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from typing import Callable, Sequence
+from urllib.parse import parse_qs, urlparse
+
+from influxdb_client import InfluxDBClient, Point, WritePrecision
+
+from boucle.protocol import MEASUREMENT_FIELDS, Reading
+from boucle.storage import DeadLetter, DeviceState, StoredReading
+
+log = logging.getLogger("boucle.storage.influx")
+
+_PRECISION = {"s": (WritePrecision.S, 1), "ms": (WritePrecision.MS, 10**3),
+              "us": (WritePrecision.US, 10**6), "ns": (WritePrecision.NS, 10**9)}
+
+
+class StoreError(Exception):
+    """The store did not confirm a write or answer a query."""
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class InfluxStore:
+    """Store on InfluxDB's v1-compatible API."""
+
+    def __init__(self, url: str, database: str, token: str = "", precision: str = "s",
+                 retention_policy: str = "", device_tags: Callable[[str], dict[str, str]] | None = None,
+                 timeout_ms: int = 10_000):
+        if precision not in _PRECISION:
+            raise ValueError(f"BOUCLE_INFLUX_PRECISION={precision!r}: use s, ms, us or ns")
+        self.url, self.database, self.rp = url, database, retention_policy
+        self.precision, self._scale = precision, _PRECISION[precision][1]
+        self.device_tags = device_tags or (lambda device: {})
+        self._client = InfluxDBClient(url=url, token=token or None, org="-", timeout=timeout_ms)
+        self._api = self._client.api_client
+        self._headers = {"Authorization": f"Token {token}"} if token else {}
+        try:
+            self._query("CREATE DATABASE " + json.dumps(database), method="POST", database=None)
+        except StoreError as exc:  # 2.x / 3: buckets and DBRP mappings are made by their own tools
+            log.debug("CREATE DATABASE not accepted (%s); assuming the database/bucket exists", exc)
+
+    # --- HTTP ----------------------------------------------------------------------
+
+    def _call(self, path: str, method: str, params: list[tuple[str, str]], body: str | None = None) -> bytes:
+        headers = dict(self._headers)
+        if body is not None:
+            headers["Content-Type"] = "text/plain; charset=utf-8"
+        try:
+            response = self._api.call_api(path, method, query_params=params, header_params=headers, body=body,
+                                          auth_settings=[], _preload_content=False, _return_http_data_only=True)
+        except Exception as exc:  # noqa: BLE001 - network, HTTP status, anything: not confirmed
+            raise StoreError(f"InfluxDB {path} at {self.url}: {exc}") from None
+        if response.status not in (200, 204):
+            raise StoreError(f"InfluxDB {path} answered {response.status}: {response.data[:200]!r}")
+        return response.data
+
+    def ping(self) -> bool:
+        return self._client.ping()
+
+    def write_lines(self, lines: Sequence[str]) -> None:
+        """Write line protocol synchronously; raises StoreError unless confirmed (204)."""
+        if not lines:
+            return
+        params = [("db", self.database), ("precision", self.precision)]
+        if self.rp:
+            params.append(("rp", self.rp))
+        self._call("/write", "POST", params, "\n".join(lines) + "\n")
+
+    def _query(self, q: str, method: str = "GET", database: str | None = "") -> list[dict]:
+        params = [("q", q), ("epoch", "s")]
+        if database is not None:
+            params.append(("db", database or self.database))
+        data = json.loads(self._call("/query", method, params) or b"{}")
+        results = data.get("results", [])
+        for result in results:
+            if "error" in result:
+                raise StoreError(f"InfluxQL error: {result['error']} in {q!r}")
+        return results
+
+    def query_series(self, q: str) -> list[dict]:
+        """Run one InfluxQL statement; the series of its result."""
+        results = self._query(q)
+        return results[0].get("series", []) if results else []
+
+    # --- Store interface ---------------------------------------------------------------
+
+    def _t(self, ts: float) -> int:
+        return int(round(ts * self._scale))
+
+    def write_readings(self, readings: Sequence[Reading], received: float) -> int:
+        precision = _PRECISION[self.precision][0]
+        lines = []
+        for r in readings:
+            p = Point("readings").tag("device", r.device)
+            for key, value in self.device_tags(r.device).items():
+                p.tag(key, value)
+            for name, value in r.values.items():
+                p.field(name, value)
+            p.field("boot", r.boot).field("seq", r.seq).field("received", float(received))
+            lines.append(p.time(self._t(r.ts), write_precision=precision).to_line_protocol())
+        lines.append(Point("meta").field("version", time.time_ns()).time(self._t(time.time()), write_precision=precision)
+                     .to_line_protocol())
+        self.write_lines(lines)
+        return len(readings)
+
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        precision = _PRECISION[self.precision][0]
+        lines = []
+        for d in letters:
+            p = (Point("dead_letters").tag("error", d.error).tag("key", d.key or f"{d.received}")
+                 .field("topic", d.topic).field("path", d.path).field("message", d.message)
+                 .field("payload_b64", base64.b64encode(d.payload).decode()).field("received", float(d.received)))
+            lines.append(p.time(self._t(d.received), write_precision=precision).to_line_protocol())
+        self.write_lines(lines)
+
+    def write_device_states(self, states: Sequence[DeviceState]) -> None:
+        precision = _PRECISION[self.precision][0]
+        self.write_lines([
+            Point("device_state").tag("device", s.device).tag("channel", s.channel)
+            .field("doc", json.dumps(s.doc)).time(self._t(s.received), write_precision=precision).to_line_protocol()
+            for s in states])
+
+    def readings(self, device: str, start: int, end: int, fields: Sequence[str]) -> list[StoredReading]:
+        unknown = set(fields) - set(MEASUREMENT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)}")
+        cols = ", ".join(['"boot"', '"seq"', *(f'"{f}"' for f in fields)])
+        where = f'"device" = {_quote(device)}'
+        base = self.query_series(f'SELECT {cols} FROM "readings" WHERE {where} AND time < {start}s '
+                                 "ORDER BY time DESC LIMIT 1")
+        rows = self.query_series(f'SELECT {cols} FROM "readings" WHERE {where} AND time >= {start}s '
+                                 f"AND time < {end}s ORDER BY time")
+        out = []
+        for series in (base, rows):
+            for s in series:
+                for v in s["values"]:
+                    out.append(StoredReading(v[0], v[1], v[2], dict(zip(fields, v[3:]))))
+        return out
+
+    def reading_counts(self, devices: Sequence[str], start: int, end: int) -> dict[str, int]:
+        out = {d: 0 for d in devices}
+        for s in self.query_series(f'SELECT count("seq") FROM "readings" WHERE time >= {start}s AND time < {end}s '
+                                   'GROUP BY "device"'):
+            device = s["tags"]["device"]
+            if device in out:
+                out[device] = s["values"][0][1]
+        return out
+
+    def last_seen(self, devices: Sequence[str]) -> dict[str, tuple[int, float]]:
+        out = {}
+        for s in self.query_series('SELECT last("received") FROM "readings" GROUP BY "device"'):
+            device = s["tags"]["device"]
+            if device in devices:
+                out[device] = (s["values"][0][0], s["values"][0][1])
+        return out
+
+    def device_states(self, devices: Sequence[str]) -> dict[str, dict[str, DeviceState]]:
+        out: dict[str, dict[str, DeviceState]] = {}
+        for s in self.query_series('SELECT last("doc") FROM "device_state" GROUP BY "device", "channel"'):
+            device, channel = s["tags"]["device"], s["tags"]["channel"]
+            if device in devices:
+                ts, doc = s["values"][0][0], s["values"][0][1]
+                out.setdefault(device, {})[channel] = DeviceState(device, channel, json.loads(doc), ts)
+        return out
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        out = []
+        for s in self.query_series('SELECT "topic", "error", "path", "message", "payload_b64", "received", "key" '
+                                   f'FROM "dead_letters" ORDER BY time DESC LIMIT {int(limit)}'):
+            for v in s["values"]:
+                _t, topic, error, path, message, payload, received, key = v
+                out.append(DeadLetter(received, topic, error, path, message, base64.b64decode(payload), key))
+        return out
+
+    def data_version(self) -> int:
+        series = self.query_series('SELECT last("version") FROM "meta"')
+        return int(series[0]["values"][0][1]) if series else 0
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def influx_from_url(url: str, token: str = "", precision: str = "s", **kwargs) -> InfluxStore:
+    """`influx+http://host:8086/boucle?rp=autogen` → InfluxStore (influx+https for TLS)."""
+    parsed = urlparse(url)
+    scheme = parsed.scheme.split("+", 1)[1]
+    database = parsed.path.strip("/")
+    if not database:
+        raise ValueError(f"storage URL {url!r} names no database: use influx+http://HOST:PORT/DATABASE")
+    rp = parse_qs(parsed.query).get("rp", [""])[0]
+    return InfluxStore(f"{scheme}://{parsed.netloc}", database, token, precision, rp, **kwargs)
