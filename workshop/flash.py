@@ -116,13 +116,13 @@ def build_plan(args: argparse.Namespace) -> provision.BenchPlan:
     if not registry.exists():
         raise UserError(f"registry {registry} does not exist; pass --registry with your registry file")
     kind = provision.profile_kind(args.profile)
-    fields: dict[str, object] = {"interval_s": args.interval_s}
     if kind == "energy":
-        fields |= {"channel": args.channel or "grid_import", "rated_power_w": args.rated_power_w}
+        fields: dict[str, object] = {"channel": args.channel or "grid_import", "rated_power_w": args.rated_power_w}
     else:
         if not args.stream:
             raise UserError(f"profile {args.profile} is a waste sensor: pass --stream (e.g. residual, packaging)")
-        fields |= {"stream": args.stream, "capacity_kg": args.capacity_kg, "capacity_l": args.capacity_l}
+        fields = {"stream": args.stream, "capacity_kg": args.capacity_kg, "capacity_l": args.capacity_l}
+    fields["interval_s"] = args.interval_s
     ca_pem = None
     if args.ca_file:
         try:

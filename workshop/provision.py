@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +119,7 @@ def _prepare(plan: BenchPlan, info: ChipInfo, family: images.ChipFamily, image: 
     device_id = device_id_for(info.mac, plan.id_prefix, plan.id_style)
     registry_text = plan.registry_path.read_text("utf-8")
     entry = {"id": device_id, "site": plan.site, "kind": profile_kind(plan.profile),
-             **plan.device_fields, "profile": plan.profile}
+             "profile": plan.profile, **plan.device_fields}
     try:
         new_registry = registry_edit.with_device(registry_text, entry, plan.force, plan.registry_path)
     except registry_edit.RegistryEditError as exc:
@@ -164,7 +163,8 @@ def _find_image(plan: BenchPlan, family: images.ChipFamily) -> images.Image:
 def _reload_broker(command: str | None) -> None:
     if not command:
         return
-    result = subprocess.run(shlex.split(command), check=False, capture_output=True, text=True)
+    # The operator's own command line, run by the shell so that `$(pidof mosquitto)` works.
+    result = subprocess.run(command, shell=True, check=False, capture_output=True, text=True)
     if result.returncode != 0:
         raise UserError(f"--reload-broker command failed (exit {result.returncode}): "
                         f"{(result.stderr or result.stdout).strip()[:200]}")
