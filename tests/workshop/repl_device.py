@@ -134,11 +134,11 @@ class ReplDevice:
         err = ""
         try:
             with contextlib.redirect_stdout(out):
-                exec(compile(source, "<stdin>", "exec"), self._namespace)
+                exec(compile(source, "<stdin>", "exec"), self._namespace)  # noqa: S102 - it is a REPL
         except OSError as exc:
             name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
             err = f"Traceback (most recent call last):\r\n  File \"<stdin>\"\r\nOSError: [Errno {exc.errno}] {name}\r\n"
-        except Exception:
+        except Exception:  # noqa: BLE001 - any error goes back to the host, as on a board
             err = traceback.format_exc().replace("\n", "\r\n")
         self._write(out.getvalue().replace("\n", "\r\n").encode() + b"\x04" + err.encode() + b"\x04>")
 
