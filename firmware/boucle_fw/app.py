@@ -12,7 +12,6 @@ from boucle_fw.device import Device
 from boucle_fw.timebase import Timebase
 
 FW_VERSION = "0.1.0"
-BUFFER_PATH = "/buffer"
 
 
 def build_sensors(cfg, settings):
@@ -66,14 +65,15 @@ def _info(wifi, cause):
     return info
 
 
-def run():
+def run(root="/"):
+    """Start the device from the files under root: config.json, buffer/, apps/."""
     import machine
 
     from boucle_fw.hw import system
     from boucle_fw.hw.mqtt import MqttLink, tls_context
     from boucle_fw.hw.wifi import Wifi
 
-    cfg, errors = config_mod.load()
+    cfg, errors = config_mod.load(root + "config.json")
     if errors:
         print("boucle: config.json is not valid; fix it and reset the board:")
         for e in errors:
@@ -88,7 +88,7 @@ def run():
     sensors = build_sensors(cfg, settings)
     tb = Timebase(time.ticks_ms)
     b = cfg["buffer"]
-    buf = ReadingBuffer(b["capacity"], b["ram"], b["segment"], BUFFER_PATH)
+    buf = ReadingBuffer(b["capacity"], b["ram"], b["segment"], root + "buffer")
     store = CounterStore(rtc.cell("e"), nvs.cell("energy"), cfg["energy"]["persist_wh"],
                          cfg["energy"]["persist_s"])
     counter = store.restore()
@@ -108,9 +108,10 @@ def run():
                  _info(wifi, cause), FW_VERSION)
     if woke:
         dev.seq = rtc.data.get("seq", 0)
+    apps = root + "apps"
     if cfg["deep_sleep"]["enabled"]:
-        return _wake(cfg, dev, rtc, wifi, machine, system)
-    return _loop(cfg, dev, wifi, machine, system)
+        return _wake(cfg, dev, rtc, wifi, machine, system, apps)
+    return _loop(cfg, dev, wifi, machine, system, apps)
 
 
 def _sync_clock(dev, cfg, system):
@@ -124,7 +125,7 @@ def _sync_clock(dev, cfg, system):
     return True
 
 
-def _loop(cfg, dev, wifi, machine, system):
+def _loop(cfg, dev, wifi, machine, system, apps):
     # The watchdog is fed only after a good cycle: a loop wedged in a driver or a socket
     # resets the board instead of sitting there.
     wdt = machine.WDT(timeout=max(120000, 3 * dev.interval_s * 1000))
@@ -140,24 +141,24 @@ def _loop(cfg, dev, wifi, machine, system):
             if sampled:
                 wdt.feed()
                 if delivered:
-                    ota.mark_good()
+                    ota.mark_good(apps)
             if wifi.gave_up:
                 print("boucle: Wi-Fi lost after %d attempts, resetting" % wifi.failures)
                 dev.shutdown()
                 machine.reset()
         dev.link.poll(dev.on_command)
         if dev.reboot_requested or dev.ota_request:
-            _restart(dev, machine)
+            _restart(dev, machine, apps)
         gc.collect()
         time.sleep_ms(min(dev.scheduler.wait_ms(dev.tb.now_ms()), 1000))
 
 
-def _restart(dev, machine):
+def _restart(dev, machine, apps):
     """Reboot command or OTA: ack already sent; orderly stop, then reset."""
     if dev.ota_request:
         from boucle_fw.hw.http import HttpSource
         try:
-            version = ota.install(HttpSource(dev.ota_request["url"]), fw=FW_VERSION)
+            version = ota.install(HttpSource(dev.ota_request["url"]), apps, FW_VERSION)
             print("boucle: installed app %s, restarting" % version)
         except Exception as e:
             dev.ota_request = None
@@ -169,7 +170,7 @@ def _restart(dev, machine):
     machine.reset()
 
 
-def _wake(cfg, dev, rtc, wifi, machine, system):
+def _wake(cfg, dev, rtc, wifi, machine, system, apps):
     """Battery mode: one reading per wake, kept in RTC memory; publish every Nth wake."""
     for r in rtc.data.get("pending", []):
         dev.buffer.push(r)
@@ -188,7 +189,7 @@ def _wake(cfg, dev, rtc, wifi, machine, system):
             dev.publish_health()
             dev.link.poll(dev.on_command)
             dev.link.close(orderly=False)
-            ota.mark_good()
+            ota.mark_good(apps)
     pending = dev.buffer.ram_readings()
     if len(pending) > 12:  # RTC memory is 2 KB: spill the rest to flash
         dev.buffer.sync()

@@ -23,7 +23,7 @@ DEFAULTS = {
     "mqtt": {"port": 8883, "keepalive_s": 60, "timeout_s": 10, "ca": None},
     "ntp": {"host": "pool.ntp.org", "resync_s": 3600},
     "buffer": {"capacity": 2000, "ram": 64, "segment": 32},
-    "energy": {"persist_wh": 10, "persist_s": 900},
+    "energy": {"persist_wh": 100, "persist_s": 900},
     "deep_sleep": {"enabled": False, "publish_every": 10},
     "health_every": 10,
     "ota": {"max_boots": 3},

@@ -1,0 +1,100 @@
+"""The whole device start-up (boucle_fw.app.run) on a fake ESP32, with the real
+umqtt.simple over real sockets to a real Mosquitto."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from boucle_fw import app, config
+
+from tests.firmware import umqtt_cpython
+from tests.firmware.board import Board, BoardReset, DeepSleep
+from tests.firmware.test_device_mosquitto import Subscriber
+
+DEVICE = "ecully-fablab-grid"
+
+
+@pytest.fixture
+def board(monkeypatch):
+    umqtt_cpython.load()
+    return Board().install(monkeypatch)
+
+
+def _root(tmp_path, port, profile, **over):
+    root = tmp_path / "flash"
+    root.mkdir()
+    cfg = config.make_config(DEVICE, "atelier", "pw", "127.0.0.1", port, DEVICE, "secret", None,
+                             profile, **over)
+    (root / "config.json").write_text(json.dumps(cfg))
+    return str(root) + "/"
+
+
+def _readings(sub):
+    return [(b["boot"], r) for b in sub.on("telemetry") for r in b["readings"]]
+
+
+def test_mains_device_loop_then_reboot_command(board, mosquitto, tmp_path):
+    root = _root(tmp_path, mosquitto.port, "energy-ct", interval_s=1, health_every=3)
+    sub = Subscriber(mosquitto.port)
+    sub.wait(lambda: sub.c.is_connected(), "subscriber")
+    try:
+        board.stop_after_sleeps = 12
+        with pytest.raises(KeyboardInterrupt):
+            app.run(root)
+        sub.wait(lambda: len(_readings(sub)) >= 10, "ten readings")
+        got = _readings(sub)
+        assert [r["seq"] for _, r in got] == list(range(len(got)))
+        assert {boot for boot, _ in got} == {0}
+        assert all(abs(r["ts"] - time.time()) < 120 for _, r in got)
+        # 5 A at 230 V through the fake clamp
+        assert all(abs(r["current_a"] - 5.0) < 0.1 for _, r in got)
+        energies = [r["energy_wh"] for _, r in got]
+        assert energies == sorted(energies)
+        assert board.wdt_feeds >= 10 and board.wdt_timeout >= 120000
+        birth = next(s for s in sub.on("status") if s.get("online"))
+        assert birth == {"v": 1, "online": True, "boot": 0, "fw": app.FW_VERSION,
+                         "reset_cause": "power_on"}
+        health = sub.on("health")
+        assert health and health[-1]["rssi"] == -61 and health[-1]["buffer_depth"] == 0
+
+        # Second start: the session waits with a reboot command in it.
+        sub.c.publish(f"boucle/v1/{DEVICE}/cmd", json.dumps({"id": "r1", "cmd": "reboot"}), qos=1)
+        board.sleeps = 0
+        board.stop_after_sleeps = 50
+        board.cause = Board.SOFT_RESET
+        with pytest.raises(BoardReset):
+            app.run(root)
+        sub.wait(lambda: sub.on("cmd/ack"), "reboot ack")
+        assert sub.on("cmd/ack")[0]["ok"] is True
+        sub.wait(lambda: sub.on("status")[-1] == {"v": 1, "online": False}, "orderly offline")
+        later = [r for boot, r in _readings(sub) if boot == 1]
+        assert later and later[0]["energy_wh"] >= energies[-1]  # counter kept over the reset
+    finally:
+        sub.close()
+
+
+def test_battery_bin_publishes_every_fourth_wake(board, mosquitto, tmp_path):
+    root = _root(tmp_path, mosquitto.port, "waste-ultrasonic")
+    sub = Subscriber(mosquitto.port)
+    sub.wait(lambda: sub.c.is_connected(), "subscriber")
+    try:
+        for wake in range(8):
+            board.distance_mm = 1000 - 100 * wake
+            with pytest.raises(DeepSleep) as slept:
+                app.run(root)
+            assert slept.value.ms == 900000
+        sub.wait(lambda: len(_readings(sub)) >= 8, "eight readings")
+        got = _readings(sub)
+        assert [r["seq"] for _, r in got] == list(range(8))
+        assert {boot for boot, _ in got} == {0}  # a wake is not a new boot
+        assert [round(r["fill_pct"]) for _, r in got] == [round(100 * w / 9) for w in range(8)]
+        ts = [r["ts"] for _, r in got]
+        assert ts == sorted(ts) and ts[1] - ts[0] >= 899
+        # first wake (clock unknown), then every 4th: three connections, no more
+        births = [s for s in sub.on("status") if s.get("online")]
+        assert len(births) == 3
+        sub.wait(lambda: sub.on("status")[-1] == {"v": 1, "online": False}, "last will: asleep")
+    finally:
+        sub.close()
