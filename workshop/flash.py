@@ -29,6 +29,8 @@ from .verify import BrokerAccess
 
 # The tests replace this with a fake-board factory; nothing else selects the board.
 open_board: Callable[[str, int], Board] = SerialBoard  # (port, baud)
+PORT_POLL_S = 0.5    # how often --wait looks for a new serial port
+PORT_SETTLE_S = 1.0  # then lets udev finish setting the new port's group and mode
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -203,16 +205,16 @@ def _board_ports(args: argparse.Namespace, console: Console) -> Iterator[str]:
         yield port
 
 
-def wait_for_new_port(known: set[str], poll_s: float = 0.5) -> str:
+def wait_for_new_port(known: set[str]) -> str:
     """Block until a serial port appears that is not in `known` (forgetting unplugged ones)."""
     while True:
         current = set(list_ports())
         known &= current
         new = sorted(current - known)
         if new:
-            time.sleep(1.0)  # let udev finish setting the port's permissions
+            time.sleep(PORT_SETTLE_S)
             return new[0]
-        time.sleep(poll_s)
+        time.sleep(PORT_POLL_S)
 
 
 def run(args: argparse.Namespace) -> int:

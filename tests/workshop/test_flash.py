@@ -119,7 +119,8 @@ def test_wait_mode_takes_the_board_plugged_in(bench, monkeypatch, capsys):
     bench.add("/dev/ttyACM3", mac="24:0a:c4:00:00:03")
     present = iter([["/dev/ttyS0"], ["/dev/ttyS0"], ["/dev/ttyS0", "/dev/ttyACM3"]])
     monkeypatch.setattr(flash, "list_ports", lambda: next(present, ["/dev/ttyS0", "/dev/ttyACM3"]))
-    monkeypatch.setattr(flash.time, "sleep", lambda s: None)
+    monkeypatch.setattr(flash, "PORT_POLL_S", 0.01)
+    monkeypatch.setattr(flash, "PORT_SETTLE_S", 0.01)
     assert main(bench.argv(extra=("--wait", "--count", "1"))) == 0
     assert load_registry(bench.registry).device("esp32-000003") is not None
     assert "Waiting for a board" in capsys.readouterr().out
