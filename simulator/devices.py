@@ -143,6 +143,7 @@ class VirtualMeter(VirtualDevice):
 class VirtualBin(VirtualDevice):
     content_kg: float = 0.0
     drift_g: float = 0.0
+    activity: float = 1.0  # this bin's deposits relative to its site kind's average
 
     @property
     def capacity_kg(self) -> float:

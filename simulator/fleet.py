@@ -90,6 +90,10 @@ class Fleet:
                                     channel=dev.channel)
                 else:
                     vd = VirtualBin(**common)
+                    # Some bins see much more use than their site kind's average (a busy
+                    # workshop, a drop-off point on a main road): those are the ones that overflow.
+                    sigma = profiles.raw["waste"].get("activity", {}).get("sigma", 0.0)
+                    vd.activity = random.Random(f"{seed}:{dev.id}:activity").lognormvariate(-sigma**2 / 2, sigma)
                     ledger.describe(dev.id, site=site.id, territory=territory.id, kind="waste",
                                     stream=dev.stream,
                                     measured="weight" if vd.measures_weight else "fill")
@@ -158,7 +162,7 @@ class Fleet:
 
     def _machine_power(self, group: SiteGroup, m: VirtualMeter, local, rated: float, cfg) -> float:
         on = group.machine_on.get(m.device.id, False)
-        if not group.hours.get(local.weekday()) or is_holiday(self.profiles, local):
+        if not group.hours.get(local.weekday()) or is_holiday(self.profiles, local, group.site.kind):
             on = False
         elif any(s <= local.time() < e for s, e in group.hours[local.weekday()]):
             minutes_open = 600.0
@@ -185,8 +189,8 @@ class Fleet:
             collected = b.empty()
             emptyings = 1
         open_today = group.hours.get(local.weekday())
-        if open_today and any(s <= local.time() < e for s, e in open_today) and not is_holiday(self.profiles, local):
-            daily = self.profiles.deposits(group.site.kind).get(b.device.stream, 2.0)
+        if open_today and any(s <= local.time() < e for s, e in open_today) and not is_holiday(self.profiles, local, group.site.kind):
+            daily = self.profiles.deposits(group.site.kind).get(b.device.stream, 2.0) * b.activity
             open_minutes = sum((e.hour * 60 + e.minute) - (s.hour * 60 + s.minute) for s, e in open_today)
             mean = waste["deposit_mass"]["mean_kg"]
             rate = daily / mean / max(60, open_minutes) * dt_s / 60  # deposits expected this tick
@@ -208,14 +212,19 @@ class Fleet:
             return False
         day = local.toordinal() + sum(map(ord, b.device.id)) % cfg["every_days"]
         if day % cfg["every_days"] == 0:
-            return not self._early(b, day // cfg["every_days"])
+            return self._round(b, day // cfg["every_days"], cfg) == "on_time"
         if (day + 1) % cfg["every_days"] == 0:
-            return self._early(b, (day + 1) // cfg["every_days"])
+            return self._round(b, (day + 1) // cfg["every_days"], cfg) == "early"
         return False
 
-    def _early(self, b: VirtualBin, round_no: int) -> bool:
-        share = self.profiles.raw["waste"]["collection"]["early_share"]
-        return random.Random(f"{self.seed}:{b.device.id}:round{round_no}").random() < share
+    def _round(self, b: VirtualBin, round_no: int, cfg: dict) -> str:
+        """How a bin's collection round goes: early (a day before), missed, or on time."""
+        r = random.Random(f"{self.seed}:{b.device.id}:round{round_no}").random()
+        if r < cfg["early_share"]:
+            return "early"
+        if r < cfg["early_share"] + cfg.get("missed_share", 0.0):
+            return "missed"
+        return "on_time"
 
     # --- faults --------------------------------------------------------------------
 

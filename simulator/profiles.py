@@ -41,8 +41,17 @@ def load_profiles(path: str | Path | None = None) -> Profiles:
     return Profiles(tomllib.loads(Path(path or DEFAULT_PROFILES).read_text("utf-8")))
 
 
-def is_holiday(profiles: Profiles, local: datetime) -> bool:
-    return local.strftime("%m-%d") in profiles.general["holidays"]
+def is_holiday(profiles: Profiles, local: datetime, site_kind: str | None = None) -> bool:
+    """A public holiday, or for a school a day of the school-holiday periods."""
+    day = f"{local.month:02d}-{local.day:02d}"
+    if day in profiles.general["holidays"]:
+        return True
+    if site_kind == "school":
+        for first, last in profiles.raw.get("school_holidays", {}).get("periods", []):
+            # a period may span the new year ("12-20" to "01-04")
+            if (first <= day <= last) if first <= last else (day >= first or day <= last):
+                return True
+    return False
 
 
 def heating_factor(profiles: Profiles, local: datetime) -> float:
@@ -56,7 +65,7 @@ def building_power_w(profiles: Profiles, site_kind: str, hours: dict, local: dat
     p = profiles.energy(site_kind)
     base, open_kw = p["base_kw"] * 1000, p["open_kw"] * 1000
     heat = heating_factor(profiles, local) if p.get("heating") else 1.0
-    if is_holiday(profiles, local):
+    if is_holiday(profiles, local, site_kind):
         return base * heat
     open_now = is_open(hours, local)
     early = p.get("early_start_h", 0.0)
