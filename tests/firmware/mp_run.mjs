@@ -28,7 +28,7 @@ function copyTree(src, dst) {
     if (name === "__pycache__" || name === "node_modules") continue;
     const s = join(src, name);
     if (statSync(s).isDirectory()) copyTree(s, dst + "/" + name);
-    else if (name.endsWith(".py") || name.endsWith(".json")) mp.FS.writeFile(dst + "/" + name, readFileSync(s));
+    else if (name.endsWith(".py") || name.endsWith(".json") || name.endsWith(".mpy")) mp.FS.writeFile(dst + "/" + name, readFileSync(s));
   }
 }
 
