@@ -82,15 +82,30 @@ def counter_deltas(
 
 
 @dataclass(frozen=True)
+class LevelState:
+    """Where the level tracking stands after a reading: enough to go on with the next batch
+    (the gateway rolls windows up incrementally without re-reading history)."""
+
+    accepted: float
+    """Last accepted level (the hysteresis reference)."""
+    prev: float
+    """Last reading's level."""
+    top: float
+    """Top of the current run of falling readings."""
+
+
+@dataclass(frozen=True)
 class LevelEvents:
     """What a container's level series says: deposits and emptyings."""
 
     deposited: float
     """Sum of accepted rises (same unit as the levels)."""
     deposits: np.ndarray
-    """Per-reading deposited amount (index 0, the baseline, is 0)."""
+    """Per-reading deposited amount (a baseline reading has 0)."""
     emptyings: list[tuple[int, float]] = field(default_factory=list)
     """(ts of the first reading after the drop, level just before the drop)."""
+    state: LevelState | None = None
+    """State after the last reading (None for an empty series without a given state)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +116,7 @@ class WasteEvents:
     deposits_g: np.ndarray
     emptyings: list[tuple[int, float]]
     """(ts of the reading after the drop, weight in g just before it = mass collected)."""
+    state: LevelState | None = None
 
     @property
     def collected_g(self) -> float:
@@ -113,8 +129,12 @@ def level_events(
     noise: float,
     near_empty: float,
     near_empty_fraction: float,
+    state: LevelState | None = None,
 ) -> LevelEvents:
     """Deposits and emptyings in a level series (weight in g or fill in %), oldest first.
+
+    Without `state` the first reading is the baseline; with the `state` of the previous
+    batch every reading is new, and the result is the same as over the joined series.
 
     Hysteresis: the level counts as changed only when it moves `noise` or more from the
     last accepted level; a rise adds a deposit, a fall re-baselines without counting.
@@ -127,10 +147,15 @@ def level_events(
     x = np.asarray(levels, dtype=np.float64).tolist()  # plain floats: this loop is the hot path
     deposits = [0.0] * len(x)
     emptyings: list[tuple[int, float]] = []
-    if not x:
+    if state is not None:
+        accepted, prev, top = state.accepted, state.prev, state.top
+        first = 0
+    elif x:
+        accepted = prev = top = x[0]
+        first = 1
+    else:
         return LevelEvents(0.0, np.zeros(0), emptyings)
-    accepted = prev = top = x[0]
-    for i in range(1, len(x)):
+    for i in range(first, len(x)):
         w = x[i]
         if w < prev:
             top = max(top, prev)
@@ -147,7 +172,7 @@ def level_events(
             accepted = w
         prev = w
     per_reading = np.array(deposits)
-    return LevelEvents(float(per_reading.sum()), per_reading, emptyings)
+    return LevelEvents(float(per_reading.sum()), per_reading, emptyings, LevelState(accepted, prev, top))
 
 
 def waste_events(
@@ -156,10 +181,30 @@ def waste_events(
     noise_g: float = NOISE_G,
     near_tare_g: float = NEAR_TARE_G,
     near_tare_fraction: float = NEAR_TARE_FRACTION,
+    state: LevelState | None = None,
 ) -> WasteEvents:
-    """Deposited mass and emptyings of a bin from its net weight series (first = baseline)."""
-    ev = level_events(times, weights_g, noise_g, near_tare_g, near_tare_fraction)
-    return WasteEvents(ev.deposited, ev.deposits, ev.emptyings)
+    """Deposited mass and emptyings of a bin from its net weight series.
+
+    The first reading is the baseline, unless `state` (from the previous batch) is given.
+    """
+    ev = level_events(times, weights_g, noise_g, near_tare_g, near_tare_fraction, state)
+    return WasteEvents(ev.deposited, ev.deposits, ev.emptyings, ev.state)
+
+
+def per_interval(times: Sequence[int] | np.ndarray, amounts: Sequence[float] | np.ndarray,
+                 step_s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum per-reading amounts (accepted Wh, deposited g) into step-long intervals aligned on
+    the epoch, each amount in the interval of its reading's ts: (starts, sums, readings).
+    This is the shape of a rollup row; intervals without readings are absent."""
+    t = np.asarray(times, dtype=np.int64)
+    a = np.asarray(amounts, dtype=np.float64)
+    if t.size == 0:
+        return t, a, t
+    keys = t - t % step_s
+    order = np.argsort(keys, kind="stable")
+    keys, a = keys[order], a[order]
+    starts, index, counts = np.unique(keys, return_index=True, return_counts=True)
+    return starts, np.add.reduceat(a, index), counts
 
 
 FILL_NOISE_PCT = 5.0

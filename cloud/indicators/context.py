@@ -97,9 +97,10 @@ class Context:
         if device.id not in self._energy:
             series = self.source.series(device, self.period)
             times, values = series.field("energy_wh")
+            # rollups hold deltas already checked against the rated power at ingest
+            rated = None if series.rollup else device.rated_power_w
             self._energy[device.id] = DeviceEnergy(
-                device, times, counter_deltas(values, times, device.rated_power_w),
-                self.period.start, self.period.end)
+                device, times, counter_deltas(values, times, rated), self.period.start, self.period.end)
         return self._energy[device.id]
 
     def energy_wh(self, devices: list[Device]) -> float:
@@ -126,8 +127,11 @@ class Context:
 
     def waste(self, device: Device) -> WasteEvents:
         if device.id not in self._waste:
-            times, weights = self.source.series(device, self.period).field("weight_g")
-            self._waste[device.id] = waste_events(times, weights)
+            series = self.source.series(device, self.period)
+            if series.waste is not None:
+                self._waste[device.id] = series.waste
+            else:
+                self._waste[device.id] = waste_events(*series.field("weight_g"))
         return self._waste[device.id]
 
     def received(self, device: Device) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from boucle.accounting import WasteEvents
 from boucle.registry import Device
 from boucle.storage import Store
 from cloud.indicators.values import Period
@@ -43,6 +44,14 @@ class DeviceSeries:
     readings: int | None = None
     """Readings received in the period when the arrays are not the readings themselves
     (a rollup: one point per interval); None means count the points."""
+    waste: WasteEvents | None = None
+    """A scale bin's deposits and emptyings, when a rollup already accounted them."""
+    fill_emptyings: list[tuple[int, float]] | None = None
+    """A bin's emptyings as (ts, fill % before), when a rollup already found them."""
+
+    @property
+    def rollup(self) -> bool:
+        return self.readings is not None
 
     @property
     def received(self) -> int:
@@ -90,6 +99,41 @@ def load_series(
     return out
 
 
+def series_from_rollups(
+    device: str,
+    step_s: int,
+    starts: Sequence[int] | np.ndarray,
+    readings: Sequence[int] | np.ndarray,
+    wh: Sequence[float] | np.ndarray | None = None,
+    max_fill_pct: Sequence[float] | np.ndarray | None = None,
+    waste: WasteEvents | None = None,
+    fill_emptyings: list[tuple[int, float]] | None = None,
+) -> DeviceSeries:
+    """A device's series from rollup rows (one per interval with readings, oldest first).
+
+    Meters: `wh`, accepted counter deltas per interval (boucle.accounting.counter_deltas
+    summed by per_interval); they become a cumulative counter at interval ends, so the
+    indicators spread each interval's energy over it (and over a gap before it, as with
+    readings). Bins: `max_fill_pct`, the fullest fill of each interval; `waste` and
+    `fill_emptyings`, the events accounted at ingest (boucle.accounting.waste_events and
+    level_events, carried across windows with their state).
+    """
+    start = np.asarray(starts, dtype=np.int64)
+    fields: dict[str, np.ndarray] = {}
+    if wh is not None:
+        # counter points at interval ends, after a zero at the first interval's start
+        times = np.concatenate([start[:1], start + step_s])
+        fields["energy_wh"] = np.concatenate([[0.0], np.cumsum(np.asarray(wh, dtype=np.float64))])
+    else:
+        # bins: an interval's fullest fill at its start, so that the interval holding an
+        # emptying counts for the cycle the emptying ends
+        times = start
+        if max_fill_pct is not None:
+            fields["fill_pct"] = np.asarray(max_fill_pct, dtype=np.float64)
+    return DeviceSeries(device, times, fields, baseline=False, readings=int(np.sum(readings)),
+                        waste=waste, fill_emptyings=fill_emptyings)
+
+
 Loader = Callable[[Store, Sequence[Device], Period], dict[str, DeviceSeries]]
 """How series are read: `load_series` (raw readings), or a rollup reader with the same shape
 (energy_wh as cumulative accepted Wh at interval ends, `readings` set to the count)."""
@@ -118,6 +162,6 @@ class Source:
             return full
         if period.start < self.period.start or period.end > self.period.end:
             raise ValueError("sub-period outside the loaded period")
-        if full.readings is not None:  # a rollup cannot be sliced reading by reading
+        if full.rollup:  # a rollup cannot be sliced reading by reading
             return self.loader(self.store, [device], period)[device.id]
         return full.within(period)

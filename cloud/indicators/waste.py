@@ -152,22 +152,26 @@ def bin_cycles(ctx: Context, device: Device) -> BinCycles | None:
     if not times.size and not (device.capacity_kg or device.capacity_l):
         return None
     series = ctx.source.series(device, ctx.period)
-    if series.field("fill_pct")[0].size or not series.field("weight_g")[0].size:
-        emptyings = fill_emptyings(times, fill)
-    else:
+    if series.fill_emptyings is not None:
+        emptyings = series.fill_emptyings
+    elif series.waste is not None or (series.field("weight_g")[0].size and not series.field("fill_pct")[0].size):
         capacity = device.capacity_kg
         if not capacity:
             return None
         emptyings = [(ts, g / G_PER_KG / capacity * 100) for ts, g in ctx.waste(device).emptyings]
-    inside = times >= ctx.period.start
-    bounds = [ctx.period.start, *(ts for ts, _ in emptyings), ctx.period.end]
+    else:
+        emptyings = fill_emptyings(times, fill)
+    # readings inside the period, cut into cycles at each emptying (times are sorted)
+    first = int(np.searchsorted(times, ctx.period.start, side="left"))
+    cuts = np.searchsorted(times, [ts for ts, _ in emptyings], side="left")
+    edges = [first, *np.maximum(cuts, first).tolist(), times.size]
     maxima = []
-    for i, (lo, hi) in enumerate(pairwise(bounds)):
-        levels = list(fill[inside & (times >= lo) & (times < hi)])
-        if i < len(emptyings):
-            levels.append(emptyings[i][1])  # the fill just before the emptying ends the cycle
-        if levels:
-            maxima.append(float(max(levels)))
+    for i, (lo, hi) in enumerate(pairwise(edges)):
+        top = float(fill[lo:hi].max()) if hi > lo else None
+        if i < len(emptyings):  # the fill just before the emptying ends the cycle
+            top = emptyings[i][1] if top is None else max(top, emptyings[i][1])
+        if top is not None:
+            maxima.append(float(top))
     return BinCycles(device, [f for _, f in emptyings], maxima)
 
 

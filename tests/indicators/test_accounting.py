@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from boucle.accounting import counter_deltas, fill_emptyings, waste_events
+from boucle.accounting import counter_deltas, fill_emptyings, per_interval, waste_events
 
 # --- counters ------------------------------------------------------------------------
 
@@ -159,3 +159,37 @@ def test_monotonic_filling_deposits_at_most_the_rise(incs):
     ev = waste_events(range(len(w)), w)
     assert ev.emptyings == []
     assert w[-1] - 100 < ev.deposited_g <= w[-1] or w[-1] < 100
+
+
+weights = st.lists(st.integers(min_value=0, max_value=60_000), min_size=2, max_size=80)
+
+
+@given(weights, st.data())
+def test_waste_tracking_resumes_from_its_state(levels, data):
+    # what the gateway does window by window equals one pass over the whole series
+    cut = data.draw(st.integers(min_value=1, max_value=len(levels) - 1))
+    times = list(range(len(levels)))
+    whole = waste_events(times, levels)
+    first = waste_events(times[:cut], levels[:cut])
+    rest = waste_events(times[cut:], levels[cut:], state=first.state)
+    assert first.deposited_g + rest.deposited_g == whole.deposited_g
+    assert first.emptyings + rest.emptyings == whole.emptyings
+    assert rest.state == whole.state
+
+
+def test_per_interval_sums_by_reading_time():
+    starts, sums, counts = per_interval([0, 60, 899, 900, 2700, 2760], [1, 2, 3, 4, 5, 6], 900)
+    assert starts.tolist() == [0, 900, 2700]
+    assert sums.tolist() == [6, 4, 11]
+    assert counts.tolist() == [3, 1, 2]
+
+
+@given(st.lists(st.tuples(st.integers(0, 100_000), st.integers(0, 1000)), max_size=50),
+       st.sampled_from([60, 900, 3600]))
+def test_per_interval_keeps_the_total(rows, step):
+    rows.sort()
+    times, amounts = [t for t, _ in rows], [a for _, a in rows]
+    starts, sums, counts = per_interval(times, amounts, step)
+    assert sums.sum() == sum(amounts)
+    assert counts.sum() == len(rows)
+    assert all(s % step == 0 for s in starts.tolist())
