@@ -58,7 +58,7 @@ def test_bundle_over_http_installs_and_runs(served, tmp_path, micropython):
 
 
 def test_tampered_file_on_the_server_is_refused(served, tmp_path):
-    url, manifest, folder = served
+    url, _, folder = served
     (folder / "boucle_fw" / "device.mpy").write_bytes(b"M\x06tampered")
     apps = str(tmp_path / "apps")
     with pytest.raises(ota.OtaError, match="SHA-256"):
