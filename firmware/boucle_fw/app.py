@@ -26,7 +26,7 @@ def build_sensors(cfg, settings):
             from boucle_fw.drivers.ct import CtClamp
             cal = settings.get("ct_calibration") or s["calibration"]
             d = CtClamp(s["pin"], s["mains_hz"], s.get("cycles", 10), s["voltage_v"],
-                        s.get("power_factor", 1.0), s.get("noise_a", 0.05), cal)
+                        s.get("power_factor", 1.0), s.get("noise_a", 0.05), cal, store=settings)
         elif t == "pulse":
             import esp32
 

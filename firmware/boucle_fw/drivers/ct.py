@@ -57,7 +57,7 @@ class CtClamp:
     """read() -> current_a, power_w (apparent x assumed power factor)."""
 
     def __init__(self, pin, mains_hz=50, cycles=10, voltage_v=230.0, power_factor=1.0,
-                 noise_a=0.05, calibration=((0, 0.0), (1241, 30.0)), adc=None, time_mod=None):
+                 noise_a=0.05, calibration=((0, 0.0), (1241, 30.0)), adc=None, time_mod=None, store=None):
         if adc is None:
             from machine import ADC, Pin
             adc = ADC(Pin(pin), atten=ADC.ATTN_11DB)
@@ -73,6 +73,7 @@ class CtClamp:
         self.power_factor = power_factor
         self.noise_a = noise_a
         self.calibration = calibration
+        self.store = store  # keeps a calibration made by command (NVS settings)
         self.last_rms = 0.0
 
     def sample(self):
@@ -99,4 +100,6 @@ class CtClamp:
         rms = rms_counts(self.sample())
         self.calibration = calibration_point(self.calibration, int(args.get("point", 1)), rms,
                                              float(args["amps"]))
+        if self.store is not None:
+            self.store.set("ct_calibration", self.calibration)
         return {"calibration": self.calibration}

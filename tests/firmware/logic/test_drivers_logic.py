@@ -150,6 +150,17 @@ def test_ct_clamp_reads_current_and_power():
     r = clamp.read()
     assert abs(r["current_a"] - 30.0 * (620 / math.sqrt(2)) / 1241) < 0.1
     assert abs(r["power_w"] - r["current_a"] * 230.0) < 1e-6
+    saved = {}
+
+    class Store:
+        def set(self, k, v):
+            saved[k] = v
+
+    clamp.store = Store()
+    # the load now is a known 12.0 A: it becomes calibration point 1
+    clamp.calibrate({"point": 1, "amps": 12.0})
+    assert saved["ct_calibration"][1][1] == 12.0
+    assert abs(clamp.read()["current_a"] - 12.0) < 0.05
 
 
 def test_pulse_timer_debounce_and_power():
