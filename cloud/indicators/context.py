@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -23,7 +23,7 @@ class UnknownScope(LookupError):
     """A scope naming a site or territory that the registry does not have."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class DeviceEnergy:
     """A counter device over the period: its accepted deltas at its reading times."""
 
@@ -32,6 +32,8 @@ class DeviceEnergy:
     deltas: CounterDeltas
     start: int
     end: int
+    _cumulative: np.ndarray | None = field(default=None, repr=False)
+    _buckets: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def total_wh(self) -> float:
@@ -45,12 +47,16 @@ class DeviceEnergy:
         """
         if self.times.size == 0:
             return np.zeros(np.shape(instants))
-        cum = np.cumsum(self.deltas.deltas_wh)
-        return np.interp(np.asarray(instants, dtype=np.float64), self.times.astype(np.float64), cum)
+        if self._cumulative is None:
+            self._cumulative = np.cumsum(self.deltas.deltas_wh)
+        return np.interp(np.asarray(instants, dtype=np.float64), self.times.astype(np.float64),
+                         self._cumulative)
 
     def buckets_wh(self, step_s: int = QUARTER_HOUR) -> np.ndarray:
         """Energy per step-long interval of the period (the last one may be shorter)."""
-        return np.diff(self.cumulative_at(bucket_edges(self.start, self.end, step_s)))
+        if step_s not in self._buckets:
+            self._buckets[step_s] = np.diff(self.cumulative_at(bucket_edges(self.start, self.end, step_s)))
+        return self._buckets[step_s]
 
     def covered(self, step_s: int = QUARTER_HOUR) -> np.ndarray:
         """Per interval: whether the device has readings at or beyond both of its ends.
@@ -63,9 +69,12 @@ class DeviceEnergy:
         return (edges[:-1] >= self.times[0]) & (edges[1:] <= self.times[-1])
 
 
+@lru_cache(maxsize=16)
 def bucket_edges(start: int, end: int, step_s: int) -> np.ndarray:
-    edges = np.arange(start, end, step_s, dtype=np.int64)
-    return np.append(edges, end)
+    """start, start + step, ..., end (read-only: shared between callers)."""
+    edges = np.append(np.arange(start, end, step_s, dtype=np.int64), end)
+    edges.flags.writeable = False
+    return edges
 
 
 class Context:
@@ -97,10 +106,13 @@ class Context:
         if device.id not in self._energy:
             series = self.source.series(device, self.period)
             times, values = series.field("energy_wh")
-            # rollups hold deltas already checked against the rated power at ingest
-            rated = None if series.rollup else device.rated_power_w
-            self._energy[device.id] = DeviceEnergy(
-                device, times, counter_deltas(values, times, rated), self.period.start, self.period.end)
+            if series.rollup:
+                # rollups hold deltas already checked (rate, resets) at ingest: cumulative as is
+                deltas = np.diff(values, prepend=values[:1]) if values.size else values
+                counted = CounterDeltas(deltas, deltas > 0, 0, 0)
+            else:
+                counted = counter_deltas(values, times, device.rated_power_w)
+            self._energy[device.id] = DeviceEnergy(device, times, counted, self.period.start, self.period.end)
         return self._energy[device.id]
 
     def energy_wh(self, devices: list[Device]) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import numpy as np
 
@@ -48,6 +49,8 @@ class DeviceSeries:
     """A scale bin's deposits and emptyings, when a rollup already accounted them."""
     fill_emptyings: list[tuple[int, float]] | None = None
     """A bin's emptyings as (ts, fill % before), when a rollup already found them."""
+    _fields_cache: dict[str, tuple[np.ndarray, np.ndarray]] = dataclass_field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def rollup(self) -> bool:
@@ -62,11 +65,14 @@ class DeviceSeries:
 
     def field(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(times, values) of the readings that carry `name`, baseline included."""
-        values = self.fields.get(name)
-        if values is None:
-            return self.times[:0], np.zeros(0)
-        keep = ~np.isnan(values)
-        return self.times[keep], values[keep]
+        if name not in self._fields_cache:
+            values = self.fields.get(name)
+            if values is None:
+                self._fields_cache[name] = (self.times[:0], np.zeros(0))
+            else:
+                keep = ~np.isnan(values)
+                self._fields_cache[name] = (self.times, values) if keep.all() else (self.times[keep], values[keep])
+        return self._fields_cache[name]
 
     def within(self, period: Period) -> DeviceSeries:
         """The same device over a sub-period, with its own baseline (by slicing, no query).
