@@ -218,8 +218,9 @@ def test_wrong_password_and_anonymous_are_refused(broker, clients):
 def test_acl_device_writes_only_under_its_own_id_and_gateway_reads_all(broker, clients):
     env = read_env_file()
     gateway = connect(clients, broker, "boucle-gateway", env["MQTT_GATEWAY_PASSWORD"])
-    # Shared subscription, as N gateways scaled out use it; and status.
-    grants = gateway.subscribe("$share/boucle-gateway/boucle/v1/+/telemetry")
+    # The shared subscription the compose gateways use; and status.
+    group = load_compose()["services"]["gateway"]["environment"]["BOUCLE_SHARE_GROUP"]
+    grants = gateway.subscribe(f"$share/{group}/boucle/v1/+/telemetry")
     assert not grants[0].is_failure
     assert not gateway.subscribe("boucle/v1/+/status")[0].is_failure
     device = connect(clients, broker, DEVICE, "device-secret")
