@@ -44,8 +44,8 @@ SETTINGS_OF = {"gateway": GatewaySettings, "api": ApiSettings, "simulate": Simul
 # What a containerised service cannot run on defaults: where the broker, the store and the
 # registry are, its credentials, and files that must live on a volume.
 REQUIRED = {
-    "gateway": {"mqtt_host", "mqtt_username", "mqtt_password", "client_id", "registry", "store_url",
-                "influx_token", "spool_path"},
+    "gateway": {"mqtt_host", "mqtt_username", "mqtt_password", "client_id", "share_group", "registry",
+                "store_url", "influx_token", "spool_path"},
     "api": {"host", "registry", "store_url", "influx_token"},
     "simulate": {"mqtt_host", "mqtt_username", "mqtt_password", "registry", "ledger"},
 }
