@@ -213,9 +213,17 @@ FILL_NEAR_EMPTY_FRACTION = 0.25
 """Ultrasonic fill readings jump by several % (bags, surface shape): wider bands than scales."""
 
 
+def fill_events(
+    times: Sequence[int] | np.ndarray, fill_pct: Sequence[float] | np.ndarray,
+    state: LevelState | None = None,
+) -> LevelEvents:
+    """Level events of a fill series (% bands); `state` resumes from a previous batch."""
+    return level_events(times, fill_pct, FILL_NOISE_PCT, FILL_NEAR_EMPTY_PCT,
+                        FILL_NEAR_EMPTY_FRACTION, state)
+
+
 def fill_emptyings(
     times: Sequence[int] | np.ndarray, fill_pct: Sequence[float] | np.ndarray
 ) -> list[tuple[int, float]]:
     """Emptyings in a fill-level series: (ts after the drop, fill % just before it)."""
-    return level_events(times, fill_pct, FILL_NOISE_PCT, FILL_NEAR_EMPTY_PCT,
-                        FILL_NEAR_EMPTY_FRACTION).emptyings
+    return fill_events(times, fill_pct).emptyings

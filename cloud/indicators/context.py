@@ -179,6 +179,7 @@ def resolve(registry: Registry, scope: Scope) -> tuple[list[Territory], list[Sit
     """Territories and sites of a scope; UnknownScope when an id is not in the registry."""
     if not scope.ids:
         raise UnknownScope(f"empty {scope.kind} scope: name at least one id")
+    scope = Scope(scope.kind, tuple(dict.fromkeys(scope.ids)))  # a repeated id counts once
     if scope.kind == "site":
         sites = []
         for sid in scope.ids:

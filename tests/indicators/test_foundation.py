@@ -212,3 +212,11 @@ def test_the_widest_period_the_api_accepts_is_computed(store, reg):
     # 1970-01-01 .. 20 years later (cloud/params.py bounds): no error, nothing to report
     values = compute_indicators(store, reg, Scope("territory", ("town",)), Period(0, 20 * 366 * 86400))
     assert by_id(values)["energy.consumed"].value is None
+
+
+def test_a_repeated_territory_counts_once(store, reg):
+    counter(store, "shop-grid", T0 - 60, 6000, 61)
+    once = compute_indicators(store, reg, Scope("territory", ("town",)), HOUR, ids=["energy.intensity"])[0]
+    twice = compute_indicators(store, reg, Scope("territories", ("town", "town")), HOUR,
+                               ids=["energy.intensity"])[0]
+    assert twice.value == pytest.approx(once.value)

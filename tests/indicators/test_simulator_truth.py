@@ -49,6 +49,8 @@ def _store_payloads(store, payloads, now):
     """What the gateway does, minus MQTT: parse each payload (the real parser) and store it."""
     batch = []
     for topic, payload in payloads:
+        if not topic.endswith("/telemetry"):
+            continue  # status, health, command acknowledgements
         readings = parse_telemetry(topic.split("/")[-2], payload, known_devices=None, now=now)
         assert not isinstance(readings, Rejected), readings
         batch += readings
