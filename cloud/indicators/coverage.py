@@ -14,11 +14,17 @@ def coverage(ctx: Context) -> Outcome:
         mine = [d for d in devices if d.site == site.id]
         if mine:
             by_site[site.id] = round(ctx.coverage(mine) * 100, 3)
+    by_territory = {}
+    for territory in ctx.territories:
+        sites = {s.id for s in ctx.sites if s.territory == territory.id}
+        mine = [d for d in devices if d.site in sites]
+        if mine:
+            by_territory[territory.id] = round(ctx.coverage(mine) * 100, 3)
     value = ctx.coverage(devices) * 100 if devices else None
     return Outcome(
         value,
         "Σ min(received, expected) ÷ Σ expected over the scope's devices; expected = period "
         "length ÷ device interval_s; received = readings with start <= ts < end.",
         devices,
-        {"by_site": by_site, "by_device": by_device},
+        {"by_territory": by_territory, "by_site": by_site, "by_device": by_device},
     )

@@ -170,6 +170,8 @@ def test_data_coverage_by_device_and_site(store, reg):
     assert v.breakdown["by_device"]["shop-grid"] == pytest.approx(50.0)
     assert v.breakdown["by_device"]["plant-grid"] == pytest.approx(100.0)
     assert v.breakdown["by_site"]["plant"] == pytest.approx(100.0)
+    # town: shop's five devices (30 readings of 300 expected); zone: the plant meter, full
+    assert v.breakdown["by_territory"] == {"town": pytest.approx(10.0), "zone": pytest.approx(100.0)}
     # six devices, 60 expected each: 90 received
     assert v.value == pytest.approx(90 / 360 * 100)
     assert v.coverage == pytest.approx(0.25)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from boucle.storage.sqlite import SQLiteStore
 from cloud.indicators import (
     CATALOGUE,
     Period,
@@ -174,3 +177,24 @@ def test_standing_without_limit_or_target():
     assert standing(5, {"direction": "lower", "target": 10}) == "better"
     assert standing(15, {"direction": "lower", "target": 10}) == "worse"
     assert standing(5, {"direction": "higher", "typical": 50}) is None
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(1, 600), st.integers(0, 150)), min_size=2, max_size=40),
+       st.sampled_from([600, 1800, 3600]))
+def test_series_steps_always_sum_to_the_whole(tmp_path_factory, rows, step):
+    # any reading times (gaps, bursts) and counter increments, with resets now and then
+    store = SQLiteStore(tmp_path_factory.mktemp("p") / "x.db")
+    reg = registry(SITES)
+    ts, wh, out = T0 - 300, 0, []
+    for i, (gap, inc) in enumerate(rows):
+        ts += gap
+        wh = inc if i % 7 == 6 else wh + inc  # a reset every 7th reading
+        out.append((ts, {"energy_wh": wh}))
+    write(store, "shop-grid", out)
+    period = Period(T0, T0 + 3 * 3600)
+    steps = indicator_series(store, reg, SHOP, "energy.consumed", period, step)
+    whole = compute_indicators(store, reg, SHOP, period, ids=["energy.consumed"])[0]
+    total = sum(s.value or 0.0 for s in steps)
+    assert total == pytest.approx(whole.value or 0.0)
+    store.close()
