@@ -19,6 +19,7 @@ from typing import Any
 from boucle_fw import protocol
 from boucle_fw.accounting import EnergyCounter
 from boucle_fw.buffer import ReadingBuffer
+from boucle_fw.commands import CommandHandler
 from boucle_fw.timebase import Timebase
 
 from boucle.registry import Device, Site
@@ -49,6 +50,17 @@ class VirtualDevice:
     boot_ts: int = 0
     mono_ms: int = 0
     payloads_to_repeat: int = 0     # duplicate fault: publish the next payloads twice
+    every: int = 1                  # take a reading every `every` fleet steps (set_interval)
+    cycles: int = 0
+    reset_cause: str = "power_on"
+    reboot_requested: bool = False  # the reboot command: acknowledged now, done at the next step
+    commands: CommandHandler | None = None
+
+    def due(self) -> bool:
+        """Whether this fleet step is one of the device's sampling moments."""
+        due = self.cycles % self.every == 0
+        self.cycles += 1
+        return due
 
     def stamp(self, ts: int) -> dict[str, Any]:
         """A new reading with seq, boot and ts (or mono_ms if the clock is not synced)."""
@@ -65,6 +77,8 @@ class VirtualDevice:
         """Orderly restart: boot +1, seq from 0; the buffer (on flash) keeps its readings."""
         self.boot += 1
         self.seq = 0
+        self.cycles = 0
+        self.reset_cause = "soft"
         self.boot_ts = ts
         self.mono_ms = 0
         self.clock = None if synced else Timebase(lambda: self.mono_ms)
@@ -116,6 +130,8 @@ class VirtualMeter(VirtualDevice):
         if self.dead:
             return None
         self.counter.add_power(power_w, int(dt_s * 1000))
+        if not self.due():
+            return None
         measured = power_w * (1 + self.rng.gauss(0, noise_pct / 100)) if power_w > 0 else 0.0
         reading = self.stamp(ts)
         reading["energy_wh"] = self.counter.total_wh
@@ -144,6 +160,11 @@ class VirtualBin(VirtualDevice):
     content_kg: float = 0.0
     drift_g: float = 0.0
     activity: float = 1.0  # this bin's deposits relative to its site kind's average
+    tare_g: float = 0.0    # zero offset set by the tare command
+
+    def raw_g(self) -> float:
+        """What the load cell feels, before tare and noise: content plus slow drift."""
+        return self.content_kg * 1000 + self.drift_g
 
     @property
     def capacity_kg(self) -> float:
@@ -166,11 +187,11 @@ class VirtualBin(VirtualDevice):
 
     def measure(self, ts: int, noise_g: float, drift_g_per_min: float) -> dict[str, Any] | None:
         self.drift_g += self.rng.gauss(0, drift_g_per_min)
-        if self.dead:
+        if self.dead or not self.due():
             return None
         reading = self.stamp(ts)
         if self.measures_weight:
-            reading["weight_g"] = round(self.content_kg * 1000 + self.drift_g + self.rng.gauss(0, noise_g))
+            reading["weight_g"] = round(self.raw_g() - self.tare_g + self.rng.gauss(0, noise_g))
         else:
             fill = 100.0 * self.content_kg / self.capacity_kg + self.rng.gauss(0, 0.8)
             reading["fill_pct"] = min(100.0, max(0.0, fill))

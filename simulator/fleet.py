@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 from boucle_fw.accounting import EnergyCounter
 from boucle_fw.buffer import ReadingBuffer
-from boucle_fw.protocol import DEFAULT_PREFIX, MAX_READINGS, encode_status, topic
+from boucle_fw.commands import CommandError, CommandHandler, interval_arg
+from boucle_fw.protocol import DEFAULT_PREFIX, MAX_READINGS, encode_health, encode_status, topic
 
 from boucle.registry import Registry, parse_opening_hours
 from simulator.devices import (
@@ -104,11 +105,18 @@ class Fleet:
                 group.bins = [d for d in group.devices if isinstance(d, VirtualBin)]
                 self.groups.append(group)
         self.readings = 0
+        self.health_every = buffer_cfg.get("health_every", 10)
+        self.interval_s = 60
+        self._health: list[tuple[str, bytes]] = []
+        self._reboots: list[VirtualDevice] = []
 
     # --- one tick -------------------------------------------------------------------
 
     def step(self, ts: int, dt_s: int = 60) -> None:
         """Advance every device by `dt_s` seconds to `ts` and take one reading each."""
+        self.interval_s = dt_s
+        while self._reboots:
+            self._reboot(self._reboots.pop(0), ts, synced=True)
         if self.faults:
             self._apply_faults(ts)
         noise = self.profiles.general["sensor_noise_w_pct"]
@@ -128,6 +136,15 @@ class Fleet:
         dev.buffer.push(reading)
         if dev.buffer.dropped != dropped:
             self.ledger.add(dev.device.id, ts, dropped=dev.buffer.dropped - dropped)
+        if self.health_every and dev.online and dev.seq % self.health_every == 1:
+            self._health.append((topic(self.prefix, dev.device.id, "health"), self._health_payload(dev, ts)))
+
+    def _health_payload(self, dev: VirtualDevice, ts: int) -> bytes:
+        # Heap and RSSI are plausible constants per device (they would only add noise here).
+        rssi = -48 - sum(map(ord, dev.device.id)) % 35
+        heap = 96_000 - min(dev.buffer.depth, 64) * 180
+        return encode_health(dev.boot, ts - dev.boot_ts, heap, rssi, dev.buffer.depth, dev.buffer.dropped,
+                             dev.reset_cause, FIRMWARE, None if dev.clock else ts, {"sensor_errors": 0})
 
     def _step_energy(self, group: SiteGroup, meters: list[VirtualMeter], ts, local, dt_s, noise) -> None:
         site_rng = device_rng(self.seed, f"{group.site.id}@{ts}")
@@ -249,11 +266,7 @@ class Fleet:
         elif fault.kind == "dead_sensor":
             dev.dead = True
         elif fault.kind in ("reboot", "unsynced_clock"):
-            dev.reboot(ts, synced=fault.kind == "reboot")
-            self.state[dev_id].boot = dev.boot
-            self.status_out.append((topic(self.prefix, dev_id, "status"),
-                                    encode_status(True, dev.boot, FIRMWARE, "soft")))
-            ledger.add(dev_id, ts, reboots=1)
+            self._reboot(dev, ts, synced=fault.kind == "reboot")
         elif fault.kind == "counter_reset" and isinstance(dev, VirtualMeter):
             dev.counter = EnergyCounter(0)
             ledger.add(dev_id, ts, counter_resets=1)
@@ -262,6 +275,13 @@ class Fleet:
         elif fault.kind == "garbage":
             self._garbage.append((dev, fault.count))
             ledger.add(dev_id, ts, garbage=fault.count)
+
+    def _reboot(self, dev: VirtualDevice, ts: int, synced: bool) -> None:
+        dev.reboot(ts, synced=synced)
+        self.state[dev.device.id].boot = dev.boot
+        self.status_out.append((topic(self.prefix, dev.device.id, "status"),
+                                encode_status(True, dev.boot, FIRMWARE, "soft")))
+        self.ledger.add(dev.device.id, ts, reboots=1)
 
     def _finish(self, fault: Fault, dev: VirtualDevice, ts: int) -> None:
         if fault.kind == "outage":
@@ -274,6 +294,41 @@ class Fleet:
             if dev.buffer.dropped != dropped:
                 self.ledger.add(dev.device.id, ts, dropped=dev.buffer.dropped - dropped)
 
+    # --- commands ------------------------------------------------------------------
+
+    def command(self, device_id: str, payload: bytes) -> tuple[str, bytes] | None:
+        """Run a command sent to {prefix}/{device}/cmd through the firmware's CommandHandler;
+        returns the (topic, ack) to publish, or None for a device this fleet does not have."""
+        dev = self.devices.get(device_id)
+        if dev is None:
+            return None
+        if dev.commands is None:
+            dev.commands = CommandHandler(self._handlers(dev))
+        return topic(self.prefix, device_id, "cmd/ack"), dev.commands.handle(payload)
+
+    def _handlers(self, dev: VirtualDevice) -> dict:
+        def set_interval(args: dict) -> dict:
+            seconds = interval_arg(args)
+            if seconds % self.interval_s:
+                raise CommandError(f"the simulated fleet steps every {self.interval_s} s: use a multiple of it")
+            dev.every = seconds // self.interval_s
+            dev.cycles = 1  # as the firmware reschedules: next reading one new period from now
+            return {"interval_s": seconds}
+
+        def reboot(args: dict) -> dict:
+            if dev not in self._reboots:
+                self._reboots.append(dev)
+            return {"rebooting": True}
+
+        def tare(args: dict) -> dict:
+            if not isinstance(dev, VirtualBin) or not dev.measures_weight:
+                raise CommandError("no sensor here can tare — it applies to the load cell (hx711)")
+            dev.tare_g = dev.raw_g()
+            return {"tare_g": round(dev.tare_g)}
+
+        # calibrate and ota are refused by the handler: "... is not available on this device"
+        return {"set_interval": set_interval, "reboot": reboot, "tare": tare}
+
     # --- output ---------------------------------------------------------------------
 
     def payloads(self, batch: int) -> Iterator[tuple[str, bytes]]:
@@ -282,6 +337,8 @@ class Fleet:
         for dev in self.devices.values():
             if dev.online and dev.buffer.depth >= batch:
                 yield from self._drain(dev)
+        while self._health:
+            yield self._health.pop(0)
         while self._garbage:
             dev, n = self._garbage.pop(0)
             t = topic(self.prefix, dev.device.id, "telemetry")

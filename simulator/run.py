@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import queue
 import sys
 import threading
 import time
@@ -75,7 +76,11 @@ def run_simulation(
     ledger = Ledger(settings.ledger)
     fleet = Fleet(registry, load_profiles(profiles_path), settings.seed, ledger, state, settings.topic_prefix,
                   faults=resolved, start_ts=start)
-    session = open_session(settings, f"boucle-simulator-{settings.seed}", persistent=False, max_inflight=200)
+    prefix = settings.topic_prefix
+    inbox: queue.SimpleQueue = queue.SimpleQueue()  # commands, from paho's thread to ours
+    session = open_session(settings, f"boucle-simulator-{settings.seed}", persistent=False, max_inflight=200,
+                           on_message=lambda _c, _u, msg: inbox.put((msg.topic, msg.payload)),
+                           on_connect=lambda c, _present: c.subscribe(f"{prefix}/+/cmd", qos=1))
     client = session.client
     unacked: deque = deque()
     payloads = 0
@@ -88,6 +93,22 @@ def run_simulation(
         payloads += 1
         while len(unacked) > MAX_UNACKED or (unacked and unacked[0].is_published()):
             unacked.popleft().wait_for_publish(timeout=None if len(unacked) > MAX_UNACKED else 0.001)
+
+    def answer_commands() -> None:
+        while not inbox.empty():
+            cmd_topic, body = inbox.get()
+            answer = fleet.command(cmd_topic[len(prefix) + 1:-len("/cmd")], body)
+            if answer is not None:
+                publish(*answer)
+
+    def pause(seconds: float) -> bool:
+        """Wait, answering commands meanwhile; True if asked to stop."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            answer_commands()
+            if stop.wait(min(left, 0.2)):
+                return True
+        return stop.is_set()
 
     for dev in fleet.devices.values():
         publish(topic(settings.topic_prefix, dev.device.id, "status"),
@@ -102,20 +123,21 @@ def run_simulation(
                 wait = (t - start) / speed - (time.monotonic() - wall0)
                 if end is None:
                     wait = max(wait, t - time.time())  # never run ahead of the real clock
-                if wait > 0 and stop.wait(wait):
+                if wait > 0 and pause(wait):
                     break
+            answer_commands()
             fleet.step(t, interval_s)
             while fleet.status_out:
                 publish(*fleet.status_out.pop(0), retain=True)
             for tp, payload in fleet.payloads(batch if t < time.time() - interval_s else 1):
-                publish(tp, payload)
+                publish(tp, payload, qos=0 if tp.endswith("/health") else 1)
             ledger.flush(before=t - t % 3600)
             if progress and time.monotonic() - last_progress > 0.5:
                 last_progress = time.monotonic()
                 _progress(start, t, end, fleet.readings)
             t += interval_s
         for tp, payload in fleet.flush():
-            publish(tp, payload)
+            publish(tp, payload, qos=0 if tp.endswith("/health") else 1)
         while unacked:
             unacked.popleft().wait_for_publish()
     finally:
