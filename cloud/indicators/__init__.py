@@ -24,6 +24,12 @@ __all__ = [
 ]
 
 
+LOW_COVERAGE = 0.9
+"""Below this share of expected readings a value carries a caveat."""
+NO_STANDING_COVERAGE = 0.5
+"""Below this share a value gets no standing: a benchmark on mostly missing data misleads."""
+
+
 class UnknownIndicator(LookupError):
     """An indicator id that is not in the catalogue."""
 
@@ -49,10 +55,16 @@ def _evaluate(ctx: Context, indicator_id: str) -> IndicatorValue:
         # devices exist but sent nothing in the period: a 0 would read as "nothing happened"
         value = None
         caveats.append("no readings in the period")
+    rank = standing(value, reference)
+    if out.devices and value is not None and coverage < LOW_COVERAGE:
+        caveats.append(f"data coverage {coverage:.0%}: below {LOW_COVERAGE:.0%} of expected readings")
+        if coverage < NO_STANDING_COVERAGE and rank is not None:
+            rank = None  # no green or red card on mostly missing data
+            caveats.append(f"no standing below {NO_STANDING_COVERAGE:.0%} coverage")
     return IndicatorValue(
         id=indicator_id, value=value, unit=out.unit or spec.unit, period=ctx.period, formula=out.formula,
         coverage=coverage,
-        reference=reference, standing=standing(value, reference), breakdown=out.breakdown,
+        reference=reference, standing=rank, breakdown=out.breakdown,
         name=spec.name, caveats=caveats,
     )
 

@@ -30,6 +30,7 @@ kind = "waste"
 stream = "residual"
 capacity_kg = 100
 profile = "waste-scale"
+interval_s = 3600
 
 [[devices]]
 id = "pav-packaging"
@@ -38,6 +39,7 @@ kind = "waste"
 stream = "packaging"
 capacity_kg = 100
 profile = "waste-scale"
+interval_s = 3600
 
 [[devices]]
 id = "pav-glass-fill"
@@ -46,6 +48,7 @@ kind = "waste"
 stream = "packaging"
 capacity_l = 1000
 profile = "waste-ultrasonic"
+interval_s = 3600
 
 [[devices]]
 id = "depot-packaging"
@@ -54,6 +57,7 @@ kind = "waste"
 stream = "packaging"
 capacity_kg = 100
 profile = "waste-scale"
+interval_s = 3600
 
 [[devices]]
 id = "depot-bulky"
@@ -62,6 +66,7 @@ kind = "waste"
 stream = "bulky"
 capacity_kg = 1000
 profile = "waste-scale"
+interval_s = 3600
 """
 # the zone sends packaging to landfill instead of recycling (territory route override)
 ROUTES = '\n[territories.routes]\npackaging = "landfill"\n'
@@ -76,8 +81,10 @@ def reg():
     return registry(ROUTES + SITES)
 
 
-def weights(store, device, start, grams, step=3600):
-    write(store, device, [(start + step * i, {"weight_g": g}) for i, g in enumerate(grams)])
+def weights(store, device, start, grams, hours=24):
+    """Hourly readings (the bins' registered interval) over `hours`, holding the last weight."""
+    grams = list(grams) + [grams[-1]] * (hours - len(grams))
+    write(store, device, [(start + 3600 * i, {"weight_g": g}) for i, g in enumerate(grams)])
 
 
 def by_id(values):
@@ -139,11 +146,11 @@ def test_fill_at_collection_overflows_and_avoidable_collections(store, reg):
     avoidable = pav["waste.avoidable_collections"]
     assert avoidable.value == pytest.approx(100 / 3)  # the glass bin at 40 %
     overflows = pav["waste.overflows"]
-    # one cycle reached 95 %; observed container-days: 8 + 4 readings of 60 s (registry
+    # one cycle reached 95 %; observed container-days: 24 + 4 hourly readings (registry
     # interval) plus the silent packaging scale bin (0 readings)
     assert overflows.breakdown["events"] == 1
-    assert overflows.breakdown["container_days"] == pytest.approx((8 + 4) * 60 / 86400)
-    assert overflows.value == pytest.approx(1000 / ((8 + 4) * 60 / 86400))
+    assert overflows.breakdown["container_days"] == pytest.approx((24 + 4) / 24)
+    assert overflows.value == pytest.approx(1000 / ((24 + 4) / 24))
 
 
 def test_fill_only_bins_add_no_mass(store, reg):
@@ -151,3 +158,13 @@ def test_fill_only_bins_add_no_mass(store, reg):
     v = compute_indicators(store, reg, Scope("site", ("pav",)), DAY, ids=["waste.generated"])[0]
     # the two scale bins sent nothing: no value, coverage 0
     assert v.value is None and v.coverage == 0.0
+
+
+def test_low_coverage_withholds_the_standing(store, reg):
+    # two hourly readings in the day of a bin registered at one an hour: coverage 2/24
+    weights(store, "pav-residual", LEAP_DAY, [0, 10_000], hours=2)
+    v = compute_indicators(store, reg, Scope("territory", ("town",)), DAY, ids=["waste.per_capita"])[0]
+    assert v.value == pytest.approx(10 / 1000 * 366)
+    assert v.coverage < 0.5
+    assert v.standing is None
+    assert any("coverage" in c for c in v.caveats)
