@@ -3,11 +3,12 @@
 The store write is synchronous and retried by the caller until it succeeds; spooled
 messages are removed only afterwards, so a crash at any point replays them, and the
 replay is harmless: readings are keyed by (device, boot, seq) and dead letters by the
-spool id, so rewriting gives the same stored state.
+content hash, so rewriting gives the same stored state.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -34,10 +35,15 @@ class Parsed:
     received: int = 0
 
 
+def letter_key(topic: str, payload: bytes) -> str:
+    """A dead letter's identity: the hash of what arrived. A redelivered copy of a refused
+    message (at-least-once) is the same dead letter, not a second one."""
+    return hashlib.sha256(topic.encode() + b"\0" + payload).hexdigest()[:32]
+
+
 def parse_batch(spooled: Sequence[Spooled], prefix: str, known_devices: Collection[str] | None, *,
-                now: float, max_future_skew_s: float, max_payload_bytes: int,
-                letter_key_prefix: str = "") -> Parsed:
-    """Parse every spooled message; refused ones become dead letters keyed by spool id."""
+                now: float, max_future_skew_s: float, max_payload_bytes: int) -> Parsed:
+    """Parse every spooled message; refused ones become dead letters keyed by content."""
     out = Parsed()
     for msg in spooled:
         where = split_topic(prefix, msg.topic)
@@ -51,7 +57,7 @@ def parse_batch(spooled: Sequence[Spooled], prefix: str, known_devices: Collecti
             result = Rejected("topic", "", f"unexpected topic {msg.topic!r}")
         if isinstance(result, Rejected):
             out.letters.append(DeadLetter(msg.received, msg.topic, result.error, result.path, result.message,
-                                          msg.payload[:max_payload_bytes], key=f"{letter_key_prefix}{msg.id}"))
+                                          msg.payload[:max_payload_bytes], key=letter_key(msg.topic, msg.payload)))
         elif isinstance(result, DeviceState):
             out.states.append(result)
         else:
@@ -61,7 +67,8 @@ def parse_batch(spooled: Sequence[Spooled], prefix: str, known_devices: Collecti
 
 
 def drop_repeats(parsed: Parsed, spool: Spool) -> None:
-    """Dedup stage: keep each (device, boot, seq) once, within the batch and across restarts."""
+    """Dedup stage: keep each (device, boot, seq) and each dead letter once, within the
+    batch and across restarts."""
     keys = [(r.device, r.boot, r.seq) for r in parsed.readings]
     unseen = spool.unseen(keys)
     kept: list[Reading] = []
@@ -71,6 +78,13 @@ def drop_repeats(parsed: Parsed, spool: Spool) -> None:
             kept.append(reading)
     parsed.duplicates = len(parsed.readings) - len(kept)
     parsed.readings = kept
+    fresh = spool.unseen_letters([d.key for d in parsed.letters])
+    letters = []
+    for letter in parsed.letters:
+        if letter.key in fresh:
+            fresh.discard(letter.key)
+            letters.append(letter)
+    parsed.letters = letters
 
 
 def write_parsed(parsed: Parsed, store: Store) -> None:

@@ -142,7 +142,6 @@ class Gateway:
 
     def _drain_loop(self) -> None:
         s = self.settings
-        key_prefix = f"{s.client_id}:"
         last_forget = 0.0
         while True:
             spooled = self.spool.oldest(s.batch_size)
@@ -154,8 +153,7 @@ class Gateway:
                 continue
             devices = {d.id for d in self.registry.current().devices}
             parsed = parse_batch(spooled, s.topic_prefix, devices, now=time.time(),
-                                 max_future_skew_s=s.max_future_skew_s, max_payload_bytes=s.max_payload_bytes,
-                                 letter_key_prefix=key_prefix)
+                                 max_future_skew_s=s.max_future_skew_s, max_payload_bytes=s.max_payload_bytes)
             drop_repeats(parsed, self.spool)
             attempt = 0
             while True:
@@ -172,8 +170,8 @@ class Gateway:
                     attempt += 1
                     if self._stopping.wait(delay) and attempt > 3:
                         return  # stopping: the spool is durable, the next start drains it
-            self.spool.remove([m.id for m in spooled],
-                              [(r.device, r.boot, r.seq, r.ts) for r in parsed.readings])
+            self.spool.remove([m.id for m in spooled], [(r.device, r.boot, r.seq, r.ts) for r in parsed.readings],
+                              [(d.key, d.received) for d in parsed.letters])
             count(parsed, self.metrics, len(spooled))
             self.metrics.spool_depth.set(self.spool.depth)
             self.metrics.spool_age.set(self.spool.oldest_age())

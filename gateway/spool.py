@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS seen (
     PRIMARY KEY (device, boot, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_by_time ON seen (ts);
+CREATE TABLE IF NOT EXISTS seen_letters (key TEXT PRIMARY KEY, received REAL NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -84,12 +85,14 @@ class Spool:
             "SELECT id, received, topic, payload FROM spool ORDER BY id LIMIT ?", (limit,)).fetchall()
         return [Spooled(*r) for r in rows]
 
-    def remove(self, ids: Iterable[int], seen: Iterable[tuple[str, int, int, int]] = ()) -> None:
-        """Delete drained messages and record their readings as seen, in one transaction."""
+    def remove(self, ids: Iterable[int], seen: Iterable[tuple[str, int, int, int]] = (),
+               letters: Iterable[tuple[str, float]] = ()) -> None:
+        """Delete drained messages and record their readings and dead letters as seen, in one transaction."""
         ids = list(ids)
         conn = self._conn()
         with conn:
             conn.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?)", seen)
+            conn.executemany("INSERT OR IGNORE INTO seen_letters VALUES (?, ?)", letters)
             conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
         with self._lock:
             self._depth -= len(ids)
@@ -103,10 +106,16 @@ class Spool:
                 out.add(key)
         return out
 
+    def unseen_letters(self, keys: Sequence[str]) -> set[str]:
+        """Which of these dead-letter keys (content hashes) are not stored yet."""
+        conn = self._conn()
+        return {k for k in keys if conn.execute("SELECT 1 FROM seen_letters WHERE key = ?", (k,)).fetchone() is None}
+
     def forget_before(self, ts: int) -> int:
-        """Drop dedup entries of readings older than `ts` (bounded index; see docs/gateway.md)."""
+        """Drop dedup entries older than `ts` (a bounded index; see docs/gateway.md)."""
         conn = self._conn()
         with conn:
+            conn.execute("DELETE FROM seen_letters WHERE received < ?", (ts,))
             return conn.execute("DELETE FROM seen WHERE ts < ?", (ts,)).rowcount
 
     def oldest_age(self) -> float:

@@ -22,7 +22,7 @@ class DeadLetter:
     path: str
     message: str
     payload: bytes
-    key: str = ""  # stable id (gateway + spool id): rewriting a dead letter is idempotent
+    key: str = ""  # content hash: a redelivered copy is the same dead letter
 
 
 @dataclass(frozen=True, slots=True)

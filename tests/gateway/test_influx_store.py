@@ -1,0 +1,61 @@
+"""The InfluxDB store against a real InfluxDB (Debian's 1.6.7, v1 API)."""
+
+import pytest
+
+from boucle.protocol import Reading
+from boucle.storage import DeadLetter, DeviceState, open_store
+from boucle.storage.influx import StoreError
+
+
+def readings(device="ecully-fablab-grid", boot=1, n=10, t0=1767225000):
+    return [Reading(device, boot, s, t0 + 60 * s, {"energy_wh": 1000 + 7 * s, "power_w": 420.5}) for s in range(n)]
+
+
+@pytest.fixture
+def store(influxdb):
+    s = open_store(f"influx+http://127.0.0.1:{influxdb.port}/boucle_test",
+                   device_tags=lambda d: {"site": "ecully-fablab", "territory": "ecully", "kind": "energy"})
+    yield s
+    s.close()
+
+
+def test_write_then_read_back(store):
+    store.write_readings(readings(), 1767226000.0)
+    got = store.readings("ecully-fablab-grid", 1767225000 + 120, 1767225000 + 600, ["energy_wh", "power_w"])
+    assert [r.seq for r in got] == [1, 2, 3, 4, 5, 6, 7, 8, 9]  # baseline (seq 1) then the period
+    assert got[0].values == {"energy_wh": 1007, "power_w": 420.5}
+    assert store.reading_counts(["ecully-fablab-grid", "other"], 0, 2**31) == {"ecully-fablab-grid": 10, "other": 0}
+    assert store.last_seen(["ecully-fablab-grid"])["ecully-fablab-grid"] == (1767225000 + 540, 1767226000.0)
+    tags = store.query_series('SHOW TAG VALUES FROM "readings" WITH KEY = "territory"')
+    assert tags[0]["values"] == [["territory", "ecully"]]
+
+
+def test_rewrite_is_idempotent(store):
+    store.write_readings(readings(), 1767226000.0)
+    before = store.query_series('SELECT * FROM "readings"')
+    store.write_readings(readings(), 1767226000.0)
+    store.write_readings(readings()[3:5], 1767226000.0)
+    assert store.query_series('SELECT * FROM "readings"') == before
+
+
+def test_dead_letters_and_states(store):
+    letter = DeadLetter(1767226000.5, "boucle/v1/x/telemetry", "not_json", "", "not UTF-8 JSON", b"\xff{", "gw:1")
+    store.write_dead_letters([letter, letter])
+    assert store.dead_letters() == [letter]
+    store.write_device_states([DeviceState("ecully-fablab-grid", "health", {"buffer_depth": 3}, 1767226001.0)])
+    state = store.device_states(["ecully-fablab-grid"])["ecully-fablab-grid"]["health"]
+    assert state.doc == {"buffer_depth": 3}
+
+
+def test_data_version_changes_on_write(store):
+    v0 = store.data_version()
+    store.write_readings(readings(n=1), 1767226000.0)
+    assert store.data_version() != v0
+
+
+def test_a_stopped_server_raises(influxdb, store):
+    influxdb.stop()
+    with pytest.raises(StoreError):
+        store.write_readings(readings(n=1), 1767226000.0)
+    influxdb.start()
+    store.write_readings(readings(n=1), 1767226000.0)
