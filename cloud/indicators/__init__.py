@@ -84,9 +84,9 @@ def compute_indicators(
     id not in the catalogue. `loader` reads the data (raw readings by default).
     """
     wanted = _check_ids(ids)
+    # each device is read once, when the first indicator that needs it asks
     ctx = Context(store, registry, scope, period, references or load_references(),
                   source=Source(store, period, loader))
-    ctx.source.preload(ctx.devices)
     return [_evaluate(ctx, i) for i in wanted]
 
 
@@ -110,12 +110,11 @@ def indicator_series(
     if period.seconds / step_s > 10_000:
         raise ValueError(f"{period.seconds // step_s} steps is too many: use a longer step (at most 10,000 steps)")
     references = references or load_references()
-    whole = Context(store, registry, scope, period, references, source=Source(store, period, loader))
-    whole.source.preload(whole.devices)
+    source = Source(store, period, loader)  # read once; each step slices it
     out = []
     for start in range(period.start, period.end, step_s):
         step = Period(start, min(start + step_s, period.end))
-        ctx = Context(store, registry, scope, step, references, source=whole.source)
+        ctx = Context(store, registry, scope, step, references, source=source)
         out.append(_evaluate(ctx, indicator_id))
     return out
 
