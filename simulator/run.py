@@ -134,7 +134,7 @@ def run_simulation(
             ledger.flush(before=t - t % 3600)
             if progress and time.monotonic() - last_progress > 0.5:
                 last_progress = time.monotonic()
-                _progress(start, t, end, fleet.readings)
+                _progress(start, t, end, fleet.readings, time.monotonic() - wall0)
             t += interval_s
         for tp, payload in fleet.flush():
             publish(tp, payload, qos=0 if tp.endswith("/health") else 1)
@@ -145,19 +145,24 @@ def run_simulation(
         save_state(state_path, fleet.state)
         close_session(session)
         if progress:
-            _progress(start, t, end, fleet.readings)
+            _progress(start, t, end, fleet.readings, time.monotonic() - wall0)
             print(file=sys.stderr)
     return SimulationReport(start, t, fleet.readings, payloads, fleet.sent["duplicates"], fleet.sent["garbage"])
 
 
-def _progress(start: int, t: int, end: int | None, readings: int) -> None:
+def _progress(start: int, t: int, end: int | None, readings: int, wall_s: float) -> None:
+    """One status line on stderr: simulated time, bar and share (with an end), rate, ETA."""
     stamp = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    share = f" {100 * (t - start) / max(1, end - start):5.1f}%" if end else ""
-    bar = ""
+    bar = eta = ""
     if end:
-        filled = int(30 * (t - start) / max(1, end - start))
-        bar = " [" + "#" * filled + "." * (30 - filled) + "]"
-    print(f"\rsimulated {stamp}{bar}{share}  {readings:,} readings", end="", file=sys.stderr, flush=True)
+        done = min(1.0, (t - start) / max(1, end - start))
+        filled = int(30 * done)
+        bar = f" [{'#' * filled}{'.' * (30 - filled)}] {100 * done:5.1f}%"
+        if 0 < done < 1:
+            eta = f", {wall_s * (1 - done) / done:,.0f} s left"
+    rate = readings / wall_s if wall_s > 0 else 0.0
+    print(f"\rsimulated {stamp}{bar}  {readings:,} readings ({rate:,.0f}/s{eta})  ",
+          end="", file=sys.stderr, flush=True)
 
 
 def parse_time(text: str) -> int:

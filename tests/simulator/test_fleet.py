@@ -3,6 +3,7 @@ and each fault has its documented effect on the payloads (docs/simulator.md)."""
 
 import itertools
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -177,3 +178,12 @@ def test_fault_descriptions_are_checked():
             resolve([spec], ids, 1000, 1)
     with pytest.raises(FaultError, match="key=value"):
         parse_flag("outage")
+
+
+def test_the_example_faults_file_resolves_against_the_example_registry():
+    from simulator.faults import KINDS, load_fault_file
+
+    specs = load_fault_file(Path(__file__).parents[2] / "simulator" / "faults.example.toml")
+    faults = resolve(specs, [d.id for d in load_registry(EXAMPLE_REGISTRY).devices], START, 1)
+    assert {f.kind for f in faults} == set(KINDS)
+    assert next(f for f in faults if f.kind == "dead_sensor").end is None
