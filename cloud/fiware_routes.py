@@ -1,0 +1,107 @@
+"""FIWARE NGSI-LD representations: KeyPerformanceIndicator and WasteContainer entities."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+
+from boucle.accounting import fill_emptyings
+from boucle.registry import Registry
+from cloud.access import Context, Ctx, Who, site_or_404, territory_or_404
+from cloud.fiware import MEDIA_TYPE, ContainerState, key_performance_indicator, waste_container
+from cloud.indicator_routes import When, cached, indicator_set
+from cloud.indicators import Period, Scope
+from cloud.indicators.context import Context as IndicatorContext
+from cloud.indicators.waste import fill_levels
+from cloud.params import IdsQuery, SiteId, TerritoryId, parse_ids
+from cloud.timefmt import iso
+
+router = APIRouter(prefix="/v1/fiware", tags=["FIWARE"])
+Options = Annotated[str | None, Query(
+    pattern="^(keyValues|normalized)$",
+    description="`normalized` (default: NGSI-LD Property objects) or `keyValues` (plain values).")]
+LD_OK = {200: {"content": {MEDIA_TYPE: {}}, "description": "A JSON-LD array of NGSI-LD entities."}}
+
+
+def ld_response(entities: list[dict], response: Response) -> JSONResponse:
+    return JSONResponse(entities, media_type=MEDIA_TYPE, headers={"X-Cache": response.headers.get("X-Cache", "miss")})
+
+
+def _kpis(ctx: Context, reg: Registry, scope: Scope, period: Period, ids, name: str, location, options,
+          response: Response) -> JSONResponse:
+    result = indicator_set(ctx, reg, scope, period, parse_ids(ids), response)
+    entities = [key_performance_indicator(v, scope.kind, scope.ids[0], name, location, options == "keyValues")
+                for v in result.indicators]
+    return ld_response(entities, response)
+
+
+@router.get("/territories/{territory_id}/key-performance-indicators", responses=LD_OK,
+            summary="A territory's indicators as FIWARE KeyPerformanceIndicator entities")
+def territory_kpis(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, response: Response,
+                   ids: IdsQuery = None, options: Options = None) -> JSONResponse:
+    reg = ctx.registry
+    t = territory_or_404(reg, who, territory_id)
+    return _kpis(ctx, reg, Scope("territory", (t.id,)), period, ids, t.name, t.centroid, options, response)
+
+
+@router.get("/sites/{site_id}/key-performance-indicators", responses=LD_OK,
+            summary="A site's indicators as FIWARE KeyPerformanceIndicator entities")
+def site_kpis(site_id: SiteId, ctx: Ctx, who: Who, period: When, response: Response,
+              ids: IdsQuery = None, options: Options = None) -> JSONResponse:
+    reg = ctx.registry
+    s = site_or_404(reg, who, site_id)
+    return _kpis(ctx, reg, Scope("site", (s.id,)), period, ids, s.name, s.location, options, response)
+
+
+def container_states(ctx: Context, reg: Registry, scope: Scope, period: Period) -> list[ContainerState]:
+    """Each bin of the scope: newest reading, and its last emptying within the period."""
+    ictx = IndicatorContext(ctx.store, reg, scope, period, ctx.references)
+    bins = ictx.waste_devices()
+    seen = ctx.store.last_seen([d.id for d in bins])
+    out = []
+    for d in bins:
+        latest: dict = {}
+        if d.id in seen:
+            ts = seen[d.id][0]
+            rows = ctx.store.readings(d.id, ts, ts + 1, ["fill_pct", "weight_g"])
+            latest = rows[-1].values if rows else {}
+        weight_times, _ = ictx.source.series(d, period).field("weight_g")
+        if weight_times.size:
+            emptyings = ictx.waste(d).emptyings
+        else:
+            emptyings = fill_emptyings(*fill_levels(ictx, d))
+        site = reg.site(d.site)
+        out.append(ContainerState(
+            device_id=d.id, site_id=d.site, stream=d.stream, location=site.location,
+            capacity_kg=d.capacity_kg, capacity_l=d.capacity_l, fill_pct=latest.get("fill_pct"),
+            weight_g=latest.get("weight_g"), observed=iso(seen[d.id][0]) if d.id in seen else None,
+            last_emptying=iso(emptyings[-1][0]) if emptyings else None))
+    return out
+
+
+def _containers(ctx: Context, reg: Registry, scope: Scope, period: Period, options, response: Response):
+    states = cached(ctx, reg, ("containers", scope, period), lambda: container_states(ctx, reg, scope, period),
+                    response)
+    return ld_response([waste_container(s, options == "keyValues") for s in states], response)
+
+
+@router.get("/territories/{territory_id}/waste-containers", responses=LD_OK,
+            summary="A territory's bins as FIWARE WasteContainer entities (emptyings searched over the period)")
+def territory_containers(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, response: Response,
+                         options: Options = None) -> JSONResponse:
+    reg = ctx.registry
+    territory_or_404(reg, who, territory_id)
+    return _containers(ctx, reg, Scope("territory", (territory_id,)), period, options, response)
+
+
+@router.get("/sites/{site_id}/waste-containers", responses=LD_OK,
+            summary="A site's bins as FIWARE WasteContainer entities (emptyings searched over the period)")
+def site_containers(site_id: SiteId, ctx: Ctx, who: Who, period: When, response: Response,
+                    options: Options = None) -> JSONResponse:
+    reg = ctx.registry
+    site_or_404(reg, who, site_id)
+    return _containers(ctx, reg, Scope("site", (site_id,)), period, options, response)
+
+

@@ -1,0 +1,99 @@
+"""The dashboard page in headless Chromium against a real uvicorn serving simulated data.
+
+Chromium runs the page's own JavaScript (fetching the API with the key from the URL
+fragment), then its DOM is dumped and checked; a screenshot goes to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.cloud.conftest import ADMIN, ECULLY
+from tests.conftest import REPO, require_binary
+
+ARTIFACTS = REPO / "tests" / "artifacts"
+PAGE = "/?territory=ecully&from=2026-03-28&to=2026-03-29"
+
+
+def chromium(tmp_path: Path, url: str, *extra: str) -> str:
+    require_binary("chromium", "chromium")
+    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
+    cmd = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", "--window-size=1280,1600", "--virtual-time-budget=20000",
+           *extra, url]
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def cards(dom: str) -> list[str]:
+    return re.findall(r'<article class="card standing-(\w+)" data-id="([\w.]+)"', dom)
+
+
+@pytest.fixture
+def base(served):
+    return served().url
+
+
+def test_french_page_renders_cards_charts_and_map(tmp_path, base):
+    dom = chromium(tmp_path, f"{base}{PAGE}#key={ECULLY}", "--lang=fr", "--accept-lang=fr-FR,fr", "--dump-dom")
+    assert 'data-state="ready"' in dom, dom[-3000:]
+    assert re.search(r'<html lang="fr"', dom)
+    found = cards(dom)
+    assert len(found) == 24
+    assert {i for _, i in found} >= {"energy.consumed", "waste.per_capita", "data.coverage"}
+    assert dom.count('class="coverage') == 24  # every card shows its coverage
+    assert "better" in {s for s, _ in found}  # waste per inhabitant is far below the ADEME target here
+    for label in ("Énergie consommée", "Déchets par habitant", "Couverture des données", "Courbe de charge",
+                  "Meilleur que la cible", "couverture 100"):
+        assert label in dom, label
+    assert dom.count('class="site-mark"') == 5  # Écully's five sites on the SVG map
+    assert 'class="series series-grid"' in dom and 'class="series series-pv"' in dom
+    assert dom.count('class="bar-rect"') >= 2  # waste by stream
+    assert "Écully" in dom and "zi-meyzieu" not in dom  # the territory key sees only its territory
+
+
+def test_english_browser_gets_english_and_the_screenshot_is_saved(tmp_path, base):
+    dom = chromium(tmp_path, f"{base}{PAGE}#key={ADMIN}", "--lang=en-US", "--accept-lang=en-US,en", "--dump-dom")
+    assert 'data-state="ready"' in dom
+    assert re.search(r'<html lang="en"', dom)
+    assert "Energy consumed" in dom and "Énergie consommée" not in dom
+    assert len(cards(dom)) == 24
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "dashboard.png"
+    shot.unlink(missing_ok=True)
+    chromium(tmp_path, f"{base}{PAGE}#key={ADMIN}", "--lang=fr", "--accept-lang=fr-FR,fr",
+             "--hide-scrollbars", f"--screenshot={shot}")
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_without_a_key_the_page_asks_for_one(tmp_path, base):
+    dom = chromium(tmp_path, f"{base}/", "--accept-lang=fr-FR,fr", "--dump-dom")
+    assert re.search(r'<section id="login" class="login">', dom)  # shown (no hidden attribute)
+    assert "Clé d'API" in dom
+    assert not cards(dom)
+
+
+def test_a_wrong_key_is_refused_on_the_page(tmp_path, base):
+    dom = chromium(tmp_path, f"{base}/#key=bk_wrong", "--accept-lang=en-US,en", "--dump-dom")
+    assert "Key refused" in dom
+    assert not cards(dom)
+
+
+def test_page_and_assets_are_local_and_locked_down(client):
+    page = client.get("/", headers={"Accept-Language": "de-DE,de;q=0.9,fr;q=0.8,en;q=0.5"})
+    assert page.status_code == 200 and '<html lang="fr"' in page.text
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp
+    for src in re.findall(r'(?:src|href)="([^"]+)"', page.text):
+        assert src.startswith("/"), src  # no CDN, no remote asset
+        assert client.get(src).status_code == 200, src
+    assert client.get("/", headers={"Accept-Language": "en-GB"}).text.count('<html lang="en"') == 1
+    assert client.get("/dashboard/secret.py").status_code == 404
+    assert client.get("/dashboard/..%2F__init__.py").status_code == 404

@@ -1,0 +1,168 @@
+"""Keys and scopes on every endpoint family, rate limit, size limits, CORS."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cloud.ratelimit import TokenBuckets
+from tests.cloud.conftest import ADMIN, ECULLY, PERIOD, ZIM_FABLAB, make_app
+
+P = f"from={PERIOD['from']}&to={PERIOD['to']}"
+# one URL per endpoint family, for territory "{t}" or site "{s}"
+TERRITORY_URLS = [
+    "/v1/territories/{t}",
+    "/v1/sites?territory={t}",
+    "/v1/devices?territory={t}",
+    "/v1/territories/{t}/indicators?ids=energy.consumed&" + P,
+    "/v1/territories/{t}/indicators?ids=energy.consumed&format=csv&" + P,
+    "/v1/compare?territories=ecully,{t}&ids=energy.consumed&" + P,
+    "/v1/compare?territories=ecully,{t}&ids=energy.consumed&format=csv&" + P,
+    "/v1/territories/{t}/indicators/energy.consumed/series?step=1d&" + P,
+    "/v1/territories/{t}/indicators/energy.consumed/series?step=1d&format=csv&" + P,
+    "/v1/territories/{t}/symbiosis?" + P,
+    "/v1/territories/{t}/pooling?" + P,
+    "/v1/fiware/territories/{t}/key-performance-indicators?ids=waste.per_capita&" + P,
+    "/v1/fiware/territories/{t}/waste-containers?" + P,
+]
+SITE_URLS = [
+    "/v1/sites/{s}",
+    "/v1/devices?site={s}",
+    "/v1/sites/{s}/indicators?ids=energy.consumed&" + P,
+    "/v1/sites/{s}/indicators?ids=energy.consumed&format=csv&" + P,
+    "/v1/sites/{s}/indicators/energy.consumed/series?step=1d&" + P,
+    "/v1/fiware/sites/{s}/key-performance-indicators?ids=energy.consumed&" + P,
+    "/v1/fiware/sites/{s}/waste-containers?" + P,
+]
+
+
+def get(client, url, key):
+    return client.get(url, headers={"X-API-Key": key})
+
+
+@pytest.mark.parametrize("url", TERRITORY_URLS)
+def test_a_territory_key_sees_its_territory_and_gets_404_for_another(client, url):
+    assert get(client, url.format(t="ecully"), ECULLY).status_code == 200
+    other = get(client, url.format(t="zi-meyzieu"), ECULLY)
+    assert other.status_code == 404, other.text
+    assert other.headers["content-type"] == "application/problem+json"
+    assert other.json()["status"] == 404
+    # a territory that does not exist looks the same as one the key may not see
+    missing = get(client, url.format(t="atlantis"), ECULLY)
+    assert missing.status_code == 404
+    assert missing.json()["title"] == other.json()["title"]
+    assert get(client, url.format(t="zi-meyzieu"), ADMIN).status_code == 200
+
+
+@pytest.mark.parametrize("url", SITE_URLS)
+def test_site_urls_follow_the_key_scope(client, url):
+    assert get(client, url.format(s="ecully-fablab"), ECULLY).status_code == 200  # a site of its territory
+    assert get(client, url.format(s="zim-fablab"), ECULLY).status_code == 404
+    assert get(client, url.format(s="zim-fablab"), ZIM_FABLAB).status_code == 200  # the site key, its site
+    assert get(client, url.format(s="zim-metal"), ZIM_FABLAB).status_code == 404  # ...and not its neighbour
+    assert get(client, url.format(s="zim-metal"), ADMIN).status_code == 200
+
+
+@pytest.mark.parametrize("url", TERRITORY_URLS)
+def test_a_site_key_gets_404_for_territory_wide_answers(client, url):
+    assert get(client, url.format(t="cc-monts-lyonnais"), ZIM_FABLAB).status_code == 404
+
+
+def test_lists_show_only_what_the_key_may_see(client):
+    territories = {t["id"] for t in get(client, "/v1/territories", ECULLY).json()}
+    assert territories == {"ecully"}
+    assert len(get(client, "/v1/territories", ADMIN).json()) == 3
+    sites = get(client, "/v1/sites", ZIM_FABLAB).json()
+    assert [s["id"] for s in sites] == ["zim-fablab"]
+    devices = get(client, "/v1/devices", ZIM_FABLAB).json()
+    assert devices and {d["site"] for d in devices} == {"zim-fablab"}
+    assert {s["territory"] for s in get(client, "/v1/sites", ECULLY).json()} == {"ecully"}
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "bk_wrong"}, {"Authorization": "Bearer bk_wrong"}])
+def test_missing_or_unknown_key_is_401_problem(client, headers):
+    r = client.get("/v1/territories", headers=headers)
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["status"] == 401 and body["title"] and body["instance"] == "/v1/territories"
+    assert "WWW-Authenticate" in r.headers
+
+
+def test_bearer_token_is_accepted(client):
+    r = client.get("/v1/territories", headers={"Authorization": f"Bearer {ECULLY}"})
+    assert r.status_code == 200 and [t["id"] for t in r.json()] == ["ecully"]
+
+
+def test_only_an_admin_may_match_needs_outside_the_territory(client):
+    url = f"/v1/territories/ecully/symbiosis?everywhere=true&{P}"
+    assert get(client, url, ECULLY).status_code == 403
+    assert get(client, url, ADMIN).status_code == 200
+
+
+def test_rate_limit_answers_429_with_retry_after_per_key(simulated_db):
+    # a refill of one token per 1000 s: the fourth request in a row is refused
+    with TestClient(make_app(simulated_db, rate_limit_per_s=0.001, rate_limit_burst=3)) as c:
+        codes = [get(c, "/v1/territories", ECULLY).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        r = get(c, "/v1/territories", ECULLY)
+        assert r.status_code == 429
+        assert r.headers["content-type"] == "application/problem+json"
+        assert int(r.headers["Retry-After"]) >= 1
+        assert r.json()["status"] == 429
+        # another key has its own bucket; the dashboard page is not rate-limited
+        assert get(c, "/v1/territories", ADMIN).status_code == 200
+        assert all(c.get("/").status_code == 200 for _ in range(5))
+
+
+def test_rate_limit_can_be_switched_off(simulated_db):
+    with TestClient(make_app(simulated_db, rate_limit_per_s=0.0, rate_limit_burst=1)) as c:
+        assert {get(c, "/v1/territories", ECULLY).status_code for _ in range(10)} == {200}
+
+
+def test_token_bucket_refills_at_its_rate():
+    now = [0.0]
+    buckets = TokenBuckets(per_s=2.0, burst=2, clock=lambda: now[0])
+    assert buckets.take("k") == 0.0 and buckets.take("k") == 0.0
+    assert buckets.take("k") == pytest.approx(0.5)
+    now[0] = 0.5
+    assert buckets.take("k") == 0.0
+    assert buckets.take("other") == 0.0
+    now[0] = 100.0  # refills to the burst size, never beyond
+    assert [buckets.take("k") for _ in range(3)][-1] > 0
+
+
+def test_bucket_memory_is_bounded():
+    buckets = TokenBuckets(per_s=1.0, burst=1, clock=lambda: 0.0, max_callers=10)
+    for i in range(100):
+        buckets.take(f"caller-{i}")
+    assert len(buckets._buckets) <= 10
+
+
+def test_long_query_string_is_414_and_large_body_is_413(simulated_db):
+    with TestClient(make_app(simulated_db, max_query_bytes=300, max_body_bytes=100)) as c:
+        r = get(c, "/v1/territories?x=" + "a" * 400, ECULLY)
+        assert r.status_code == 414 and r.headers["content-type"] == "application/problem+json"
+        r = c.post("/v1/territories", content=b"x" * 500, headers={"X-API-Key": ECULLY})
+        assert r.status_code == 413 and r.json()["status"] == 413
+        # a body that announces no length is still bounded while it streams
+        r = c.post("/v1/territories", content=iter([b"x" * 60, b"x" * 60]), headers={"X-API-Key": ECULLY})
+        assert r.status_code in (405, 413)
+        assert get(c, "/v1/territories?x=short", ECULLY).status_code == 200
+
+
+def test_cors_allows_only_the_configured_origins(simulated_db):
+    with TestClient(make_app(simulated_db, cors_origins="https://observatoire.example.fr")) as c:
+        ok = c.options("/v1/territories", headers={"Origin": "https://observatoire.example.fr",
+                                                   "Access-Control-Request-Method": "GET",
+                                                   "Access-Control-Request-Headers": "x-api-key"})
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == "https://observatoire.example.fr"
+        assert "x-api-key" in ok.headers["access-control-allow-headers"].lower()
+        r = get(c, "/v1/territories", ECULLY)
+        assert "access-control-allow-origin" not in r.headers
+        r = c.get("/v1/territories", headers={"X-API-Key": ECULLY, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in r.headers
+    with TestClient(make_app(simulated_db)) as c:  # default: same origin only
+        r = c.get("/v1/territories", headers={"X-API-Key": ECULLY, "Origin": "https://observatoire.example.fr"})
+        assert "access-control-allow-origin" not in r.headers
