@@ -23,12 +23,32 @@ from boucle.mqtt import BrokerUnavailable, Session, close_session
 from boucle.registry import RegistryError, RegistryFile
 from boucle.settings import GatewaySettings, SettingsError, load_settings
 from boucle.storage import Store, open_store
+from gateway.aggregate import FIELDS, RAW_RESOLUTIONS, affected_span, day_windows, raw_windows
 from gateway.input import Message, subscribe
 from gateway.metrics import GatewayMetrics, serve_metrics
 from gateway.output import count, drop_repeats, parse_batch, write_parsed
 from gateway.spool import Spool, SpoolFull
 
 log = logging.getLogger("boucle.gateway")
+
+
+def recompute_windows(store: Store, device: str, t_min: int, t_max: int, rated_power_w: float | None) -> bool:
+    """Recompute a device's windows around changed readings in [t_min, t_max].
+
+    Returns False when readings landed in the span meanwhile (another gateway process):
+    the span stays dirty and is recomputed again, so the last write always sees them.
+    """
+    t_next = store.next_reading_ts(device, t_max) or t_max
+    start, end = affected_span(t_min, t_next)
+    stored = store.readings(device, start, end, FIELDS)
+    rows = []
+    for resolution in RAW_RESOLUTIONS:
+        rows.extend(raw_windows(device, stored, start, end, resolution, rated_power_w))
+    store.write_windows(rows)
+    day0, day1 = start - start % 86400, end - end % 86400 + (86400 if end % 86400 else 0)
+    store.write_windows(day_windows(store.windows([device], "1h", day0, day1)))
+    used = sum(1 for r in stored if r.ts >= start)
+    return store.reading_counts([device], start, end)[device] == used
 
 
 def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
@@ -54,6 +74,7 @@ class Gateway:
         self._spooled = threading.Event()
         self._spooler = threading.Thread(target=self._spool_loop, name="gateway-spooler", daemon=True)
         self._drainer = threading.Thread(target=self._drain_loop, name="gateway-drainer", daemon=True)
+        self._aggregator = threading.Thread(target=self._aggregate_loop, name="gateway-aggregator", daemon=True)
         self._connects = 0
         self._http = None
         self._store_ok = True
@@ -61,6 +82,7 @@ class Gateway:
     def start(self) -> "Gateway":
         self._spooler.start()
         self._drainer.start()
+        self._aggregator.start()
         self.session = subscribe(self.settings, self.inbox, self._on_session)
         self.metrics.connected.set(1)
         if self.settings.metrics_port:
@@ -179,6 +201,30 @@ class Gateway:
                 last_forget = time.time()
                 self.spool.forget_before(int(time.time()) - s.dedup_days * 86400)
 
+    # --- aggregator: dirty devices → windows recomputed from stored readings -------------
+
+    def _aggregate_loop(self) -> None:
+        while True:
+            dirty = self.spool.dirty()
+            if not dirty:
+                if self._stopping.is_set() and not self._drainer.is_alive():
+                    return
+                self._stopping.wait(self.settings.aggregate_interval_s)
+                continue
+            rated = {d.id: d.rated_power_w for d in self.registry.current().devices}
+            done = []
+            for device, t_min, t_max in dirty:
+                try:
+                    if recompute_windows(self.store, device, t_min, t_max, rated.get(device)):
+                        done.append((device, t_min, t_max))
+                except Exception as exc:  # noqa: BLE001 - store trouble: stays dirty, retried
+                    log.warning("windows of %s not updated (%s); retrying", device, exc)
+                    self._stopping.wait(1)
+                    break
+            self.spool.clean(done)
+            if self._stopping.is_set() and not self._drainer.is_alive() and not done:
+                return
+
     def stop(self, drain_timeout: float = 30) -> None:
         """SIGTERM path: stop consuming, spool what arrived, flush to the store, close."""
         if self.session is not None:
@@ -187,6 +233,7 @@ class Gateway:
         self._stopping.set()
         self._spooler.join(timeout=10)
         self._drainer.join(timeout=drain_timeout)
+        self._aggregator.join(timeout=drain_timeout)
         if self._http is not None:
             self._http.shutdown()
         self.spool.close()

@@ -3,7 +3,9 @@
 A message is acknowledged to the broker only once it is committed here (synchronous=FULL:
 on disk, surviving SIGKILL and power loss). The drain takes messages oldest first,
 stores them, and deletes them only after the store confirmed. The spool also keeps the
-dedup index (device, boot, seq), so repeats are dropped across restarts.
+dedup index (device, boot, seq), so repeats are dropped across restarts, and the
+devices whose windows must be recomputed (committed with the readings, so a crash
+never leaves a window stale).
 """
 
 from __future__ import annotations
@@ -24,8 +26,21 @@ CREATE TABLE IF NOT EXISTS seen (
     PRIMARY KEY (device, boot, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_by_time ON seen (ts);
+CREATE TABLE IF NOT EXISTS dirty (device TEXT PRIMARY KEY, min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS seen_letters (key TEXT PRIMARY KEY, received REAL NOT NULL) WITHOUT ROWID;
 """
+
+
+_MARK_DIRTY = ("INSERT INTO dirty VALUES (?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
+               "min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)")
+
+
+def _spans(seen: Iterable[tuple[str, int, int, int]]) -> list[tuple[str, int, int]]:
+    spans: dict[str, tuple[int, int]] = {}
+    for device, _boot, _seq, ts in seen:
+        lo, hi = spans.get(device, (ts, ts))
+        spans[device] = (min(lo, ts), max(hi, ts))
+    return [(d, lo, hi) for d, (lo, hi) in spans.items()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +100,7 @@ class Spool:
             "SELECT id, received, topic, payload FROM spool ORDER BY id LIMIT ?", (limit,)).fetchall()
         return [Spooled(*r) for r in rows]
 
-    def remove(self, ids: Iterable[int], seen: Iterable[tuple[str, int, int, int]] = (),
+    def remove(self, ids: Iterable[int], seen: Sequence[tuple[str, int, int, int]] = (),
                letters: Iterable[tuple[str, float]] = ()) -> None:
         """Delete drained messages and record their readings and dead letters as seen, in one transaction."""
         ids = list(ids)
@@ -93,6 +108,7 @@ class Spool:
         with conn:
             conn.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?)", seen)
             conn.executemany("INSERT OR IGNORE INTO seen_letters VALUES (?, ?)", letters)
+            conn.executemany(_MARK_DIRTY, _spans(seen))
             conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
         with self._lock:
             self._depth -= len(ids)
@@ -105,6 +121,21 @@ class Spool:
             if conn.execute("SELECT 1 FROM seen WHERE device = ? AND boot = ? AND seq = ?", key).fetchone() is None:
                 out.add(key)
         return out
+
+    def dirty(self, limit: int = 1000) -> list[tuple[str, int, int]]:
+        """Devices whose windows need recomputing: (device, oldest changed ts, newest changed ts)."""
+        return self._conn().execute("SELECT device, min_ts, max_ts FROM dirty LIMIT ?", (limit,)).fetchall()
+
+    def mark_dirty(self, spans: Iterable[tuple[str, int, int]]) -> None:
+        conn = self._conn()
+        with conn:
+            conn.executemany(_MARK_DIRTY, spans)
+
+    def clean(self, done: Iterable[tuple[str, int, int]]) -> None:
+        """Forget spans that were recomputed, unless more changes arrived meanwhile."""
+        conn = self._conn()
+        with conn:
+            conn.executemany("DELETE FROM dirty WHERE device = ? AND min_ts = ? AND max_ts = ?", done)
 
     def unseen_letters(self, keys: Sequence[str]) -> set[str]:
         """Which of these dead-letter keys (content hashes) are not stored yet."""

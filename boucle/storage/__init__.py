@@ -45,6 +45,28 @@ class DeviceState:
     received: float
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One device's aggregate over [start, start + resolution): made by gateway.aggregate."""
+
+    device: str
+    resolution: str
+    start: int
+    readings: int
+    energy_wh: float | None = None
+    power_mean_w: float | None = None
+    power_max_w: float | None = None
+    deposited_g: float | None = None
+    collected_g: float | None = None
+    emptyings: int | None = None
+    fill_mean_pct: float | None = None
+    fill_max_pct: float | None = None
+
+
+WINDOW_VALUES = ("readings", "energy_wh", "power_mean_w", "power_max_w", "deposited_g", "collected_g",
+                 "emptyings", "fill_mean_pct", "fill_max_pct")
+
+
 class Store(Protocol):
     def write_readings(self, readings: Sequence[Reading], received: float) -> int:
         """Store readings; return how many were new (repeats by identity are ignored)."""
@@ -70,6 +92,15 @@ class Store(Protocol):
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The newest dead letters."""
+
+    def next_reading_ts(self, device: str, after: int) -> int | None:
+        """ts of a device's first reading with ts > after, if any."""
+
+    def write_windows(self, windows: Sequence[Window]) -> None:
+        """Store event-time windows (gateway.aggregate.Window); rewriting replaces them."""
+
+    def windows(self, devices: Sequence[str], resolution: str, start: int, end: int) -> list[Window]:
+        """Windows of these devices with start <= window start < end, by device then time."""
 
     def data_version(self) -> int:
         """A number that changes whenever stored data changes (for caches)."""

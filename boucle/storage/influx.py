@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlparse
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 
 from boucle.protocol import MEASUREMENT_FIELDS, Reading
-from boucle.storage import DeadLetter, DeviceState, StoredReading
+from boucle.storage import WINDOW_VALUES, DeadLetter, DeviceState, StoredReading, Window
 
 log = logging.getLogger("boucle.storage.influx")
 
@@ -192,6 +192,45 @@ class InfluxStore:
             for v in s["values"]:
                 _t, topic, error, path, message, payload, received, key = v
                 out.append(DeadLetter(received, topic, error, path, message, base64.b64decode(payload), key))
+        return out
+
+    def next_reading_ts(self, device: str, after: int) -> int | None:
+        series = self.query_series(f'SELECT "seq" FROM "readings" WHERE "device" = {_quote(device)} '
+                                   f"AND time > {after}s ORDER BY time LIMIT 1")
+        return series[0]["values"][0][0] if series else None
+
+    def write_windows(self, windows: Sequence[Window]) -> None:
+        precision = _PRECISION[self.precision][0]
+        lines = []
+        for w in windows:
+            p = Point(f"windows_{w.resolution}").tag("device", w.device)
+            for key, value in self.device_tags(w.device).items():
+                p.tag(key, value)
+            for name in WINDOW_VALUES:
+                value = getattr(w, name)
+                if value is not None:
+                    p.field(name, float(value) if name not in ("readings", "emptyings") else int(value))
+            lines.append(p.time(self._t(w.start), write_precision=precision).to_line_protocol())
+        self.write_lines(lines)
+
+    def windows(self, devices: Sequence[str], resolution: str, start: int, end: int) -> list[Window]:
+        if resolution not in ("1m", "15m", "1h", "1d"):
+            raise ValueError(f"unknown resolution {resolution!r}")
+        cols = ", ".join(f'"{c}"' for c in WINDOW_VALUES)
+        wanted = set(devices)
+        out = []
+        for s in self.query_series(f'SELECT {cols} FROM "windows_{resolution}" WHERE time >= {start}s '
+                                   f'AND time < {end}s GROUP BY "device"'):
+            device = s["tags"]["device"]
+            if device not in wanted:
+                continue
+            for v in s["values"]:
+                values = dict(zip(WINDOW_VALUES, v[1:]))
+                values["readings"] = int(values["readings"] or 0)
+                if values["emptyings"] is not None:
+                    values["emptyings"] = int(values["emptyings"])
+                out.append(Window(device, resolution, v[0], **values))
+        out.sort(key=lambda w: (devices.index(w.device) if isinstance(devices, list) else w.device, w.start))
         return out
 
     def data_version(self) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from boucle.protocol import MEASUREMENT_FIELDS, Reading
-from boucle.storage import DeadLetter, DeviceState, StoredReading
+from boucle.storage import WINDOW_VALUES, DeadLetter, DeviceState, StoredReading, Window
 
 _COLUMNS = ", ".join(MEASUREMENT_FIELDS)
 _SCHEMA = f"""
@@ -28,6 +28,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_by_key ON dead_letters (key) WHER
 CREATE TABLE IF NOT EXISTS device_state (
     device TEXT NOT NULL, channel TEXT NOT NULL, doc TEXT NOT NULL, received REAL NOT NULL,
     PRIMARY KEY (device, channel)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS windows (
+    device TEXT NOT NULL, resolution TEXT NOT NULL, start INTEGER NOT NULL, readings INTEGER NOT NULL,
+    energy_wh REAL, power_mean_w REAL, power_max_w REAL, deposited_g REAL, collected_g REAL,
+    emptyings INTEGER, fill_mean_pct REAL, fill_max_pct REAL,
+    PRIMARY KEY (resolution, device, start)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('data_version', 0);
@@ -144,6 +150,30 @@ class SQLiteStore:
             (limit,),
         ).fetchall()
         return [DeadLetter(*r) for r in rows]
+
+    def next_reading_ts(self, device: str, after: int) -> int | None:
+        row = self._conn().execute("SELECT min(ts) FROM readings WHERE device = ? AND ts > ?", (device, after)).fetchone()
+        return row[0]
+
+    def write_windows(self, windows: Sequence[Window]) -> None:
+        cols = ("device", "resolution", "start", *WINDOW_VALUES)
+        conn = self._conn()
+        with conn:
+            conn.executemany(
+                f"INSERT OR REPLACE INTO windows ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [tuple(getattr(w, c) for c in cols) for w in windows])
+            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'data_version'")
+
+    def windows(self, devices: Sequence[str], resolution: str, start: int, end: int) -> list[Window]:
+        conn = self._conn()
+        cols = ", ".join(WINDOW_VALUES)
+        out = []
+        for device in devices:
+            for row in conn.execute(
+                f"SELECT start, {cols} FROM windows WHERE resolution = ? AND device = ? AND start >= ? AND start < ? "
+                "ORDER BY start", (resolution, device, start, end)):
+                out.append(Window(device, resolution, row[0], **dict(zip(WINDOW_VALUES, row[1:]))))
+        return out
 
     def data_version(self) -> int:
         (v,) = self._conn().execute("SELECT value FROM meta WHERE key = 'data_version'").fetchone()

@@ -136,6 +136,12 @@ def test_nothing_lost_nothing_twice(tmp_path, mosquitto, influxdb):
             values = [r.values["energy_wh"] for r in stored]
             assert counter_deltas(values, [r.ts for r in stored], None).total_wh == values[-1] - values[0]
         assert sorted(d.error for d in store.dead_letters(1000)) == invalid_errors
+        # Windows, recomputed as readings (late ones too) landed, add up to the same energy.
+        for device, readings in truth.items():
+            total = readings[-1]["energy_wh"] - readings[0]["energy_wh"]
+            for resolution in ("1m", "1h", "1d"):
+                assert wait_until(lambda: sum(w.energy_wh for w in store.windows([device], resolution, 0, 2**31))
+                                  == total, timeout=30), (device, resolution)
         assert all(d.message for d in store.dead_letters(1000))
     finally:
         gateway.send_signal(signal.SIGTERM)
