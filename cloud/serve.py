@@ -20,12 +20,14 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from cloud.app import create_app
+    from cloud.indicators import ReferencesError
 
     try:
         settings = load_settings(ApiSettings, host=args.host, port=args.port, registry=args.registry,
                                  store_url=args.store_url)
         app = create_app(settings)
-    except (SettingsError, RegistryError, ValueError) as exc:
+    except (SettingsError, RegistryError, ReferencesError, ValueError) as exc:
         raise UserError(str(exc)) from None
+    print(f"Boucle API on http://{settings.host}:{settings.port}  (dashboard: /, API docs: /docs)", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     return 0
