@@ -1,0 +1,66 @@
+"""Property tests of the parse stage: any input gives readings or a rejection, never an
+exception; anything the firmware encoder produces is accepted as it was meant."""
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from boucle.protocol import FIELDS, field_bounds
+from boucle_fw.protocol import batches
+from gateway.parse import Rejected, parse_telemetry
+
+NOW = 1767225600
+BOUNDS = field_bounds()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=9000))
+def test_arbitrary_bytes_never_raise(payload):
+    result = parse_telemetry("dev-1", payload, known_devices=None, now=NOW)
+    assert isinstance(result, (list, Rejected))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["v", "device", "boot", "readings", "x"]), json_values))
+def test_arbitrary_json_objects_are_refused_with_a_reason(doc):
+    result = parse_telemetry("dev-1", json.dumps(doc).encode(), known_devices=None, now=NOW)
+    if isinstance(result, Rejected):
+        assert result.error in {"schema", "not_finite", "out_of_bounds", "seq_order", "topic_mismatch",
+                                "future_timestamp"}
+        assert result.message
+
+
+def measurement(name, decimals):
+    low, high = BOUNDS[name]
+    if decimals is None:
+        return st.integers(int(low), int(high))
+    return st.floats(low, high, allow_nan=False).map(lambda x: round(x, decimals))
+
+
+readings = st.lists(
+    st.fixed_dictionaries({}, optional={name: measurement(name, dec) for name, dec in FIELDS}).filter(bool),
+    min_size=1, max_size=400)
+
+
+@settings(max_examples=150, deadline=None)
+@given(readings, st.integers(0, 2**31 - 1), st.integers(0, 1000))
+def test_encoded_batches_parse_back(values, boot, first_seq):
+    items = [dict(v, seq=first_seq + i, ts=NOW - 3600 + i) for i, v in enumerate(values)]
+    seen = []
+    for payload, count in batches("dev-1", boot, items):
+        result = parse_telemetry("dev-1", payload, known_devices=["dev-1"], now=NOW)
+        assert not isinstance(result, Rejected), result
+        assert len(result) == count
+        seen.extend(result)
+    assert [r.seq for r in seen] == [i["seq"] for i in items]
+    for r, item in zip(seen, items):
+        for name, dec in FIELDS:
+            if name in item:
+                assert abs(r.values[name] - item[name]) <= (0 if dec is None else 10 ** -dec / 2 + 1e-9)
