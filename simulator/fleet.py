@@ -56,7 +56,7 @@ class Fleet:
 
     def __init__(self, registry: Registry, profiles: Profiles, seed: int, ledger: Ledger,
                  state: dict[str, NvsState] | None = None, prefix: str = DEFAULT_PREFIX,
-                 faults: list[Fault] | None = None, start_ts: int = 0):
+                 faults: list[Fault] | None = None, start_ts: int = 0, interval_s: int = 60):
         self.registry = registry
         self.profiles = profiles
         self.seed = seed
@@ -98,6 +98,8 @@ class Fleet:
                     ledger.describe(dev.id, site=site.id, territory=territory.id, kind="waste",
                                     stream=dev.stream,
                                     measured="weight" if vd.measures_weight else "fill")
+                # A device's own interval (registry) in whole fleet steps: 300 s -> every 5th step.
+                vd.every = max(1, round(dev.interval_s / interval_s))
                 group.devices.append(vd)
                 self.devices[dev.id] = vd
             if group.devices:
@@ -106,7 +108,7 @@ class Fleet:
                 self.groups.append(group)
         self.readings = 0
         self.health_every = buffer_cfg.get("health_every", 10)
-        self.interval_s = 60
+        self.interval_s = interval_s
         self._health: list[tuple[str, bytes]] = []
         self._reboots: list[VirtualDevice] = []
 

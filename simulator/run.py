@@ -75,7 +75,7 @@ def run_simulation(
     resolved = resolve(faults or [], [d.id for d in registry.devices], start, settings.seed)
     ledger = Ledger(settings.ledger)
     fleet = Fleet(registry, load_profiles(profiles_path), settings.seed, ledger, state, settings.topic_prefix,
-                  faults=resolved, start_ts=start)
+                  faults=resolved, start_ts=start, interval_s=interval_s)
     prefix = settings.topic_prefix
     inbox: queue.SimpleQueue = queue.SimpleQueue()  # commands, from paho's thread to ours
     session = open_session(settings, f"boucle-simulator-{settings.seed}", persistent=False, max_inflight=200,

@@ -187,3 +187,13 @@ def test_the_example_faults_file_resolves_against_the_example_registry():
     faults = resolve(specs, [d.id for d in load_registry(EXAMPLE_REGISTRY).devices], START, 1)
     assert {f.kind for f in faults} == set(KINDS)
     assert next(f for f in faults if f.kind == "dead_sensor").end is None
+
+
+def test_a_device_samples_at_its_registry_interval(tmp_path):
+    text = generate_registry(1, 1, 2).replace('profile = "waste-scale"', 'profile = "waste-scale"\ninterval_s = 300')
+    registry = tmp_path / "slow.toml"
+    registry.write_text(text)
+    capture = drive(registry, tmp_path, hours=1)
+    grid = [r["ts"] - START for _at, _boot, r in readings_of(capture, "t000-s0000-d00")]
+    scale = [r["ts"] - START for _at, _boot, r in readings_of(capture, "t000-s0000-d01")]
+    assert grid == list(range(0, 3600, 60)) and scale == list(range(0, 3600, 300))
