@@ -1,5 +1,5 @@
-/* Boucle dashboard: territory and period choice, indicator cards, charts, map.
-   Talks only to this origin's /v1 API with the key kept in localStorage. */
+/* Boucle dashboard: territory (or, for a site key, site) and period choice, indicator
+   cards, charts, map. Talks only to this origin's /v1 API with the key kept in localStorage. */
 "use strict";
 (function () {
   const I18N = window.BOUCLE_I18N, C = window.BoucleCharts;
@@ -7,7 +7,8 @@
   const DAY = 86400000;
   const params = new URLSearchParams(location.search);
   let lang = pickLanguage();
-  let state = { territories: [], last: null };
+  // kind: "territory" for territory and admin keys, "site" for a site key (it sees no territory)
+  let state = { kind: "territory", places: [], last: null };
 
   function pickLanguage() {
     const chosen = params.get("lang") || localStorage.getItem("boucle.lang");
@@ -185,6 +186,8 @@
   function renderOpportunities(pooling, symbiosis, names) {
     const box = $("opportunities");
     box.textContent = "";
+    box.closest(".panel").hidden = !pooling;
+    if (!pooling) return;
     const h = (text) => { const n = document.createElement("h4"); n.textContent = text; box.appendChild(n); };
     h(t("pooling"));
     const p = document.createElement("p");
@@ -215,18 +218,20 @@
     const tid = $("territory").value;
     const p = period();
     const [stepText] = step(p);
-    const base = `/v1/territories/${encodeURIComponent(tid)}`;
+    const id = encodeURIComponent(tid);
+    const territorial = state.kind === "territory";
+    const base = territorial ? `/v1/territories/${id}` : `/v1/sites/${id}`;
     $("status").textContent = t("loading");
     document.body.dataset.state = "loading";
     try {
       const [set, sites, devices, grid, pv, pooling, symbiosis] = await Promise.all([
         json(`${base}/indicators?${p.query}`),
-        json(`/v1/sites?territory=${encodeURIComponent(tid)}`),
-        json(`/v1/devices?territory=${encodeURIComponent(tid)}`),
+        territorial ? json(`/v1/sites?territory=${id}`) : json(`/v1/sites/${id}`).then(s => [s]),
+        json(`/v1/devices?${territorial ? "territory" : "site"}=${id}`),
         json(`${base}/indicators/energy.consumed/series?step=${stepText}&${p.query}`),
         json(`${base}/indicators/energy.pv_produced/series?step=${stepText}&${p.query}`),
-        json(`${base}/pooling?${p.query}`),
-        json(`${base}/symbiosis?${p.query}`),
+        territorial ? json(`${base}/pooling?${p.query}`) : null,
+        territorial ? json(`${base}/symbiosis?${p.query}`) : null,
       ]);
       state.last = { set, sites, devices, grid, pv, pooling, symbiosis, p, tid };
       render();
@@ -241,22 +246,23 @@
   function render() {
     const l = state.last;
     if (!l) return;
-    const territory = state.territories.find(x => x.id === l.tid);
+    const place = state.places.find(x => x.id === l.tid);
     const names = Object.fromEntries(l.sites.map(s => [s.id, s.name]));
     renderCards(l.set);
     renderEnergy(l.grid, l.pv, l.p);
     renderWaste(l.set);
-    renderMap(l.sites, territory);
+    renderMap(l.sites, place && place.centroid ? place : null);
     renderOpportunities(l.pooling, l.symbiosis, names);
     const online = l.devices.filter(d => d.online).length;
-    $("status").textContent = `${territory ? territory.name : l.tid} · ${t("sites", { n: l.sites.length })} · `
+    $("status").textContent = `${place ? place.name : l.tid} · ${t("sites", { n: l.sites.length })} · `
       + `${t("devices", { n: l.devices.length, online })}`;
   }
 
   async function exportCsv() {
     const p = period();
     const tid = $("territory").value;
-    const r = await api(`/v1/territories/${encodeURIComponent(tid)}/indicators?format=csv&${p.query}`);
+    const base = state.kind === "territory" ? "/v1/territories" : "/v1/sites";
+    const r = await api(`${base}/${encodeURIComponent(tid)}/indicators?format=csv&${p.query}`);
     const a = document.createElement("a");
     a.href = URL.createObjectURL(await r.blob());
     a.download = `boucle-${tid}-${isoDay(p.from)}.csv`;
@@ -270,7 +276,12 @@
     applyLanguage();
     if (!key()) return showLogin();
     try {
-      state.territories = await json("/v1/territories");
+      state.places = await json("/v1/territories");
+      state.kind = "territory";
+      if (!state.places.length) {
+        state.places = await json("/v1/sites");
+        state.kind = "site";
+      }
     } catch (e) {
       if (e instanceof Unauthorized) return showLogin(t("key_rejected"));
       $("main").hidden = false;
@@ -279,13 +290,16 @@
     }
     const select = $("territory");
     select.textContent = "";
-    for (const terr of state.territories) {
+    $("scope-label").dataset.i18n = state.kind;
+    $("scope-label").textContent = t(state.kind);
+    for (const terr of state.places) {
       const o = document.createElement("option");
       o.value = terr.id;
       o.textContent = terr.name;
       select.appendChild(o);
     }
-    if (params.get("territory")) select.value = params.get("territory");
+    const wanted = params.get(state.kind);
+    if (wanted && state.places.some(x => x.id === wanted)) select.value = wanted;
     if (params.get("from") && params.get("to")) {
       $("preset").value = "custom";
       $("from").value = params.get("from");
@@ -296,7 +310,7 @@
     $("login").hidden = true;
     $("controls").hidden = false;
     $("main").hidden = false;
-    if (state.territories.length) await load();
+    if (state.places.length) await load();
   }
 
   // --- events --------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 window.BOUCLE_I18N = {
   fr: {
     title: "Boucle", subtitle: "Indicateurs territoriaux de l'énergie et des déchets",
-    territory: "Territoire", period: "Période", last_7: "7 derniers jours", last_30: "30 derniers jours",
+    territory: "Territoire", site: "Site", period: "Période", last_7: "7 derniers jours", last_30: "30 derniers jours",
     last_90: "90 derniers jours", last_365: "12 derniers mois", custom: "Personnalisée", from: "Du", to: "Au",
     export_csv: "Exporter (CSV)", change_key: "Changer de clé",
     key_title: "Clé d'API", key_help: "Collez la clé d'API que vous a remise l'administrateur (« boucle up » en affiche une). Elle reste dans ce navigateur.",
@@ -44,7 +44,7 @@ window.BOUCLE_I18N = {
   },
   en: {
     title: "Boucle", subtitle: "Territorial energy and waste indicators",
-    territory: "Territory", period: "Period", last_7: "Last 7 days", last_30: "Last 30 days",
+    territory: "Territory", site: "Site", period: "Period", last_7: "Last 7 days", last_30: "Last 30 days",
     last_90: "Last 90 days", last_365: "Last 12 months", custom: "Custom", from: "From", to: "To",
     export_csv: "Export (CSV)", change_key: "Change key",
     key_title: "API key", key_help: "Paste the API key your administrator gave you (`boucle up` prints one). It stays in this browser.",

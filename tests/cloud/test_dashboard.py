@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cloud.conftest import ADMIN, ECULLY
+from tests.cloud.conftest import ADMIN, ECULLY, ZIM_FABLAB
 from tests.conftest import REPO, require_binary
 
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -71,6 +71,16 @@ def test_english_browser_gets_english_and_the_screenshot_is_saved(tmp_path, base
              "--hide-scrollbars", f"--screenshot={shot}")
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_a_site_key_gets_its_site(tmp_path, base):
+    url = f"{base}/?site=zim-fablab&from=2026-03-28&to=2026-03-29#key={ZIM_FABLAB}"
+    dom = chromium(tmp_path, url, "--accept-lang=fr-FR,fr", "--dump-dom")
+    assert 'data-state="ready"' in dom, dom[-3000:]
+    assert len(cards(dom)) == 24
+    assert '<span id="scope-label" data-i18n="site">Site</span>' in dom
+    assert dom.count('class="site-mark"') == 1 and "Fablab" in dom
+    assert re.search(r'<section class="panel" hidden="">\s*<h3 data-i18n="opportunities"', dom)  # territory-wide only
 
 
 def test_without_a_key_the_page_asks_for_one(tmp_path, base):
