@@ -6,17 +6,23 @@ import json
 import threading
 import time
 
+import httpx
 import paho.mqtt.client as mqtt
+import uvicorn
 from paho.mqtt.enums import CallbackAPIVersion
 
-from boucle.registry import load_registry
-from boucle.settings import GatewaySettings, SimulatorSettings, load_settings
+from boucle.registry import ApiKey, RegistryFile, hash_key, load_registry
+from boucle.settings import ApiSettings, GatewaySettings, SimulatorSettings, load_settings
 from boucle.storage.sqlite import SQLiteStore
+from cloud.app import create_app
 from gateway.service import Gateway
-from simulator.ledger import read_ledger
+from simulator.ledger import read_ledger, totals
 from simulator.run import run_simulation
 from tests.conftest import EXAMPLE_REGISTRY
+from tests.servers import free_port
 from tests.simulator.capture import START
+
+KEY = "bk_test-admin-key"
 
 HOURS = 4
 DOWN = ("ecully-fablab-grid", "ecully-fablab-pv", "ecully-school-grid")
@@ -121,3 +127,52 @@ def test_same_seed_same_bytes_through_the_broker(tmp_path, mosquitto):
     assert len(first) == len(load_registry(EXAMPLE_REGISTRY).devices)
     assert first == second
     assert other != first
+
+
+def test_the_api_finds_the_ledger_energy_under_faults(tmp_path, mosquitto):
+    """Outages, counter resets, reboots, unsynced clocks and duplicates: the API's
+    energy.consumed is still exactly the ledger's Wh, territory by territory."""
+    db = tmp_path / "boucle.db"
+    hours = 6
+    gateway = Gateway(load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
+                                    metrics_port=0, spool_path=str(tmp_path / "spool"))).start()
+    faults = [
+        {"kind": "outage", "start": "+1h", "duration": "2h", "devices": ["ecully-*"]},
+        {"kind": "counter_reset", "start": "+2h", "devices": ["ecully-fablab-grid", "zim-metal-grid", "cml-cheese-grid"]},
+        {"kind": "reboot", "start": "+150m", "share": 0.5},
+        {"kind": "unsynced_clock", "start": "+4h", "duration": "30m", "devices": ["zim-*"]},
+        {"kind": "duplicate", "start": "+1h", "count": 3},
+    ]
+    try:
+        sim = load_settings(SimulatorSettings, {}, mqtt_port=mosquitto.port, ledger=str(tmp_path / "ledger.jsonl"))
+        report = run_simulation(sim, start=START, end=START + hours * 3600, speed=0, batch=10,
+                                state_path=tmp_path / "state.json", faults=faults)
+        devices = [d.id for d in load_registry(EXAMPLE_REGISTRY).devices]
+        store = SQLiteStore(db)
+        assert wait_until(lambda: sum(store.reading_counts(devices, 0, 2**31).values()) >= report.readings)
+    finally:
+        gateway.stop()
+
+    rows = read_ledger(tmp_path / "ledger.jsonl")
+    assert sum(r.get("counter_resets", 0) for r in rows) == 3
+    true_wh = totals(rows, "territory", "wh", START, START + hours * 3600, channel="grid_import")
+    port = free_port()
+    app = create_app(load_settings(ApiSettings, {}, port=port, store_url=f"sqlite:///{db}"),
+                     registry_file=RegistryFile(EXAMPLE_REGISTRY),
+                     extra_keys=[ApiKey(id="test-admin", sha256=hash_key(KEY), admin=True)])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server.install_signal_handlers = lambda: None
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: server.started, 30)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": KEY}, timeout=30) as client:
+            for territory, wh in true_wh.items():
+                r = client.get(f"/v1/territories/{territory}/indicators",
+                               params={"from": START, "to": START + hours * 3600, "ids": "energy.consumed"})
+                assert r.status_code == 200, r.text
+                (energy,) = r.json()["indicators"]
+                assert wh > 10_000 and round(energy["value"] * 1000) == wh, territory
+    finally:
+        server.should_exit = True
+        thread.join(10)
