@@ -130,8 +130,8 @@ def test_same_seed_same_bytes_through_the_broker(tmp_path, mosquitto):
 
 
 def test_the_api_finds_the_ledger_energy_under_faults(tmp_path, mosquitto):
-    """Outages, counter resets, reboots, unsynced clocks and duplicates: the API's
-    energy.consumed is still exactly the ledger's Wh, territory by territory."""
+    """Outages, counter resets, reboots, unsynced clocks, duplicates and a dead meter: the
+    API's energy.consumed is still exactly the ledger's Wh, territory by territory."""
     db = tmp_path / "boucle.db"
     hours = 6
     gateway = Gateway(load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
@@ -142,6 +142,7 @@ def test_the_api_finds_the_ledger_energy_under_faults(tmp_path, mosquitto):
         {"kind": "reboot", "start": "+150m", "share": 0.5},
         {"kind": "unsynced_clock", "start": "+4h", "duration": "30m", "devices": ["zim-*"]},
         {"kind": "duplicate", "start": "+1h", "count": 3},
+        {"kind": "dead_sensor", "start": "+5h", "duration": "30m", "devices": ["cml-bakery-grid"]},
     ]
     try:
         sim = load_settings(SimulatorSettings, {}, mqtt_port=mosquitto.port, ledger=str(tmp_path / "ledger.jsonl"))
@@ -173,6 +174,8 @@ def test_the_api_finds_the_ledger_energy_under_faults(tmp_path, mosquitto):
                 assert r.status_code == 200, r.text
                 (energy,) = r.json()["indicators"]
                 assert wh > 10_000 and round(energy["value"] * 1000) == wh, territory
+                # the dead meter's silence shows in coverage; delayed readings do not
+                assert (energy["coverage"] < 0.99) == (territory == "cc-monts-lyonnais"), energy
     finally:
         server.should_exit = True
         thread.join(10)
