@@ -76,9 +76,10 @@ def devices(ctx: Ctx, who: Who,
         site_or_404(reg, who, site)
     if territory is not None:
         filter_territory_or_404(reg, who, territory)
+    in_territory = {s.id for s in reg.sites_of(territory)} if territory is not None else None
     chosen = [d for d in reg.devices if who.sees_site(reg, d.site)
               and (site is None or d.site == site)
-              and (territory is None or (reg.site(d.site) and reg.site(d.site).territory == territory))]
+              and (in_territory is None or d.site in in_territory)]
     ids = [d.id for d in chosen]
     seen = ctx.store.last_seen(ids)
     states = ctx.store.device_states(ids)
