@@ -132,10 +132,15 @@ class FakeBoard:
                 time.sleep(0.1)
                 continue
             self.device_log.append("connected")
-            client.publish(protocol.topic(prefix, device, "status"),
-                           protocol.encode_status(True, boot=1, fw="test"), qos=1, retain=True).wait_for_publish(5)
-            payload, _ = next(protocol.batches(device, 1, [{"seq": 0, "ts": int(time.time()), "power_w": 42.0}]))
-            client.publish(protocol.topic(prefix, device, "telemetry"), payload, qos=1).wait_for_publish(5)
+            try:
+                client.publish(protocol.topic(prefix, device, "status"),
+                               protocol.encode_status(True, boot=1, fw="test"), qos=1, retain=True).wait_for_publish(5)
+                payload, _ = next(protocol.batches(device, 1, [{"seq": 0, "ts": int(time.time()), "power_w": 42.0}]))
+                client.publish(protocol.topic(prefix, device, "telemetry"), payload, qos=1).wait_for_publish(5)
+            except (RuntimeError, ValueError) as exc:  # dropped by the broker meanwhile: retry like the app
+                self.device_log.append(f"attempt {attempt}: publish failed ({exc})")
+                client.loop_stop()
+                continue
             self.device_log.append("published")
             client.disconnect()
             client.loop_stop()
