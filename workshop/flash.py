@@ -77,6 +77,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     image.add_argument("--image-sha256", help="expected SHA-256 of --image (else its SHA256SUMS line)")
     image.add_argument("--image-dir", type=Path, default=None,
                        help=f"cache folder of images and SHA256SUMS (default {images.default_cache()})")
+    image.add_argument("--keep-micropython", action="store_true",
+                       help="do not erase or reflash: keep the board's MicroPython and files, copy only "
+                            "changed app files, write a new config (with --force for a registered board)")
     image.add_argument("--chip", help="refuse boards that are not this chip (esp32, esp32s2, esp32s3, esp32c3, esp32c6)")
     image.add_argument("--baud", type=int, default=460800, help="flashing baud rate (default 460800)")
     check = parser.add_argument_group("verification and label")
@@ -147,7 +150,7 @@ def build_plan(args: argparse.Namespace) -> provision.BenchPlan:
         watch=BrokerAccess(mqtt.mqtt_host, mqtt.mqtt_port, mqtt.mqtt_username, mqtt.mqtt_password,
                            mqtt.mqtt_tls_ca or None),
         image_dir=args.image_dir or images.default_cache(), image_path=args.image,
-        image_sha256=args.image_sha256, expected_chip=args.chip, id_prefix=args.id_prefix,
+        image_sha256=args.image_sha256, keep_micropython=args.keep_micropython, expected_chip=args.chip, id_prefix=args.id_prefix,
         id_style="mac" if args.full_mac_id else "short", force=args.force,
         verify=not args.no_verify, verify_timeout=args.verify_timeout, reload_broker=args.reload_broker,
         label_dir=args.label_dir, label_format=args.label_format,

@@ -56,6 +56,7 @@ class BenchPlan:
     image_dir: Path
     image_path: Path | None = None
     image_sha256: str | None = None
+    keep_micropython: bool = False  # re-provision a board already running MicroPython
     expected_chip: str | None = None
     id_prefix: str = "esp32"
     id_style: str = "short"         # short: <prefix>-<last 6 hex of MAC>; mac: <prefix>-<12 hex>
@@ -105,7 +106,7 @@ def profile_kind(profile: str) -> str:
 class _Prepared:
     device_id: str
     family: images.ChipFamily
-    image: images.Image
+    image: images.Image | None
     config_json: bytes = field(repr=False)
     device_password: str = field(repr=False)
     app: list[install.AppFile]
@@ -113,7 +114,8 @@ class _Prepared:
     label_bytes: bytes | None
 
 
-def _prepare(plan: BenchPlan, info: ChipInfo, family: images.ChipFamily, image: images.Image) -> _Prepared:
+def _prepare(plan: BenchPlan, info: ChipInfo, family: images.ChipFamily,
+             image: images.Image | None) -> _Prepared:
     from boucle_fw.config import make_config, validate
 
     device_id = device_id_for(info.mac, plan.id_prefix, plan.id_style)
@@ -191,8 +193,9 @@ def provision(board: Board, plan: BenchPlan, report: Reporter, outcome: Outcome 
     report.finish("detect", f"{info.chip}, MAC {info.mac}")
 
     report.start("image")
-    image = _find_image(plan, family)
-    report.finish("image", f"{image.path.name} at {family.offset:#x}")
+    image = None if plan.keep_micropython else _find_image(plan, family)
+    report.finish("image", f"{image.path.name} at {family.offset:#x}" if image else
+                  "kept the board's MicroPython (--keep-micropython)")
 
     report.start("prepare")
     prepared = _prepare(plan, info, family, image)
@@ -200,12 +203,14 @@ def provision(board: Board, plan: BenchPlan, report: Reporter, outcome: Outcome 
     report.finish("prepare", f"{prepared.device_id}: config valid, credentials and registry entry staged")
 
     progress = report.start("erase")
-    board.erase_flash(progress)
-    report.finish("erase", "flash erased")
+    if image is not None:
+        board.erase_flash(progress)
+    report.finish("erase", "flash erased" if image else "skipped: filesystem kept")
 
     progress = report.start("flash")
-    board.write_flash(family.offset, image.data, progress)
-    report.finish("flash", f"MicroPython written ({len(image.data) // 1024} KiB)")
+    if image is not None:
+        board.write_flash(family.offset, image.data, progress)
+    report.finish("flash", f"MicroPython written ({len(image.data) // 1024} KiB)" if image else "skipped")
 
     progress = report.start("install")
     done = install.install(board, prepared.app, progress)

@@ -206,6 +206,24 @@ def test_registered_id_refused_unless_forced(bench, capsys):
     assert [d.id for d in load_registry(bench.registry).devices].count("esp32-a1b2c3") == 1
 
 
+def test_reprovision_keeping_micropython_copies_only_what_changed(bench, capsys):
+    board = bench.add("/dev/ttyFAKE0")
+    assert main(bench.argv("/dev/ttyFAKE0")) == 0
+    first_password = board.config["mqtt"]["password"]
+    image = dict(board.flash)
+    board.erased = False
+    board.writes.clear()
+    capsys.readouterr()
+    assert main([*bench.argv("/dev/ttyFAKE0"), "--force", "--keep-micropython"]) == 0
+    assert not board.erased and board.flash == image
+    assert board.writes == ["/config.json"]  # every app file was already there
+    app_count = len([p for p in board.files if p != "/config.json"])
+    assert f"0 files copied, {app_count} unchanged" in _flat(capsys.readouterr().out)
+    users = credentials.password_users(bench.broker.password_file.read_text())
+    assert board.config["mqtt"]["password"] != first_password
+    assert credentials.check_password(board.config["mqtt"]["password"], users["esp32-a1b2c3"])
+
+
 def test_waste_profile_needs_a_stream(bench, capsys):
     bench.add("/dev/ttyFAKE0")
     argv = [a if a != "energy-pzem" else "waste-scale" for a in bench.argv("/dev/ttyFAKE0")]
