@@ -47,6 +47,10 @@ class SiteGroup:
         self.hours = parse_opening_hours(site.opening_hours)
         self.devices = devices
         self.machine_on: dict[str, bool] = {}
+        self.open_now = False   # this step: open and not a holiday
+        self.cloud_day = -1
+        self.cloud = 0.0
+        self.rng: random.Random | None = None  # the building's own noise stream
         self.meters: list[VirtualMeter] = []
         self.bins: list[VirtualBin] = []
 
@@ -124,6 +128,9 @@ class Fleet:
         noise = self.profiles.general["sensor_noise_w_pct"]
         for group in self.groups:
             local = local_time(ts, group.tz)
+            today = group.hours.get(local.weekday())
+            group.open_now = bool(today) and any(s <= local.time() < e for s, e in today) \
+                and not is_holiday(self.profiles, local, group.site.kind)
             if group.meters:
                 self._step_energy(group, group.meters, ts, local, dt_s, noise)
             for b in group.bins:
@@ -149,11 +156,14 @@ class Fleet:
                              dev.reset_cause, FIRMWARE, None if dev.clock else ts, {"sensor_errors": 0})
 
     def _step_energy(self, group: SiteGroup, meters: list[VirtualMeter], ts, local, dt_s, noise) -> None:
-        site_rng = device_rng(self.seed, f"{group.site.id}@{ts}")
+        if group.rng is None:
+            group.rng = device_rng(self.seed, f"{group.site.id}@building")
         building = building_power_w(self.profiles, group.site.kind, group.hours, local)
-        building *= 1 + site_rng.gauss(0, 0.03)
+        building *= 1 + group.rng.gauss(0, 0.03)
         machine_cfg = self.profiles.raw["machine"]
-        cloud = self._cloud(group.site.id, ts)
+        if group.cloud_day != ts // 86400:
+            group.cloud_day, group.cloud = ts // 86400, self._cloud(group.site.id, ts)
+        cloud = group.cloud
         powers: dict[str, float] = {}
         for m in meters:
             rated = m.device.rated_power_w or 3000.0
@@ -181,9 +191,7 @@ class Fleet:
 
     def _machine_power(self, group: SiteGroup, m: VirtualMeter, local, rated: float, cfg) -> float:
         on = group.machine_on.get(m.device.id, False)
-        if not group.hours.get(local.weekday()) or is_holiday(self.profiles, local, group.site.kind):
-            on = False
-        elif any(s <= local.time() < e for s, e in group.hours[local.weekday()]):
+        if group.open_now:
             minutes_open = 600.0
             if on and m.rng.random() < 1 / cfg["session_minutes"]:
                 on = False
@@ -195,7 +203,7 @@ class Fleet:
         return rated * (cfg["load_share"] if on else cfg["idle_kw_share"])
 
     def _cloud(self, site_id: str, ts: int) -> float:
-        """Cloud cover of a site's day: mean-reverting, fixed by (seed, site, day)."""
+        """Cloud cover of a site's (UTC) day, fixed by (seed, site, day)."""
         rng = device_rng(self.seed, f"{site_id}#cloud{ts // 86400}")
         pv = self.profiles.raw["pv"]
         return min(1.0, max(0.0, rng.gauss(pv["cloud_mean"], pv["cloud_step"])))
@@ -207,8 +215,8 @@ class Fleet:
         if self._collection_due(b, ts, local, dt_s):
             collected = b.empty()
             emptyings = 1
-        open_today = group.hours.get(local.weekday())
-        if open_today and any(s <= local.time() < e for s, e in open_today) and not is_holiday(self.profiles, local, group.site.kind):
+        if group.open_now:
+            open_today = group.hours[local.weekday()]
             daily = self.profiles.deposits(group.site.kind).get(b.device.stream, 2.0) * b.activity
             open_minutes = sum((e.hour * 60 + e.minute) - (s.hour * 60 + s.minute) for s, e in open_today)
             mean = waste["deposit_mass"]["mean_kg"]
