@@ -190,6 +190,7 @@ def provision(board: Board, plan: BenchPlan, report: Reporter, outcome: Outcome 
         raise UserError(f"wrong chip: the board on {board.port} is an {info.chip}, not the "
                         f"{images.family_by_key(plan.expected_chip).chip} asked for with --chip")
     outcome.chip = info.chip
+    outcome.device_id = device_id_for(info.mac, plan.id_prefix, plan.id_style)
     report.finish("detect", f"{info.chip}, MAC {info.mac}")
 
     report.start("image")

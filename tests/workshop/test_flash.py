@@ -199,7 +199,8 @@ def test_registered_id_refused_unless_forced(bench, capsys):
     again = bench.add("/dev/ttyFAKE0")
     assert main(bench.argv("/dev/ttyFAKE0")) == 1
     assert bench.snapshot() == before and not again.erased
-    assert "already registered" in _flat(capsys.readouterr().out)
+    out = _flat(capsys.readouterr().out)
+    assert "already registered" in out and "│ /dev/ttyFAKE0 │ esp32-a1b2c3 │" in out
     assert main([*bench.argv("/dev/ttyFAKE0"), "--force"]) == 0
     users = credentials.password_users(bench.broker.password_file.read_text())
     assert credentials.check_password(again.config["mqtt"]["password"], users["esp32-a1b2c3"])
