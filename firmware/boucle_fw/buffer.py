@@ -108,6 +108,7 @@ class ReadingBuffer:
                 n = 0
         if n > 0:
             del self._ram[:n]
+        self._trim_cache()
 
     def sync(self):
         """Put every RAM reading on flash (offline cycle, shutdown, deep sleep)."""

@@ -10,6 +10,9 @@ from boucle_fw.scheduler import Scheduler
 
 ENERGY_SENSORS = ("pzem", "ct", "pulse")
 MAX_BATCHES_PER_CYCLE = 10
+# Readings looked at per batch: an energy reading encodes to ~110 bytes, so ~70 fill the
+# 8 KiB payload; more would only cost heap (each reading is a dict in RAM).
+PEEK = 100
 _KEEP = []
 for _name, _dec in protocol.FIELDS:
     _KEEP.append(_name)
@@ -110,7 +113,7 @@ class Device:
         only once the broker acknowledged it. Returns the number of batches sent."""
         sent = 0
         while sent < max_batches and self.buffer.depth:
-            head = self.buffer.peek(protocol.MAX_READINGS)
+            head = self.buffer.peek(PEEK)
             boot = head[0].get("boot", self.boot)
             same = []
             for r in head:

@@ -36,7 +36,8 @@ def _readings(sub):
 
 
 def test_mains_device_loop_then_reboot_command(board, mosquitto, tmp_path):
-    root = _root(tmp_path, mosquitto.port, "energy-ct", interval_s=1, health_every=3)
+    root = _root(tmp_path, mosquitto.port, "energy-ct", interval_s=1, health_every=3,
+                 ha_discovery=True)
     sub = Subscriber(mosquitto.port)
     sub.wait(lambda: sub.c.is_connected(), "subscriber")
     try:
@@ -58,6 +59,8 @@ def test_mains_device_loop_then_reboot_command(board, mosquitto, tmp_path):
                          "reset_cause": "power_on"}
         health = sub.on("health")
         assert health and health[-1]["rssi"] == -61 and health[-1]["buffer_depth"] == 0
+        ha = sub.topic(f"homeassistant/sensor/{DEVICE}_energy_wh/config")
+        assert ha and ha[0]["state_topic"] == f"boucle/v1/{DEVICE}/telemetry"
 
         # Second start: the session waits with a reboot command in it.
         sub.c.publish(f"boucle/v1/{DEVICE}/cmd", json.dumps({"id": "r1", "cmd": "reboot"}), qos=1)
@@ -96,5 +99,37 @@ def test_battery_bin_publishes_every_fourth_wake(board, mosquitto, tmp_path):
         births = [s for s in sub.on("status") if s.get("online")]
         assert len(births) == 3
         sub.wait(lambda: sub.on("status")[-1] == {"v": 1, "online": False}, "last will: asleep")
+    finally:
+        sub.close()
+
+
+def test_invalid_config_stops_at_the_repl_with_the_fix(board, tmp_path, capsys):
+    root = tmp_path / "flash"
+    root.mkdir()
+    cfg = config.make_config(DEVICE, "atelier", "pw", "127.0.0.1", 1883, DEVICE, "s", None, "energy-ct")
+    cfg["sensors"][0]["pin"] = 25
+    (root / "config.json").write_text(json.dumps(cfg))
+    assert app.run(str(root) + "/") is None
+    out = capsys.readouterr().out
+    assert "config.json is not valid" in out
+    assert "sensors[0].pin: GPIO25 is not an ADC1 pin — use an ADC1 pin (32-39)" in out
+    (root / "config.json").write_text("{not json")
+    app.run(str(root) + "/")
+    assert "not valid JSON" in capsys.readouterr().out
+
+
+def test_watchdog_not_fed_while_sensors_fail(board, mosquitto, tmp_path):
+    root = _root(tmp_path, mosquitto.port, "energy-ct", interval_s=1, health_every=2)
+    sub = Subscriber(mosquitto.port)
+    sub.wait(lambda: sub.c.is_connected(), "subscriber")
+    try:
+        board.adc_broken = True
+        board.stop_after_sleeps = 6
+        with pytest.raises(KeyboardInterrupt):
+            app.run(root)
+        assert board.wdt_feeds == 0  # the watchdog will reset a board whose sensor is gone
+        sub.wait(lambda: sub.on("health"), "health")
+        assert sub.on("health")[-1]["sensor_errors"] >= 2
+        assert _readings(sub) == []
     finally:
         sub.close()

@@ -57,7 +57,8 @@ class Subscriber:
         self.c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="fw-test-sub",
                              clean_session=False)
         self.c.on_message = self._on_message
-        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{PREFIX}/#", qos=1)
+        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(
+            [(f"{PREFIX}/#", 1), ("homeassistant/#", 1)])
         self.c.reconnect_delay_set(0.1, 0.5)
         self.c.connect("127.0.0.1", port, keepalive=10)
         self.c.loop_start()
@@ -67,8 +68,11 @@ class Subscriber:
             self.messages.append((msg.topic, msg.payload, msg.retain))
 
     def on(self, leaf: str) -> list[dict]:
+        return self.topic(f"{PREFIX}/{DEVICE}/{leaf}")
+
+    def topic(self, name: str) -> list[dict]:
         with self.lock:
-            return [json.loads(p) for t, p, _ in self.messages if t == f"{PREFIX}/{DEVICE}/{leaf}"]
+            return [json.loads(p) for t, p, _ in self.messages if t == name]
 
     def identities(self) -> list[tuple]:
         out = []
@@ -171,3 +175,45 @@ def test_last_will_and_commands_over_the_broker(mosquitto, umqtt, tmp_path):
     finally:
         link.close()
         sub.close()
+
+
+def test_pings_when_idle_and_backs_off_when_the_broker_is_gone(mosquitto, umqtt):
+    now = [0]
+
+    def ticks():
+        return now[0]
+
+    def factory(tls):
+        return umqtt.MQTTClient(DEVICE, "127.0.0.1", mosquitto.port, DEVICE, "pw", 10, tls)
+
+    link = MqttLink(factory, DEVICE, PREFIX, 1, "0.1.0", "power_on", ticks, ticks_diff,
+                    timeout_s=2, keepalive_s=10, backoff_ms=(1000, 4000))
+    assert link.connect()
+    now[0] += 4000
+    link.poll()
+    assert link.pings == 0  # not idle long enough (half the keepalive)
+    now[0] += 2000
+    link.poll()
+    assert link.pings == 1
+    time.sleep(0.2)
+    link.poll()  # reads the PINGRESP
+    assert link.connected
+    mosquitto.stop()
+    deadline = time.monotonic() + 10
+    while link.connected and time.monotonic() < deadline:
+        link.poll()  # the closed socket reads as end of stream
+        time.sleep(0.05)
+    assert not link.connected
+    tries = []
+    for _ in range(12):  # 12 s of loop turns, one per second
+        before = link.attempts
+        link.connect()
+        tries.append(link.attempts - before)
+        now[0] += 1000
+    # the lost connection already counts as a failure: backoff 1, 2, 4, 4 s, so attempts
+    # at 1, 3, 7 and 11 s, not at every turn
+    assert tries == [0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1]
+    mosquitto.start()
+    now[0] += 4000
+    assert link.connect() and link.backoff == 1000
+    link.close()

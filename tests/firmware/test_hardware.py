@@ -113,3 +113,140 @@ def test_settings_survive_reboots(board):
     s.set("hx711", [8123, 421.5])
     again = system.Settings(system.Nvs(esp32))
     assert again.get("interval_s") == 300 and again.get("hx711") == [8123, 421.5]
+
+
+def test_pulse_input_with_pin_interrupt(board):
+    import machine
+    from boucle_fw.drivers.pulse import PulseInput
+    s0 = PulseInput(27, pulses_per_kwh=1000, debounce_ms=20, machine_mod=machine)
+    pin_irq = s0.timer  # the interrupt handler feeds this
+    assert s0.hw is None
+    for _ in range(10):  # a pulse every 3.6 s: 1 kW
+        board.sleep_ms(3600)
+        s0._irq(None)
+        board.sleep_ms(5)
+        s0._irq(None)  # contact bounce, ignored
+    r = s0.read()
+    assert r["pulses"] == 10 == pin_irq.count
+    assert abs(r["power_w"] - 1000.0) < 2  # 3605 ms apart (the bounce delay)
+    assert s0.read()["pulses"] == 0
+
+
+def test_pulse_input_prefers_the_hardware_counter(board, monkeypatch):
+    import machine
+    from boucle_fw.drivers.pulse import PulseInput
+
+    class Counter:
+        UP, FALLING = 1, 2
+
+        def __init__(self, unit, src, direction=None, edge=None, filter_ns=0):
+            self.filter_ns = filter_ns
+            self.n = 0
+
+        def value(self):
+            return self.n
+
+    monkeypatch.setattr(machine, "Counter", Counter, raising=False)
+    s0 = PulseInput(27, pulses_per_kwh=800, machine_mod=machine)
+    assert isinstance(s0.hw, Counter) and s0.hw.filter_ns <= 12800
+    s0.hw.n = 2000
+    assert s0.read()["pulses"] == 2000
+    s0.hw.n = 2003
+    assert s0.read()["pulses"] == 3
+
+
+class Hx711Pins:
+    """DOUT/SCK of an HX711 holding a conversion: each SCK rising edge shifts the next bit
+    (MSB first) onto DOUT; the 25th pulse ends the read; DOUT low means ready."""
+
+    def __init__(self, counts):
+        self.counts = counts
+        self.shifting = False
+        self.n = 0
+        self.current = 0
+        self.pulses = 0
+
+    class Dout:
+        def __init__(self, outer):
+            self.o = outer
+
+        def value(self):
+            return self.o.current if self.o.shifting else 0
+
+    class Sck:
+        def __init__(self, outer):
+            self.o = outer
+            self.level = 0
+
+        def value(self, v):
+            o = self.o
+            if self.level == 0 and v == 1:
+                if not o.shifting:
+                    o.shifting, o.n = True, 0
+                raw = o.counts & 0xFFFFFF
+                o.current = (raw >> (23 - o.n)) & 1 if o.n < 24 else 1
+                o.n += 1
+            elif self.level == 1 and v == 0:
+                o.pulses += 1
+                if o.n == 25:
+                    o.shifting = False
+            self.level = v
+
+
+def test_hx711_reads_keeps_tare_in_nvs_and_does_not_tare_at_boot(board):
+    import esp32
+    from boucle_fw.drivers.hx711 import Hx711
+    from boucle_fw.hw.system import Nvs, Settings
+
+    pins = Hx711Pins(-12000)
+    scale = Hx711(19, 18, samples=3, scale=100.0, zero_track_g=0,
+                  store=Settings(Nvs(esp32)), pins=(Hx711Pins.Dout(pins), Hx711Pins.Sck(pins)))
+    assert scale.counts() == -12000 and pins.pulses == 3 * 25  # 24 bits + gain pulse
+    assert scale.tare() == {"tare_counts": -12000}
+    pins.counts = -12000 + 100 * 2500
+    assert scale.calibrate({"known_g": 5000}) == {"scale": 50.0}
+    # reboot with a full bin: the saved tare stands, nothing is zeroed
+    pins.counts = -12000 + 50 * 12840
+    again = Hx711(19, 18, samples=3, scale=999.0, zero_track_g=0, store=Settings(Nvs(esp32)),
+                  pins=(Hx711Pins.Dout(pins), Hx711Pins.Sck(pins)))
+    assert again.read() == {"weight_g": 12840}
+
+
+class Vl53Bus:
+    """I2C registers of a VL53L0X that ranges `mm` on each single shot."""
+
+    def __init__(self, mm):
+        self.mm = mm
+        self.regs = {0xC0: 0xEE, 0x91: 0x3C, 0x13: 0}
+        self.writes = []
+
+    def writeto_mem(self, addr, reg, data):
+        self.writes.append((reg, data[0]))
+        self.regs[reg] = data[0]
+        if reg == 0x00 and data[0] == 0x01 and self.writes[-2:-1] == [(0x80, 0x00)]:
+            self.regs[0x00] = 0  # started: the start bit clears
+            self.regs[0x13] = 0x04  # range ready
+        if reg == 0x0B:
+            self.regs[0x13] = 0
+
+    def readfrom_mem(self, addr, reg, n):
+        if reg == 0x14 + 10:
+            return bytes((self.mm >> 8, self.mm & 0xFF))
+        return bytes((self.regs.get(reg, 0),))
+
+
+def test_vl53l0x_single_shots_to_fill_level(board):
+    from boucle_fw.drivers.vl53l0x import Vl53l0x
+    bus = Vl53Bus(550)
+    tof = Vl53l0x(21, 22, samples=3, empty_mm=1000, full_mm=100, i2c=bus)
+    assert tof.stop == 0x3C
+    assert tof.read() == {"fill_pct": 50.0}
+    bus.mm = 8190  # nothing in range
+    assert tof.read() == {}
+    with pytest.raises(OSError, match="no VL53L0X"):
+        Vl53l0x(21, 22, i2c=_NoDevice())
+
+
+class _NoDevice:
+    def readfrom_mem(self, addr, reg, n):
+        return b"\x00"

@@ -93,6 +93,8 @@ class MqttLink:
         self.connected = False
         self.connects = 0
         self.failures = 0
+        self.attempts = 0
+        self.pings = 0
         self.last_error = None
         self.inbox = []
         self._next_try = None
@@ -124,6 +126,7 @@ class MqttLink:
         return True
 
     def _open(self):
+        self.attempts += 1
         tls = TlsContext(self.tls, self.timeout_s) if self.tls is not None else None
         c = self.factory(tls)
         self.client = c
@@ -190,6 +193,7 @@ class MqttLink:
                     break
             if self.ticks_diff(self.ticks_ms(), self._last_out) > self.keepalive_s * 500:
                 self.client.ping()
+                self.pings += 1
                 self._last_out = self.ticks_ms()
         except Exception as e:
             self.drop(e)
