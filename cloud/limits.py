@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
+
 from cloud.problems import problem_response
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised from the body reader, so that the app answers it as a 413 problem."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"the limit is {limit} bytes")
 
 
 class RequestLimitMiddleware:
@@ -37,7 +42,7 @@ class RequestLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.max_body)
             return message
 
         async def tracking_send(message):

@@ -54,7 +54,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
+        title = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}.get(
+            exc.status_code, str(exc.detail))
         detail = None if str(exc.detail).lower() == title.lower() else str(exc.detail)
         return problem_response(exc.status_code, title, detail, request.url.path,
                                 getattr(exc, "headers", None))
