@@ -239,6 +239,9 @@ def run(args: argparse.Namespace) -> int:
                 except UserError as exc:
                     bars.fail(str(exc).split(":")[0])
                     outcome.detail = str(exc)
+                except OSError as exc:  # e.g. a registry or password file this user cannot read
+                    outcome.detail = f"{exc.filename or 'a file'}: {exc.strerror or exc}; nothing was changed"
+                    bars.fail(outcome.detail)
                 finally:
                     board.close()
             if not outcome.ok:

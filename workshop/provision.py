@@ -249,7 +249,10 @@ def provision(board: Board, plan: BenchPlan, report: Reporter, outcome: Outcome 
 
         report.start("label")
         if label_temp is not None and label_path is not None:
-            os.replace(label_temp, label_path)
+            try:
+                os.replace(label_temp, label_path)
+            except OSError as exc:
+                raise UserError(f"cannot write the label {label_path}: {exc.strerror or exc}") from None
             outcome.label_path = label_path
             report.finish("label", str(label_path))
         else:

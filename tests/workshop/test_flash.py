@@ -158,6 +158,16 @@ def test_commit_failure_changes_no_file(bench, monkeypatch, failing_swap):
     assert bench.snapshot() == before
 
 
+def test_label_failure_changes_no_file(bench, capsys):
+    board = bench.add("/dev/ttyFAKE0")
+    (bench.labels / "esp32-a1b2c3.png").mkdir(parents=True)  # the label cannot take that name
+    before = bench.snapshot()
+    assert main(bench.argv("/dev/ttyFAKE0")) == 1
+    assert bench.snapshot() == before
+    assert "published" in board.device_log  # it failed after a successful verify
+    assert "cannot write the label" in _flat(capsys.readouterr().out)
+
+
 def test_broker_reload_failure_changes_no_file(bench):
     bench.add("/dev/ttyFAKE0")
     before = bench.snapshot()
