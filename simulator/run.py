@@ -78,7 +78,7 @@ def run_simulation(
                   faults=resolved, start_ts=start, interval_s=interval_s)
     prefix = settings.topic_prefix
     inbox: queue.SimpleQueue = queue.SimpleQueue()  # commands, from paho's thread to ours
-    session = open_session(settings, f"boucle-simulator-{settings.seed}", persistent=False, max_inflight=200,
+    session = open_session(settings, f"boucle-simulator-{settings.seed}", persistent=False, max_inflight=1000,
                            on_message=lambda _c, _u, msg: inbox.put((msg.topic, msg.payload)),
                            on_connect=lambda c, _present: c.subscribe(f"{prefix}/+/cmd", qos=1))
     client = session.client
