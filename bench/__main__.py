@@ -1,0 +1,5 @@
+"""`python -m bench`: the same as `boucle bench`."""
+
+from bench.run import main
+
+raise SystemExit(main())
