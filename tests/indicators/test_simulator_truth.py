@@ -14,57 +14,25 @@ import numpy as np
 import pytest
 
 from boucle.accounting import counter_deltas, fill_emptyings, per_interval, waste_events
-from boucle.registry import load_registry
-from boucle.storage.sqlite import SQLiteStore
 from cloud.indicators import Period, Scope, compute_indicators, indicator_series
-from cloud.indicators.source import series_from_rollups
-from gateway.parse import Rejected, parse_telemetry
-from simulator.fleet import Fleet
-from simulator.ledger import Ledger, read_ledger, totals
-from simulator.profiles import load_profiles
-from tests.conftest import EXAMPLE_REGISTRY
-from tests.indicators.builders import utc
+from cloud.indicators.source import load_series, series_from_rollups
+from cloud.indicators.windows import load_windows
+from simulator.ledger import totals
+from tests.indicators.conftest import SIM_END, SIM_START
 
-START, END = utc("2026-03-28T00:00"), utc("2026-03-30T00:00")
-
-
-@pytest.fixture(scope="module")
-def simulated(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sim")
-    registry = load_registry(EXAMPLE_REGISTRY)
-    ledger = Ledger(folder / "ledger.jsonl")
-    fleet = Fleet(registry, load_profiles(), 11, ledger)
-    store = SQLiteStore(folder / "x.db")
-    for ts in range(START, END, 60):
-        fleet.step(ts, 60)
-        if ts % 3600 == 3600 - 60:
-            _store_payloads(store, fleet.payloads(1), now=ts + 60)
-    _store_payloads(store, fleet.flush(), now=END)
-    ledger.close()
-    yield registry, store, read_ledger(folder / "ledger.jsonl")
-    store.close()
-
-
-def _store_payloads(store, payloads, now):
-    """What the gateway does, minus MQTT: parse each payload (the real parser) and store it."""
-    batch = []
-    for topic, payload in payloads:
-        if not topic.endswith("/telemetry"):
-            continue  # status, health, command acknowledgements
-        readings = parse_telemetry(topic.split("/")[-2], payload, known_devices=None, now=now)
-        assert not isinstance(readings, Rejected), readings
-        batch += readings
-    store.write_readings(batch, received=float(now))
+START, END = SIM_START, SIM_END
 
 
 # the first hour's readings are the baselines
 PERIOD = Period(START + 3600, END)
 
 
+@pytest.mark.parametrize("loader", [load_series, load_windows], ids=["raw", "windows"])
 @pytest.mark.parametrize("territory", ["ecully", "zi-meyzieu", "cc-monts-lyonnais"])
-def test_energy_and_waste_match_the_ledger(simulated, territory):
+def test_energy_and_waste_match_the_ledger(simulated, territory, loader):
     registry, store, rows = simulated
-    values = {v.id: v for v in compute_indicators(store, registry, Scope("territory", (territory,)), PERIOD)}
+    values = {v.id: v for v in compute_indicators(store, registry, Scope("territory", (territory,)), PERIOD,
+                                                  loader=loader)}
     truth = {"start": PERIOD.start, "end": PERIOD.end}
     imported = totals(rows, "territory", "wh", channel="grid_import", **truth)[territory] / 1000
     assert values["energy.consumed"].value == pytest.approx(imported, abs=1e-9)
@@ -86,7 +54,7 @@ def test_energy_and_waste_match_the_ledger(simulated, territory):
 def test_every_value_is_json_ready_on_simulated_data(simulated):
     registry, store, _ = simulated
     scope = Scope("territories", ("ecully", "zi-meyzieu", "cc-monts-lyonnais"))
-    values = compute_indicators(store, registry, scope, PERIOD)
+    values = compute_indicators(store, registry, scope, PERIOD)  # the default path: windows
     assert len(values) == 24
     for v in values:
         # no NaN/inf and only plain types: the API serialises these as they are
@@ -138,7 +106,7 @@ def rollup_loader(store, devices, period):
 def test_rollups_give_the_same_indicators_as_readings(simulated):
     registry, store, _ = simulated
     scope = Scope("territories", ("ecully", "zi-meyzieu", "cc-monts-lyonnais"))
-    raw = {v.id: v for v in compute_indicators(store, registry, scope, PERIOD)}
+    raw = {v.id: v for v in compute_indicators(store, registry, scope, PERIOD, loader=load_series)}
     rolled = {v.id: v for v in compute_indicators(store, registry, scope, PERIOD, loader=rollup_loader)}
     exact = ["energy.consumed", "energy.pv_produced", "energy.ghg", "energy.intensity",
              "waste.generated", "waste.per_capita", "waste.recycling_rate", "waste.ghg",
