@@ -41,7 +41,9 @@ class MicroPython:
 @pytest.fixture(scope="session")
 def micropython() -> MicroPython:
     require_binary("node", "nodejs")
-    if not (HERE / "node_modules" / "@micropython" / "micropython-webassembly-pyscript").is_dir():
+    wanted = (HERE / "node_modules" / "@micropython" / "micropython-webassembly-pyscript",
+              HERE / "node_modules" / "pyright")
+    if not all(p.is_dir() for p in wanted):
         require_binary("npm", "npm")
         subprocess.run([shutil.which("npm") or "npm", "install", "--no-audit", "--no-fund"],
                        cwd=HERE, check=True, capture_output=True, timeout=300)

@@ -174,7 +174,7 @@ class MqttLink:
         try:
             self.client.publish(topic, payload, retain, qos)
         except Exception as e:
-            self.drop(e)
+            self.drop(str(e))
             return False
         self._last_out = self.ticks_ms()
         return True
@@ -196,7 +196,7 @@ class MqttLink:
                 self.pings += 1
                 self._last_out = self.ticks_ms()
         except Exception as e:
-            self.drop(e)
+            self.drop(str(e))
             return
         while self.inbox and on_command is not None:
             ack = on_command(self.inbox[0])
