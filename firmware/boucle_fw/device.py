@@ -156,8 +156,11 @@ class Device:
         payload = protocol.encode_health(
             self.boot, self.tb.now_ms() // 1000, i.get("heap_free", 0), i.get("rssi"),
             self.buffer.depth, self.buffer.dropped, i.get("reset_cause", "unknown"), self.fw,
-            self.tb.unix(), extra)
-        return self.link.publish(self.topic_health, payload, 0, False)
+            self.tb.unix(), extra, self.last_error)
+        sent = self.link.publish(self.topic_health, payload, 0, False)
+        if sent:
+            self.last_error = None  # reported once
+        return sent
 
     # --- commands -----------------------------------------------------------------------
 

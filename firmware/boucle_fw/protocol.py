@@ -102,8 +102,9 @@ def encode_status(online, boot=None, fw=None, reset_cause=None):
 
 
 def encode_health(boot, uptime_s, heap_free, rssi, buffer_depth, dropped, reset_cause, fw, ts=None,
-                  extra=None):
-    """Health report (QoS 0) on {prefix}/{device}/health."""
+                  extra=None, error=None):
+    """Health report (QoS 0) on {prefix}/{device}/health; `error`: the last problem seen
+    (a sensor that stopped answering, a failed OTA), as text."""
     parts = ['{"v":', str(VERSION), ',"boot":', str(int(boot)), ',"uptime_s":', str(int(uptime_s)),
              ',"heap_free":', str(int(heap_free))]
     if rssi is not None:
@@ -115,5 +116,8 @@ def encode_health(boot, uptime_s, heap_free, rssi, buffer_depth, dropped, reset_
     if extra:
         for k in sorted(extra):
             parts.append(',"' + k + '":' + str(int(extra[k])))
+    if error:
+        import json
+        parts.append(',"error":' + json.dumps(str(error)))
     parts.append("}")
     return "".join(parts).encode()
