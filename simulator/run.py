@@ -119,12 +119,11 @@ def run_simulation(
     last_progress = 0.0
     try:
         while not stop.is_set() and (end is None or t < end):
-            if speed > 0:
-                wait = (t - start) / speed - (time.monotonic() - wall0)
-                if end is None:
-                    wait = max(wait, t - time.time())  # never run ahead of the real clock
-                if wait > 0 and pause(wait):
-                    break
+            wait = (t - start) / speed - (time.monotonic() - wall0) if speed > 0 else 0.0
+            # Never ahead of the real clock: the gateway would refuse readings from the future.
+            wait = max(wait, t - time.time())
+            if wait > 0 and pause(wait):
+                break
             answer_commands()
             fleet.step(t, interval_s)
             while fleet.status_out:

@@ -179,3 +179,23 @@ def test_the_api_finds_the_ledger_energy_under_faults(tmp_path, mosquitto):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_the_fleet_never_runs_ahead_of_the_real_clock(tmp_path, mosquitto):
+    late: list[tuple[int, float]] = []
+
+    def check(topic, payload):
+        if topic.endswith("/telemetry"):
+            now = time.time()
+            late.extend((r["ts"], now) for r in json.loads(payload)["readings"] if r["ts"] > now)
+
+    fast = tmp_path / "every-second.toml"  # every device samples each second
+    fast.write_text(EXAMPLE_REGISTRY.read_text().replace("[[devices]]\n", "[[devices]]\ninterval_s = 1\n"))
+    now = int(time.time())
+    sim = load_settings(SimulatorSettings, {}, mqtt_port=mosquitto.port, registry=str(fast),
+                        ledger=str(tmp_path / "ledger.jsonl"))
+    # as fast as possible, a step a second, until 2 s from now
+    report = run_simulation(sim, start=now - 2, end=now + 2, speed=0, batch=1, interval_s=1,
+                            state_path=tmp_path / "state.json", publish_hook=check)
+    assert report.readings == 4 * len(load_registry(fast).devices)
+    assert late == []
