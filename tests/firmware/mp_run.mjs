@@ -1,6 +1,6 @@
 // Runs a Python script on the real MicroPython interpreter (WebAssembly build).
 // Usage: node mp_run.mjs <script.py> [<host dir>=<device dir> ...]
-// Each host dir is copied into the interpreter's filesystem; /lib is on sys.path.
+// Each host dir (or file) is copied into the interpreter's filesystem; /lib is on sys.path.
 // Exit code 0 when the script ran to the end, 1 on an uncaught Python exception.
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -34,7 +34,11 @@ function copyTree(src, dst) {
 
 for (const m of mounts) {
   const [src, dst] = m.split("=");
-  copyTree(src, dst);
+  if (statSync(src).isDirectory()) copyTree(src, dst);
+  else {
+    mkdirs(dst.slice(0, dst.lastIndexOf("/")));
+    mp.FS.writeFile(dst, readFileSync(src));
+  }
 }
 mkdirs("/lib");
 try {

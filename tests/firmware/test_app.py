@@ -133,3 +133,42 @@ def test_watchdog_not_fed_while_sensors_fail(board, mosquitto, tmp_path):
         assert _readings(sub) == []
     finally:
         sub.close()
+
+
+def test_ota_command_installs_the_bundle_and_reboots(board, mosquitto, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    from boucle_fw import ota
+
+    from firmware.tools import bundle
+
+    www = tmp_path / "www"
+    bundle.build(www / "b", "0.2.0")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/b/"
+    root = _root(tmp_path, mosquitto.port, "energy-ct", interval_s=1)
+    sub = Subscriber(mosquitto.port)
+    sub.wait(lambda: sub.c.is_connected(), "subscriber")
+    try:
+        board.stop_after_sleeps = 3
+        with pytest.raises(KeyboardInterrupt):
+            app.run(root)  # first start: the persistent session now exists
+        sub.c.publish(f"boucle/v1/{DEVICE}/cmd",
+                      json.dumps({"id": "u1", "cmd": "ota", "args": {"url": url}}), qos=1)
+        board.sleeps, board.stop_after_sleeps = 0, 50
+        with pytest.raises(BoardReset):
+            app.run(root)
+        sub.wait(lambda: sub.on("cmd/ack"), "ota ack")
+        assert sub.on("cmd/ack")[0]["result"] == {"accepted": True}
+        apps = root + "apps"
+        assert ota.read_pointer(apps) == {"version": "0.2.0", "previous": None, "boots": 0,
+                                          "good": False}
+        assert ota.select_app(3, apps) == apps + "/0.2.0"  # what boot.py does next
+    finally:
+        sub.close()
+        server.shutdown()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import socket
 import subprocess
 import sys
@@ -78,3 +79,23 @@ def test_bundle_command_line(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("bundle 0.1.0: ")
     assert (tmp_path / "out" / "manifest.json").exists()
+
+
+BOOT_THEN_IMPORT = """
+exec(open("/boot.py").read())
+from boucle_fw import protocol, ota
+import json
+print("FILE", protocol.__file__)
+print("POINTER", json.dumps(ota.read_pointer()))
+"""
+
+
+def test_boot_py_runs_the_installed_app_on_micropython(served, tmp_path, micropython):
+    url, _, _ = served
+    apps = tmp_path / "apps"
+    ota.install(HttpSource(url, socket_mod=socket), str(apps))
+    proc = micropython.run(BOOT_THEN_IMPORT, mounts={apps: "/apps", bundle.APP.parent / "boot.py": "/boot.py"})
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "FILE /apps/9.9.9/boucle_fw/protocol.mpy" in proc.stdout
+    pointer = json.loads(proc.stdout.split("POINTER ", 1)[1])
+    assert pointer["version"] == "9.9.9" and pointer["boots"] == 1 and pointer["good"] is False
