@@ -17,11 +17,10 @@ from zoneinfo import ZoneInfo
 from boucle_fw.accounting import EnergyCounter
 from boucle_fw.buffer import ReadingBuffer
 from boucle_fw.commands import CommandError, CommandHandler, interval_arg
-from boucle_fw.protocol import DEFAULT_PREFIX, MAX_READINGS, encode_health, encode_status, topic
+from boucle_fw.protocol import DEFAULT_PREFIX, encode_health, encode_status, topic
 
 from boucle.registry import Registry, parse_opening_hours
 from simulator.devices import (
-    MAX_BATCHES_PER_CYCLE,
     NvsState,
     VirtualBin,
     VirtualDevice,
@@ -87,8 +86,8 @@ class Fleet:
                 saved.boot += 1  # every simulator start is a reboot of the fleet
                 rng = device_rng(seed, dev.id)
                 buffer = ReadingBuffer(capacity=buffer_cfg.get("buffer_capacity", 2000), path=None)
-                common = {"device": dev, "site": site, "territory": territory.id, "rng": rng, "boot": saved.boot,
-                              "buffer": buffer, "boot_ts": start_ts}
+                common = {"device": dev, "site": site, "territory": territory.id, "rng": rng,
+                          "boot": saved.boot, "buffer": buffer, "boot_ts": start_ts}
                 if dev.kind == "energy":
                     vd: VirtualDevice = VirtualMeter(**common, counter=EnergyCounter(saved.energy_wh))
                     ledger.describe(dev.id, site=site.id, territory=territory.id, kind="energy",
@@ -357,10 +356,15 @@ class Fleet:
                 yield t, payload
 
     def flush(self) -> Iterator[tuple[str, bytes]]:
-        """(topic, payload) for every buffered reading of online devices (end of a run)."""
-        for _ in range(1 + max((d.buffer.depth for d in self.devices.values()), default=0)
-                       // (MAX_READINGS * MAX_BATCHES_PER_CYCLE)):
+        """(topic, payload) for every buffered reading of online devices (end of a run);
+        readings still waiting for the clock stay."""
+        waiting = -1
+        while waiting:
+            before = waiting
             yield from self.payloads(1)
+            waiting = sum(d.buffer.depth for d in self.devices.values() if d.online)
+            if waiting == before:
+                return
 
     def _drain(self, dev: VirtualDevice) -> Iterator[tuple[str, bytes]]:
         t = topic(self.prefix, dev.device.id, "telemetry")

@@ -197,3 +197,15 @@ def test_a_device_samples_at_its_registry_interval(tmp_path):
     grid = [r["ts"] - START for _at, _boot, r in readings_of(capture, "t000-s0000-d00")]
     scale = [r["ts"] - START for _at, _boot, r in readings_of(capture, "t000-s0000-d01")]
     assert grid == list(range(0, 3600, 60)) and scale == list(range(0, 3600, 300))
+
+
+def test_the_end_of_a_run_sends_a_whole_backlog(tmp_path):
+    registry = tmp_path / "two.toml"
+    registry.write_text(generate_registry(1, 1, 2))
+    # back one minute before the end: far more than one cycle's 10 payloads are waiting
+    capture = drive(registry, tmp_path, hours=30, faults=[{"kind": "outage", "start": "+1h", "end": START + 30 * 3600 - 60}])
+    for device in ("t000-s0000-d00", "t000-s0000-d01"):
+        assert len(readings_of(capture, device)) == 30 * 60
+    # the meter's readings are larger (about 67 a payload): its last step sent 10 payloads
+    # and the end of the run the rest
+    assert len([1 for at, _ in capture.telemetry("t000-s0000-d00") if at == START + 30 * 3600]) > 10
