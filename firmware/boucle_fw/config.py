@@ -277,6 +277,9 @@ def validate(cfg):
     _str(errs, mqtt, "username", "mqtt", "use the device id as MQTT user name", required=False)
     _str(errs, mqtt, "password", "mqtt", "write the device's MQTT password", required=False,
          empty_ok=True)
+    if mqtt.get("username") is not None and not isinstance(mqtt.get("password"), str):
+        errs.add("mqtt.password", "missing while mqtt.username is set",
+                 "write the device's MQTT password (the broker refuses a user without one)")
     if "username" in mqtt and mqtt.get("username") != cfg.get("device_id"):
         errs.add("mqtt.username", "%r differs from device_id" % (mqtt.get("username"),),
                  "use the device id as MQTT user name: the broker ACL allows only its own topics")

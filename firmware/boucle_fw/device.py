@@ -46,7 +46,6 @@ class Device:
         self.reboot_requested = False
         self.ota_request = None
         self._last_sample_ms = None
-        self._restamped = False
         self.topic_telemetry = protocol.topic(self.prefix, self.device_id, "telemetry")
         self.topic_health = protocol.topic(self.prefix, self.device_id, "health")
         self.commands = CommandHandler(self._handlers())
@@ -64,8 +63,7 @@ class Device:
         now = self.tb.now_ms()
         dt = 0 if self._last_sample_ms is None else now - self._last_sample_ms
         self._last_sample_ms = now
-        reading = {"seq": self.seq, "boot": self.boot}
-        self.seq += 1
+        reading = {"boot": self.boot}
         self.tb.stamp(reading, now)
         got = False
         for kind, driver in self.sensors:
@@ -87,6 +85,8 @@ class Device:
                 self.counter_store.cycle(self.counter, now // 1000)
         if not got:
             return None
+        reading["seq"] = self.seq  # only readings that exist take a number: no gaps
+        self.seq += 1
         self.buffer.push(reading)
         return reading
 
@@ -106,7 +106,6 @@ class Device:
         tb = self.tb
         self.buffer.restamp(lambda r: tb.restamp(r, boot))
         self.buffer.discard(lambda r: r.get("ts") is not None)
-        self._restamped = True
 
     def flush(self, max_batches=MAX_BATCHES_PER_CYCLE):
         """Publish buffered readings oldest first, one batch at a time, dropping each batch

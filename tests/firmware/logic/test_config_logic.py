@@ -56,6 +56,12 @@ def test_username_must_be_device_id():
     assert config.validate(cfg)[0].startswith("mqtt.username")
 
 
+def test_username_needs_a_password():
+    cfg = _valid()
+    del cfg["mqtt"]["password"]
+    assert config.validate(cfg)[0].startswith("mqtt.password: missing")
+
+
 def test_make_config_refuses_bad_values():
     assert config.validate({}) != []
     assert _raises_value_error(lambda: _valid("no-such-profile"))
