@@ -25,6 +25,7 @@ from boucle.settings import GatewaySettings, SettingsError, load_settings
 from boucle.storage import Store, open_store
 from gateway.aggregate import FIELDS, RAW_RESOLUTIONS, affected_span, day_windows, raw_windows
 from gateway.input import Message, subscribe
+from gateway.month_packs import refresh_month_packs
 from gateway.metrics import GatewayMetrics, serve_metrics
 from gateway.output import count, drop_repeats, parse_batch, write_parsed
 from gateway.spool import Spool, SpoolFull
@@ -47,6 +48,7 @@ def recompute_windows(store: Store, device: str, t_min: int, t_max: int, rated_p
     store.write_windows(rows)
     day0, day1 = start - start % 86400, end - end % 86400 + (86400 if end % 86400 else 0)
     store.write_windows(day_windows(store.windows([device], "1h", day0, day1)))
+    refresh_month_packs(store, device, day0, day1)
     used = sum(1 for r in stored if r.ts >= start)
     return store.reading_counts([device], start, end)[device] == used
 

@@ -63,6 +63,27 @@ class Window:
     fill_max_pct: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class MonthPack:
+    """One device's 15-min windows of one UTC month packed in arrays (gateway.month_packs),
+    so that a year of a thousand devices reads in a few thousand rows."""
+
+    device: str
+    month: int
+    """UTC start of the month."""
+    readings: bytes
+    """int32 per UTC day: readings received."""
+    amount: bytes
+    """float64 per UTC day: accepted Wh (meters) or deposited g (bins)."""
+    quarter_wh: bytes = b""
+    """float32 per 15-min slot of the month, NaN where no window (meters; empty otherwise or
+    when read without quarters)."""
+    fill_max: bytes = b""
+    """float32 per UTC day: fullest fill %, NaN without fill readings (bins with fill_pct)."""
+    emptyings: bytes = b""
+    """float64 pairs (ts, level just before): g for scale bins, % for fill-only bins."""
+
+
 WINDOW_VALUES = ("readings", "energy_wh", "power_mean_w", "power_max_w", "deposited_g", "collected_g",
                  "emptyings", "fill_mean_pct", "fill_max_pct")
 
@@ -101,6 +122,14 @@ class Store(Protocol):
 
     def windows(self, devices: Sequence[str], resolution: str, start: int, end: int) -> list[Window]:
         """Windows of these devices with start <= window start < end, by device then time."""
+
+    def write_month_packs(self, packs: Sequence[MonthPack]) -> None:
+        """Store month packs (gateway.month_packs); rewriting one replaces it."""
+
+    def month_packs(self, devices: Sequence[str], start: int, end: int,
+                    quarters: bool = True) -> list[MonthPack]:
+        """Packs of these devices with start <= month < end, by device then month; without
+        `quarters` their quarter_wh is left empty (less to read)."""
 
     def data_version(self) -> int:
         """A number that changes whenever stored data changes (for caches)."""

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlparse
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 
 from boucle.protocol import MEASUREMENT_FIELDS, Reading
-from boucle.storage import WINDOW_VALUES, DeadLetter, DeviceState, StoredReading, Window
+from boucle.storage import WINDOW_VALUES, DeadLetter, DeviceState, MonthPack, StoredReading, Window
 
 log = logging.getLogger("boucle.storage.influx")
 
@@ -233,12 +233,42 @@ class InfluxStore:
         out.sort(key=lambda w: (devices.index(w.device) if isinstance(devices, list) else w.device, w.start))
         return out
 
+    def write_month_packs(self, packs: Sequence[MonthPack]) -> None:
+        precision = _PRECISION[self.precision][0]
+        lines = []
+        for pack in packs:
+            p = Point("month_packs").tag("device", pack.device)
+            for name in _PACK_ARRAYS:
+                p.field(name, base64.b64encode(getattr(pack, name)).decode())
+            lines.append(p.time(self._t(pack.month), write_precision=precision).to_line_protocol())
+        self.write_lines(lines)
+
+    def month_packs(self, devices: Sequence[str], start: int, end: int,
+                    quarters: bool = True) -> list[MonthPack]:
+        names = [n for n in _PACK_ARRAYS if quarters or n != "quarter_wh"]
+        cols = ", ".join(f'"{n}"' for n in names)
+        order = {d: i for i, d in enumerate(dict.fromkeys(devices))}
+        out = []
+        for s in self.query_series(f'SELECT {cols} FROM "month_packs" WHERE time >= {start}s AND time < {end}s '
+                                   'GROUP BY "device"'):
+            device = s["tags"]["device"]
+            if device not in order:
+                continue
+            for v in s["values"]:
+                arrays = {n: base64.b64decode(x or "") for n, x in zip(names, v[1:])}
+                out.append(MonthPack(device, v[0], **arrays))
+        out.sort(key=lambda p: (order[p.device], p.month))
+        return out
+
     def data_version(self) -> int:
         series = self.query_series('SELECT last("version") FROM "meta"')
         return int(series[0]["values"][0][1]) if series else 0
 
     def close(self) -> None:
         self._client.close()
+
+
+_PACK_ARRAYS = ("readings", "amount", "quarter_wh", "fill_max", "emptyings")
 
 
 def influx_from_url(url: str, token: str = "", precision: str = "s", **kwargs) -> InfluxStore:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from boucle.protocol import MEASUREMENT_FIELDS, Reading
-from boucle.storage import WINDOW_VALUES, DeadLetter, DeviceState, StoredReading, Window
+from boucle.storage import WINDOW_VALUES, DeadLetter, DeviceState, MonthPack, StoredReading, Window
 
 _COLUMNS = ", ".join(MEASUREMENT_FIELDS)
 _SCHEMA = f"""
@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS windows (
     energy_wh REAL, power_mean_w REAL, power_max_w REAL, deposited_g REAL, collected_g REAL,
     emptyings INTEGER, fill_mean_pct REAL, fill_max_pct REAL,
     PRIMARY KEY (resolution, device, start)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS month_packs (
+    device TEXT NOT NULL, month INTEGER NOT NULL, readings BLOB NOT NULL, amount BLOB NOT NULL,
+    quarter_wh BLOB NOT NULL, fill_max BLOB NOT NULL, emptyings BLOB NOT NULL,
+    PRIMARY KEY (device, month)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('data_version', 0);
@@ -173,6 +178,31 @@ class SQLiteStore:
                 f"SELECT start, {cols} FROM windows WHERE resolution = ? AND device = ? AND start >= ? AND start < ? "
                 "ORDER BY start", (resolution, device, start, end)):
                 out.append(Window(device, resolution, row[0], **dict(zip(WINDOW_VALUES, row[1:]))))
+        return out
+
+    def write_month_packs(self, packs: Sequence[MonthPack]) -> None:
+        conn = self._conn()
+        with conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO month_packs (device, month, readings, amount, quarter_wh, fill_max, "
+                "emptyings) VALUES (?,?,?,?,?,?,?)",
+                [(p.device, p.month, p.readings, p.amount, p.quarter_wh, p.fill_max, p.emptyings) for p in packs])
+            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'data_version'")
+
+    def month_packs(self, devices: Sequence[str], start: int, end: int,
+                    quarters: bool = True) -> list[MonthPack]:
+        conn = self._conn()
+        quarter = "quarter_wh" if quarters else "x''"
+        out = []
+        ids = list(dict.fromkeys(devices))
+        for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            chunk = ids[i:i + 500]
+            out += [MonthPack(*row) for row in conn.execute(
+                f"SELECT device, month, readings, amount, {quarter}, fill_max, emptyings FROM month_packs "
+                f"WHERE device IN ({', '.join('?' * len(chunk))}) AND month >= ? AND month < ?",
+                (*chunk, start, end))]
+        order = {d: i for i, d in enumerate(ids)}
+        out.sort(key=lambda p: (order[p.device], p.month))
         return out
 
     def data_version(self) -> int:

@@ -2,9 +2,10 @@
 
 `compute_indicators` answers the catalogue for a site, a territory or several territories
 over a period; `indicator_series` gives one indicator per time step. The data path is
-`cloud.indicators.windows.load_windows` by default (the gateway's 15-min windows, raw
-readings at the period's edges and for devices without windows); `source.load_series`
-reads raw readings only.
+`cloud.indicators.packs.load_packs` by default: whole months from the gateway's month packs,
+the rest from its 15-min windows (`windows.load_windows`), raw readings for partial
+quarter-hours and for devices the gateway never aggregated; `source.load_series` reads raw
+readings only.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from boucle.registry import Registry
 from boucle.storage import Store
 from cloud.indicators.catalogue import CATALOGUE, IndicatorSpec
 from cloud.indicators.context import Context, UnknownScope
+from cloud.indicators.packs import load_packs
 from cloud.indicators.references import References, ReferencesError, load_references, standing
 from cloud.indicators.source import Loader, Source, load_series
 from cloud.indicators.values import IndicatorValue, Period, Scope
@@ -23,7 +25,7 @@ from cloud.indicators.windows import load_windows
 __all__ = [
     "CATALOGUE", "IndicatorSpec", "IndicatorValue", "Loader", "Period", "References", "ReferencesError",
     "Scope", "UnknownIndicator", "UnknownScope", "compute_indicators", "indicator_series",
-    "load_references", "load_series", "load_windows", "pooling_detail", "symbiosis_detail",
+    "load_packs", "load_references", "load_series", "load_windows", "pooling_detail", "symbiosis_detail",
 ]
 
 
@@ -79,13 +81,13 @@ def compute_indicators(
     period: Period,
     ids: Sequence[str] | None = None,
     references: References | None = None,
-    loader: Loader = load_windows,
+    loader: Loader = load_packs,
 ) -> list[IndicatorValue]:
     """The catalogue's indicators (or `ids`) for a scope over [period.start, period.end).
 
     Raises UnknownScope for a site/territory not in the registry, UnknownIndicator for an
-    id not in the catalogue. `loader` reads the data (windows where the gateway made them,
-    else raw readings; `load_series` for raw readings only).
+    id not in the catalogue. `loader` reads the data (month packs and windows where the
+    gateway made them, else raw readings; `load_series` for raw readings only).
     """
     wanted = _check_ids(ids)
     # each device is read once, when the first indicator that needs it asks
@@ -102,7 +104,7 @@ def indicator_series(
     period: Period,
     step_s: int,
     references: References | None = None,
-    loader: Loader = load_windows,
+    loader: Loader = load_packs,
 ) -> list[IndicatorValue]:
     """One indicator per step over the period (the last step may be shorter).
 
@@ -138,7 +140,7 @@ def symbiosis_detail(
     from cloud.indicators.circular import symbiosis_matches
 
     ctx = Context(store, registry, scope, period, references or load_references(),
-                  source=Source(store, period, load_windows))
+                  source=Source(store, period, load_packs))
     return symbiosis_matches(ctx, everywhere=everywhere)
 
 
@@ -154,7 +156,7 @@ def pooling_detail(
     from cloud.indicators.energy import balances, pooling
 
     ctx = Context(store, registry, scope, period, references or load_references(),
-                  source=Source(store, period, load_windows))
+                  source=Source(store, period, load_packs))
     p = pooling(ctx, max_distance_km)
     before = 100 * p.self_used_wh / p.load_wh if p.load_wh > 0 else None
     return {

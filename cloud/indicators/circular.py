@@ -66,7 +66,7 @@ def _idle_w(ctx: Context, device: Device) -> float:
 
 def active_seconds(ctx: Context, device: Device) -> float:
     """Seconds in which the machine's mean power between readings was above its idle threshold."""
-    e = ctx.energy(device)
+    e = ctx.profile(device)
     if e.times.size < 2:
         return 0.0
     dt = np.diff(e.times).astype(np.float64)
@@ -75,7 +75,13 @@ def active_seconds(ctx: Context, device: Device) -> float:
     active = e.deltas.accepted[1:] & (mean_w > _idle_w(ctx, device))
     # the first interval may start before the period: count only its part inside
     start = np.maximum(e.times[:-1], ctx.period.start)
-    return float(np.maximum(e.times[1:] - start, 0)[active].sum())
+    seconds = np.maximum(e.times[1:] - start, 0).astype(np.float64)
+    if ctx.source.series(device, ctx.period).rollup and device.rated_power_w:
+        # a window's mean hides when the machine ran within it: take it as running at rated
+        # power for the share of the window its energy needs (a lower bound for machines
+        # drawing less than rated, instead of the whole window as an upper bound)
+        seconds *= np.clip(mean_w / device.rated_power_w, 0.0, 1.0)
+    return float(seconds[active].sum())
 
 
 def shared_equipment_use(ctx: Context) -> Outcome:
@@ -96,6 +102,7 @@ def shared_equipment_use(ctx: Context) -> Outcome:
             by_device[m.id] = 100 * a / open_s if open_s else 0.0
     return Outcome(100 * active / opening if opening else None,
                    "Σ hours with mean power between readings above max(idle_min_w, "
-                   "idle_fraction_of_rated × rated power) ÷ Σ opening hours, over Fablab load meters",
+                   "idle_fraction_of_rated × rated power) ÷ Σ opening hours, over Fablab load meters "
+                   "(from 15-min windows: the share of each window its energy needs at rated power)",
                    devices, {"by_device": by_device, "active_hours": active / 3600,
                              "opening_hours": opening / 3600})

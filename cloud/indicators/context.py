@@ -91,6 +91,7 @@ class Context:
         site_ids = {s.id for s in self.sites}
         self.devices = [d for d in registry.devices if d.site in site_ids]
         self._energy: dict[str, DeviceEnergy] = {}
+        self._profile: dict[str, DeviceEnergy] = {}
         self._waste: dict[str, WasteEvents] = {}
         self.memo: dict[str, object] = {}
         """Intermediate results shared by several indicators (site balances...)."""
@@ -103,17 +104,28 @@ class Context:
         return [d for d in self.devices if d.kind == "waste"]
 
     def energy(self, device: Device) -> DeviceEnergy:
+        """A meter's accepted energy over the period (exact totals; maybe at day resolution)."""
         if device.id not in self._energy:
-            series = self.source.series(device, self.period)
-            times, values = series.field("energy_wh")
-            if series.rollup:
-                # rollups hold deltas already checked (rate, resets) at ingest: cumulative as is
-                deltas = np.diff(values, prepend=values[:1]) if values.size else values
-                counted = CounterDeltas(deltas, deltas > 0, 0, 0)
-            else:
-                counted = counter_deltas(values, times, device.rated_power_w)
-            self._energy[device.id] = DeviceEnergy(device, times, counted, self.period.start, self.period.end)
+            self._energy[device.id] = self._device_energy(device, self.source.series(device, self.period))
         return self._energy[device.id]
+
+    def profile(self, device: Device) -> DeviceEnergy:
+        """A meter's energy at 15-min resolution or finer (power per interval, opening hours)."""
+        if device.id not in self._profile:
+            series = self.source.series(device, self.period)
+            self._profile[device.id] = (self._device_energy(device, series.refine()) if series.refine
+                                        else self.energy(device))
+        return self._profile[device.id]
+
+    def _device_energy(self, device: Device, series) -> DeviceEnergy:
+        times, values = series.field("energy_wh")
+        if series.rollup:
+            # rollups hold deltas already checked (rate, resets) at ingest: cumulative as is
+            deltas = np.diff(values, prepend=values[:1]) if values.size else values
+            counted = CounterDeltas(deltas, deltas > 0, 0, 0)
+        else:
+            counted = counter_deltas(values, times, device.rated_power_w)
+        return DeviceEnergy(device, times, counted, self.period.start, self.period.end)
 
     def energy_wh(self, devices: list[Device]) -> float:
         return sum(self.energy(d).total_wh for d in devices)
@@ -124,7 +136,7 @@ class Context:
         total = np.zeros(n)
         covered = np.ones(n, dtype=bool)
         for d in devices:
-            e = self.energy(d)
+            e = self.profile(d)
             total += e.buckets_wh(step_s)
             covered &= e.covered(step_s)
         return total, covered

@@ -122,9 +122,9 @@ def off_hours_share(ctx: Context) -> Outcome:
         spans = np.array(ctx.open_intervals(site), dtype=np.int64).reshape(-1, 2)
         site_total = site_open = 0.0
         for d in mine:
-            e = ctx.energy(d)
-            site_total += e.total_wh
+            site_total += ctx.energy(d).total_wh
             if spans.size:
+                e = ctx.profile(d)
                 site_open += float((e.cumulative_at(spans[:, 1]) - e.cumulative_at(spans[:, 0])).sum())
         total += site_total
         off += site_total - site_open
@@ -181,8 +181,9 @@ def site_balance(ctx: Context, site: Site) -> SiteBalance:
     loads = ctx.energy_devices("load", [site])
     imported, grid_cov = ctx.buckets(grid)
     pv, _ = ctx.buckets(pv_devices)
-    load_wh, _ = ctx.buckets(loads)
-    if loads and load_wh.sum() > 0 and load_wh.sum() >= imported.sum():
+    load_total = ctx.energy_wh(loads)
+    if loads and load_total > 0 and load_total >= ctx.energy_wh(grid):
+        load_wh, _ = ctx.buckets(loads)  # per interval only when used: machines' profiles are not
         used = np.maximum(load_wh - imported, 0.0)
         if pv_devices:
             used = np.minimum(used, pv)

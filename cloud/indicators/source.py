@@ -1,7 +1,7 @@
 """The data path of the indicators: one device's readings over a period, as numpy arrays.
 
-Everything the indicators read goes through `load_series`, so that the raw-readings
-implementation here can be swapped for one reading rollups without touching a formula.
+Everything the indicators read goes through a loader: `load_series` here reads raw readings;
+`windows.load_windows` and `packs.load_packs` read the gateway's rollups, with the same shape.
 A `Source` loads each device once per computation and serves sub-periods by slicing
 (the per-step series of `indicator_series`).
 """
@@ -49,6 +49,8 @@ class DeviceSeries:
     """A scale bin's deposits and emptyings, when a rollup already accounted them."""
     fill_emptyings: list[tuple[int, float]] | None = None
     """A bin's emptyings as (ts, fill % before), when a rollup already found them."""
+    refine: Callable[[], DeviceSeries] | None = dataclass_field(default=None, repr=False, compare=False)
+    """A meter's 15-min series, when this one is coarser (day points: exact totals only)."""
     _fields_cache: dict[str, tuple[np.ndarray, np.ndarray]] = dataclass_field(
         default_factory=dict, repr=False, compare=False)
 

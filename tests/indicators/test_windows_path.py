@@ -32,7 +32,7 @@ PROFILE = ["energy.peak_demand", "energy.base_load", "energy.load_factor", "ener
            "energy.self_consumption", "energy.self_sufficiency", "energy.pooling_gain"]
 """15-min shapes: a window places its energy within itself instead of between readings."""
 MACHINES = ["circular.shared_equipment_use"]
-"""A machine counts as active for whole windows whose mean power is above idle: an upper bound."""
+"""A window's mean power hides when the machine ran within it: an estimate (docs/indicators.md)."""
 BINS = ["waste.fill_at_collection", "waste.avoidable_collections", "waste.overflows"]
 """Collection quality: emptyings at window resolution (fill-only bins: on windows' fill maxima)."""
 
@@ -85,12 +85,13 @@ def test_profiles_agree_within_five_percent(both, indicator):
     assert rolled[indicator].coverage == raw[indicator].coverage
 
 
-def test_machine_use_is_an_upper_bound_at_window_resolution(both):
+def test_machine_use_is_an_estimate_at_window_resolution(both):
     _, raw, rolled = both
     (i,) = MACHINES
     assert raw[i].value > 0
-    # a machine's runs are rounded up to whole quarter-hours: never less, at most 10 points more
-    assert raw[i].value - 1e-9 <= rolled[i].value <= raw[i].value + 10
+    # each window counts the share its energy needs at rated power: within 40% of the
+    # reading-by-reading value on simulated machines (which draw less than rated)
+    assert rolled[i].value == pytest.approx(raw[i].value, rel=0.4)
     assert rolled[i].coverage == raw[i].coverage
 
 
@@ -105,7 +106,7 @@ def test_collection_quality_agrees(both):
     assert rolled["waste.overflows"].value == pytest.approx(raw["waste.overflows"].value, abs=1.0)
 
 
-def test_windows_is_the_default_and_steps_sum_to_the_period(simulated, both):
+def test_windows_serve_the_default_within_a_month_and_steps_sum_to_the_period(simulated, both):
     registry, store, _ = simulated
     _, _, rolled = both
     default = {v.id: v.value for v in compute_indicators(store, registry, ALL, PERIOD)}

@@ -1,0 +1,176 @@
+"""The long-period data path: device series from month packs (gateway.month_packs).
+
+`load_packs` has the `Loader` shape. Whole UTC months inside the period are read from the
+devices' month packs (one row per device-month); the partial months at the edges go
+through `windows.load_windows` (15-min windows, raw readings for partial quarter-hours).
+Meters get a series of day points (exact totals, one point per day) and a `refine`
+function that reads their 15-min slots only when an indicator needs a profile (peak, base
+load, self-consumption, opening hours, machine use). Bins get their deposits, emptyings
+and daily fill maxima. A device missing a pack for one of the months is read through
+`load_windows` for the whole period (which falls back to raw readings).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from boucle.accounting import WasteEvents, counter_deltas, fill_emptyings, waste_events
+from boucle.registry import Device
+from boucle.storage import MonthPack, Store
+from cloud.indicators.source import DeviceSeries
+from cloud.indicators.values import Period
+from cloud.indicators.windows import load_windows
+from gateway.month_packs import DAY, QUARTER, month_start, months, next_month
+
+
+def load_packs(store: Store, devices: Sequence[Device], period: Period) -> dict[str, DeviceSeries]:
+    """Each device's series over `period`: month packs inside, windows or readings at the edges."""
+    first = month_start(period.start)
+    if first < period.start:
+        first = next_month(first)
+    last = month_start(period.end)
+    if first >= last:
+        return load_windows(store, devices, period)
+    wanted = months(first, last)
+    by_device: dict[str, list[MonthPack]] = defaultdict(list)
+    for p in store.month_packs([d.id for d in devices], first, last, quarters=False):
+        by_device[p.device].append(p)
+    packed = [d for d in devices if len(by_device[d.id]) == len(wanted)]
+    out = load_windows(store, [d for d in devices if len(by_device[d.id]) != len(wanted)], period) \
+        if len(packed) < len(devices) else {}
+    head = load_windows(store, packed, Period(period.start, first)) if period.start < first else {}
+    tail = load_windows(store, packed, Period(last, period.end)) if last < period.end else {}
+    for d in packed:
+        h, t, packs = head.get(d.id), tail.get(d.id), by_device[d.id]
+        if d.kind == "energy":
+            out[d.id] = _meter(store, d, packs, h, t, first, last)
+        else:
+            out[d.id] = _bin(d, packs, h, t)
+    return out
+
+
+def _received(head: DeviceSeries | None, packs: list[MonthPack], tail: DeviceSeries | None) -> int:
+    inside = sum(int(np.frombuffer(p.readings, dtype=np.int32).sum()) for p in packs)
+    return inside + (head.received if head else 0) + (tail.received if tail else 0)
+
+
+def _accepted(series: DeviceSeries | None, rated_power_w: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """(times, accepted Wh counted from the first point) of an edge series."""
+    if series is None:
+        return np.zeros(0, np.int64), np.zeros(0)
+    t, v = series.field("energy_wh")
+    if not t.size:
+        return t, v
+    if series.rollup:
+        return t, v - v[0]
+    return t, np.cumsum(counter_deltas(v, t, rated_power_w).deltas_wh)
+
+
+def _join(head: DeviceSeries | None, times: np.ndarray, steps: np.ndarray, tail: DeviceSeries | None,
+          start: int, rated_power_w: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative Wh at head points, at the end of each step (`times` are step ends), at tail points."""
+    parts_t: list[np.ndarray] = []
+    parts_v: list[np.ndarray] = []
+    total = 0.0
+    ht, hv = _accepted(head, rated_power_w)
+    if ht.size:
+        parts_t.append(ht)
+        parts_v.append(hv - hv[0])
+        total = float(hv[-1] - hv[0])
+    else:  # nothing before the first step: its energy accrues from its start
+        parts_t.append(np.array([start], dtype=np.int64))
+        parts_v.append(np.array([0.0]))
+    cum = total + np.cumsum(steps)
+    parts_t.append(times)
+    parts_v.append(cum)
+    total = float(cum[-1]) if cum.size else total
+    tt, tv = _accepted(tail, rated_power_w)
+    if tt.size:
+        later = tt > parts_t[-1][-1] if parts_t[-1].size else np.ones(tt.size, dtype=bool)
+        parts_t.append(tt[later])
+        parts_v.append(total + (tv - tv[0])[later])
+    return np.concatenate(parts_t), np.concatenate(parts_v)
+
+
+def _meter(store: Store, device: Device, packs: list[MonthPack], head: DeviceSeries | None,
+           tail: DeviceSeries | None, first: int, last: int) -> DeviceSeries:
+    amounts = np.concatenate([np.frombuffer(p.amount, dtype=np.float64) for p in packs])
+    day_ends = first + DAY * np.arange(1, amounts.size + 1, dtype=np.int64)
+    times, values = _join(head, day_ends, amounts, tail, first, device.rated_power_w)
+    received = _received(head, packs, tail)
+
+    def refine() -> DeviceSeries:
+        full = store.month_packs([device.id], first, last, quarters=True)
+        slots = np.concatenate([np.frombuffer(p.quarter_wh, dtype=np.float32) if p.quarter_wh
+                                else np.full((next_month(p.month) - p.month) // QUARTER, np.nan, np.float32)
+                                for p in full]).astype(np.float64)
+        present = ~np.isnan(slots)
+        index = np.flatnonzero(present)
+        ends = first + QUARTER * (index + 1)
+        start = int(ends[0] - QUARTER) if index.size else first
+        t, v = _join(head, ends, slots[present], tail, start, device.rated_power_w)
+        return DeviceSeries(device.id, t, {"energy_wh": v}, baseline=False, readings=received)
+
+    return DeviceSeries(device.id, times, {"energy_wh": values}, baseline=False, readings=received,
+                        refine=refine)
+
+
+def _pairs(pack: MonthPack) -> list[tuple[int, float]]:
+    a = np.frombuffer(pack.emptyings, dtype=np.float64).reshape(-1, 2)
+    return [(int(ts), float(top)) for ts, top in a]
+
+
+def _bin(device: Device, packs: list[MonthPack], head: DeviceSeries | None,
+         tail: DeviceSeries | None) -> DeviceSeries:
+    received = _received(head, packs, tail)
+    edges = [s for s in (head, tail) if s is not None]
+    emptied = [e for p in packs for e in _pairs(p)]
+    if any(p.fill_max for p in packs) or any(s.field("fill_pct")[0].size for s in edges):
+        times, fills = [], []
+        for p in packs:
+            if p.fill_max:
+                f = np.frombuffer(p.fill_max, dtype=np.float32).astype(np.float64)
+                keep = ~np.isnan(f)
+                times.append(p.month + DAY * np.flatnonzero(keep))
+                fills.append(f[keep])
+        found: list[tuple[int, float]] = []
+        if head:
+            ht, hv = head.field("fill_pct")
+            times.insert(0, ht)
+            fills.insert(0, hv)
+            found += head.fill_emptyings if head.fill_emptyings is not None else fill_emptyings(ht, hv)
+        found += emptied
+        if tail:
+            tt, tv = tail.field("fill_pct")
+            skip = 1 if tail.baseline else 0
+            times.append(tt[skip:])
+            fills.append(tv[skip:])
+            found += tail.fill_emptyings if tail.fill_emptyings is not None else fill_emptyings(tt, tv)
+        return DeviceSeries(device.id, np.concatenate(times).astype(np.int64), {"fill_pct": np.concatenate(fills)},
+                            baseline=False, readings=received, fill_emptyings=found)
+    deposited = sum(float(np.frombuffer(p.amount, dtype=np.float64).sum()) for p in packs)
+    times, levels, emptyings = [], [], []
+    if head:
+        ev = head.waste or waste_events(*head.field("weight_g"))
+        ht, hv = head.field("weight_g")
+        times.append(ht)
+        levels.append(hv)
+        deposited += ev.deposited_g
+        emptyings += ev.emptyings
+    # the level just before each emptying: the only level a pack knows
+    times.append(np.array([ts for ts, _ in emptied], dtype=np.int64))
+    levels.append(np.array([top for _, top in emptied], dtype=np.float64))
+    emptyings += emptied
+    if tail:
+        ev = tail.waste or waste_events(*tail.field("weight_g"))
+        tt, tv = tail.field("weight_g")
+        skip = 1 if tail.baseline else 0
+        times.append(tt[skip:])
+        levels.append(tv[skip:])
+        deposited += ev.deposited_g
+        emptyings += ev.emptyings
+    return DeviceSeries(device.id, np.concatenate(times).astype(np.int64), {"weight_g": np.concatenate(levels)},
+                        baseline=False, readings=received, waste=WasteEvents(deposited, np.zeros(0), emptyings))
