@@ -46,6 +46,7 @@ def open_session(
     will: tuple[str, bytes, int, bool] | None = None,
     timeout: float = 10.0,
     max_inflight: int = 100,
+    receive_maximum: int = 1000,
 ) -> Session:
     """Connect (v5, else 3.1.1), start the network loop, and return the session.
 
@@ -62,7 +63,8 @@ def open_session(
         # A 3.1.1-only broker may refuse a v5 CONNECT or never answer it: don't wait long.
         session, last_error = _try_connect(settings, client_id, protocol, persistent, session_expiry_s,
                                            manual_ack, on_message, on_connect, will,
-                                           min(timeout, 3.0) if fallback else timeout, max_inflight)
+                                           min(timeout, 3.0) if fallback else timeout, max_inflight,
+                                           receive_maximum)
         if session is not None:
             return session
         if last_error.startswith("unreachable"):
@@ -74,7 +76,7 @@ def open_session(
 
 
 def _try_connect(settings, client_id, protocol, persistent, expiry, manual_ack, on_message,
-                 on_connect, will, timeout, max_inflight):
+                 on_connect, will, timeout, max_inflight, receive_maximum):
     v5 = protocol == MQTTProtocolVersion.MQTTv5
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
@@ -119,6 +121,9 @@ def _try_connect(settings, client_id, protocol, persistent, expiry, manual_ack, 
     if v5:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = expiry if persistent else 0
+        # How many unacked QoS 1 messages the broker may send us at once: the gateway acks a
+        # whole spool commit at a time, so a small window would mean a disk sync per few messages.
+        props.ReceiveMaximum = max(20, min(65535, receive_maximum))
     try:
         client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30,
                        clean_start=not persistent if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,

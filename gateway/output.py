@@ -30,6 +30,7 @@ class Parsed:
 
     readings: list[Reading] = field(default_factory=list)
     duplicates: int = 0
+    stored: int = 0
     letters: list[DeadLetter] = field(default_factory=list)
     states: list[DeviceState] = field(default_factory=list)
     received: int = 0
@@ -66,11 +67,12 @@ def parse_batch(spooled: Sequence[Spooled], prefix: str, known_devices: Collecti
     return out
 
 
-def drop_repeats(parsed: Parsed, spool: Spool) -> None:
+def drop_repeats(parsed: Parsed, spool: Spool, store_dedups: bool = False) -> None:
     """Dedup stage: keep each (device, boot, seq) and each dead letter once, within the
-    batch and across restarts."""
+    batch and across restarts. A store keyed by identity (SQLite) drops repeats itself,
+    so only repeats inside the batch are dropped here."""
     keys = [(r.device, r.boot, r.seq) for r in parsed.readings]
-    unseen = spool.unseen(keys)
+    unseen = set(keys) if store_dedups else spool.unseen(keys)
     kept: list[Reading] = []
     for reading, key in zip(parsed.readings, keys):
         if key in unseen:
@@ -90,7 +92,9 @@ def drop_repeats(parsed: Parsed, spool: Spool) -> None:
 def write_parsed(parsed: Parsed, store: Store) -> None:
     """The synchronous store write; raises if the store did not confirm."""
     if parsed.readings:
-        store.write_readings(parsed.readings, time.time())
+        new = store.write_readings(parsed.readings, time.time())
+        parsed.duplicates += len(parsed.readings) - new
+        parsed.stored = new
     if parsed.letters:
         store.write_dead_letters(parsed.letters)
     if parsed.states:
@@ -100,7 +104,7 @@ def write_parsed(parsed: Parsed, store: Store) -> None:
 def count(parsed: Parsed, metrics: GatewayMetrics, messages: int) -> None:
     metrics.messages.inc(messages)
     metrics.readings_received.inc(parsed.received)
-    metrics.stored.inc(len(parsed.readings))
+    metrics.stored.inc(parsed.stored)
     metrics.duplicates.inc(parsed.duplicates)
     for letter in parsed.letters:
         metrics.rejected.labels(letter.error).inc()

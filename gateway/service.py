@@ -178,7 +178,8 @@ class Gateway:
             devices = {d.id for d in self.registry.current().devices}
             parsed = parse_batch(spooled, s.topic_prefix, devices, now=time.time(),
                                  max_future_skew_s=s.max_future_skew_s, max_payload_bytes=s.max_payload_bytes)
-            drop_repeats(parsed, self.spool)
+            store_dedups = getattr(self.store, "dedups", False)
+            drop_repeats(parsed, self.spool, store_dedups)
             attempt = 0
             while True:
                 try:
@@ -194,8 +195,9 @@ class Gateway:
                     attempt += 1
                     if self._stopping.wait(delay) and attempt > 3:
                         return  # stopping: the spool is durable, the next start drains it
-            self.spool.remove([m.id for m in spooled], [(r.device, r.boot, r.seq, r.ts) for r in parsed.readings],
-                              [(d.key, d.received) for d in parsed.letters])
+            stored = [(r.device, r.boot, r.seq, r.ts) for r in parsed.readings]
+            self.spool.remove([m.id for m in spooled], stored, [(d.key, d.received) for d in parsed.letters],
+                              remember=not store_dedups)
             count(parsed, self.metrics, len(spooled))
             self.metrics.spool_depth.set(self.spool.depth)
             self.metrics.spool_age.set(self.spool.oldest_age())

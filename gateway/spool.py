@@ -1,11 +1,16 @@
-"""Durable spool between MQTT and storage: SQLite in WAL mode, on the gateway's disk.
+"""Durable spool between MQTT and storage: SQLite files in WAL mode, on the gateway's disk.
 
 A message is acknowledged to the broker only once it is committed here (synchronous=FULL:
-on disk, surviving SIGKILL and power loss). The drain takes messages oldest first,
-stores them, and deletes them only after the store confirmed. The spool also keeps the
-dedup index (device, boot, seq), so repeats are dropped across restarts, and the
-devices whose windows must be recomputed (committed with the readings, so a crash
-never leaves a window stale).
+on disk, surviving SIGKILL and power loss). The drain takes messages oldest first and,
+once the store confirmed them, moves a watermark past them.
+
+Two files, each with a single writer, so the threads never wait on each other's locks:
+- the spool itself (`spool_path`): written only by the spooler thread, which appends
+  messages and deletes those below the watermark; the drainer only reads it;
+- its state (`spool_path` with `.state.db`): written by the drainer — the watermark,
+  the dedup index (device, boot, seq), the dead letters already kept, and the devices
+  whose windows must be recomputed — all in the transaction that moves the watermark,
+  so a crash at any point replays a batch rather than losing or half-applying it.
 """
 
 from __future__ import annotations
@@ -17,20 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-_SCHEMA = """
+_SPOOL = """
 CREATE TABLE IF NOT EXISTS spool (
     id INTEGER PRIMARY KEY AUTOINCREMENT, received REAL NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL
 );
+"""
+_STATE = """
+CREATE TABLE IF NOT EXISTS watermark (one INTEGER PRIMARY KEY CHECK (one = 1), drained INTEGER NOT NULL);
+INSERT OR IGNORE INTO watermark VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS seen (
     device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
     PRIMARY KEY (device, boot, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_by_time ON seen (ts);
-CREATE TABLE IF NOT EXISTS dirty (device TEXT PRIMARY KEY, min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS seen_letters (key TEXT PRIMARY KEY, received REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dirty (device TEXT PRIMARY KEY, min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL);
 """
-
-
 _MARK_DIRTY = ("INSERT INTO dirty VALUES (?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
                "min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)")
 
@@ -55,106 +62,134 @@ class SpoolFull(Exception):
     """The spool reached its bound: stop taking messages (the broker keeps them)."""
 
 
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=60)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
 class Spool:
-    """A bounded, durable FIFO of raw MQTT messages plus the dedup index."""
+    """A bounded, durable FIFO of raw MQTT messages, with its drain state."""
 
     def __init__(self, path: str | Path, max_rows: int):
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.state_path = str(Path(self.path).with_suffix(".state.db"))
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.max_rows = max_rows
         self._local = threading.local()
-        with self._conn() as conn:
-            conn.executescript(_SCHEMA)
-        self._depth = self._count()
+        self._spool().executescript(_SPOOL)
+        self._state().executescript(_STATE)
+        self._drained = self._state().execute("SELECT drained FROM watermark").fetchone()[0]
+        self._last_id = self._spool().execute("SELECT coalesce(max(id), 0) FROM spool").fetchone()[0]
+        self._last_id = max(self._last_id, self._drained)
         self._lock = threading.Lock()
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+    def _spool(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "spool", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            self._local.conn = conn
+            conn = self._local.spool = _connect(self.path)
         return conn
 
-    def _count(self) -> int:
-        return self._conn().execute("SELECT count(*) FROM spool").fetchone()[0]
+    def _state(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "state", None)
+        if conn is None:
+            conn = self._local.state = _connect(self.state_path)
+        return conn
 
     @property
     def depth(self) -> int:
-        return self._depth
+        """Messages committed to the spool and not yet in the store."""
+        return self._last_id - self._drained
+
+    # --- spooler thread (sole writer of the spool file) ----------------------------
 
     def append(self, messages: Sequence[tuple[float, str, bytes]]) -> None:
         """Commit messages durably; raise SpoolFull (committing nothing) past the bound."""
-        if self._depth + len(messages) > self.max_rows:
-            raise SpoolFull(f"spool holds {self._depth} messages, its bound is {self.max_rows}")
-        conn = self._conn()
+        if self.depth + len(messages) > self.max_rows:
+            raise SpoolFull(f"spool holds {self.depth} messages, its bound is {self.max_rows}")
+        conn = self._spool()
         with conn:
+            # Rows below the watermark are in the store: drop them in the same commit.
+            conn.execute("DELETE FROM spool WHERE id <= ?", (self._drained,))
             conn.executemany("INSERT INTO spool (received, topic, payload) VALUES (?, ?, ?)", messages)
+            last = conn.execute("SELECT max(id) FROM spool").fetchone()[0]
         with self._lock:
-            self._depth += len(messages)
+            self._last_id = max(self._last_id, last or 0)
+
+    # --- drainer thread (sole writer of the state file) ----------------------------
 
     def oldest(self, limit: int) -> list[Spooled]:
-        rows = self._conn().execute(
-            "SELECT id, received, topic, payload FROM spool ORDER BY id LIMIT ?", (limit,)).fetchall()
+        rows = self._spool().execute(
+            "SELECT id, received, topic, payload FROM spool WHERE id > ? ORDER BY id LIMIT ?",
+            (self._drained, limit)).fetchall()
         return [Spooled(*r) for r in rows]
 
-    def remove(self, ids: Iterable[int], seen: Sequence[tuple[str, int, int, int]] = (),
-               letters: Iterable[tuple[str, float]] = ()) -> None:
-        """Delete drained messages and record their readings and dead letters as seen, in one transaction."""
-        ids = list(ids)
-        conn = self._conn()
+    def remove(self, ids: Sequence[int], seen: Sequence[tuple[str, int, int, int]] = (),
+               letters: Iterable[tuple[str, float]] = (), remember: bool = True) -> None:
+        """Move the watermark past drained messages; record their readings (unless the store
+        dedups them itself: remember=False) and dead letters as seen, and their devices as
+        dirty — one transaction."""
+        if not ids:
+            return
+        top = max(ids)
+        conn = self._state()
         with conn:
-            conn.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?)", seen)
+            if remember:
+                conn.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?)", seen)
             conn.executemany("INSERT OR IGNORE INTO seen_letters VALUES (?, ?)", letters)
             conn.executemany(_MARK_DIRTY, _spans(seen))
-            conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
+            conn.execute("UPDATE watermark SET drained = max(drained, ?)", (top,))
         with self._lock:
-            self._depth -= len(ids)
+            self._drained = max(self._drained, top)
 
     def unseen(self, keys: Sequence[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
         """Which of these reading identities the gateway has not stored yet."""
-        conn = self._conn()
-        out = set()
-        for key in keys:
-            if conn.execute("SELECT 1 FROM seen WHERE device = ? AND boot = ? AND seq = ?", key).fetchone() is None:
-                out.add(key)
+        conn = self._state()
+        by_boot: dict[tuple[str, int], list[int]] = {}
+        for device, boot, seq in keys:
+            by_boot.setdefault((device, boot), []).append(seq)
+        out: set[tuple[str, int, int]] = set()
+        # One range query per (device, boot): batches hold runs of consecutive seqs.
+        for (device, boot), seqs in by_boot.items():
+            known = {row[0] for row in conn.execute(
+                "SELECT seq FROM seen WHERE device = ? AND boot = ? AND seq BETWEEN ? AND ?",
+                (device, boot, min(seqs), max(seqs)))}
+            out.update((device, boot, seq) for seq in seqs if seq not in known)
         return out
-
-    def dirty(self, limit: int = 1000) -> list[tuple[str, int, int]]:
-        """Devices whose windows need recomputing: (device, oldest changed ts, newest changed ts)."""
-        return self._conn().execute("SELECT device, min_ts, max_ts FROM dirty LIMIT ?", (limit,)).fetchall()
-
-    def mark_dirty(self, spans: Iterable[tuple[str, int, int]]) -> None:
-        conn = self._conn()
-        with conn:
-            conn.executemany(_MARK_DIRTY, spans)
-
-    def clean(self, done: Iterable[tuple[str, int, int]]) -> None:
-        """Forget spans that were recomputed, unless more changes arrived meanwhile."""
-        conn = self._conn()
-        with conn:
-            conn.executemany("DELETE FROM dirty WHERE device = ? AND min_ts = ? AND max_ts = ?", done)
 
     def unseen_letters(self, keys: Sequence[str]) -> set[str]:
         """Which of these dead-letter keys (content hashes) are not stored yet."""
-        conn = self._conn()
+        conn = self._state()
         return {k for k in keys if conn.execute("SELECT 1 FROM seen_letters WHERE key = ?", (k,)).fetchone() is None}
 
     def forget_before(self, ts: int) -> int:
         """Drop dedup entries older than `ts` (a bounded index; see docs/gateway.md)."""
-        conn = self._conn()
+        conn = self._state()
         with conn:
             conn.execute("DELETE FROM seen_letters WHERE received < ?", (ts,))
             return conn.execute("DELETE FROM seen WHERE ts < ?", (ts,)).rowcount
 
     def oldest_age(self) -> float:
-        row = self._conn().execute("SELECT received FROM spool ORDER BY id LIMIT 1").fetchone()
+        row = self._spool().execute("SELECT received FROM spool WHERE id > ? ORDER BY id LIMIT 1",
+                                    (self._drained,)).fetchone()
         return time.time() - row[0] if row else 0.0
 
+    # --- aggregator thread ------------------------------------------------------------
+
+    def dirty(self, limit: int = 1000) -> list[tuple[str, int, int]]:
+        """Devices whose windows need recomputing: (device, oldest changed ts, newest changed ts)."""
+        return self._state().execute("SELECT device, min_ts, max_ts FROM dirty LIMIT ?", (limit,)).fetchall()
+
+    def clean(self, done: Iterable[tuple[str, int, int]]) -> None:
+        """Forget spans that were recomputed, unless more changes arrived meanwhile."""
+        conn = self._state()
+        with conn:
+            conn.executemany("DELETE FROM dirty WHERE device = ? AND min_ts = ? AND max_ts = ?", done)
+
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        for name in ("spool", "state"):
+            conn = getattr(self._local, name, None)
+            if conn is not None:
+                conn.close()
+                setattr(self._local, name, None)

@@ -52,6 +52,8 @@ _INSERT = (
 class SQLiteStore:
     """Store on SQLite. Thread-safe: one connection per thread, WAL journal."""
 
+    dedups = True  # readings are keyed by (device, boot, seq): a repeat is not stored
+
     def __init__(self, path: str | Path):
         self.path = str(path)
         if self.path != ":memory:":

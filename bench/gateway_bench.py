@@ -1,0 +1,187 @@
+"""Gateway ingest benchmark: readings/s into durable storage, beside the ceiling of a
+bare paho-mqtt subscriber on the same broker, measured in the same run.
+
+Method (both sides alike): the subscriber's persistent session is created, the subscriber
+goes away, N messages are published and queued by the broker for it, then the subscriber
+comes back and drains them. The figure is readings taken off the broker per second
+(paho: received and acked; gateway: committed to the spool, stored, and in the store),
+from the first to the last, so start-up time does not count.
+
+    python -m bench.gateway_bench            # a medium run, printed as a table
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from boucle.registry import load_registry
+from boucle.settings import DEFAULT_REGISTRY
+from boucle.storage.sqlite import SQLiteStore
+from boucle_fw.protocol import encode_batch, encode_reading, topic
+from tests.servers import Mosquitto, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def payloads(messages: int, readings_per_payload: int, t0: int | None = None) -> list[tuple[str, bytes]]:
+    """Telemetry of the example registry's energy meters, round-robin over devices."""
+    devices = [d.id for d in load_registry(DEFAULT_REGISTRY).devices if d.kind == "energy"]
+    t0 = t0 or int(time.time()) - 86400
+    seq = dict.fromkeys(devices, 0)
+    out = []
+    for i in range(messages):
+        device = devices[i % len(devices)]
+        readings = []
+        for _ in range(readings_per_payload):
+            seq[device] += 1
+            s = seq[device]
+            readings.append(encode_reading({"seq": s, "ts": t0 + s, "energy_wh": 1000 + s, "power_w": 420.0}))
+        out.append((topic("boucle/v1", device, "telemetry"), encode_batch(device, 1, readings)))
+    return out
+
+
+def _publish(port: int, messages: list[tuple[str, bytes]]) -> None:
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-publisher",
+                         protocol=MQTTProtocolVersion.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    infos = [client.publish(t, p, qos=1) for t, p in messages]
+    for info in infos:
+        info.wait_for_publish(120)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _broker(workdir: Path) -> Mosquitto:
+    return Mosquitto(workdir / "mosquitto", extra_config="max_inflight_messages 1000\n").start()
+
+
+def bench_paho_ceiling(readings_per_payload: int, messages: int, workdir: str | Path) -> dict:
+    """A bare paho subscriber (QoS 1, automatic acks, no work): the ceiling."""
+    workdir = Path(workdir)
+    broker = _broker(workdir / f"paho-{readings_per_payload}")
+    try:
+        got = {"n": 0, "first": 0.0, "last": 0.0}
+
+        def on_message(_c, _u, _m):
+            now = time.perf_counter()
+            if got["n"] == 0:
+                got["first"] = now
+            got["n"] += 1
+            got["last"] = now
+
+        def session() -> mqtt.Client:
+            c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-paho",
+                            protocol=MQTTProtocolVersion.MQTTv5)
+            c.on_message = on_message
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            props.ReceiveMaximum = 1000
+            c.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+            c.subscribe("boucle/v1/+/telemetry", qos=1)
+            c.loop_start()
+            return c
+
+        c = session()
+        time.sleep(0.3)
+        c.disconnect()
+        c.loop_stop()
+        _publish(broker.port, payloads(messages, readings_per_payload))
+        c = session()
+        deadline = time.monotonic() + 600
+        while got["n"] < messages and time.monotonic() < deadline:
+            time.sleep(0.01)
+        c.disconnect()
+        c.loop_stop()
+        elapsed = max(1e-9, got["last"] - got["first"])
+        return {"messages": got["n"], "readings": got["n"] * readings_per_payload,
+                "readings_per_s": (got["n"] - 1) * readings_per_payload / elapsed}
+    finally:
+        broker.stop()
+
+
+def _gateway(broker: Mosquitto, store: Path, spool: Path, client_id: str, share: str) -> subprocess.Popen:
+    env = {**os.environ, "BOUCLE_MQTT_PORT": str(broker.port), "BOUCLE_STORE_URL": f"sqlite:///{store}",
+           "BOUCLE_SPOOL_PATH": str(spool), "BOUCLE_CLIENT_ID": client_id, "BOUCLE_SHARE_GROUP": share,
+           "BOUCLE_METRICS_PORT": str(free_port()), "BOUCLE_MAX_FUTURE_SKEW_S": "300"}
+    return subprocess.Popen([sys.executable, "-m", "boucle", "gateway"], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def bench_gateway(processes: int, readings_per_payload: int, messages: int, workdir: str | Path) -> dict:
+    """`processes` gateways (a shared subscription when more than one) into the embedded store."""
+    workdir = Path(workdir) / f"gateway-{processes}-{readings_per_payload}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    broker = _broker(workdir)
+    store_path = workdir / "boucle.db"
+    share = "bench" if processes > 1 else ""
+    procs: list[subprocess.Popen] = []
+    try:
+        def start_all():
+            return [_gateway(broker, store_path, workdir / f"spool-{i}.db", f"bench-gw-{i}", share)
+                    for i in range(processes)]
+
+        def stop_all(ps):
+            for p in ps:
+                p.terminate()
+            for p in ps:
+                p.wait(60)
+
+        # First start creates the persistent sessions and subscriptions, then they go away.
+        procs = start_all()
+        store = SQLiteStore(store_path)
+        time.sleep(2.0)
+        stop_all(procs)
+        _publish(broker.port, payloads(messages, readings_per_payload))
+        expected = messages * readings_per_payload
+        procs = start_all()
+        first_t, first_n, n = None, 0, 0
+        deadline = time.monotonic() + 900
+        while n < expected and time.monotonic() < deadline:
+            n = store._conn().execute("SELECT count(*) FROM readings").fetchone()[0]
+            if n and first_t is None:
+                first_t, first_n = time.perf_counter(), n
+            time.sleep(0.02)
+        last_t = time.perf_counter()
+        rate = (n - first_n) / max(1e-9, last_t - first_t) if first_t else 0.0
+        return {"processes": processes, "readings": n, "expected": expected, "readings_per_s": rate}
+    finally:
+        if procs:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(60)
+        broker.stop()
+
+
+def main() -> None:
+    messages = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        for rpp in (1, 10):
+            ceiling = bench_paho_ceiling(rpp, messages, tmp)["readings_per_s"]
+            for procs in (1, 2):
+                got = bench_gateway(procs, rpp, messages, tmp)
+                rows.append((rpp, procs, got["readings_per_s"], ceiling, got["readings"], got["expected"]))
+        print("| readings/payload | processes | gateway readings/s | paho ceiling readings/s | ratio | stored |")
+        print("|---|---|---|---|---|---|")
+        for rpp, procs, rate, ceiling, n, expected in rows:
+            print(f"| {rpp} | {procs} | {rate:,.0f} | {ceiling:,.0f} | {rate / ceiling:.2f} | {n}/{expected} |")
+        print(json.dumps({"machine_cores": os.cpu_count()}))
+
+
+if __name__ == "__main__":
+    main()
