@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
         url = f"http://127.0.0.1:{args.port}"
         print(f"\nAPI:       {url}\nAPI docs:  {url}/docs\nAPI key:   {demo_key}\n"
+              f"Dashboard: {url}/#key={demo_key}\n"
               f"Try:       curl -H 'X-API-Key: {demo_key}' {url}/v1/territories\n"
               "Ctrl-C stops everything.", flush=True)
         done = threading.Event()
