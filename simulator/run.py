@@ -36,6 +36,7 @@ from simulator.profiles import load_profiles
 
 log = logging.getLogger("boucle.simulator")
 MAX_UNACKED = 2000  # publishes in flight before we wait: back-pressure from the broker
+UNACKED_GRACE_S = 60  # at the end, how long to wait for the broker to acknowledge the rest
 
 
 @dataclass
@@ -82,17 +83,30 @@ def run_simulation(
                            on_message=lambda _c, _u, msg: inbox.put((msg.topic, msg.payload)),
                            on_connect=lambda c, _present: c.subscribe(f"{prefix}/+/cmd", qos=1))
     client = session.client
-    unacked: deque = deque()
+    # Acknowledgements by message id, from paho's on_publish: a message published while the
+    # broker is away is kept by paho and sent again after it reconnects (same id), but its
+    # MQTTMessageInfo keeps the failure code and raises, so it cannot tell us.
+    acked: set[int] = set()
+    client.on_publish = lambda _c, _u, mid, _rc=None, _p=None: acked.add(mid)
+    unacked: deque[int] = deque()
     payloads = 0
+
+    def settle() -> None:
+        while unacked and unacked[0] in acked:
+            acked.discard(unacked.popleft())
 
     def publish(t: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         nonlocal payloads
         if publish_hook is not None:
             publish_hook(t, payload)
-        unacked.append(client.publish(t, payload, qos=qos, retain=retain))
+        info = client.publish(t, payload, qos=qos, retain=retain)
+        if qos:  # QoS 0 (health) is fire and forget: paho drops it while disconnected
+            unacked.append(info.mid)
         payloads += 1
-        while len(unacked) > MAX_UNACKED or (unacked and unacked[0].is_published()):
-            unacked.popleft().wait_for_publish(timeout=None if len(unacked) > MAX_UNACKED else 0.001)
+        settle()
+        while len(unacked) > MAX_UNACKED and not stop.is_set():  # back-pressure: wait for the broker
+            stop.wait(0.002)
+            settle()
 
     def answer_commands() -> None:
         while not inbox.empty():
@@ -137,8 +151,14 @@ def run_simulation(
             t += interval_s
         for tp, payload in fleet.flush():
             publish(tp, payload, qos=0 if tp.endswith("/health") else 1)
-        while unacked:
-            unacked.popleft().wait_for_publish()
+        deadline = time.monotonic() + UNACKED_GRACE_S
+        while unacked and time.monotonic() < deadline:
+            time.sleep(0.005)
+            settle()
+        if unacked:
+            log.warning("%d publishes not acknowledged by the broker at %s:%s after %d s; they are lost "
+                        "(is the broker running?)", len(unacked), settings.mqtt_host, settings.mqtt_port,
+                        UNACKED_GRACE_S)
     finally:
         ledger.close()
         save_state(state_path, fleet.state)

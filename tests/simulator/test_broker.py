@@ -199,3 +199,33 @@ def test_the_fleet_never_runs_ahead_of_the_real_clock(tmp_path, mosquitto):
                             state_path=tmp_path / "state.json", publish_hook=check)
     assert report.readings == 4 * len(load_registry(fast).devices)
     assert late == []
+
+
+def test_a_broker_restart_mid_run_loses_nothing(tmp_path, mosquitto):
+    db = tmp_path / "boucle.db"
+    gateway = Gateway(load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
+                                    metrics_port=0, spool_path=str(tmp_path / "spool"))).start()
+    outcome: dict = {}
+    sim = load_settings(SimulatorSettings, {}, mqtt_port=mosquitto.port, ledger=str(tmp_path / "ledger.jsonl"))
+
+    def simulate():
+        try:
+            outcome["report"] = run_simulation(sim, start=START, end=START + 6 * 3600, speed=6 * 3600 / 4, batch=1,
+                                               state_path=tmp_path / "state.json")
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=simulate)
+    runner.start()
+    try:
+        time.sleep(1.5)
+        mosquitto.restart()
+        runner.join(120)
+        assert "error" not in outcome, outcome.get("error")
+        report = outcome["report"]
+        devices = [d.id for d in load_registry(EXAMPLE_REGISTRY).devices]
+        store = SQLiteStore(db)
+        assert wait_until(lambda: sum(store.reading_counts(devices, 0, 2**31).values()) >= report.readings)
+        assert store.reading_counts(devices, 0, 2**31) == {d: 6 * 60 for d in devices}
+    finally:
+        gateway.stop()
