@@ -122,6 +122,7 @@ class VirtualMeter(VirtualDevice):
     counter: EnergyCounter = field(default_factory=EnergyCounter)
     last_sent_wh: int | None = None
     true_wh: float = 0.0
+    gain: float = 1.0        # current clamps: measured / true power (gain error and drift)
 
     def measure(self, ts: int, power_w: float, dt_s: float, noise_pct: float) -> dict[str, Any] | None:
         """Integrate `power_w` over the last `dt_s` and take a reading (None: sensor dead)."""
@@ -129,10 +130,10 @@ class VirtualMeter(VirtualDevice):
         self.true_wh += power_w * dt_s / 3600
         if self.dead:
             return None
-        self.counter.add_power(power_w, int(dt_s * 1000))
+        self.counter.add_power(power_w * self.gain, int(dt_s * 1000))
         if not self.due():
             return None
-        measured = power_w * (1 + self.rng.gauss(0, noise_pct / 100)) if power_w > 0 else 0.0
+        measured = power_w * self.gain * (1 + self.rng.gauss(0, noise_pct / 100)) if power_w > 0 else 0.0
         reading = self.stamp(ts)
         reading["energy_wh"] = self.counter.total_wh
         reading["power_w"] = max(0.0, measured)

@@ -47,7 +47,7 @@ class SiteGroup:
         self.devices = devices
         self.machine_on: dict[str, bool] = {}
         self.open_now = False   # this step: open and not a holiday
-        self.cloud_day = -1
+        self.cloud_hour = -1
         self.cloud = 0.0
         self.rng: random.Random | None = None  # the building's own noise stream
         self.meters: list[VirtualMeter] = []
@@ -90,6 +90,9 @@ class Fleet:
                           "boot": saved.boot, "buffer": buffer, "boot_ts": start_ts}
                 if dev.kind == "energy":
                     vd: VirtualDevice = VirtualMeter(**common, counter=EnergyCounter(saved.energy_wh))
+                    if dev.profile == "energy-ct":
+                        error = profiles.general.get("ct_gain_error_pct", 0.0) / 100
+                        vd.gain = 1 + random.Random(f"{seed}:{dev.id}:gain").gauss(0, error)
                     ledger.describe(dev.id, site=site.id, territory=territory.id, kind="energy",
                                     channel=dev.channel)
                 else:
@@ -160,8 +163,8 @@ class Fleet:
         building = building_power_w(self.profiles, group.site.kind, group.hours, local)
         building *= 1 + group.rng.gauss(0, 0.03)
         machine_cfg = self.profiles.raw["machine"]
-        if group.cloud_day != ts // 86400:
-            group.cloud_day, group.cloud = ts // 86400, self._cloud(group.site.id, ts)
+        if group.cloud_hour != ts // 3600:
+            group.cloud_hour, group.cloud = ts // 3600, self._cloud(group.site.id, ts)
         cloud = group.cloud
         powers: dict[str, float] = {}
         for m in meters:
@@ -181,7 +184,10 @@ class Fleet:
             load = min(load, 0.9 * rated + pv)
         for m in grid:
             powers[m.device.id] = max(0.0, load - pv) / len(grid)
+        drift = self.profiles.general.get("ct_gain_drift_pct_per_day", 0.0) / 100 * (dt_s / 86400) ** 0.5
         for m in meters:
+            if drift and m.device.profile == "energy-ct":
+                m.gain += m.rng.gauss(0, drift)
             before = m.true_wh
             reading = m.measure(ts, powers[m.device.id], dt_s, noise)
             self._keep(m, reading, ts)
@@ -202,10 +208,12 @@ class Fleet:
         return rated * (cfg["load_share"] if on else cfg["idle_kw_share"])
 
     def _cloud(self, site_id: str, ts: int) -> float:
-        """Cloud cover of a site's (UTC) day, fixed by (seed, site, day)."""
-        rng = device_rng(self.seed, f"{site_id}#cloud{ts // 86400}")
+        """Cloud cover 0..1 of a site's hour: the (UTC) day's weather, fixed by (seed, site,
+        day), plus passing clouds, fixed by (seed, site, hour)."""
         pv = self.profiles.raw["pv"]
-        return min(1.0, max(0.0, rng.gauss(pv["cloud_mean"], pv["cloud_step"])))
+        day = device_rng(self.seed, f"{site_id}#cloud{ts // 86400}").gauss(pv["cloud_mean"], pv["cloud_step"])
+        hour = device_rng(self.seed, f"{site_id}#cloud-h{ts // 3600}").gauss(0, pv.get("cloud_hourly", 0.0))
+        return min(1.0, max(0.0, day + hour))
 
     def _step_bin(self, group: SiteGroup, b: VirtualBin, ts: int, local, dt_s: int) -> None:
         waste = self.profiles.raw["waste"]

@@ -209,3 +209,19 @@ def test_the_end_of_a_run_sends_a_whole_backlog(tmp_path):
     # the meter's readings are larger (about 67 a payload): its last step sent 10 payloads
     # and the end of the run the rest
     assert len([1 for at, _ in capture.telemetry("t000-s0000-d00") if at == START + 30 * 3600]) > 10
+
+
+def test_current_clamps_have_gain_errors_and_meters_count_true(tmp_path):
+    capture = drive(EXAMPLE_REGISTRY, tmp_path, hours=12)
+    meters = {i: d for i, d in capture.fleet.devices.items() if d.device.kind == "energy"}
+    clamps = {i: m for i, m in meters.items() if m.device.profile == "energy-ct"}
+    assert clamps and {round(m.gain, 6) for m in clamps.values()} != {1.0}
+    for m in meters.values():
+        if m.true_wh < 500:
+            continue  # too little energy to compare (a machine that stayed idle)
+        if m.device.profile == "energy-ct":
+            # counts its own power: off by its gain error (about 1 %), not by more than 5 %
+            assert m.counter.total_wh != pytest.approx(m.true_wh, abs=1)
+            assert m.counter.total_wh == pytest.approx(m.true_wh, rel=0.05)
+        else:
+            assert m.counter.total_wh == pytest.approx(m.true_wh, abs=1)  # integer Wh, remainder kept
