@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from boucle_fw.protocol import encode_batch, encode_reading, topic
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -28,7 +29,6 @@ from paho.mqtt.properties import Properties
 from boucle.registry import load_registry
 from boucle.settings import DEFAULT_REGISTRY
 from boucle.storage.sqlite import SQLiteStore
-from boucle_fw.protocol import encode_batch, encode_reading, topic
 from tests.servers import Mosquitto, free_port
 
 REPO = Path(__file__).resolve().parent.parent

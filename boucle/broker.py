@@ -45,6 +45,18 @@ def wait_listening(port: int, timeout: float, alive=lambda: True) -> bool:
     return False
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10) -> None:
+    """SIGTERM (a server saves its state), then SIGKILL if it does not exit in time."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def mosquitto_binary() -> str | None:
     return shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.path.exists(p)), None)
@@ -82,12 +94,7 @@ class MosquittoBroker:
             raise BrokerError(f"mosquitto did not start on port {self.port}; see {self.dir / 'mosquitto.log'}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
 
 
 class EmbeddedBroker:
@@ -125,7 +132,7 @@ class EmbeddedBroker:
         if self.broker is not None:
             try:
                 asyncio.run_coroutine_threadsafe(self.broker.shutdown(), self.loop).result(10)
-            except Exception:  # noqa: BLE001 - best effort at exit
+            except Exception:
                 log.debug("amqtt shutdown failed", exc_info=True)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)

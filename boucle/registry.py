@@ -186,7 +186,7 @@ def _days(text: str) -> list[int]:
         if any(e not in _DAYS for e in ends) or len(ends) > 2:
             raise ValueError(f"day {part!r} is not one of {','.join(_DAYS)} or a range like Mo-Fr")
         first, last = _DAYS.index(ends[0]), _DAYS.index(ends[-1])
-        days.extend(range(first, last + 1) if first <= last else [*range(first, 7), *range(0, last + 1)])
+        days.extend(range(first, last + 1) if first <= last else [*range(first, 7), *range(last + 1)])
     return days
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 STORE_URL_HELP = ("Storage: sqlite:///PATH (embedded) or influx+http://HOST:PORT/DATABASE "
@@ -103,7 +104,7 @@ def load_settings(cls: type[T], env: Mapping[str, str] | None = None, **override
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(values) - set(fields)
     if unknown:
-        raise SettingsError(f"{config_file}: unknown setting {sorted(unknown)[0]!r}; "
+        raise SettingsError(f"{config_file}: unknown setting {min(unknown)!r}; "
                             f"known: {', '.join(sorted(fields))}")
     for name in fields:
         if env_name(name) in env:

@@ -11,7 +11,6 @@ import argparse
 import logging
 import signal
 import threading
-import time
 from pathlib import Path
 
 from boucle.cli import UserError
@@ -52,12 +51,11 @@ def _free_port() -> int:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    import uvicorn
-
     from boucle.broker import BrokerError, port_is_free, start_broker
     from boucle.mqtt import BrokerUnavailable
     from cloud.app import create_app
     from cloud.security import new_key
+    from cloud.serve import ServerThread
     from gateway.service import Gateway
     from simulator.run import parse_time, run_simulation
 
@@ -101,14 +99,9 @@ def run(args: argparse.Namespace) -> int:
         demo_key = new_key()
         app = create_app(api_settings, registry_file=registry,
                          extra_keys=[ApiKey(id="boucle-up-demo", sha256=hash_key(demo_key), admin=True)])
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning"))
-        server.install_signal_handlers = lambda: None  # Ctrl-C is ours to handle
-        api_thread = threading.Thread(target=server.run, name="api", daemon=True)
-        api_thread.start()
-        stack.append(lambda: (setattr(server, "should_exit", True), api_thread.join(10)))
-        while not server.started and api_thread.is_alive():
-            time.sleep(0.05)
-        if not server.started:
+        api = ServerThread(app, "127.0.0.1", args.port).start()
+        stack.append(api.stop)
+        if not api.started:
             raise UserError(f"the API could not start on port {args.port}")
 
         if not args.no_simulator:
@@ -117,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                     run_simulation(sim_settings, start=parse_time(f"-{args.backfill}"), end=None,
                                    speed=args.speed, batch=10, state_path=data / "simulator-state.json",
                                    stop=stopping)
-                except Exception:  # noqa: BLE001 - keep the rest of the stack up, say why
+                except Exception:
                     log.exception("simulator stopped")
 
             sim_thread = threading.Thread(target=simulate, name="simulator", daemon=True)
@@ -146,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         for stop in reversed(stack):
             try:
                 stop()
-            except Exception:  # noqa: BLE001 - stop the rest regardless
+            except Exception:
                 log.debug("stop failed", exc_info=True)
     print("stopped.")
     return 0

@@ -9,6 +9,38 @@ from boucle.registry import RegistryError
 from boucle.settings import ApiSettings, SettingsError, load_settings
 
 
+class ServerThread:
+    """uvicorn serving an app on a background thread (for `boucle up`, tests, benchmarks)."""
+
+    def __init__(self, app, host: str, port: int):
+        import threading
+
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        self.server.install_signal_handlers = lambda: None  # the caller owns Ctrl-C
+        self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
+        self.url = f"http://{host}:{port}"
+
+    def start(self, timeout: float = 30) -> ServerThread:
+        """Start and wait until it listens; False `started` means it could not (port taken)."""
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    @property
+    def started(self) -> bool:
+        return bool(self.server.started)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="listen address (env BOUCLE_HOST)")
     parser.add_argument("--port", type=int, help="listen port (env BOUCLE_PORT)")

@@ -13,8 +13,8 @@ Windows are aligned on UTC (days are UTC days; local-day indicators sum hours).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

@@ -42,7 +42,7 @@ def split_topic(prefix: str, topic: str) -> tuple[str, str] | None:
     return parts[0], parts[1]
 
 
-def subscribe(settings: GatewaySettings, inbox: "queue.Queue[Message]", on_session: callable) -> Session:
+def subscribe(settings: GatewaySettings, inbox: queue.Queue[Message], on_session: callable) -> Session:
     """Open the gateway's persistent session and feed `inbox` (blocking when it is full)."""
 
     def on_message(_client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:

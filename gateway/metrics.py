@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -44,7 +44,7 @@ def serve_metrics(metrics: GatewayMetrics, health: Callable[[], dict], port: int
     """Serve /metrics and /healthz on a background thread; returns the server (call shutdown())."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        def do_GET(self) -> None:
             if self.path == "/metrics":
                 body, ctype, status = generate_latest(metrics.registry), CONTENT_TYPE_LATEST, 200
             elif self.path == "/healthz":

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Collection
+from typing import Any
 
 from boucle.protocol import (
     INTEGER_FIELDS,
@@ -92,7 +93,7 @@ def _parse(topic_device, payload, known_devices, now, skew, max_bytes) -> list[R
             raise _Reject("schema", key, f"missing required field '{key}'")
     extra = doc.keys() - _TOP_KEYS
     if extra:
-        key = sorted(extra)[0]
+        key = min(extra)
         raise _Reject("schema", key, f"unknown field '{key}'")
     if doc["v"] != VERSION or not _is_int(doc["v"]):
         raise _Reject("schema", "v", f"protocol version {doc['v']!r} is not {VERSION}")
@@ -131,7 +132,7 @@ def _reading(i: int, item: Any, device: str, boot: int) -> Reading:
             raise _Reject("schema", f"{where}.{key}", f"missing required field '{key}'")
     extra = item.keys() - _READING_KEYS
     if extra:
-        key = sorted(extra)[0]
+        key = min(extra)
         raise _Reject("schema", f"{where}.{key}", f"unknown field '{key}'")
     if len(item) < 3:
         raise _Reject("schema", where, "a reading needs at least one measurement field")

@@ -25,8 +25,8 @@ from boucle.settings import GatewaySettings, SettingsError, load_settings
 from boucle.storage import Store, open_store
 from gateway.aggregate import FIELDS, RAW_RESOLUTIONS, affected_span, day_windows, raw_windows
 from gateway.input import Message, subscribe
-from gateway.month_packs import refresh_month_packs
 from gateway.metrics import GatewayMetrics, serve_metrics
+from gateway.month_packs import refresh_month_packs
 from gateway.output import count, drop_repeats, parse_batch, write_parsed
 from gateway.spool import Spool, SpoolFull
 
@@ -81,7 +81,7 @@ class Gateway:
         self._http = None
         self._store_ok = True
 
-    def start(self) -> "Gateway":
+    def start(self) -> Gateway:
         self._spooler.start()
         self._drainer.start()
         self._aggregator.start()

@@ -18,9 +18,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 _SPOOL = """
 CREATE TABLE IF NOT EXISTS spool (

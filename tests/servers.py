@@ -14,6 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from boucle.broker import stop_process
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -68,7 +70,7 @@ class Mosquitto:
             lines.append("allow_anonymous true")
         self.config_path.write_text("\n".join(lines) + "\n" + self.extra_config + "\n")
 
-    def start(self) -> "Mosquitto":
+    def start(self) -> Mosquitto:
         if self.binary is None:
             raise FileNotFoundError("mosquitto binary not found (apt-get install mosquitto)")
         self.write_config()
@@ -84,13 +86,7 @@ class Mosquitto:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def restart(self) -> None:
@@ -139,7 +135,7 @@ bind-address = "127.0.0.1:{self.bind_port}"
 """)
         return conf
 
-    def start(self) -> "InfluxDB":
+    def start(self) -> InfluxDB:
         if self.binary is None:
             raise FileNotFoundError("influxd binary not found (apt-get install influxdb)")
         conf = self.write_config()
@@ -158,11 +154,5 @@ bind-address = "127.0.0.1:{self.bind_port}"
         raise TimeoutError("influxd did not answer /ping within 30 s")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 15)
         self.proc = None

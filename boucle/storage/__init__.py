@@ -6,8 +6,9 @@ a reading is keyed by (device, boot, seq), so rewriting it leaves the same state
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from boucle.protocol import Reading
 

@@ -20,7 +20,7 @@ import base64
 import json
 import logging
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs, urlparse
 
 from influxdb_client import InfluxDBClient, Point, WritePrecision

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from boucle.protocol import MEASUREMENT_FIELDS, Reading
 from boucle.storage import WINDOW_VALUES, DeadLetter, DeviceState, MonthPack, StoredReading, Window
 
 _COLUMNS = ", ".join(MEASUREMENT_FIELDS)
-_SCHEMA = f"""
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
     energy_wh INTEGER, power_w REAL, voltage_v REAL, current_a REAL, power_factor REAL,

@@ -7,8 +7,6 @@ admin, a territory key for Écully and a site key for the Meyzieu Fablab.
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 
 import pytest
@@ -19,6 +17,7 @@ from boucle.registry import ApiKey, RegistryFile, hash_key
 from boucle.settings import ApiSettings, load_settings
 from boucle.storage.sqlite import SQLiteStore
 from cloud.app import create_app
+from cloud.serve import ServerThread
 from tests.cloud.readings import write_readings
 from tests.conftest import EXAMPLE_REGISTRY
 from tests.servers import free_port
@@ -74,16 +73,9 @@ def served(simulated_db):
     def serve(**settings) -> Served:
         port = free_port()
         app = make_app(simulated_db, port=port, **settings)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        server.install_signal_handlers = lambda: None
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.02)
-        running.append((server, thread))
-        return Served(f"http://127.0.0.1:{port}", server)
+        running.append(ServerThread(app, "127.0.0.1", port).start())
+        return Served(running[-1].url, running[-1].server)
 
     yield serve
-    for server, thread in running:
-        server.should_exit = True
-        thread.join(10)
+    for server in running:
+        server.stop()

@@ -6,17 +6,16 @@ it must match within the tolerance documented in docs/simulator.md: 0.3 kg per b
 1 % of the true mass.
 """
 
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 
 from boucle.registry import ApiKey, RegistryFile, hash_key, load_registry
 from boucle.settings import ApiSettings, GatewaySettings, SimulatorSettings, load_settings
 from boucle.storage.sqlite import SQLiteStore
 from cloud.app import create_app
+from cloud.serve import ServerThread
 from gateway.service import Gateway
 from simulator.ledger import read_ledger, totals
 from simulator.run import run_simulation
@@ -38,20 +37,13 @@ def api(tmp_path):
         settings = load_settings(ApiSettings, {}, port=port, store_url=f"sqlite:///{store_path}")
         app = create_app(settings, registry_file=RegistryFile(EXAMPLE_REGISTRY),
                          extra_keys=[ApiKey(id="test-admin", sha256=hash_key(KEY), admin=True)])
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        server.install_signal_handlers = lambda: None
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.02)
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{port}"
+        servers.append(ServerThread(app, "127.0.0.1", port).start())
+        return servers[-1].url
 
     servers = []
     yield serve
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(10)
+    for server in servers:
+        server.stop()
 
 
 def wait_for_readings(store: SQLiteStore, devices, expected: int, timeout: float = 60) -> int:

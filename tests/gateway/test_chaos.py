@@ -140,8 +140,10 @@ def test_nothing_lost_nothing_twice(tmp_path, mosquitto, influxdb):
         for device, readings in truth.items():
             total = readings[-1]["energy_wh"] - readings[0]["energy_wh"]
             for resolution in ("1m", "1h", "1d"):
-                assert wait_until(lambda: sum(w.energy_wh for w in store.windows([device], resolution, 0, 2**31))
-                                  == total, timeout=30), (device, resolution)
+                def windows_total(device=device, resolution=resolution):
+                    return sum(w.energy_wh for w in store.windows([device], resolution, 0, 2**31))
+
+                assert wait_until(lambda: windows_total() == total, timeout=30), (device, resolution)
         assert all(d.message for d in store.dead_letters(1000))
     finally:
         gateway.send_signal(signal.SIGTERM)

@@ -3,11 +3,11 @@ exception; anything the firmware encoder produces is accepted as it was meant.""
 
 import json
 
+from boucle_fw.protocol import batches
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from boucle.protocol import FIELDS, field_bounds
-from boucle_fw.protocol import batches
 from gateway.parse import Rejected, parse_telemetry
 
 NOW = 1767225600

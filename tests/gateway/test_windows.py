@@ -4,10 +4,9 @@ the result does not depend on arrival order or on the store backend."""
 import pytest
 
 from boucle.protocol import Reading
-from boucle.storage import open_store
+from boucle.storage import StoredReading, open_store
 from gateway.aggregate import day_windows, raw_windows
 from gateway.service import recompute_windows
-from boucle.storage import StoredReading
 
 H = 1767225600  # 2026-01-01 00:00 UTC
 
@@ -58,7 +57,7 @@ def store(request, tmp_path):
 
 def test_a_late_reading_updates_the_windows_it_touches(store):
     device = "ecully-fablab-grid"
-    on_time = [Reading(device, 1, s, H + 60 * s, {"energy_wh": 1000 + 10 * s}) for s in range(0, 120) if s != 59]
+    on_time = [Reading(device, 1, s, H + 60 * s, {"energy_wh": 1000 + 10 * s}) for s in range(120) if s != 59]
     store.write_readings(on_time, H + 7200.0)
     assert recompute_windows(store, device, H, H + 60 * 119, 36000)
     hours = store.windows([device], "1h", H, H + 7200)

@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from boucle_fw.protocol import MAX_PAYLOAD_BYTES, batches, encode_batch, encode_reading
 
 from boucle.protocol import vectors
-from boucle_fw.protocol import MAX_PAYLOAD_BYTES, batches, encode_batch, encode_reading
 from gateway.parse import Rejected, parse_telemetry
 
 VALID = [v for v in vectors()["vectors"] if v["valid"]]
