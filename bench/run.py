@@ -40,6 +40,8 @@ class Sizes:
     indicator_devices: int
     indicator_days: int
     indicator_repeats: int
+    indicator_raw_devices: int  # the raw path is timed at this size and extrapolated
+    indicator_raw_days: int
     simulator_devices: int
     simulator_seconds: float
     publish_messages: int
@@ -47,11 +49,13 @@ class Sizes:
 
 QUICK = Sizes(gateway_messages=300, storage_points=20_000, storage_messages=200, storage_devices=100,
               latency_devices=1000, latency_seconds=4, latency_period=4,
-              indicator_devices=20, indicator_days=7, indicator_repeats=3,
+              indicator_devices=20, indicator_days=35, indicator_repeats=3,
+              indicator_raw_devices=5, indicator_raw_days=3,
               simulator_devices=1000, simulator_seconds=2, publish_messages=2000)
 FULL = Sizes(gateway_messages=5000, storage_points=500_000, storage_messages=5000, storage_devices=1000,
              latency_devices=1000, latency_seconds=60, latency_period=10,
              indicator_devices=1000, indicator_days=365, indicator_repeats=20,
+             indicator_raw_devices=50, indicator_raw_days=28,
              simulator_devices=10_000, simulator_seconds=20, publish_messages=50_000)
 
 
@@ -123,13 +127,18 @@ def _latency(sizes: Sizes, workdir: Path) -> Outcome:
 def _indicators(sizes: Sizes, workdir: Path) -> Outcome:
     from bench.indicators_bench import bench_indicators
 
-    got = bench_indicators(sizes.indicator_devices, sizes.indicator_days, repeats=sizes.indicator_repeats)
+    got = bench_indicators(sizes.indicator_devices, sizes.indicator_days, workdir, sizes.indicator_repeats,
+                           sizes.indicator_raw_devices, sizes.indicator_raw_days)
     rollups, raw = got["rollups"], got["raw"]
-    label = f"full indicator set, one territory, {sizes.indicator_days} days, {got.get('devices', sizes.indicator_devices):,} devices"
+    label = f"full indicator set, one territory, {got['days']} days, {got['devices']:,} devices"
+    how = (f"raw extrapolated from {raw['measured_devices']} devices × {raw['measured_days']} days "
+           f"({raw['measured_p50_ms']} ms)" if raw.get("extrapolated") else "raw measured at full size")
     return Outcome([
-        Row("indicators", f"{label}, p50 from rollups", rollups["p50_ms"], "ms", raw["p50_ms"], "same query from raw readings",
-            target="< 200 ms (1,000 devices, 1 year)"),
-        Row("indicators", f"{label}, p99 from rollups", rollups["p99_ms"], "ms", raw["p99_ms"], "same query from raw readings"),
+        Row("indicators", f"{label}, p50 from rollups", rollups["p50_ms"], "ms", raw["p50_ms"],
+            "same query from raw readings", target="< 200 ms (1,000 devices, 1 year)",
+            notes=f"{how}; first run {rollups['first_ms']} ms, cache hit {rollups['cached_p50_ms']} ms"),
+        Row("indicators", f"{label}, p99 from rollups", rollups["p99_ms"], "ms", raw["p99_ms"],
+            "same query from raw readings", notes=f"{rollups['runs']} runs"),
     ], {"indicators": got})
 
 
