@@ -150,7 +150,9 @@ def configuration_markdown() -> str:
              "`BOUCLE_CONFIG` whose keys are the setting names in lower case without the prefix",
              "(`mqtt_host = \"broker\"`). Environment wins over the file, the file over the defaults.",
              "A bad value stops the service with the variable's name and what it expects.\n",
-             "This page is generated from `boucle/settings.py` (`python -m boucle.settings > docs/configuration.md`).\n"]
+             "This page is generated from `boucle/settings.py` (`python -m boucle.settings > docs/configuration.md`).\n",
+             "Logging, for every service: `BOUCLE_LOG_FORMAT` = `text` (default) or `json` (one JSON",
+             "object per line: time, level, logger, message), `BOUCLE_LOG_LEVEL` = `INFO`, `WARNING`, ...\n"]
     for title, cls in (("Gateway (`boucle gateway`)", GatewaySettings), ("API (`boucle api`)", ApiSettings),
                        ("Simulator (`boucle simulate`)", SimulatorSettings)):
         parts.append(f"## {title}\n\n| variable | default | meaning |\n|---|---|---|")

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from boucle.cli import UserError
+from boucle.logs import configure_logging
 from boucle.registry import ApiKey, RegistryError, RegistryFile, hash_key
 from boucle.settings import (
     DEFAULT_REGISTRY,
@@ -50,7 +51,7 @@ def _free_port() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(logging.WARNING)
     from boucle.broker import BrokerError, port_is_free, start_broker
     from boucle.mqtt import BrokerUnavailable
     from cloud.app import create_app

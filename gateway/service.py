@@ -19,6 +19,7 @@ import threading
 import time
 
 from boucle.cli import UserError
+from boucle.logs import configure_logging
 from boucle.mqtt import BrokerUnavailable, Session, close_session
 from boucle.registry import RegistryError, RegistryFile
 from boucle.settings import GatewaySettings, SettingsError, load_settings
@@ -257,7 +258,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(logging.INFO)
     try:
         settings = load_settings(GatewaySettings, registry=args.registry, store_url=args.store_url,
                                  mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, client_id=args.client_id,

@@ -56,7 +56,8 @@ def start_gateway(tmp_path, mosquitto, influxdb, metrics_port):
     env = {**os.environ, "BOUCLE_MQTT_PORT": str(mosquitto.port), "BOUCLE_CLIENT_ID": "chaos-gateway",
            "BOUCLE_STORE_URL": f"influx+http://127.0.0.1:{influxdb.port}/chaos",
            "BOUCLE_SPOOL_PATH": str(tmp_path / "spool.db"), "BOUCLE_REGISTRY": str(EXAMPLE_REGISTRY),
-           "BOUCLE_METRICS_PORT": str(metrics_port), "BOUCLE_BATCH_SIZE": "20"}
+           "BOUCLE_METRICS_PORT": str(metrics_port), "BOUCLE_BATCH_SIZE": "20",
+           "BOUCLE_LOG_FORMAT": "json"}
     return subprocess.Popen([sys.executable, "-m", "boucle", "gateway"], env=env, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=(tmp_path / "gateway.log").open("ab"))
 
@@ -150,6 +151,10 @@ def test_nothing_lost_nothing_twice(tmp_path, mosquitto, influxdb):
         gateway.wait(30)
         publisher.loop_stop()
     assert gateway.returncode == 0
+    # Structured logs: every line a JSON object, the outages reported, no traceback spill.
+    lines = [json.loads(line) for line in (tmp_path / "gateway.log").read_text().splitlines() if line]
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    assert any("store write failed" in line["message"] for line in lines)
 
 
 def publisher_sent(client) -> int:

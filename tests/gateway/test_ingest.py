@@ -3,6 +3,7 @@
 import json
 import time
 
+import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -11,6 +12,7 @@ from boucle.settings import GatewaySettings, load_settings
 from boucle.storage.sqlite import SQLiteStore
 from gateway.service import Gateway
 from tests.conftest import EXAMPLE_REGISTRY
+from tests.servers import free_port
 
 DOC = vectors()
 NOW = int(time.time())
@@ -44,16 +46,17 @@ def telemetry(device: str, boot: int, seqs, energy0: int = 1000) -> tuple[str, b
         {"v": 1, "device": device, "boot": boot, "readings": readings}).encode()
 
 
-def gateway_for(mosquitto, db) -> Gateway:
+def gateway_for(mosquitto, db, metrics_port: int = 0) -> Gateway:
     settings = load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
-                             registry=str(EXAMPLE_REGISTRY), metrics_port=0, client_id="test-gateway",
+                             registry=str(EXAMPLE_REGISTRY), metrics_port=metrics_port, client_id="test-gateway",
                              spool_path=str(db.parent / "spool.db"))
     return Gateway(settings).start()
 
 
 def test_every_invalid_vector_is_dead_lettered_and_ingestion_goes_on(tmp_path, mosquitto):
     db = tmp_path / "b.db"
-    gateway = gateway_for(mosquitto, db)
+    metrics_port = free_port()
+    gateway = gateway_for(mosquitto, db, metrics_port)
     client = publisher(mosquitto.port)
     invalid = [v for v in DOC["vectors"] if not v["valid"] and v["error"] not in ("unknown_device", "future_timestamp")]
     messages = []
@@ -71,6 +74,12 @@ def test_every_invalid_vector_is_dead_lettered_and_ingestion_goes_on(tmp_path, m
     reasons = sorted(d.error for d in letters)
     assert reasons == sorted([v["error"] for v in invalid] + ["unknown_device"])
     assert all(d.message and d.payload for d in letters)
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    assert f"boucle_gateway_readings_stored_total {float(good)}" in metrics
+    assert 'boucle_gateway_messages_rejected_total{reason="unknown_device"} 1.0' in metrics
+    assert "boucle_gateway_spool_depth 0.0" in metrics
+    health = httpx.get(f"http://127.0.0.1:{metrics_port}/healthz")
+    assert health.status_code == 200 and health.json()["mqtt_connected"] is True
     client.disconnect()
     gateway.stop()
 
