@@ -132,7 +132,7 @@ class Store(Protocol):
 
     def month_packs(self, devices: Sequence[str], start: int, end: int,
                     quarters: bool = True) -> list[MonthPack]:
-        """Packs of these devices with start <= month < end, by device then month; without
+        """Packs of these devices with start <= month < end, by device id then month; without
         `quarters` their quarter_wh is left empty (less to read)."""
 
     def data_version(self) -> int:

@@ -249,17 +249,17 @@ class InfluxStore:
                     quarters: bool = True) -> list[MonthPack]:
         names = [n for n in _PACK_ARRAYS if quarters or n != "quarter_wh"]
         cols = ", ".join(f'"{n}"' for n in names)
-        order = {d: i for i, d in enumerate(dict.fromkeys(devices))}
+        wanted = set(devices)
         out = []
         for s in self.query_series(f'SELECT {cols} FROM "month_packs" WHERE time >= {start}s AND time < {end}s '
                                    'GROUP BY "device"'):
             device = s["tags"]["device"]
-            if device not in order:
+            if device not in wanted:
                 continue
             for v in s["values"]:
                 arrays = {n: base64.b64decode(x or "") for n, x in zip(names, v[1:])}
                 out.append(MonthPack(device, v[0], **arrays))
-        out.sort(key=lambda p: (order[p.device], p.month))
+        out.sort(key=lambda p: (p.device, p.month))
         return out
 
     def data_version(self) -> int:

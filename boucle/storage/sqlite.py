@@ -196,15 +196,13 @@ class SQLiteStore:
         conn = self._conn()
         quarter = "quarter_wh" if quarters else "x''"
         out = []
-        ids = list(dict.fromkeys(devices))
+        ids = sorted(set(devices))
         for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
             chunk = ids[i:i + 500]
             out += [MonthPack(*row) for row in conn.execute(
                 f"SELECT device, month, readings, amount, {quarter}, fill_max, emptyings FROM month_packs "
-                f"WHERE device IN ({', '.join('?' * len(chunk))}) AND month >= ? AND month < ?",
-                (*chunk, start, end))]
-        order = {d: i for i, d in enumerate(ids)}
-        out.sort(key=lambda p: (order[p.device], p.month))
+                f"WHERE device IN ({', '.join('?' * len(chunk))}) AND month >= ? AND month < ? "
+                "ORDER BY device, month", (*chunk, start, end))]
         return out
 
     def data_version(self) -> int:

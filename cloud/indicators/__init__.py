@@ -90,9 +90,11 @@ def compute_indicators(
     gateway made them, else raw readings; `load_series` for raw readings only).
     """
     wanted = _check_ids(ids)
-    # each device is read once, when the first indicator that needs it asks
+    # each device is read once: raw readings when the first indicator that needs it asks
     ctx = Context(store, registry, scope, period, references or load_references(),
                   source=Source(store, period, loader))
+    if loader is not load_series and len(wanted) > 1:
+        ctx.source.preload(ctx.devices)  # rollups: every device of the scope in one pass
     return [_evaluate(ctx, i) for i in wanted]
 
 

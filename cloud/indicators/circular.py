@@ -87,6 +87,7 @@ def active_seconds(ctx: Context, device: Device) -> float:
 def shared_equipment_use(ctx: Context) -> Outcome:
     """circular.shared_equipment_use: machine hours above idle ÷ opening hours of Fablabs."""
     fablabs = [s for s in ctx.sites if s.kind == "fablab"]
+    ctx.prefetch_profiles([m for s in fablabs for m in ctx.energy_devices("load", [s])])
     devices, active, opening = [], 0.0, 0.0
     by_device: dict[str, float] = {}
     for site in fablabs:

@@ -47,16 +47,23 @@ class DeviceEnergy:
         """
         if self.times.size == 0:
             return np.zeros(np.shape(instants))
-        if self._cumulative is None:
-            self._cumulative = np.cumsum(self.deltas.deltas_wh)
-        return np.interp(np.asarray(instants, dtype=np.float64), self.times.astype(np.float64),
-                         self._cumulative)
+        return np.interp(np.asarray(instants, dtype=np.float64), self.times.astype(np.float64), self._cum())
 
     def buckets_wh(self, step_s: int = QUARTER_HOUR) -> np.ndarray:
         """Energy per step-long interval of the period (the last one may be shorter)."""
         if step_s not in self._buckets:
-            self._buckets[step_s] = np.diff(self.cumulative_at(bucket_edges(self.start, self.end, step_s)))
+            edges = bucket_edges(self.start, self.end, step_s)
+            if self.times.size == edges.size and np.array_equal(self.times, edges):
+                # points on the interval edges already (15-min windows): no interpolation
+                self._buckets[step_s] = np.diff(self._cum())
+            else:
+                self._buckets[step_s] = np.diff(self.cumulative_at(edges))
         return self._buckets[step_s]
+
+    def _cum(self) -> np.ndarray:
+        if self._cumulative is None:
+            self._cumulative = np.cumsum(self.deltas.deltas_wh)
+        return self._cumulative
 
     def covered(self, step_s: int = QUARTER_HOUR) -> np.ndarray:
         """Per interval: whether the device has readings at or beyond both of its ends.
@@ -97,8 +104,29 @@ class Context:
         """Intermediate results shared by several indicators (site balances...)."""
 
     def energy_devices(self, channel: str, sites: list[Site] | None = None) -> list[Device]:
-        ids = {s.id for s in (sites if sites is not None else self.sites)}
-        return [d for d in self.devices if d.kind == "energy" and d.channel == channel and d.site in ids]
+        """The scope's meters of a channel (of `sites` only, when given), in registry order."""
+        if sites is None:
+            return self._meters_by_channel.get(channel, [])
+        if len(sites) == 1:
+            return self._meters_by_site.get((sites[0].id, channel), [])
+        ids = {s.id for s in sites}
+        return [d for d in self._meters_by_channel.get(channel, []) if d.site in ids]
+
+    @cached_property
+    def _meters_by_channel(self) -> dict[str, list[Device]]:
+        out: dict[str, list[Device]] = {}
+        for d in self.devices:
+            if d.kind == "energy" and d.channel:
+                out.setdefault(d.channel, []).append(d)
+        return out
+
+    @cached_property
+    def _meters_by_site(self) -> dict[tuple[str, str], list[Device]]:
+        out: dict[tuple[str, str], list[Device]] = {}
+        for d in self.devices:
+            if d.kind == "energy" and d.channel:
+                out.setdefault((d.site, d.channel), []).append(d)
+        return out
 
     def waste_devices(self) -> list[Device]:
         return [d for d in self.devices if d.kind == "waste"]
@@ -117,14 +145,27 @@ class Context:
                                         else self.energy(device))
         return self._profile[device.id]
 
+    def prefetch_profiles(self, devices: list[Device]) -> None:
+        """Say which meters' profiles are coming, so a rollup loader reads them in one query."""
+        ids: dict[object, list[str]] = {}
+        for d in devices:
+            if d.id in self._profile:
+                continue
+            prefetch = getattr(self.source.series(d, self.period).refine, "prefetch", None)
+            if prefetch is not None:
+                ids.setdefault(prefetch, []).append(d.id)
+        for prefetch, wanted in ids.items():
+            prefetch(wanted)
+
     def _device_energy(self, device: Device, series) -> DeviceEnergy:
         times, values = series.field("energy_wh")
         if series.rollup:
             # rollups hold deltas already checked (rate, resets) at ingest: cumulative as is
             deltas = np.diff(values, prepend=values[:1]) if values.size else values
             counted = CounterDeltas(deltas, deltas > 0, 0, 0)
-        else:
-            counted = counter_deltas(values, times, device.rated_power_w)
+            cumulative = values - values[0] if values.size else None
+            return DeviceEnergy(device, times, counted, self.period.start, self.period.end, cumulative)
+        counted = counter_deltas(values, times, device.rated_power_w)
         return DeviceEnergy(device, times, counted, self.period.start, self.period.end)
 
     def energy_wh(self, devices: list[Device]) -> float:
@@ -146,7 +187,7 @@ class Context:
         """The period in calendar years of the scope's zone (for annualised indicators)."""
         return years_in(self.period.start, self.period.end, self.timezone)
 
-    def open_intervals(self, site: Site) -> list[tuple[int, int]]:
+    def open_intervals(self, site: Site) -> tuple[tuple[int, int], ...]:
         return open_intervals(site.opening_hours, self.site_timezone(site), self.period.start, self.period.end)
 
     def waste(self, device: Device) -> WasteEvents:

@@ -181,8 +181,7 @@ def site_balance(ctx: Context, site: Site) -> SiteBalance:
     loads = ctx.energy_devices("load", [site])
     imported, grid_cov = ctx.buckets(grid)
     pv, _ = ctx.buckets(pv_devices)
-    load_total = ctx.energy_wh(loads)
-    if loads and load_total > 0 and load_total >= ctx.energy_wh(grid):
+    if _whole_site_loads(ctx, site):
         load_wh, _ = ctx.buckets(loads)  # per interval only when used: machines' profiles are not
         used = np.maximum(load_wh - imported, 0.0)
         if pv_devices:
@@ -197,11 +196,21 @@ def site_balance(ctx: Context, site: Site) -> SiteBalance:
                        grid + pv_devices)
 
 
+def _whole_site_loads(ctx: Context, site: Site) -> list[Device]:
+    """A site's load meters when, together, they metered at least its grid import (a
+    whole-site load meter); else none (machines)."""
+    loads = ctx.energy_devices("load", [site])
+    total = ctx.energy_wh(loads)
+    return loads if loads and total > 0 and total >= ctx.energy_wh(ctx.energy_devices("grid_import", [site])) else []
+
+
 def balances(ctx: Context) -> list[SiteBalance]:
     """The balance of every site of the scope with an energy meter (computed once)."""
     if "balances" not in ctx.memo:
         metered = {d.site for d in ctx.devices if d.kind == "energy"}
-        ctx.memo["balances"] = [site_balance(ctx, s) for s in ctx.sites if s.id in metered]
+        sites = [s for s in ctx.sites if s.id in metered]
+        ctx.prefetch_profiles([d for s in sites for d in _whole_site_loads(ctx, s)])
+        ctx.memo["balances"] = [site_balance(ctx, s) for s in sites]
     return ctx.memo["balances"]  # type: ignore[return-value]
 
 

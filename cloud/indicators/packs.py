@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -39,6 +40,7 @@ def load_packs(store: Store, devices: Sequence[Device], period: Period) -> dict[
     for p in store.month_packs([d.id for d in devices], first, last, quarters=False):
         by_device[p.device].append(p)
     packed = [d for d in devices if len(by_device[d.id]) == len(wanted)]
+    quarters = _Quarters(store, packed, first, last)
     out = load_windows(store, [d for d in devices if len(by_device[d.id]) != len(wanted)], period) \
         if len(packed) < len(devices) else {}
     head = load_windows(store, packed, Period(period.start, first)) if period.start < first else {}
@@ -46,14 +48,14 @@ def load_packs(store: Store, devices: Sequence[Device], period: Period) -> dict[
     for d in packed:
         h, t, packs = head.get(d.id), tail.get(d.id), by_device[d.id]
         if d.kind == "energy":
-            out[d.id] = _meter(store, d, packs, h, t, first, last)
+            out[d.id] = _meter(quarters, d, packs, h, t, first)
         else:
             out[d.id] = _bin(d, packs, h, t)
     return out
 
 
 def _received(head: DeviceSeries | None, packs: list[MonthPack], tail: DeviceSeries | None) -> int:
-    inside = sum(int(np.frombuffer(p.readings, dtype=np.int32).sum()) for p in packs)
+    inside = int(np.frombuffer(b"".join(p.readings for p in packs), dtype=np.int32).sum())
     return inside + (head.received if head else 0) + (tail.received if tail else 0)
 
 
@@ -95,39 +97,85 @@ def _join(head: DeviceSeries | None, times: np.ndarray, steps: np.ndarray, tail:
     return np.concatenate(parts_t), np.concatenate(parts_v)
 
 
-def _meter(store: Store, device: Device, packs: list[MonthPack], head: DeviceSeries | None,
-           tail: DeviceSeries | None, first: int, last: int) -> DeviceSeries:
-    amounts = np.concatenate([np.frombuffer(p.amount, dtype=np.float64) for p in packs])
-    day_ends = first + DAY * np.arange(1, amounts.size + 1, dtype=np.int64)
-    times, values = _join(head, day_ends, amounts, tail, first, device.rated_power_w)
+class _Quarters:
+    """15-min slots of the packed meters, read on first demand: grid and PV meters together
+    (peak, base load and self-consumption need all of them), other meters one by one
+    (machines: only Fablab use and whole-site load meters need theirs)."""
+
+    TOGETHER = ("grid_import", "pv_production")
+
+    def __init__(self, store: Store, devices: Sequence[Device], first: int, last: int):
+        self.store, self.first, self.last = store, first, last
+        self.together = [d.id for d in devices if d.kind == "energy" and d.channel in self.TOGETHER]
+        self._slots: dict[str, np.ndarray] = {}
+        self._wanted: list[str] = []
+
+    def want(self, devices: Sequence[str]) -> None:
+        """Read these devices' slots with the next ones asked for (one query instead of many)."""
+        self._wanted += [d for d in devices if d not in self._slots]
+
+    def slots(self, device: Device) -> np.ndarray:
+        if device.id not in self._slots:
+            if device.id in self._wanted:
+                ids, self._wanted = list(dict.fromkeys(self._wanted)), []
+            else:
+                ids = self.together if device.id in self.together else [device.id]
+            by_device: dict[str, list[bytes]] = defaultdict(list)
+            for p in self.store.month_packs(ids, self.first, self.last, quarters=True):
+                by_device[p.device].append(
+                    p.quarter_wh or np.full((next_month(p.month) - p.month) // QUARTER, np.nan, np.float32).tobytes())
+            for i in ids:
+                self._slots[i] = np.frombuffer(b"".join(by_device[i]), dtype=np.float32).astype(np.float64)
+        return self._slots[device.id]
+
+
+@lru_cache(maxsize=32)
+def _edges(start: int, step: int, n: int) -> np.ndarray:
+    """start, start + step, ..., start + n × step (read-only: shared by every device)."""
+    edges = start + step * np.arange(n + 1, dtype=np.int64)
+    edges.flags.writeable = False
+    return edges
+
+
+def _meter(quarters: _Quarters, device: Device, packs: list[MonthPack], head: DeviceSeries | None,
+           tail: DeviceSeries | None, first: int) -> DeviceSeries:
+    amounts = np.frombuffer(b"".join(p.amount for p in packs), dtype=np.float64)
     received = _received(head, packs, tail)
+    if head is None and tail is None:  # whole months: a point at each day's edge
+        times, values = _edges(first, DAY, amounts.size), np.concatenate([[0.0], np.cumsum(amounts)])
+    else:
+        times, values = _join(head, _edges(first, DAY, amounts.size)[1:], amounts, tail, first,
+                              device.rated_power_w)
 
     def refine() -> DeviceSeries:
-        full = store.month_packs([device.id], first, last, quarters=True)
-        slots = np.concatenate([np.frombuffer(p.quarter_wh, dtype=np.float32) if p.quarter_wh
-                                else np.full((next_month(p.month) - p.month) // QUARTER, np.nan, np.float32)
-                                for p in full]).astype(np.float64)
+        slots = quarters.slots(device)
         present = ~np.isnan(slots)
-        index = np.flatnonzero(present)
-        ends = first + QUARTER * (index + 1)
-        start = int(ends[0] - QUARTER) if index.size else first
-        t, v = _join(head, ends, slots[present], tail, start, device.rated_power_w)
+        if head is None and tail is None and present.all():
+            # a window in every slot: points on the 15-min edges, as the indicators bucket them
+            t, v = _edges(first, QUARTER, slots.size), np.concatenate([[0.0], np.cumsum(slots)])
+        else:
+            index = np.flatnonzero(present)
+            ends = first + QUARTER * (index + 1)
+            start = int(ends[0] - QUARTER) if index.size else first
+            t, v = _join(head, ends, slots[present], tail, start, device.rated_power_w)
         return DeviceSeries(device.id, t, {"energy_wh": v}, baseline=False, readings=received)
 
+    refine.prefetch = quarters.want  # type: ignore[attr-defined]  # Context.prefetch_profiles
     return DeviceSeries(device.id, times, {"energy_wh": values}, baseline=False, readings=received,
                         refine=refine)
 
 
-def _pairs(pack: MonthPack) -> list[tuple[int, float]]:
-    a = np.frombuffer(pack.emptyings, dtype=np.float64).reshape(-1, 2)
-    return [(int(ts), float(top)) for ts, top in a]
+def _pairs(packs: list[MonthPack]) -> list[tuple[int, float]]:
+    """The emptyings of these packs, oldest first: (ts, level just before)."""
+    a = np.frombuffer(b"".join(p.emptyings for p in packs), dtype=np.float64).reshape(-1, 2)
+    return list(zip(a[:, 0].astype(np.int64).tolist(), a[:, 1].tolist()))
 
 
 def _bin(device: Device, packs: list[MonthPack], head: DeviceSeries | None,
          tail: DeviceSeries | None) -> DeviceSeries:
     received = _received(head, packs, tail)
     edges = [s for s in (head, tail) if s is not None]
-    emptied = [e for p in packs for e in _pairs(p)]
+    emptied = _pairs(packs)
     if any(p.fill_max for p in packs) or any(s.field("fill_pct")[0].size for s in edges):
         times, fills = [], []
         for p in packs:

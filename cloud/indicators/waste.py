@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
 
 import numpy as np
 
@@ -163,16 +162,20 @@ def bin_cycles(ctx: Context, device: Device) -> BinCycles | None:
         emptyings = fill_emptyings(times, fill)
     # readings inside the period, cut into cycles at each emptying (times are sorted)
     first = int(np.searchsorted(times, ctx.period.start, side="left"))
-    cuts = np.searchsorted(times, [ts for ts, _ in emptyings], side="left")
-    edges = [first, *np.maximum(cuts, first).tolist(), times.size]
-    maxima = []
-    for i, (lo, hi) in enumerate(pairwise(edges)):
-        top = float(fill[lo:hi].max()) if hi > lo else None
-        if i < len(emptyings):  # the fill just before the emptying ends the cycle
-            top = emptyings[i][1] if top is None else max(top, emptyings[i][1])
-        if top is not None:
-            maxima.append(float(top))
-    return BinCycles(device, [f for _, f in emptyings], maxima)
+    before = np.array([f for _, f in emptyings], dtype=np.float64)
+    cuts = np.maximum(np.searchsorted(times, [ts for ts, _ in emptyings], side="left"), first)
+    lo = np.concatenate([[first], cuts])
+    hi = np.concatenate([cuts, [times.size]])
+    # each cycle's fullest reading (NaN for a cycle without readings), in one pass: the
+    # cycles partition the readings, so each non-empty one ends where the next one starts
+    tops = np.full(lo.size, np.nan)
+    has = hi > lo
+    if has.any():
+        tops[has] = np.maximum.reduceat(fill, lo[has])
+    # the fill just before an emptying ends its cycle
+    ended = np.fmax(tops[:-1], before) if before.size else before
+    maxima = np.concatenate([ended, tops[-1:]])
+    return BinCycles(device, before.tolist(), maxima[~np.isnan(maxima)].tolist())
 
 
 def _cycles(ctx: Context) -> list[BinCycles]:

@@ -1,0 +1,318 @@
+"""Indicators benchmark: the full catalogue for one territory over a long period, from the
+gateway's rollups (month packs, 15-min windows) on the embedded store, beside the same query
+answered from raw readings.
+
+    .venv/bin/python -m bench.indicators_bench --devices 1000 --days 365
+
+Two data sets, both synthetic (deterministic seeds), both on SQLite:
+- rollups at full size: `devices` devices (generated registry, 10 a site: a grid meter, a PV
+  meter, machine sub-meters and scale bins) over `days` days from 2025-01-01 UTC, written
+  through the store API as the gateway would leave them: a month pack per device and whole
+  month, 15-min windows for the partial months. A year of raw readings of 1,000 devices
+  (525 million at one a minute) is too big to generate here, and so is the 35 million rows of
+  15-min windows behind the packs: the packs are built from 15-min arrays with the gateway's
+  own rules, and one device-month is checked against `gateway.month_packs.month_pack` over
+  real windows;
+- raw readings at a size the raw path can answer: `raw_devices` devices over `raw_days`
+  days, one reading a minute, stored, then aggregated by the gateway's own
+  `recompute_windows`; the same query is timed there from raw readings, windows and packs,
+  and the raw time per device-day extrapolated to the full size.
+
+Timings: `first` is the first computation on a fresh connection (the OS page cache is warm:
+the data was just written); p50/p99 over `repeats` fresh computations; `cached` is the
+API's ResultCache hit per (query, data version). Nothing here is a test: numbers are
+printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from boucle.protocol import Reading
+from boucle.registry import Device, Registry
+from boucle.storage import MonthPack, Window
+from boucle.storage.sqlite import SQLiteStore
+from cloud.cache import ResultCache
+from cloud.indicators import Period, Scope, compute_indicators
+from cloud.indicators.packs import load_packs
+from cloud.indicators.source import load_series
+from cloud.indicators.windows import load_windows
+from gateway.month_packs import DAY, QUARTER, month_pack, months, next_month
+from gateway.service import recompute_windows
+from simulator.generate import generate_registry
+
+START = 1735689600  # 2025-01-01 00:00 UTC
+RAW_START = 1738368000  # 2025-02-01 00:00 UTC: a whole month for the packs of the raw set
+READING_S = 60
+
+
+def bench_registry(devices: int) -> Registry:
+    """One territory of about `devices` devices, 10 a site (simulator.generate)."""
+    import tomllib
+
+    sites = max(1, math.ceil(devices / 10))
+    return Registry.model_validate(tomllib.loads(generate_registry(1, sites, min(10, devices))))
+
+
+# --- synthetic energy and waste ---------------------------------------------------------
+
+
+def _power_w(device: Device, t: np.ndarray, rng: np.random.Generator, site_grid_w: float = 60_000
+             ) -> np.ndarray:
+    """Mean power at instants t: office-like import, seasonal PV, machines on and off (a
+    machine is a sub-meter: it draws at most a tenth of its site's grid rating)."""
+    hour = (t % DAY) / 3600
+    rated = device.rated_power_w or 5000
+    if device.channel == "pv_production":
+        season = 0.6 + 0.4 * np.cos((t / DAY - 172) / 365.25 * 2 * math.pi)
+        sun = np.clip(np.sin((hour - 6) / 12 * math.pi), 0, None)
+        return rated * 0.8 * season * sun * rng.uniform(0.5, 1.0, t.size)
+    if device.channel == "load":
+        return np.where(rng.random(t.size) < 0.2, min(rated * 0.8, site_grid_w / 10), 5.0)
+    working = ((hour > 7) & (hour < 19) & ((t // DAY + 3) % 7 < 5)).astype(np.float64)
+    return rated * (0.08 + 0.35 * working * rng.uniform(0.4, 1.0, t.size))
+
+
+def _bin_arrays(device: Device, t: np.ndarray, step_s: int, rng: np.random.Generator
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(deposits g per step, emptied mask, level just before each step) of a scale bin
+    emptied every few days at 07:00 UTC."""
+    per_day = (device.capacity_kg or 120) * 1000 * rng.uniform(0.1, 0.3)
+    steps_a_day = DAY // step_s
+    deposits = np.round(rng.exponential(per_day / steps_a_day * 3, t.size) * (rng.random(t.size) < 1 / 3))
+    every = int(rng.integers(2, 8))
+    emptied = ((t // DAY) % every == 0) & (t % DAY == 7 * 3600)
+    total = np.cumsum(deposits)
+    segment = np.cumsum(emptied)
+    at_empty = np.concatenate([[0.0], total[emptied]])
+    level_after = total - at_empty[segment]  # level at the end of each step
+    before = np.concatenate([[0.0], level_after[:-1]])
+    return deposits, emptied, before
+
+
+def _grid_w(registry: Registry) -> dict[str, float]:
+    return {d.site: d.rated_power_w or 60_000 for d in registry.devices if d.channel == "grid_import"}
+
+
+def _slots(device: Device, start: int, end: int, seed: int, site_grid_w: float) -> dict[str, np.ndarray]:
+    """A device's 15-min windows as arrays: readings, energy Wh or deposits, emptyings."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(start, end, QUARTER, dtype=np.int64)
+    out = {"start": t, "readings": np.full(t.size, QUARTER // READING_S, dtype=np.int64)}
+    if device.kind == "energy":
+        out["energy_wh"] = np.round(_power_w(device, t + QUARTER // 2, rng, site_grid_w) * QUARTER / 3600)
+    else:
+        deposits, emptied, before = _bin_arrays(device, t, QUARTER, rng)
+        out["deposited_g"], out["emptied"], out["collected_g"] = deposits, emptied, np.where(emptied, before, 0.0)
+    return out
+
+
+def _windows(device: Device, slots: dict[str, np.ndarray], keep: np.ndarray) -> list[Window]:
+    rows = []
+    for i in np.flatnonzero(keep):
+        if device.kind == "energy":
+            rows.append(Window(device.id, "15m", int(slots["start"][i]), int(slots["readings"][i]),
+                               energy_wh=float(slots["energy_wh"][i])))
+        else:
+            rows.append(Window(device.id, "15m", int(slots["start"][i]), int(slots["readings"][i]),
+                               deposited_g=float(slots["deposited_g"][i]),
+                               collected_g=float(slots["collected_g"][i]), emptyings=int(slots["emptied"][i])))
+    return rows
+
+
+def _pack(device: Device, month: int, slots: dict[str, np.ndarray]) -> MonthPack:
+    """What gateway.month_packs.month_pack makes of these windows, with numpy (no Window objects)."""
+    lo = int(np.searchsorted(slots["start"], month))
+    hi = int(np.searchsorted(slots["start"], next_month(month)))
+    per_day = DAY // QUARTER
+    readings = slots["readings"][lo:hi].reshape(-1, per_day).sum(axis=1).astype(np.int32)
+    if device.kind == "energy":
+        wh = slots["energy_wh"][lo:hi]
+        return MonthPack(device.id, month, readings.tobytes(), wh.reshape(-1, per_day).sum(axis=1).tobytes(),
+                         quarter_wh=wh.astype(np.float32).tobytes())
+    emptied = slots["emptied"][lo:hi]
+    pairs = np.column_stack([slots["start"][lo:hi][emptied] + 1, slots["collected_g"][lo:hi][emptied]])
+    return MonthPack(device.id, month, readings.tobytes(),
+                     slots["deposited_g"][lo:hi].reshape(-1, per_day).sum(axis=1).tobytes(),
+                     emptyings=pairs.astype(np.float64).reshape(-1).tobytes())
+
+
+def write_rollups(store: SQLiteStore, registry: Registry, start: int, end: int) -> dict:
+    """Month packs for the whole months of [start, end), 15-min windows for the rest."""
+    whole = [m for m in months(start, end) if m >= start and next_month(m) <= end]
+    packs = windows = 0
+    checked = False
+    grid = _grid_w(registry)
+    for n, device in enumerate(registry.devices):
+        slots = _slots(device, start, end, seed=n, site_grid_w=grid.get(device.site, 60_000))
+        in_packs = np.zeros(slots["start"].size, dtype=bool)
+        batch = []
+        for m in whole:
+            batch.append(_pack(device, m, slots))
+            in_packs |= (slots["start"] >= m) & (slots["start"] < next_month(m))
+        store.write_month_packs(batch)
+        packs += len(batch)
+        rest = _windows(device, slots, ~in_packs)
+        if rest:
+            store.write_windows(rest)
+            windows += len(rest)
+        if whole and not checked and device.kind == "waste":
+            # the numpy packs are what the gateway makes of the same windows
+            m = whole[0]
+            month_rows = _windows(device, slots, (slots["start"] >= m) & (slots["start"] < next_month(m)))
+            if month_pack(device.id, m, month_rows) != batch[0]:
+                raise AssertionError(f"synthetic pack of {device.id} differs from gateway.month_packs")
+            checked = True
+    return {"month_packs": packs, "windows_15m": windows}
+
+
+def write_raw(store: SQLiteStore, registry: Registry, start: int, end: int) -> int:
+    """One reading a minute per device (counters, bin weights), then the gateway's windows."""
+    total = 0
+    grid = _grid_w(registry)
+    for n, device in enumerate(registry.devices):
+        rng = np.random.default_rng(10_000 + n)
+        t = np.arange(start, end, READING_S, dtype=np.int64)
+        if device.kind == "energy":
+            counter = np.floor(np.cumsum(_power_w(device, t, rng, grid.get(device.site, 60_000)) * READING_S / 3600))
+            values = [{"energy_wh": int(v)} for v in counter]
+        else:
+            deposits, emptied, before = _bin_arrays(device, t, READING_S, rng)
+            level = np.where(emptied, 0.0, before) + deposits
+            weight = np.round(level + rng.normal(0, 15, t.size))
+            values = [{"weight_g": int(w)} for w in weight]
+        store.write_readings([Reading(device.id, 1, i, int(ts), v) for i, (ts, v) in enumerate(zip(t, values))],
+                             received=float(end))
+        assert recompute_windows(store, device.id, int(t[0]), int(t[-1]), device.rated_power_w)
+        total += t.size
+    return total
+
+
+# --- timing -------------------------------------------------------------------------------
+
+
+def _stats(ms: list[float]) -> dict:
+    ordered = sorted(ms)
+    p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+    return {"p50_ms": round(statistics.median(ordered), 1), "p99_ms": round(p99, 1),
+            "min_ms": round(ordered[0], 1), "runs": len(ordered)}
+
+
+def time_query(path: Path, registry: Registry, period: Period, loader, repeats: int) -> dict:
+    """First run on a fresh connection, then `repeats` fresh computations, then cache hits.
+
+    Wall time, and the process's CPU time (less sensitive to other load on the machine)."""
+    scope = Scope("territory", (registry.territories[0].id,))
+    store = SQLiteStore(path)
+    try:
+        t0 = time.perf_counter()
+        values = compute_indicators(store, registry, scope, period, loader=loader)
+        first = (time.perf_counter() - t0) * 1000
+        runs, cpu = [], []
+        for _ in range(repeats):
+            t0, c0 = time.perf_counter(), time.process_time()
+            compute_indicators(store, registry, scope, period, loader=loader)
+            runs.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.process_time() - c0) * 1000)
+        cache = ResultCache(64)
+        key = ("indicators", scope, period)
+        cache.get_or_compute(key, store.data_version(), registry,
+                             lambda: compute_indicators(store, registry, scope, period, loader=loader))
+        hits = []
+        for _ in range(max(repeats, 20)):
+            t0 = time.perf_counter()
+            _, hit = cache.get_or_compute(key, store.data_version(), registry, lambda: None)
+            hits.append((time.perf_counter() - t0) * 1000)
+            assert hit
+    finally:
+        store.close()
+    out = {"first_ms": round(first, 1), **_stats(runs), "cpu_p50_ms": round(statistics.median(cpu), 1),
+           "cached_p50_ms": round(statistics.median(hits), 3)}
+    out["values"] = {v.id: v.value for v in values}
+    return out
+
+
+def bench_indicators(devices: int, days: int, workdir: Path | str | None = None, repeats: int = 20,
+                     raw_devices: int = 50, raw_days: int = 28) -> dict:
+    """The full indicator set of one territory of `devices` devices over `days` days, from
+    rollups, beside the same query from raw readings (measured on raw_devices × raw_days,
+    at most the full size, and extrapolated per device-day)."""
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        folder = Path(tmp)
+        registry = bench_registry(devices)
+        period = Period(START, START + days * DAY)
+        t0 = time.perf_counter()
+        store = SQLiteStore(folder / "rollups.db")
+        written = write_rollups(store, registry, period.start, period.end)
+        store.close()
+        generate_s = time.perf_counter() - t0
+        rollups = time_query(folder / "rollups.db", registry, period, load_packs, repeats)
+
+        raw_devices, raw_days = min(raw_devices, devices), min(raw_days, days)
+        raw_registry = bench_registry(raw_devices)
+        raw_period = Period(RAW_START, RAW_START + raw_days * DAY)
+        store = SQLiteStore(folder / "raw.db")
+        t0 = time.perf_counter()
+        readings = write_raw(store, raw_registry, raw_period.start - 3600, raw_period.end)
+        store.close()
+        raw_write_s = time.perf_counter() - t0
+        small = max(3, min(repeats, 5))
+        same = {name: time_query(folder / "raw.db", raw_registry, raw_period, loader, small)
+                for name, loader in [("raw", load_series), ("windows", load_windows), ("packs", load_packs)]}
+
+    device_days = len(registry.devices) * days
+    raw_device_days = len(raw_registry.devices) * raw_days
+    per_device_day_ms = same["raw"]["p50_ms"] / raw_device_days
+    raw = {"p50_ms": round(per_device_day_ms * device_days, 1),
+           "p99_ms": round(same["raw"]["p99_ms"] / raw_device_days * device_days, 1),
+           "extrapolated": raw_device_days != device_days,
+           "measured_p50_ms": same["raw"]["p50_ms"], "measured_devices": len(raw_registry.devices),
+           "measured_days": raw_days, "per_device_day_ms": round(per_device_day_ms, 3)}
+    differ = {i: (same["raw"]["values"][i], same["packs"]["values"][i]) for i in same["raw"]["values"]
+              if not _close(same["raw"]["values"][i], same["packs"]["values"][i])}
+    for timing in (rollups, *same.values()):
+        timing.pop("values")
+    return {
+        "devices": len(registry.devices), "days": days, "load_average": round(os.getloadavg()[0], 2),
+        "cores": os.cpu_count(), "period": [period.start, period.end],
+        "rollups": rollups, "raw": raw, **written, "generate_s": round(generate_s, 1),
+        "same_query": {"devices": len(raw_registry.devices), "days": raw_days, "readings": readings,
+                       "write_and_aggregate_s": round(raw_write_s, 1), **same,
+                       "speedup_packs_vs_raw": round(same["raw"]["p50_ms"] / same["packs"]["p50_ms"], 1),
+                       "values_beyond_1pct_raw_vs_packs": differ},
+    }
+
+
+def _close(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=0.01, abs_tol=1e-6)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--raw-devices", type=int, default=50)
+    parser.add_argument("--raw-days", type=int, default=28)
+    parser.add_argument("--workdir", default=None, help="where the temporary stores go (default: system temp)")
+    args = parser.parse_args(argv)
+    got = bench_indicators(args.devices, args.days, args.workdir, args.repeats, args.raw_devices, args.raw_days)
+    json.dump(got, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
