@@ -208,8 +208,9 @@ def _bin(device: Device, packs: list[MonthPack], head: DeviceSeries | None,
         levels.append(hv)
         deposited += ev.deposited_g
         emptyings += ev.emptyings
-    # the level just before each emptying: the only level a pack knows
-    times.append(np.array([ts for ts, _ in emptied], dtype=np.int64))
+    # the level just before each emptying (the only level a pack knows), at its window's start:
+    # before the emptying's own time, so that it ends the cycle the emptying closes
+    times.append(np.array([ts - 1 for ts, _ in emptied], dtype=np.int64))
     levels.append(np.array([top for _, top in emptied], dtype=np.float64))
     emptyings += emptied
     if tail:

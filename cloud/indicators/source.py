@@ -155,11 +155,14 @@ class Source:
         self.period = period
         self.loader = loader
         self._series: dict[str, DeviceSeries] = {}
+        self._devices: dict[str, Device] = {}
+        self._step: tuple[Period | None, dict[str, DeviceSeries]] = (None, {})
 
     def preload(self, devices: Sequence[Device]) -> None:
         missing = [d for d in devices if d.id not in self._series]
         if missing:
             self._series.update(self.loader(self.store, missing, self.period))
+            self._devices.update((d.id, d) for d in missing)
 
     def series(self, device: Device, period: Period | None = None) -> DeviceSeries:
         """A device's series over `period` (default: the whole loaded period)."""
@@ -170,6 +173,10 @@ class Source:
             return full
         if period.start < self.period.start or period.end > self.period.end:
             raise ValueError("sub-period outside the loaded period")
-        if full.rollup:  # a rollup cannot be sliced reading by reading
-            return self.loader(self.store, [device], period)[device.id]
+        if full.rollup:
+            # a rollup cannot be sliced reading by reading: read the sub-period again, for
+            # every device loaded so far at once (the steps of a series ask device by device)
+            if self._step[0] != period or device.id not in self._step[1]:
+                self._step = (period, self.loader(self.store, list(self._devices.values()), period))
+            return self._step[1][device.id]
         return full.within(period)
