@@ -20,11 +20,10 @@ from boucle_fw import protocol
 from boucle_fw.accounting import EnergyCounter
 from boucle_fw.buffer import ReadingBuffer
 from boucle_fw.commands import CommandHandler
+from boucle_fw.device import MAX_BATCHES_PER_CYCLE, PEEK
 from boucle_fw.timebase import Timebase
 
 from boucle.registry import Device, Site
-
-MAX_BATCHES_PER_CYCLE = 10  # as the firmware's Device.flush
 
 
 @dataclass
@@ -97,12 +96,12 @@ class VirtualDevice:
 
     def sendable(self) -> Iterator[tuple[bytes, list[dict[str, Any]]]]:
         """Payloads the device would publish now, as the firmware's flush: oldest first, as
-        many readings as fit one payload (8 KiB, 200 readings), one boot per payload,
+        many of the next PEEK (100) readings as fit one payload (8 KiB), one boot per payload,
         stopping at a reading that waits for the clock; at most 10 payloads per cycle.
         Readings leave the buffer as their payload is handed out."""
         sent = 0
         while sent < MAX_BATCHES_PER_CYCLE and self.buffer.depth:
-            head = self.buffer.peek(protocol.MAX_READINGS)
+            head = self.buffer.peek(PEEK)
             boot = head[0].get("boot", self.boot)
             same = []
             for r in head:
