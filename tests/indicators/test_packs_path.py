@@ -220,3 +220,30 @@ def test_packs_on_influxdb_round_trip_through_the_gateway_path(influxdb):
         assert store.month_packs(["lab-grid"], jan, feb, quarters=False)[0].quarter_wh == b""
     finally:
         store.close()
+
+
+def test_a_series_from_packs_sums_to_the_period(stored, results):
+    from cloud.indicators import indicator_series
+
+    steps = indicator_series(stored, REG, TOWN, "energy.consumed", PERIOD, 10 * 86400)  # default: packs
+    assert len(steps) == 4
+    assert sum(s.value for s in steps) == pytest.approx(results["raw"]["energy.consumed"].value, rel=1e-12)
+
+
+def test_a_late_reading_rewrites_its_months_pack(store):
+    t0 = utc("2026-02-28T23:00")  # the span crosses into March: two packs
+    on_time = [Reading("lab-grid", 1, s, t0 + 60 * s, {"energy_wh": 10 * s}) for s in range(120) if s != 30]
+    store.write_readings(on_time, received=0.0)
+    assert recompute_windows(store, "lab-grid", t0, t0 + 60 * 119, 40000)
+    feb, mar = utc("2026-02-01T00:00"), utc("2026-03-01T00:00")
+
+    def readings_and_wh():
+        packs = store.month_packs(["lab-grid"], feb, utc("2026-04-01T00:00"))
+        assert [p.month for p in packs] == [feb, mar]
+        return ([int(np.frombuffer(p.readings, dtype=np.int32).sum()) for p in packs],
+                [float(np.frombuffer(p.amount).sum()) for p in packs])
+
+    assert readings_and_wh() == ([59, 60], [590.0, 600.0])
+    store.write_readings([Reading("lab-grid", 1, 30, t0 + 1800, {"energy_wh": 300})], received=1.0)
+    assert recompute_windows(store, "lab-grid", t0 + 1800, t0 + 1800, 40000)
+    assert readings_and_wh() == ([60, 60], [590.0, 600.0])
