@@ -1,13 +1,15 @@
 """The long-period data path: device series from month packs (gateway.month_packs).
 
-`load_packs` has the `Loader` shape. Whole UTC months inside the period are read from the
-devices' month packs (one row per device-month); the partial months at the edges go
-through `windows.load_windows` (15-min windows, raw readings for partial quarter-hours).
+`load_packs` has the `Loader` shape. The whole UTC days inside the period are read from the
+devices' month packs (one row per device-month, sliced to those days); the partial days at
+the edges go through `windows.load_windows` (15-min windows, raw readings for partial
+quarter-hours).
 Meters get a series of day points (exact totals, one point per day) and a `refine`
 function that reads their 15-min slots only when an indicator needs a profile (peak, base
 load, self-consumption, opening hours, machine use). Bins get their deposits, emptyings
-and daily fill maxima. A device missing a pack for one of the months is read through
-`load_windows` for the whole period (which falls back to raw readings).
+and daily fill maxima. A device missing a pack for one of the months (a store aggregated
+before packs existed, or a device silent for a whole month) is read through `load_windows`
+for the whole period (which falls back to raw readings).
 """
 
 from __future__ import annotations
@@ -28,19 +30,19 @@ from gateway.month_packs import DAY, QUARTER, month_start, months, next_month
 
 
 def load_packs(store: Store, devices: Sequence[Device], period: Period) -> dict[str, DeviceSeries]:
-    """Each device's series over `period`: month packs inside, windows or readings at the edges."""
-    first = month_start(period.start)
-    if first < period.start:
-        first = next_month(first)
-    last = month_start(period.end)
+    """Each device's series over `period`: month packs for the whole UTC days inside, windows
+    or readings for the partial days at the edges."""
+    first = -(-period.start // DAY) * DAY
+    last = period.end - period.end % DAY
     if first >= last:
         return load_windows(store, devices, period)
+    span = _Span(month_start(first), first, last)
     wanted = months(first, last)
     by_device: dict[str, list[MonthPack]] = defaultdict(list)
-    for p in store.month_packs([d.id for d in devices], first, last, quarters=False):
+    for p in store.month_packs([d.id for d in devices], span.m0, last, quarters=False):
         by_device[p.device].append(p)
     packed = [d for d in devices if len(by_device[d.id]) == len(wanted)]
-    quarters = _Quarters(store, packed, first, last)
+    quarters = _Quarters(store, packed, span)
     out = load_windows(store, [d for d in devices if len(by_device[d.id]) != len(wanted)], period) \
         if len(packed) < len(devices) else {}
     head = load_windows(store, packed, Period(period.start, first)) if period.start < first else {}
@@ -48,15 +50,30 @@ def load_packs(store: Store, devices: Sequence[Device], period: Period) -> dict[
     for d in packed:
         h, t, packs = head.get(d.id), tail.get(d.id), by_device[d.id]
         if d.kind == "energy":
-            out[d.id] = _meter(quarters, d, packs, h, t, first)
+            out[d.id] = _meter(quarters, d, packs, h, t, span)
         else:
-            out[d.id] = _bin(d, packs, h, t)
+            out[d.id] = _bin(d, packs, h, t, span)
     return out
 
 
-def _received(head: DeviceSeries | None, packs: list[MonthPack], tail: DeviceSeries | None) -> int:
-    inside = int(np.frombuffer(b"".join(p.readings for p in packs), dtype=np.int32).sum())
-    return inside + (head.received if head else 0) + (tail.received if tail else 0)
+class _Span:
+    """The whole UTC days [first, last) read from packs starting with the month m0."""
+
+    def __init__(self, m0: int, first: int, last: int):
+        self.m0, self.first, self.last = m0, first, last
+        self.days = slice((first - m0) // DAY, (last - m0) // DAY)
+        per_day = DAY // QUARTER
+        self.slots = slice(self.days.start * per_day, self.days.stop * per_day)
+
+    def per_day(self, packs: list[MonthPack], name: str, dtype) -> np.ndarray:
+        """A per-day array of the packs over the span (NaN for months without it)."""
+        parts = [getattr(p, name) or np.full((next_month(p.month) - p.month) // DAY, np.nan, dtype).tobytes()
+                 for p in packs]
+        return np.frombuffer(b"".join(parts), dtype=dtype)[self.days]
+
+
+def _received(head: DeviceSeries | None, inside: np.ndarray, tail: DeviceSeries | None) -> int:
+    return int(inside.sum()) + (head.received if head else 0) + (tail.received if tail else 0)
 
 
 def _accepted(series: DeviceSeries | None, rated_power_w: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -104,8 +121,8 @@ class _Quarters:
 
     TOGETHER = ("grid_import", "pv_production")
 
-    def __init__(self, store: Store, devices: Sequence[Device], first: int, last: int):
-        self.store, self.first, self.last = store, first, last
+    def __init__(self, store: Store, devices: Sequence[Device], span: _Span):
+        self.store, self.span = store, span
         self.together = [d.id for d in devices if d.kind == "energy" and d.channel in self.TOGETHER]
         self._slots: dict[str, np.ndarray] = {}
         self._wanted: list[str] = []
@@ -121,11 +138,12 @@ class _Quarters:
             else:
                 ids = self.together if device.id in self.together else [device.id]
             by_device: dict[str, list[bytes]] = defaultdict(list)
-            for p in self.store.month_packs(ids, self.first, self.last, quarters=True):
+            for p in self.store.month_packs(ids, self.span.m0, self.span.last, quarters=True):
                 by_device[p.device].append(
                     p.quarter_wh or np.full((next_month(p.month) - p.month) // QUARTER, np.nan, np.float32).tobytes())
             for i in ids:
-                self._slots[i] = np.frombuffer(b"".join(by_device[i]), dtype=np.float32).astype(np.float64)
+                joined = np.frombuffer(b"".join(by_device[i]), dtype=np.float32)
+                self._slots[i] = joined[self.span.slots].astype(np.float64)
         return self._slots[device.id]
 
 
@@ -138,9 +156,10 @@ def _edges(start: int, step: int, n: int) -> np.ndarray:
 
 
 def _meter(quarters: _Quarters, device: Device, packs: list[MonthPack], head: DeviceSeries | None,
-           tail: DeviceSeries | None, first: int) -> DeviceSeries:
-    amounts = np.frombuffer(b"".join(p.amount for p in packs), dtype=np.float64)
-    received = _received(head, packs, tail)
+           tail: DeviceSeries | None, span: _Span) -> DeviceSeries:
+    first = span.first
+    amounts = span.per_day(packs, "amount", np.float64)
+    received = _received(head, span.per_day(packs, "readings", np.int32), tail)
     if head is None and tail is None:  # whole months: a point at each day's edge
         times, values = _edges(first, DAY, amounts.size), np.concatenate([[0.0], np.cumsum(amounts)])
     else:
@@ -165,25 +184,22 @@ def _meter(quarters: _Quarters, device: Device, packs: list[MonthPack], head: De
                         refine=refine)
 
 
-def _pairs(packs: list[MonthPack]) -> list[tuple[int, float]]:
-    """The emptyings of these packs, oldest first: (ts, level just before)."""
+def _pairs(packs: list[MonthPack], span: _Span) -> list[tuple[int, float]]:
+    """The emptyings of these packs within the span, oldest first: (ts, level just before)."""
     a = np.frombuffer(b"".join(p.emptyings for p in packs), dtype=np.float64).reshape(-1, 2)
+    a = a[(a[:, 0] >= span.first) & (a[:, 0] < span.last)]
     return list(zip(a[:, 0].astype(np.int64).tolist(), a[:, 1].tolist()))
 
 
 def _bin(device: Device, packs: list[MonthPack], head: DeviceSeries | None,
-         tail: DeviceSeries | None) -> DeviceSeries:
-    received = _received(head, packs, tail)
+         tail: DeviceSeries | None, span: _Span) -> DeviceSeries:
+    received = _received(head, span.per_day(packs, "readings", np.int32), tail)
     edges = [s for s in (head, tail) if s is not None]
-    emptied = _pairs(packs)
+    emptied = _pairs(packs, span)
     if any(p.fill_max for p in packs) or any(s.field("fill_pct")[0].size for s in edges):
-        times, fills = [], []
-        for p in packs:
-            if p.fill_max:
-                f = np.frombuffer(p.fill_max, dtype=np.float32).astype(np.float64)
-                keep = ~np.isnan(f)
-                times.append(p.month + DAY * np.flatnonzero(keep))
-                fills.append(f[keep])
+        f = span.per_day(packs, "fill_max", np.float32).astype(np.float64)
+        keep = ~np.isnan(f)
+        times, fills = [span.first + DAY * np.flatnonzero(keep)], [f[keep]]
         found: list[tuple[int, float]] = []
         if head:
             ht, hv = head.field("fill_pct")
@@ -199,7 +215,7 @@ def _bin(device: Device, packs: list[MonthPack], head: DeviceSeries | None,
             found += tail.fill_emptyings if tail.fill_emptyings is not None else fill_emptyings(tt, tv)
         return DeviceSeries(device.id, np.concatenate(times).astype(np.int64), {"fill_pct": np.concatenate(fills)},
                             baseline=False, readings=received, fill_emptyings=found)
-    deposited = sum(float(np.frombuffer(p.amount, dtype=np.float64).sum()) for p in packs)
+    deposited = float(span.per_day(packs, "amount", np.float64).sum())
     times, levels, emptyings = [], [], []
     if head:
         ev = head.waste or waste_events(*head.field("weight_g"))
