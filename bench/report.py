@@ -77,6 +77,11 @@ def _os_name() -> str:
     return platform.platform()
 
 
+def _git_commit() -> str:
+    commit = _first_line(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"])
+    return f" (commit {commit})" if re.fullmatch(r"[0-9a-f]{7,}", commit) else ""
+
+
 def machine_info() -> dict[str, str]:
     """What the figures were measured on."""
     from importlib.metadata import version
@@ -90,7 +95,8 @@ def machine_info() -> dict[str, str]:
         "Python": platform.python_version(),
         "Mosquitto": _first_line(["mosquitto", "-h"]).replace("mosquitto version ", ""),
         "InfluxDB": _first_line(["influxd", "version"]),
-        "Boucle": version("boucle"),
+        "Boucle": version("boucle") + _git_commit(),
+        "load average (1, 5, 15 min) at the end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "paho-mqtt": version("paho-mqtt"),
     }
 
