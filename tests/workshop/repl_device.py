@@ -88,6 +88,8 @@ class ReplDevice:
     # serial side --------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
+        if self._stop:
+            return
         try:
             os.write(self.master, data)
         except OSError:
@@ -143,6 +145,9 @@ class ReplDevice:
         self._write(out.getvalue().replace("\n", "\r\n").encode() + b"\x04" + err.encode() + b"\x04>")
 
     def close(self) -> None:
+        # Stop the serving thread before closing the master fd: a write to a closed fd
+        # number can land in whatever file the next test opens under that number.
         self._stop = True
-        os.close(self._slave)
+        os.close(self._slave)  # the thread's read now fails (EIO) and it returns
+        self._thread.join(5)
         os.close(self.master)
