@@ -222,6 +222,9 @@ class Gateway:
                 try:
                     if recompute_windows(self.store, device, t_min, t_max, rated.get(device)):
                         done.append((device, t_min, t_max))
+                    # Windows are background work: let the spooler and drainer (acks, ingest
+                    # latency) take the interpreter between two devices.
+                    time.sleep(0.001)
                 except Exception as exc:  # noqa: BLE001 - store trouble: stays dirty, retried
                     log.warning("windows of %s not updated (%s); retrying", device, exc)
                     self._stopping.wait(1)
