@@ -20,7 +20,7 @@ from boucle_fw import protocol
 from boucle_fw.accounting import EnergyCounter
 from boucle_fw.buffer import ReadingBuffer
 from boucle_fw.commands import CommandHandler
-from boucle_fw.device import MAX_BATCHES_PER_CYCLE, PEEK
+from boucle_fw.device import MAX_BATCHES_PER_CYCLE, next_batch
 from boucle_fw.timebase import Timebase
 
 from boucle.registry import Device, Site
@@ -101,17 +101,11 @@ class VirtualDevice:
         Readings leave the buffer as their payload is handed out."""
         sent = 0
         while sent < MAX_BATCHES_PER_CYCLE and self.buffer.depth:
-            head = self.buffer.peek(PEEK)
-            boot = head[0].get("boot", self.boot)
-            same = []
-            for r in head:
-                if r.get("boot", boot) != boot or r.get("ts") is None:
-                    break
-                same.append(r)
-            if not same:
+            batch = next_batch(self.buffer, self.device.id, self.boot)
+            if batch is None:
                 return
-            payload, count = next(protocol.batches(self.device.id, boot, same))
-            yield payload, same[:count]
+            payload, count = batch
+            yield payload, self.buffer.peek(count)
             self.buffer.drop(count)
             sent += 1
 

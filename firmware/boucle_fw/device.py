@@ -18,6 +18,26 @@ for _name, _dec in protocol.FIELDS:
     _KEEP.append(_name)
 
 
+def next_batch(buffer, device_id, boot):
+    """The next telemetry payload a buffer can send: its oldest readings of one boot, as
+    many of the next PEEK as fit one payload, stopping at a reading that waits for the
+    clock. Returns (payload, count) without dropping anything, or None."""
+    head = buffer.peek(PEEK)
+    if not head:
+        return None
+    boot = head[0].get("boot", boot)
+    same = []
+    for r in head:
+        if r.get("boot", boot) != boot or r.get("ts") is None:
+            break
+        same.append(r)
+    if not same:
+        return None
+    for payload, count in protocol.batches(device_id, boot, same):
+        return payload, count
+    return None
+
+
 class Device:
     """One device. `link` publishes (publish(topic, payload, qos, retain) -> bool once the
     broker acknowledged) and delivers commands to on_command(payload) -> ack bytes."""
@@ -112,19 +132,10 @@ class Device:
         only once the broker acknowledged it. Returns the number of batches sent."""
         sent = 0
         while sent < max_batches and self.buffer.depth:
-            head = self.buffer.peek(PEEK)
-            boot = head[0].get("boot", self.boot)
-            same = []
-            for r in head:
-                if r.get("boot", boot) != boot or r.get("ts") is None:
-                    break
-                same.append(r)
-            if not same:
+            batch = next_batch(self.buffer, self.device_id, self.boot)
+            if batch is None:
                 return sent  # the oldest reading waits for the clock
-            payload = None
-            count = 0
-            for payload, count in protocol.batches(self.device_id, boot, same):
-                break
+            payload, count = batch
             if not self.link.publish(self.topic_telemetry, payload, 1, False):
                 return sent
             self.buffer.drop(count)
