@@ -34,8 +34,10 @@ from gateway.spool import Spool, SpoolFull
 log = logging.getLogger("boucle.gateway")
 
 
-def recompute_windows(store: Store, device: str, t_min: int, t_max: int, rated_power_w: float | None) -> bool:
-    """Recompute a device's windows around changed readings in [t_min, t_max].
+def recompute_windows(store: Store, device: str, t_min: int, t_max: int, rated_power_w: float | None,
+                      packs: bool = True) -> bool:
+    """Recompute a device's windows around changed readings in [t_min, t_max] (and its month
+    packs, unless `packs` is False: the aggregator refreshes those on its own schedule).
 
     Returns False when readings landed in the span meanwhile (another gateway process):
     the span stays dirty and is recomputed again, so the last write always sees them.
@@ -49,7 +51,8 @@ def recompute_windows(store: Store, device: str, t_min: int, t_max: int, rated_p
     store.write_windows(rows)
     day0, day1 = start - start % 86400, end - end % 86400 + (86400 if end % 86400 else 0)
     store.write_windows(day_windows(store.windows([device], "1h", day0, day1)))
-    refresh_month_packs(store, device, day0, day1)
+    if packs:
+        refresh_month_packs(store, device, day0, day1)
     used = sum(1 for r in stored if r.ts >= start)
     return store.reading_counts([device], start, end)[device] == used
 
@@ -211,27 +214,40 @@ class Gateway:
     def _aggregate_loop(self) -> None:
         while True:
             dirty = self.spool.dirty()
-            if not dirty:
+            due = self.spool.packs_due(before=int(time.time()) // 86400 * 86400)
+            if not dirty and not due:
                 if self._stopping.is_set() and not self._drainer.is_alive():
                     return
                 self._stopping.wait(self.settings.aggregate_interval_s)
                 continue
             rated = {d.id: d.rated_power_w for d in self.registry.current().devices}
-            done = []
-            for device, t_min, t_max in dirty:
-                try:
-                    if recompute_windows(self.store, device, t_min, t_max, rated.get(device)):
-                        done.append((device, t_min, t_max))
-                    # Windows are background work: let the spooler and drainer (acks, ingest
-                    # latency) take the interpreter between two devices.
-                    time.sleep(0.001)
-                except Exception as exc:  # noqa: BLE001 - store trouble: stays dirty, retried
-                    log.warning("windows of %s not updated (%s); retrying", device, exc)
-                    self._stopping.wait(1)
-                    break
+            done = self._each(dirty, lambda d, t0, t1: recompute_windows(self.store, d, t0, t1, rated.get(d),
+                                                                         packs=False))
             self.spool.clean(done)
-            if self._stopping.is_set() and not self._drainer.is_alive() and not done:
+            # Month packs serve whole UTC days: today's changes wait for the day to end
+            # (one refresh per device and day); changes to past days go at once.
+            packs = self._each(due, lambda d, t0, t1: refresh_month_packs(
+                self.store, d, t0 - t0 % 86400, t1 - t1 % 86400 + 86400) or True)
+            self.spool.clean_packs(packs)
+            if self._stopping.is_set() and not self._drainer.is_alive() and not done and not packs:
                 return
+
+    def _each(self, spans, work) -> list[tuple[str, int, int]]:
+        """Run `work(device, t_min, t_max)` per span; the spans it completed. A store error
+        stops the round (the rest stays dirty and is retried)."""
+        done = []
+        for device, t_min, t_max in spans:
+            try:
+                if work(device, t_min, t_max):
+                    done.append((device, t_min, t_max))
+            except Exception as exc:  # noqa: BLE001 - store trouble: stays dirty, retried
+                log.warning("aggregates of %s not updated (%s); retrying", device, exc)
+                self._stopping.wait(1)
+                break
+            # Background work: let the spooler and drainer (acks, ingest latency) take the
+            # interpreter between two devices.
+            time.sleep(0.001)
+        return done
 
     def stop(self, drain_timeout: float = 30) -> None:
         """SIGTERM path: stop consuming, spool what arrived, flush to the store, close."""

@@ -37,9 +37,12 @@ CREATE TABLE IF NOT EXISTS seen (
 CREATE INDEX IF NOT EXISTS seen_by_time ON seen (ts);
 CREATE TABLE IF NOT EXISTS seen_letters (key TEXT PRIMARY KEY, received REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dirty (device TEXT PRIMARY KEY, min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pack_dirty (device TEXT PRIMARY KEY, min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL);
 """
-_MARK_DIRTY = ("INSERT INTO dirty VALUES (?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
-               "min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)")
+_MARK = ("INSERT INTO {table} VALUES (?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
+         "min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)")
+_MARK_DIRTY = _MARK.format(table="dirty")
+_MARK_PACKS = _MARK.format(table="pack_dirty")
 
 
 def _spans(seen: Iterable[tuple[str, int, int, int]]) -> list[tuple[str, int, int]]:
@@ -181,11 +184,23 @@ class Spool:
         """Devices whose windows need recomputing: (device, oldest changed ts, newest changed ts)."""
         return self._state().execute("SELECT device, min_ts, max_ts FROM dirty LIMIT ?", (limit,)).fetchall()
 
-    def clean(self, done: Iterable[tuple[str, int, int]]) -> None:
-        """Forget spans that were recomputed, unless more changes arrived meanwhile."""
+    def clean(self, done: Sequence[tuple[str, int, int]]) -> None:
+        """Forget spans whose windows were recomputed, unless more changes arrived meanwhile;
+        their month packs are now due (same transaction: a crash cannot lose them)."""
         conn = self._state()
         with conn:
             conn.executemany("DELETE FROM dirty WHERE device = ? AND min_ts = ? AND max_ts = ?", done)
+            conn.executemany(_MARK_PACKS, done)
+
+    def packs_due(self, before: int, limit: int = 1000) -> list[tuple[str, int, int]]:
+        """Devices whose month packs need recomputing for a day that started before `before`."""
+        return self._state().execute(
+            "SELECT device, min_ts, max_ts FROM pack_dirty WHERE min_ts < ? LIMIT ?", (before, limit)).fetchall()
+
+    def clean_packs(self, done: Iterable[tuple[str, int, int]]) -> None:
+        conn = self._state()
+        with conn:
+            conn.executemany("DELETE FROM pack_dirty WHERE device = ? AND min_ts = ? AND max_ts = ?", done)
 
     def close(self) -> None:
         for name in ("spool", "state"):

@@ -75,3 +75,16 @@ def test_a_late_reading_updates_the_windows_it_touches(store):
     assert day.energy_wh == 1190.0 and day.readings == 120
     quarter = store.windows([device], "15m", H, H + 7200)
     assert sum(w.energy_wh for w in quarter) == 1190.0 and len(quarter) == 8
+
+
+def test_month_packs_wait_for_the_end_of_the_day(tmp_path):
+    from gateway.spool import Spool
+
+    spool = Spool(tmp_path / "spool.db", 1000)
+    today = H + 10 * 86400
+    spool.clean([("today-only", today + 60, today + 3600), ("late", H + 60, today + 60)])
+    assert spool.packs_due(before=today) == [("late", H + 60, today + 60)]
+    assert {d for d, _, _ in spool.packs_due(before=today + 86400)} == {"today-only", "late"}
+    spool.clean([("late", H + 30, H + 30)])  # more late data for that device meanwhile
+    spool.clean_packs([("late", H + 60, today + 60)])  # the older span's refresh: stays due
+    assert spool.packs_due(before=today) == [("late", H + 30, today + 60)]
