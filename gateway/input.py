@@ -23,9 +23,9 @@ CHANNELS = {"telemetry": 1, "status": 1, "health": 0}
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """A message taken off the broker, not yet acknowledged."""
+
     topic: str
-    device: str
-    channel: str
     payload: bytes
     mid: int
     qos: int
@@ -46,10 +46,8 @@ def subscribe(settings: GatewaySettings, inbox: queue.Queue[Message], on_session
     """Open the gateway's persistent session and feed `inbox` (blocking when it is full)."""
 
     def on_message(_client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
-        where = split_topic(settings.topic_prefix, msg.topic)
-        device, channel = where if where else ("", "unknown")
         # put() blocks when the queue is full: the broker then holds the rest (back-pressure).
-        inbox.put(Message(msg.topic, device, channel, msg.payload, msg.mid, msg.qos, time.time()))
+        inbox.put(Message(msg.topic, msg.payload, msg.mid, msg.qos, time.time()))
 
     subscribed = threading.Event()
 
