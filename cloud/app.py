@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from boucle.registry import ApiKey, RegistryFile
 from boucle.settings import ApiSettings
@@ -50,8 +51,10 @@ def cors_origins(text: str) -> list[str]:
 def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = None, store: Store | None = None,
                extra_keys: list[ApiKey] | None = None, references: References | None = None) -> FastAPI:
     """Build the API and dashboard around a registry file and a store."""
-    app = FastAPI(
-        title="Boucle API", version="1", description=DESCRIPTION,
+    # fastapi-offline serves Swagger UI from its own package, not a CDN: /docs works offline.
+    app = FastAPIOffline(
+        title="Boucle API", version="1", description=DESCRIPTION, docs_url="/docs", redoc_url=None,
+        static_url="/docs-assets",
         responses={401: PROBLEM, 404: PROBLEM, 422: PROBLEM, 429: PROBLEM},
         openapi_tags=[
             {"name": "registry", "description": "Territories, sites and devices this key may see."},
@@ -60,7 +63,7 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
         ],
     )
     app.state.context = Context(
-        settings, registry_file or RegistryFile(settings.registry), store or open_store(settings.store_url),
+        settings, registry_file or RegistryFile(settings.registry), store or open_store(settings.store_url, token=settings.influx_token),
         list(extra_keys or []), references or load_references(), ResultCache(settings.cache_entries))
     install_problem_handlers(app)
 
