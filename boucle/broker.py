@@ -24,6 +24,13 @@ class BrokerError(Exception):
     pass
 
 
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -35,6 +42,8 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def wait_listening(port: int, timeout: float, alive=lambda: True) -> bool:
+    """Wait until something accepts connections on the loopback port; False on timeout or
+    as soon as `alive()` says the server died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and alive():
         try:

@@ -42,17 +42,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="simulator seed")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(args: argparse.Namespace) -> int:
     configure_logging(logging.WARNING)
-    from boucle.broker import BrokerError, port_is_free, start_broker
+    from boucle.broker import BrokerError, free_port, port_is_free, start_broker
     from boucle.mqtt import BrokerUnavailable
     from cloud.app import create_app
     from cloud.security import new_key
@@ -62,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     data = Path(args.data_dir)
     data.mkdir(parents=True, exist_ok=True)
-    mqtt_port = args.mqtt_port or _free_port()
+    mqtt_port = args.mqtt_port or free_port()
     if not port_is_free(args.port, "127.0.0.1"):
         raise UserError(f"port {args.port} is already in use (another boucle up?); pass --port with a free port")
     if not port_is_free(mqtt_port):

@@ -8,31 +8,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
-from boucle.broker import stop_process
+from boucle.broker import free_port, stop_process, wait_listening
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["InfluxDB", "Mosquitto", "free_port", "wait_port"]
 
 
 def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
+    """Wait for a test server to listen; raise if it exited or did not listen in time."""
+    if wait_listening(port, timeout, lambda: proc is None or proc.poll() is None):
+        return
+    if proc is not None and proc.poll() is not None:
+        raise RuntimeError(f"server exited with code {proc.returncode} before listening on {port}")
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
 
 
