@@ -101,7 +101,8 @@ def write_parsed(parsed: Parsed, store: Store) -> None:
         store.write_device_states(parsed.states)
 
 
-def count(parsed: Parsed, metrics: GatewayMetrics, messages: int) -> None:
+def record_metrics(parsed: Parsed, metrics: GatewayMetrics, messages: int) -> None:
+    """Count a drained batch in the gateway's metrics."""
     metrics.messages.inc(messages)
     metrics.readings_received.inc(parsed.received)
     metrics.stored.inc(parsed.stored)

@@ -28,7 +28,7 @@ from gateway.aggregate import FIELDS, RAW_RESOLUTIONS, affected_span, day_window
 from gateway.input import Message, subscribe
 from gateway.metrics import GatewayMetrics, serve_metrics
 from gateway.month_packs import refresh_month_packs
-from gateway.output import count, drop_repeats, parse_batch, write_parsed
+from gateway.output import drop_repeats, parse_batch, record_metrics, write_parsed
 from gateway.spool import Spool, SpoolFull
 
 log = logging.getLogger("boucle.gateway")
@@ -84,6 +84,7 @@ class Gateway:
         self._connects = 0
         self._http = None
         self._store_ok = True
+        self._spool_full = False
 
     def start(self) -> Gateway:
         self._spooler.start()
@@ -99,6 +100,10 @@ class Gateway:
 
     def device_tags(self, device: str) -> dict[str, str]:
         """Where a device belongs (site, territory, kind, channel or stream), for storage tags."""
+        return self._devices().get(device, {})
+
+    def _devices(self) -> dict[str, dict[str, str]]:
+        """Registry devices → their storage tags, rebuilt only when the registry changes."""
         registry = self.registry.current()
         if self._tags[0] is not registry:
             sites = {site.id: site for site in registry.sites}
@@ -112,7 +117,7 @@ class Gateway:
                     tags["stream"] = d.stream
                 table[d.id] = tags
             self._tags = (registry, table)
-        return self._tags[1].get(device, {})
+        return self._tags[1]
 
     def _on_session(self, session_present: bool) -> None:
         self._connects += 1
@@ -126,7 +131,7 @@ class Gateway:
         alive = self._spooler.is_alive() and self._drainer.is_alive()
         return {"ok": connected and alive and self._store_ok, "mqtt_connected": connected,
                 "store_ok": self._store_ok, "spool_depth": self.spool.depth,
-                "spool_full": bool(self.metrics.spool_full._value.get())}
+                "spool_full": self._spool_full}
 
     # --- spooler: inbox → durable spool → ack -------------------------------------------
 
@@ -150,14 +155,16 @@ class Gateway:
                     self.spool.append(rows)
                     break
                 except SpoolFull as exc:
-                    if not self.metrics.spool_full._value.get():
+                    if not self._spool_full:
                         log.error("ALARM %s: not acking any more; the broker holds new messages until the "
                                   "store catches up (check the store, raise BOUCLE_SPOOL_MAX_ROWS)", exc)
+                    self._spool_full = True
                     self.metrics.spool_full.set(1)
                     if self._stopping.is_set():
                         return  # unacked: the broker redelivers after restart
                     time.sleep(backoff(attempt, 0.2, 5))
                     attempt += 1
+            self._spool_full = False
             self.metrics.spool_full.set(0)
             client = self.session.client if self.session else None
             for m in batch:
@@ -179,7 +186,7 @@ class Gateway:
                 self._spooled.wait(0.5)
                 self._spooled.clear()
                 continue
-            devices = {d.id for d in self.registry.current().devices}
+            devices = self._devices()
             parsed = parse_batch(spooled, s.topic_prefix, devices, now=time.time(),
                                  max_future_skew_s=s.max_future_skew_s, max_payload_bytes=s.max_payload_bytes)
             store_dedups = getattr(self.store, "dedups", False)
@@ -202,7 +209,7 @@ class Gateway:
             stored = [(r.device, r.boot, r.seq, r.ts) for r in parsed.readings]
             self.spool.remove([m.id for m in spooled], stored, [(d.key, d.received) for d in parsed.letters],
                               remember=not store_dedups)
-            count(parsed, self.metrics, len(spooled))
+            record_metrics(parsed, self.metrics, len(spooled))
             self.metrics.spool_depth.set(self.spool.depth)
             self.metrics.spool_age.set(self.spool.oldest_age())
             if time.time() - last_forget > 3600:

@@ -172,17 +172,19 @@ class InfluxStore:
 
     def last_seen(self, devices: Sequence[str]) -> dict[str, tuple[int, float]]:
         out = {}
+        wanted = set(devices)
         for s in self.query_series('SELECT last("received") FROM "readings" GROUP BY "device"'):
             device = s["tags"]["device"]
-            if device in devices:
+            if device in wanted:
                 out[device] = (s["values"][0][0], s["values"][0][1])
         return out
 
     def device_states(self, devices: Sequence[str]) -> dict[str, dict[str, DeviceState]]:
         out: dict[str, dict[str, DeviceState]] = {}
+        wanted = set(devices)
         for s in self.query_series('SELECT last("doc") FROM "device_state" GROUP BY "device", "channel"'):
             device, channel = s["tags"]["device"], s["tags"]["channel"]
-            if device in devices:
+            if device in wanted:
                 ts, doc = s["values"][0][0], s["values"][0][1]
                 out.setdefault(device, {})[channel] = DeviceState(device, channel, json.loads(doc), ts)
         return out
@@ -232,7 +234,8 @@ class InfluxStore:
                 if values["emptyings"] is not None:
                     values["emptyings"] = int(values["emptyings"])
                 out.append(Window(device, resolution, v[0], **values))
-        out.sort(key=lambda w: (devices.index(w.device) if isinstance(devices, list) else w.device, w.start))
+        order = {device: i for i, device in enumerate(devices)}  # the caller's order, as SQLite gives it
+        out.sort(key=lambda w: (order[w.device], w.start))
         return out
 
     def write_month_packs(self, packs: Sequence[MonthPack]) -> None:
