@@ -14,11 +14,11 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from boucle.protocol import Reading
+from boucle.protocol import ReadingRow
 from boucle.storage import DeadLetter, DeviceState, Store
 from gateway.input import split_topic
 from gateway.metrics import GatewayMetrics
-from gateway.parse import Rejected, parse_telemetry
+from gateway.parse import Rejected, parse_rows
 from gateway.spool import Spool, Spooled
 
 MAX_STATE_BYTES = 2048
@@ -28,7 +28,7 @@ MAX_STATE_BYTES = 2048
 class Parsed:
     """A batch after the parse and dedup stages: what to write, what was refused."""
 
-    readings: list[Reading] = field(default_factory=list)
+    readings: list[ReadingRow] = field(default_factory=list)
     duplicates: int = 0
     stored: int = 0
     letters: list[DeadLetter] = field(default_factory=list)
@@ -50,7 +50,7 @@ def parse_batch(spooled: Sequence[Spooled], prefix: str, known_devices: Collecti
         where = split_topic(prefix, msg.topic)
         device, channel = where if where else ("", "")
         if channel == "telemetry":
-            result = parse_telemetry(device, msg.payload, known_devices=known_devices, now=now,
+            result = parse_rows(device, msg.payload, known_devices=known_devices, now=now,
                                      max_future_skew_s=max_future_skew_s, max_bytes=max_payload_bytes)
         elif channel in ("status", "health"):
             result = parse_state(device, channel, msg.payload, msg.received, known_devices)
@@ -71,9 +71,9 @@ def drop_repeats(parsed: Parsed, spool: Spool, store_dedups: bool = False) -> No
     """Dedup stage: keep each (device, boot, seq) and each dead letter once, within the
     batch and across restarts. A store keyed by identity (SQLite) drops repeats itself,
     so only repeats inside the batch are dropped here."""
-    keys = [(r.device, r.boot, r.seq) for r in parsed.readings]
+    keys = [r[:3] for r in parsed.readings]  # (device, boot, seq)
     unseen = set(keys) if store_dedups else spool.unseen(keys)
-    kept: list[Reading] = []
+    kept: list[ReadingRow] = []
     for reading, key in zip(parsed.readings, keys):
         if key in unseen:
             unseen.discard(key)  # a second copy inside this batch is a repeat too
@@ -92,7 +92,7 @@ def drop_repeats(parsed: Parsed, spool: Spool, store_dedups: bool = False) -> No
 def write_parsed(parsed: Parsed, store: Store) -> None:
     """The synchronous store write; raises if the store did not confirm."""
     if parsed.readings:
-        new = store.write_readings(parsed.readings, time.time())
+        new = store.write_rows(parsed.readings, time.time())
         parsed.duplicates += len(parsed.readings) - new
         parsed.stored = new
     if parsed.letters:
@@ -110,7 +110,7 @@ def record_metrics(parsed: Parsed, metrics: GatewayMetrics, messages: int) -> No
     for letter in parsed.letters:
         metrics.rejected.labels(letter.error).inc()
     if parsed.readings:
-        metrics.lag.set(max(0.0, time.time() - max(r.ts for r in parsed.readings)))
+        metrics.lag.set(max(0.0, time.time() - max(r[3] for r in parsed.readings)))
 
 
 def parse_state(device: str, channel: str, payload: bytes, received: float,

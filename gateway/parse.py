@@ -1,8 +1,13 @@
 """Parse stage: raw MQTT telemetry bytes → validated readings, or a rejection.
 
-Pure: no I/O. The checks mirror the JSON Schema in boucle/protocol/v1 (tests hold the
-two in agreement on every vector) but are hand-written, because a generic schema
-validator costs more per message than the whole rest of the pipeline.
+Pure: no I/O. Two paths with one meaning:
+- the fast path decodes and checks a payload in one pass of msgspec's C decoder, against
+  typed structs built from the JSON Schema's bounds, straight into row tuples (about a
+  tenth of the cost of json.loads plus Python checks);
+- the checking path is hand-written Python that mirrors the JSON Schema (tests hold the two
+  in agreement on every vector) and says precisely what is wrong. It runs only when the
+  fast path refuses a payload, so every rejection and its reason come from one place, and
+  a payload the fast path refused wrongly would still be accepted.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import math
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec.structs import astuple
 
 from boucle.protocol import (
     INTEGER_FIELDS,
@@ -21,7 +29,10 @@ from boucle.protocol import (
     MEASUREMENT_FIELDS,
     VERSION,
     Reading,
+    ReadingRow,
     field_bounds,
+    reading_row,
+    row_reading,
 )
 
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{2,47}$")
@@ -58,7 +69,31 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def parse_telemetry(
+def _wire_types() -> msgspec.json.Decoder:
+    """A decoder for the payload with the schema's constraints (types, bounds, pattern,
+    no unknown fields). A reading's struct fields are seq, ts, then MEASUREMENT_FIELDS in
+    order, so `(device, boot) + astuple(reading)` is a ReadingRow."""
+    bounded = [("seq", Annotated[int, msgspec.Meta(ge=0, le=_MAX_INT32)]),
+               ("ts", Annotated[int, msgspec.Meta(ge=_BOUNDS["ts"][0], le=_BOUNDS["ts"][1])])]
+    for name in MEASUREMENT_FIELDS:
+        kind = int if name in INTEGER_FIELDS else float
+        low, high = _BOUNDS[name]
+        bounded.append((name, Annotated[kind, msgspec.Meta(ge=low, le=high)] | None, None))
+    wire_reading = msgspec.defstruct("WireReading", bounded, forbid_unknown_fields=True)
+    batch = msgspec.defstruct("WireBatch", [
+        ("v", Literal[VERSION]),
+        ("device", Annotated[str, msgspec.Meta(pattern=DEVICE_ID.pattern)]),
+        ("boot", Annotated[int, msgspec.Meta(ge=0, le=_MAX_INT32)]),
+        ("readings", Annotated[list[wire_reading], msgspec.Meta(min_length=1, max_length=MAX_READINGS)]),
+    ], forbid_unknown_fields=True)
+    return msgspec.json.Decoder(batch)
+
+
+_WIRE = _wire_types()
+_MEASUREMENTS = len(MEASUREMENT_FIELDS)
+
+
+def parse_rows(
     topic_device: str,
     payload: bytes,
     *,
@@ -66,15 +101,53 @@ def parse_telemetry(
     now: float,
     max_future_skew_s: float = 300,
     max_bytes: int = MAX_PAYLOAD_BYTES,
-) -> list[Reading] | Rejected:
-    """Validate one telemetry payload published on `{prefix}/{topic_device}/telemetry`.
+) -> list[ReadingRow] | Rejected:
+    """Validate one telemetry payload published on `{prefix}/{topic_device}/telemetry`;
+    its readings as rows, or why it was refused.
 
     `known_devices=None` accepts any device id (registry checks done elsewhere).
     """
+    if len(payload) <= max_bytes:
+        rows = _fast_rows(topic_device, payload, known_devices, now + max_future_skew_s)
+        if rows is not None:
+            return rows
     try:
-        return _parse(topic_device, payload, known_devices, now, max_future_skew_s, max_bytes)
+        return [reading_row(r) for r in _parse(topic_device, payload, known_devices, now, max_future_skew_s,
+                                               max_bytes)]
     except _Reject as exc:
         return exc.rejected
+
+
+def parse_telemetry(topic_device: str, payload: bytes, **limits: Any) -> list[Reading] | Rejected:
+    """`parse_rows` with its readings as Reading objects."""
+    rows = parse_rows(topic_device, payload, **limits)
+    return rows if isinstance(rows, Rejected) else [row_reading(r) for r in rows]
+
+
+def _fast_rows(topic_device: str, payload: bytes, known_devices: Collection[str] | None,
+               latest_ts: float) -> list[ReadingRow] | None:
+    """The payload's rows when it is valid, else None (the checking path then says why)."""
+    if b"null" in payload:
+        # A present-but-null field is a schema error, which the structs (None = absent)
+        # cannot tell from absence; the encoder never writes null.
+        return None
+    try:
+        batch = _WIRE.decode(payload)
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    device, boot = batch.device, batch.boot
+    if device != topic_device or (known_devices is not None and device not in known_devices):
+        return None
+    rows = []
+    last_seq = -1
+    for reading in batch.readings:
+        row = (device, boot, *astuple(reading))
+        # seq order, clock skew, and at least one measurement (only those slots can be None)
+        if row[2] <= last_seq or row[3] > latest_ts or row.count(None) == _MEASUREMENTS:
+            return None
+        last_seq = row[2]
+        rows.append(row)
+    return rows
 
 
 def _parse(topic_device, payload, known_devices, now, skew, max_bytes) -> list[Reading]:
@@ -152,7 +225,9 @@ def _reading(i: int, item: Any, device: str, boot: int) -> Reading:
         if not low <= value <= high:
             raise _Reject("out_of_bounds", path, f"{key}={value} outside [{low}, {high}]")
         if key != "ts":
-            values[key] = value
+            # As the fast path does: a decimal field is a float even when sent as 1 (InfluxDB
+            # refuses a field that changes type).
+            values[key] = value if key in INTEGER_FIELDS else float(value)
     return Reading(device, boot, item["seq"], item["ts"], values)
 
 

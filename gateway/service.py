@@ -206,7 +206,7 @@ class Gateway:
                     attempt += 1
                     if self._stopping.wait(delay) and attempt > 3:
                         return  # stopping: the spool is durable, the next start drains it
-            stored = [(r.device, r.boot, r.seq, r.ts) for r in parsed.readings]
+            stored = [r[:4] for r in parsed.readings]  # (device, boot, seq, ts)
             self.spool.remove([m.id for m in spooled], stored, [(d.key, d.received) for d in parsed.letters],
                               remember=not store_dedups)
             record_metrics(parsed, self.metrics, len(spooled))

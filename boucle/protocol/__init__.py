@@ -14,8 +14,19 @@ from typing import Any
 from boucle_fw.protocol import DEFAULT_PREFIX, FIELDS, MAX_PAYLOAD_BYTES, MAX_READINGS, VERSION
 
 __all__ = [
-    "DEFAULT_PREFIX", "FIELDS", "MAX_PAYLOAD_BYTES", "MAX_READINGS", "VERSION",
-    "Reading", "schema", "vectors",
+    "DEFAULT_PREFIX",
+    "FIELDS",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_READINGS",
+    "ROW_FIELDS",
+    "VERSION",
+    "Reading",
+    "ReadingRow",
+    "reading_row",
+    "row_reading",
+    "row_values",
+    "schema",
+    "vectors",
 ]
 
 MEASUREMENT_FIELDS: tuple[str, ...] = tuple(name for name, _ in FIELDS)
@@ -31,6 +42,30 @@ class Reading:
     seq: int
     ts: int
     values: dict[str, float | int]
+
+
+ReadingRow = tuple
+"""A reading as the gateway's hot path carries it: `(device, boot, seq, ts, *measurements)`,
+one slot per MEASUREMENT_FIELDS entry, None where absent. Plain tuples cost a fraction of a
+Reading to build and bind straight into SQL; `ROW_FIELDS` names the slots."""
+
+ROW_FIELDS: tuple[str, ...] = ("device", "boot", "seq", "ts", *MEASUREMENT_FIELDS)
+
+
+def reading_row(reading: Reading) -> ReadingRow:
+    """A Reading as a row."""
+    return (reading.device, reading.boot, reading.seq, reading.ts,
+            *(reading.values.get(f) for f in MEASUREMENT_FIELDS))
+
+
+def row_values(row: ReadingRow) -> dict[str, float | int]:
+    """The measurements present in a row, by name."""
+    return {f: v for f, v in zip(MEASUREMENT_FIELDS, row[4:]) if v is not None}
+
+
+def row_reading(row: ReadingRow) -> Reading:
+    """A row as a Reading."""
+    return Reading(row[0], row[1], row[2], row[3], row_values(row))
 
 
 def _load(name: str) -> Any:

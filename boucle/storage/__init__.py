@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from boucle.protocol import Reading
+from boucle.protocol import Reading, ReadingRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +95,9 @@ class Store(Protocol):
 
     def write_readings(self, readings: Sequence[Reading], received: float) -> int:
         """Store readings; return how many were new (repeats by identity are ignored)."""
+
+    def write_rows(self, rows: Sequence[ReadingRow], received: float) -> int:
+        """write_readings for rows (the gateway's hot path: no Reading objects)."""
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Keep refused messages with their reason."""

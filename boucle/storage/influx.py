@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlparse
 
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 
-from boucle.protocol import MEASUREMENT_FIELDS, Reading
+from boucle.protocol import MEASUREMENT_FIELDS, Reading, ReadingRow, row_reading
 from boucle.storage import WINDOW_VALUES, DeadLetter, DeviceState, MonthPack, StoredReading, Window
 
 log = logging.getLogger("boucle.storage.influx")
@@ -126,6 +126,9 @@ class InfluxStore:
                      .to_line_protocol())
         self.write_lines(lines)
         return len(readings)
+
+    def write_rows(self, rows: Sequence[ReadingRow], received: float) -> int:
+        return self.write_readings([row_reading(r) for r in rows], received)
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         precision = _PRECISION[self.precision][0]

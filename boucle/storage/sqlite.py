@@ -8,10 +8,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from boucle.protocol import MEASUREMENT_FIELDS, Reading
+from boucle.protocol import MEASUREMENT_FIELDS, ROW_FIELDS, Reading, ReadingRow, reading_row
 from boucle.storage import WINDOW_VALUES, DeadLetter, DeviceState, MonthPack, StoredReading, Window
 
-_COLUMNS = ", ".join(MEASUREMENT_FIELDS)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
@@ -44,8 +43,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('data_version', 0);
 """
 _INSERT = (
-    f"INSERT OR IGNORE INTO readings (device, boot, seq, ts, {_COLUMNS}, received) "
-    f"VALUES (?, ?, ?, ?, {', '.join('?' * len(MEASUREMENT_FIELDS))}, ?)"
+    f"INSERT OR IGNORE INTO readings ({', '.join(ROW_FIELDS)}, received) "
+    f"VALUES ({', '.join('?' * len(ROW_FIELDS))}, {{received!r}})"
 )
 
 
@@ -73,14 +72,14 @@ class SQLiteStore:
         return conn
 
     def write_readings(self, readings: Sequence[Reading], received: float) -> int:
-        rows = [
-            (r.device, r.boot, r.seq, r.ts, *(r.values.get(f) for f in MEASUREMENT_FIELDS), received)
-            for r in readings
-        ]
+        return self.write_rows([reading_row(r) for r in readings], received)
+
+    def write_rows(self, rows: Sequence[ReadingRow], received: float) -> int:
         conn = self._conn()
         with conn:
             before = conn.total_changes
-            conn.executemany(_INSERT, rows)
+            # received is the same for the whole batch: a literal, so rows bind as they are.
+            conn.executemany(_INSERT.format(received=float(received)), rows)
             new = conn.total_changes - before
             if new:
                 conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'data_version'")

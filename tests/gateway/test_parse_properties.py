@@ -7,8 +7,8 @@ from boucle_fw.protocol import batches
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from boucle.protocol import FIELDS, field_bounds
-from gateway.parse import Rejected, parse_telemetry
+from boucle.protocol import FIELDS, MAX_PAYLOAD_BYTES, field_bounds, reading_row
+from gateway.parse import Rejected, _fast_rows, _parse, _Reject, parse_rows, parse_telemetry
 
 NOW = 1767225600
 BOUNDS = field_bounds()
@@ -64,3 +64,52 @@ def test_encoded_batches_parse_back(values, boot, first_seq):
         for name, dec in FIELDS:
             if name in item:
                 assert abs(r.values[name] - item[name]) <= (0 if dec is None else 10 ** -dec / 2 + 1e-9)
+
+
+# The fast path (msgspec) and the checking path (hand-written) must mean the same thing: on
+# any payload, the fast path either defers (None) or returns exactly the checking path's rows.
+scalars = (st.integers(-2**40, 2**40) | st.floats(-1e12, 1e12) | st.booleans() | st.none()
+           | st.sampled_from(["1", "", 1.0, 2**63, -1, 0, 1e400]))
+
+
+def mostly(valid, other=scalars):
+    """`valid` seven times in eight, else something else: most payloads carry one flaw or none."""
+    return st.integers(0, 7).flatmap(lambda k: other if k == 0 else valid)
+
+
+near_readings = st.lists(st.fixed_dictionaries(
+    {"seq": mostly(st.integers(0, 5)), "ts": mostly(st.integers(NOW - 1000, NOW + 400))},
+    optional={name: mostly(measurement(name, dec)) for name, dec in FIELDS}), min_size=1, max_size=3)
+near_docs = st.fixed_dictionaries(
+    {"v": mostly(st.just(1), st.sampled_from([2, True, 1.0, "1"])),
+     "device": mostly(st.just("dev-1"), st.sampled_from(["Dev-1", "d", "dev-2", 7])),
+     "boot": mostly(st.integers(0, 2**31 - 1), st.integers(-2, 2**31 + 2) | st.booleans()),
+     "readings": mostly(near_readings, st.just([]) | scalars)},
+    optional={"x": scalars})
+
+
+def _checking_rows(payload):
+    try:
+        return [reading_row(r) for r in _parse("dev-1", payload, ["dev-1"], NOW, 300, MAX_PAYLOAD_BYTES)]
+    except _Reject as exc:
+        return exc.rejected
+
+
+@settings(max_examples=1000, deadline=None)
+@given(near_docs)
+def test_fast_path_agrees_with_checking_path(doc):
+    payload = json.dumps(doc).encode()
+    fast = _fast_rows("dev-1", payload, ["dev-1"], NOW + 300)
+    checking = _checking_rows(payload)
+    if fast is not None:
+        assert fast == checking
+        assert [tuple(map(type, r)) for r in fast] == [tuple(map(type, r)) for r in checking]
+    assert parse_rows("dev-1", payload, known_devices=["dev-1"], now=NOW) == checking
+
+
+@settings(max_examples=60, deadline=None)
+@given(readings, st.integers(0, 2**31 - 1))
+def test_fast_path_takes_every_valid_batch(values, boot):
+    items = [dict(v, seq=i, ts=NOW - 3600 + i) for i, v in enumerate(values)]
+    for payload, _count in batches("dev-1", boot, items):
+        assert _fast_rows("dev-1", payload, ["dev-1"], NOW + 300) == _checking_rows(payload)
