@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from boucle.registry import Device
-from cloud.indicators.context import Context
+from cloud.indicators.context import QUARTER_HOUR, Context
 from cloud.indicators.geo import distance_km
 from cloud.indicators.outcome import Outcome
 from cloud.indicators.waste import G_PER_KG, weighing_devices
@@ -67,12 +67,20 @@ def _idle_w(ctx: Context, device: Device) -> float:
 def active_seconds(ctx: Context, device: Device) -> float:
     """Seconds in which the machine's mean power between readings was above its idle threshold."""
     e = ctx.profile(device)
+    idle_w = _idle_w(ctx, device)
+    if e.slots is not None:
+        # 15-min windows on the period's edges: the same formula, one mean power per window
+        mean_w = e.slots * (3600 / QUARTER_HOUR)
+        active = (e.slots > 0) & (mean_w > idle_w)
+        if device.rated_power_w:
+            return float((QUARTER_HOUR * np.clip(mean_w[active] / device.rated_power_w, 0.0, 1.0)).sum())
+        return float(QUARTER_HOUR * np.count_nonzero(active))
     if e.times.size < 2:
         return 0.0
     dt = np.diff(e.times).astype(np.float64)
     wh = e.deltas.deltas_wh[1:]
     mean_w = np.divide(wh * 3600, dt, out=np.zeros_like(dt), where=dt > 0)
-    active = e.deltas.accepted[1:] & (mean_w > _idle_w(ctx, device))
+    active = e.deltas.accepted[1:] & (mean_w > idle_w)
     # the first interval may start before the period: count only its part inside
     start = np.maximum(e.times[:-1], ctx.period.start)
     seconds = np.maximum(e.times[1:] - start, 0).astype(np.float64)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from zoneinfo import ZoneInfo
 
@@ -23,17 +22,46 @@ class UnknownScope(LookupError):
     """A scope naming a site or territory that the registry does not have."""
 
 
-@dataclass
 class DeviceEnergy:
-    """A counter device over the period: its accepted deltas at its reading times."""
+    """A counter device over the period: its accepted deltas at its reading times.
 
-    device: Device
-    times: np.ndarray
-    deltas: CounterDeltas
-    start: int
-    end: int
-    _cumulative: np.ndarray | None = field(default=None, repr=False)
-    _buckets: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    Built from 15-min slots (`slots`: Wh per interval of the period, a window in each), the
+    buckets are the slots themselves and the per-point arrays are made only when asked for.
+    """
+
+    def __init__(self, device: Device, times: np.ndarray | None, deltas: CounterDeltas | None,
+                 start: int, end: int, cumulative: np.ndarray | None = None,
+                 slots: np.ndarray | None = None):
+        self.device, self.start, self.end = device, start, end
+        self.slots = slots
+        self._times = times
+        self._deltas = deltas
+        self._cumulative = cumulative
+        self._times_f: np.ndarray | None = None
+        self._buckets: dict[int, np.ndarray] = {}
+        if slots is not None:
+            self._buckets[QUARTER_HOUR] = slots
+
+    @classmethod
+    def from_slots(cls, device: Device, start: int, end: int, slots: np.ndarray,
+                   cumulative: np.ndarray | None = None) -> DeviceEnergy:
+        """A meter whose energy is known per 15-min interval of [start, end) (rollups: the
+        deltas were checked at ingest)."""
+        return cls(device, None, None, start, end, cumulative, slots)
+
+    @property
+    def times(self) -> np.ndarray:
+        if self._times is None:
+            self._times = bucket_edges(self.start, self.end, QUARTER_HOUR)
+        return self._times
+
+    @property
+    def deltas(self) -> CounterDeltas:
+        if self._deltas is None:
+            cum = self._cum()
+            deltas = np.diff(cum, prepend=cum[:1]) if cum.size else cum
+            self._deltas = CounterDeltas(deltas, deltas > 0, 0, 0)
+        return self._deltas
 
     @property
     def total_wh(self) -> float:
@@ -47,7 +75,9 @@ class DeviceEnergy:
         """
         if self.times.size == 0:
             return np.zeros(np.shape(instants))
-        return np.interp(np.asarray(instants, dtype=np.float64), self.times.astype(np.float64), self._cum())
+        if self._times_f is None:
+            self._times_f = self.times.astype(np.float64)
+        return np.interp(np.asarray(instants, dtype=np.float64), self._times_f, self._cum())
 
     def buckets_wh(self, step_s: int = QUARTER_HOUR) -> np.ndarray:
         """Energy per step-long interval of the period (the last one may be shorter)."""
@@ -62,7 +92,10 @@ class DeviceEnergy:
 
     def _cum(self) -> np.ndarray:
         if self._cumulative is None:
-            self._cumulative = np.cumsum(self.deltas.deltas_wh)
+            if self._deltas is None:  # from slots
+                self._cumulative = np.concatenate([[0.0], np.cumsum(self.slots)])
+            else:
+                self._cumulative = np.cumsum(self._deltas.deltas_wh)
         return self._cumulative
 
     def covered(self, step_s: int = QUARTER_HOUR) -> np.ndarray:
@@ -71,9 +104,18 @@ class DeviceEnergy:
         The last interval of a period usually is not: readings at or after the end are not
         loaded, so its energy is known only up to the last reading."""
         edges = bucket_edges(self.start, self.end, step_s)
+        if self.slots is not None:
+            return np.ones(edges.size - 1, dtype=bool)
         if self.times.size < 2:
             return np.zeros(edges.size - 1, dtype=bool)
         return (edges[:-1] >= self.times[0]) & (edges[1:] <= self.times[-1])
+
+
+@lru_cache(maxsize=16)
+def _all_covered(n: int) -> np.ndarray:
+    covered = np.ones(n, dtype=bool)
+    covered.flags.writeable = False
+    return covered
 
 
 @lru_cache(maxsize=16)
@@ -158,6 +200,9 @@ class Context:
             prefetch(wanted)
 
     def _device_energy(self, device: Device, series) -> DeviceEnergy:
+        if series.slots_wh is not None and series.times.size and series.times[0] == self.period.start \
+                and series.slots_wh.size * QUARTER_HOUR == self.period.seconds:
+            return DeviceEnergy.from_slots(device, self.period.start, self.period.end, series.slots_wh)
         times, values = series.field("energy_wh")
         if series.rollup:
             # rollups hold deltas already checked (rate, resets) at ingest: cumulative as is
@@ -172,15 +217,46 @@ class Context:
         return sum(self.energy(d).total_wh for d in devices)
 
     def buckets(self, devices: list[Device], step_s: int = QUARTER_HOUR) -> tuple[np.ndarray, np.ndarray]:
-        """(Wh per interval summed over `devices`, mask of intervals every device covers)."""
-        n = bucket_edges(self.period.start, self.period.end, step_s).size - 1
-        total = np.zeros(n)
-        covered = np.ones(n, dtype=bool)
-        for d in devices:
-            e = self.profile(d)
-            total += e.buckets_wh(step_s)
-            covered &= e.covered(step_s)
-        return total, covered
+        """(Wh per interval summed over `devices`, mask of intervals every device covers).
+
+        Read-only arrays (shared with the devices' profiles and other callers)."""
+        key = ("buckets", step_s, tuple(d.id for d in devices))
+        if key not in self.memo:
+            n = bucket_edges(self.period.start, self.period.end, step_s).size - 1
+            profiles = [self.profile(d) for d in devices]
+            wh = [e.buckets_wh(step_s) for e in profiles]
+            if len(wh) == 1:
+                total = wh[0]
+            else:
+                total = np.zeros(n)
+                for w in wh:
+                    total += w
+            if all(e.slots is not None for e in profiles) and step_s == QUARTER_HOUR:
+                covered = _all_covered(n)  # a window in every slot of every device
+            else:
+                covered = np.ones(n, dtype=bool)
+                for e in profiles:
+                    covered &= e.covered(step_s)
+                covered.flags.writeable = False
+            total.flags.writeable = False
+            self.memo[key] = (total, covered)
+        return self.memo[key]  # type: ignore[return-value]
+
+    def open_fraction(self, site: Site) -> np.ndarray:
+        """Per 15-min interval of the period, the share of it inside the site's opening hours."""
+        key = ("open", site.opening_hours, self.site_timezone(site).key)
+        if key not in self.memo:
+            spans = np.array(self.open_intervals(site), dtype=np.float64).reshape(-1, 2)
+            edges = bucket_edges(self.period.start, self.period.end, QUARTER_HOUR)
+            # open seconds counted from the period start: piecewise linear, flat when closed
+            knots = spans.reshape(-1)
+            opened = np.concatenate([[0.0], np.cumsum(spans[:, 1] - spans[:, 0])])
+            counted = np.column_stack([opened[:-1], opened[1:]]).reshape(-1)
+            seconds = np.diff(np.interp(edges, knots, counted)) if knots.size else np.zeros(edges.size - 1)
+            fraction = seconds / np.diff(edges)
+            fraction.flags.writeable = False
+            self.memo[key] = fraction
+        return self.memo[key]  # type: ignore[return-value]
 
     @cached_property
     def years(self) -> float:
@@ -204,12 +280,15 @@ class Context:
 
     def coverage(self, devices: list[Device]) -> float:
         """Readings received ÷ expected over the period (each device capped at its expected)."""
-        expected = received = 0.0
-        for d in devices:
-            e = self.period.seconds / d.interval_s
-            expected += e
-            received += min(self.received(d), e)
-        return min(1.0, received / expected) if expected else 0.0
+        key = ("coverage", tuple(d.id for d in devices))
+        if key not in self.memo:
+            expected = received = 0.0
+            for d in devices:
+                e = self.period.seconds / d.interval_s
+                expected += e
+                received += min(self.received(d), e)
+            self.memo[key] = min(1.0, received / expected) if expected else 0.0
+        return self.memo[key]  # type: ignore[return-value]
 
     @cached_property
     def timezone(self) -> ZoneInfo:

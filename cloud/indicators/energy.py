@@ -125,7 +125,10 @@ def off_hours_share(ctx: Context) -> Outcome:
             site_total += ctx.energy(d).total_wh
             if spans.size:
                 e = ctx.profile(d)
-                site_open += float((e.cumulative_at(spans[:, 1]) - e.cumulative_at(spans[:, 0])).sum())
+                if e.slots is not None:  # Wh per 15-min interval × its open share: the same sum
+                    site_open += float(e.slots @ ctx.open_fraction(site))
+                else:
+                    site_open += float((e.cumulative_at(spans[:, 1]) - e.cumulative_at(spans[:, 0])).sum())
         total += site_total
         off += site_total - site_open
         if site_total > 0:

@@ -47,12 +47,13 @@ def load_packs(store: Store, devices: Sequence[Device], period: Period) -> dict[
         if len(packed) < len(devices) else {}
     head = load_windows(store, packed, Period(period.start, first)) if period.start < first else {}
     tail = load_windows(store, packed, Period(last, period.end)) if last < period.end else {}
-    for d in packed:
+    days = _Days([by_device[d.id] for d in packed], span)
+    for row, d in enumerate(packed):
         h, t, packs = head.get(d.id), tail.get(d.id), by_device[d.id]
         if d.kind == "energy":
-            out[d.id] = _meter(quarters, d, packs, h, t, span)
+            out[d.id] = _meter(quarters, d, days, row, h, t, span)
         else:
-            out[d.id] = _bin(d, packs, h, t, span)
+            out[d.id] = _bin(d, packs, days, row, h, t, span)
     return out
 
 
@@ -67,13 +68,36 @@ class _Span:
 
     def per_day(self, packs: list[MonthPack], name: str, dtype) -> np.ndarray:
         """A per-day array of the packs over the span (NaN for months without it)."""
-        parts = [getattr(p, name) or np.full((next_month(p.month) - p.month) // DAY, np.nan, dtype).tobytes()
-                 for p in packs]
+        parts = [getattr(p, name) or _missing(p.month, DAY, dtype) for p in packs]
         return np.frombuffer(b"".join(parts), dtype=dtype)[self.days]
 
 
-def _received(head: DeviceSeries | None, inside: np.ndarray, tail: DeviceSeries | None) -> int:
-    return int(inside.sum()) + (head.received if head else 0) + (tail.received if tail else 0)
+def _missing(month: int, per: int, dtype) -> bytes:
+    """A month's array of NaN (a pack without that array)."""
+    return _nan_bytes((next_month(month) - month) // per, np.dtype(dtype).str)
+
+
+@lru_cache(maxsize=16)
+def _nan_bytes(n: int, dtype: str) -> bytes:
+    return np.full(n, np.nan, dtype).tobytes()
+
+
+class _Days:
+    """The per-day arrays of the packed devices over the span, a row per device, decoded in
+    one pass for all of them (every packed device has a pack for each month)."""
+
+    def __init__(self, packs: list[list[MonthPack]], span: _Span):
+        n = len(packs)
+        readings = b"".join(p.readings for mine in packs for p in mine)
+        amount = b"".join(p.amount for mine in packs for p in mine)
+        width = len(readings) // 4 // n if n else 0
+        self.readings = np.frombuffer(readings, dtype=np.int32).reshape(n, width)[:, span.days]
+        self.amount = np.frombuffer(amount, dtype=np.float64).reshape(n, width)[:, span.days]
+        self.received = self.readings.sum(axis=1, dtype=np.int64)
+        # cumulative amount at each day's edge, from 0 at the span's first day
+        self.cumulative = np.zeros((n, self.amount.shape[1] + 1))
+        np.cumsum(self.amount, axis=1, out=self.cumulative[:, 1:])
+        self.cumulative.flags.writeable = False
 
 
 def _accepted(series: DeviceSeries | None, rated_power_w: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -132,6 +156,7 @@ class _Quarters:
         self._wanted += [d for d in devices if d not in self._slots]
 
     def slots(self, device: Device) -> np.ndarray:
+        """A meter's Wh per 15-min slot of the span, NaN where it had no window."""
         if device.id not in self._slots:
             if device.id in self._wanted:
                 ids, self._wanted = list(dict.fromkeys(self._wanted)), []
@@ -139,11 +164,19 @@ class _Quarters:
                 ids = self.together if device.id in self.together else [device.id]
             by_device: dict[str, list[bytes]] = defaultdict(list)
             for p in self.store.month_packs(ids, self.span.m0, self.span.last, quarters=True):
-                by_device[p.device].append(
-                    p.quarter_wh or np.full((next_month(p.month) - p.month) // QUARTER, np.nan, np.float32).tobytes())
+                by_device[p.device].append(p.quarter_wh or _missing(p.month, QUARTER, np.float32))
+            # one decoding for every device with all its months (all of them, unless a pack
+            # was written between the two queries)
+            months = max((len(b) for b in by_device.values()), default=0)
+            rows = [i for i in ids if len(by_device[i]) == months]
+            joined = np.frombuffer(b"".join(b for i in rows for b in by_device[i]), dtype=np.float32)
+            block = joined.reshape(len(rows), -1)[:, self.span.slots].astype(np.float64) if rows else joined
+            block.flags.writeable = False
+            self._slots.update(zip(rows, block))
             for i in ids:
-                joined = np.frombuffer(b"".join(by_device[i]), dtype=np.float32)
-                self._slots[i] = joined[self.span.slots].astype(np.float64)
+                if i not in self._slots:
+                    joined = np.frombuffer(b"".join(by_device[i]), dtype=np.float32)
+                    self._slots[i] = joined[self.span.slots].astype(np.float64)
         return self._slots[device.id]
 
 
@@ -155,28 +188,27 @@ def _edges(start: int, step: int, n: int) -> np.ndarray:
     return edges
 
 
-def _meter(quarters: _Quarters, device: Device, packs: list[MonthPack], head: DeviceSeries | None,
+def _meter(quarters: _Quarters, device: Device, days: _Days, row: int, head: DeviceSeries | None,
            tail: DeviceSeries | None, span: _Span) -> DeviceSeries:
     first = span.first
-    amounts = span.per_day(packs, "amount", np.float64)
-    received = _received(head, span.per_day(packs, "readings", np.int32), tail)
-    if head is None and tail is None:  # whole months: a point at each day's edge
-        times, values = _edges(first, DAY, amounts.size), np.concatenate([[0.0], np.cumsum(amounts)])
+    received = int(days.received[row]) + (head.received if head else 0) + (tail.received if tail else 0)
+    edges = _edges(first, DAY, days.amount.shape[1])
+    if head is None and tail is None:  # whole days: a point at each day's edge
+        times, values = edges, days.cumulative[row]
     else:
-        times, values = _join(head, _edges(first, DAY, amounts.size)[1:], amounts, tail, first,
-                              device.rated_power_w)
+        times, values = _join(head, edges[1:], days.amount[row], tail, first, device.rated_power_w)
 
     def refine() -> DeviceSeries:
         slots = quarters.slots(device)
         present = ~np.isnan(slots)
         if head is None and tail is None and present.all():
             # a window in every slot: points on the 15-min edges, as the indicators bucket them
-            t, v = _edges(first, QUARTER, slots.size), np.concatenate([[0.0], np.cumsum(slots)])
-        else:
-            index = np.flatnonzero(present)
-            ends = first + QUARTER * (index + 1)
-            start = int(ends[0] - QUARTER) if index.size else first
-            t, v = _join(head, ends, slots[present], tail, start, device.rated_power_w)
+            return DeviceSeries(device.id, _edges(first, QUARTER, slots.size), {}, baseline=False,
+                                readings=received, slots_wh=slots)
+        index = np.flatnonzero(present)
+        ends = first + QUARTER * (index + 1)
+        start = int(ends[0] - QUARTER) if index.size else first
+        t, v = _join(head, ends, slots[present], tail, start, device.rated_power_w)
         return DeviceSeries(device.id, t, {"energy_wh": v}, baseline=False, readings=received)
 
     refine.prefetch = quarters.want  # type: ignore[attr-defined]  # Context.prefetch_profiles
@@ -191,9 +223,9 @@ def _pairs(packs: list[MonthPack], span: _Span) -> list[tuple[int, float]]:
     return list(zip(a[:, 0].astype(np.int64).tolist(), a[:, 1].tolist()))
 
 
-def _bin(device: Device, packs: list[MonthPack], head: DeviceSeries | None,
+def _bin(device: Device, packs: list[MonthPack], days: _Days, row: int, head: DeviceSeries | None,
          tail: DeviceSeries | None, span: _Span) -> DeviceSeries:
-    received = _received(head, span.per_day(packs, "readings", np.int32), tail)
+    received = int(days.received[row]) + (head.received if head else 0) + (tail.received if tail else 0)
     edges = [s for s in (head, tail) if s is not None]
     emptied = _pairs(packs, span)
     if any(p.fill_max for p in packs) or any(s.field("fill_pct")[0].size for s in edges):
@@ -215,7 +247,7 @@ def _bin(device: Device, packs: list[MonthPack], head: DeviceSeries | None,
             found += tail.fill_emptyings if tail.fill_emptyings is not None else fill_emptyings(tt, tv)
         return DeviceSeries(device.id, np.concatenate(times).astype(np.int64), {"fill_pct": np.concatenate(fills)},
                             baseline=False, readings=received, fill_emptyings=found)
-    deposited = float(span.per_day(packs, "amount", np.float64).sum())
+    deposited = float(days.amount[row].sum())
     times, levels, emptyings = [], [], []
     if head:
         ev = head.waste or waste_events(*head.field("weight_g"))

@@ -51,6 +51,10 @@ class DeviceSeries:
     """A bin's emptyings as (ts, fill % before), when a rollup already found them."""
     refine: Callable[[], DeviceSeries] | None = dataclass_field(default=None, repr=False, compare=False)
     """A meter's 15-min series, when this one is coarser (day points: exact totals only)."""
+    slots_wh: np.ndarray | None = dataclass_field(default=None, repr=False, compare=False)
+    """A meter's Wh per 15-min interval from its first point, when its points are exactly
+    those intervals' edges (a rollup with a window in each): the indicators' buckets as is.
+    Without energy_wh in `fields`, its cumulative is made from them when asked for."""
     _fields_cache: dict[str, tuple[np.ndarray, np.ndarray]] = dataclass_field(
         default_factory=dict, repr=False, compare=False)
 
@@ -69,6 +73,8 @@ class DeviceSeries:
         """(times, values) of the readings that carry `name`, baseline included."""
         if name not in self._fields_cache:
             values = self.fields.get(name)
+            if values is None and name == "energy_wh" and self.slots_wh is not None:
+                values = np.concatenate([[0.0], np.cumsum(self.slots_wh)])
             if values is None:
                 self._fields_cache[name] = (self.times[:0], np.zeros(0))
             else:

@@ -41,8 +41,11 @@ def mass_by(ctx: Context, key) -> dict[str, float]:
 
 
 def route_of(ctx: Context, device: Device) -> str:
-    site = ctx.registry.site(device.site)
-    return ctx.registry.route(site.territory if site else "", device.stream or RESIDUAL_STREAM)
+    key = ("route", device.site, device.stream)
+    if key not in ctx.memo:
+        site = ctx.registry.site(device.site)
+        ctx.memo[key] = ctx.registry.route(site.territory if site else "", device.stream or RESIDUAL_STREAM)
+    return ctx.memo[key]  # type: ignore[return-value]
 
 
 def generated(ctx: Context) -> Outcome:
