@@ -126,7 +126,7 @@ def off_hours_share(ctx: Context) -> Outcome:
             if spans.size:
                 e = ctx.profile(d)
                 if e.slots is not None:  # Wh per 15-min interval × its open share: the same sum
-                    site_open += float(e.slots @ ctx.open_fraction(site))
+                    site_open += float(np.multiply(e.slots, ctx.open_fraction(site)).sum())
                 else:
                     site_open += float((e.cumulative_at(spans[:, 1]) - e.cumulative_at(spans[:, 0])).sum())
         total += site_total

@@ -98,6 +98,18 @@ class _Days:
         self.cumulative = np.zeros((n, self.amount.shape[1] + 1))
         np.cumsum(self.amount, axis=1, out=self.cumulative[:, 1:])
         self.cumulative.flags.writeable = False
+        # every device's emptyings within the span, (ts, level before) rows, cut per device
+        blobs = [p.emptyings for mine in packs for p in mine]
+        pairs = np.frombuffer(b"".join(blobs), dtype=np.float64).reshape(-1, 2)
+        inside = (pairs[:, 0] >= span.first) & (pairs[:, 0] < span.last)
+        self.emptied = pairs[inside]
+        counts = [sum(len(p.emptyings) for p in mine) // 16 for mine in packs]
+        kept = np.concatenate([[0], np.cumsum(inside)])
+        self._cuts = kept[np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])].tolist()
+
+    def emptyings(self, row: int) -> np.ndarray:
+        """A device's emptyings within the span: (ts, level just before) rows, oldest first."""
+        return self.emptied[self._cuts[row]:self._cuts[row + 1]]
 
 
 def _accepted(series: DeviceSeries | None, rated_power_w: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -216,18 +228,16 @@ def _meter(quarters: _Quarters, device: Device, days: _Days, row: int, head: Dev
                         refine=refine)
 
 
-def _pairs(packs: list[MonthPack], span: _Span) -> list[tuple[int, float]]:
-    """The emptyings of these packs within the span, oldest first: (ts, level just before)."""
-    a = np.frombuffer(b"".join(p.emptyings for p in packs), dtype=np.float64).reshape(-1, 2)
-    a = a[(a[:, 0] >= span.first) & (a[:, 0] < span.last)]
-    return list(zip(a[:, 0].astype(np.int64).tolist(), a[:, 1].tolist()))
+def _pairs(emptied: np.ndarray) -> list[tuple[int, float]]:
+    return list(zip(emptied[:, 0].astype(np.int64).tolist(), emptied[:, 1].tolist()))
 
 
 def _bin(device: Device, packs: list[MonthPack], days: _Days, row: int, head: DeviceSeries | None,
          tail: DeviceSeries | None, span: _Span) -> DeviceSeries:
     received = int(days.received[row]) + (head.received if head else 0) + (tail.received if tail else 0)
     edges = [s for s in (head, tail) if s is not None]
-    emptied = _pairs(packs, span)
+    array = days.emptyings(row)
+    emptied = _pairs(array)
     if any(p.fill_max for p in packs) or any(s.field("fill_pct")[0].size for s in edges):
         f = span.per_day(packs, "fill_max", np.float32).astype(np.float64)
         keep = ~np.isnan(f)
@@ -246,7 +256,8 @@ def _bin(device: Device, packs: list[MonthPack], days: _Days, row: int, head: De
             fills.append(tv[skip:])
             found += tail.fill_emptyings if tail.fill_emptyings is not None else fill_emptyings(tt, tv)
         return DeviceSeries(device.id, np.concatenate(times).astype(np.int64), {"fill_pct": np.concatenate(fills)},
-                            baseline=False, readings=received, fill_emptyings=found)
+                            baseline=False, readings=received, fill_emptyings=found,
+                            emptied=None if edges else array)
     deposited = float(days.amount[row].sum())
     times, levels, emptyings = [], [], []
     if head:
@@ -258,8 +269,8 @@ def _bin(device: Device, packs: list[MonthPack], days: _Days, row: int, head: De
         emptyings += ev.emptyings
     # the level just before each emptying (the only level a pack knows), at its window's start:
     # before the emptying's own time, so that it ends the cycle the emptying closes
-    times.append(np.array([ts - 1 for ts, _ in emptied], dtype=np.int64))
-    levels.append(np.array([top for _, top in emptied], dtype=np.float64))
+    times.append(array[:, 0].astype(np.int64) - 1)
+    levels.append(array[:, 1])
     emptyings += emptied
     if tail:
         ev = tail.waste or waste_events(*tail.field("weight_g"))
@@ -269,5 +280,9 @@ def _bin(device: Device, packs: list[MonthPack], days: _Days, row: int, head: De
         levels.append(tv[skip:])
         deposited += ev.deposited_g
         emptyings += ev.emptyings
-    return DeviceSeries(device.id, np.concatenate(times).astype(np.int64), {"weight_g": np.concatenate(levels)},
-                        baseline=False, readings=received, waste=WasteEvents(deposited, np.zeros(0), emptyings))
+    if edges:
+        times_all, levels_all = np.concatenate(times).astype(np.int64), np.concatenate(levels)
+    else:
+        times_all, levels_all = times[0], levels[0]
+    return DeviceSeries(device.id, times_all, {"weight_g": levels_all}, baseline=False, readings=received,
+                        waste=WasteEvents(deposited, np.zeros(0), emptyings), emptied=None if edges else array)

@@ -49,6 +49,9 @@ class DeviceSeries:
     """A scale bin's deposits and emptyings, when a rollup already accounted them."""
     fill_emptyings: list[tuple[int, float]] | None = None
     """A bin's emptyings as (ts, fill % before), when a rollup already found them."""
+    emptied: np.ndarray | None = dataclass_field(default=None, repr=False, compare=False)
+    """The same emptyings as `waste` or `fill_emptyings`, as (ts, level before) rows, when a
+    rollup has them as an array already."""
     refine: Callable[[], DeviceSeries] | None = dataclass_field(default=None, repr=False, compare=False)
     """A meter's 15-min series, when this one is coarser (day points: exact totals only)."""
     slots_wh: np.ndarray | None = dataclass_field(default=None, repr=False, compare=False)

@@ -131,8 +131,8 @@ class BinCycles:
     """A container over the period: its fill at each emptying and its fullest moment per cycle."""
 
     device: Device
-    fill_at_emptying: list[float]
-    cycle_max_fill: list[float]
+    fill_at_emptying: np.ndarray
+    cycle_max_fill: np.ndarray
     """Per cycle (readings up to each emptying, then up to the period end): the fullest fill."""
 
 
@@ -155,18 +155,19 @@ def bin_cycles(ctx: Context, device: Device) -> BinCycles | None:
         return None
     series = ctx.source.series(device, ctx.period)
     if series.fill_emptyings is not None:
-        emptyings = series.fill_emptyings
+        emptied = _rows(series.fill_emptyings) if series.emptied is None else series.emptied
     elif series.waste is not None or (series.field("weight_g")[0].size and not series.field("fill_pct")[0].size):
         capacity = device.capacity_kg
         if not capacity:
             return None
-        emptyings = [(ts, g / G_PER_KG / capacity * 100) for ts, g in ctx.waste(device).emptyings]
+        emptied = _rows(ctx.waste(device).emptyings) if series.emptied is None else series.emptied
+        emptied = np.column_stack([emptied[:, 0], emptied[:, 1] / G_PER_KG / capacity * 100])
     else:
-        emptyings = fill_emptyings(times, fill)
+        emptied = _rows(fill_emptyings(times, fill))
     # readings inside the period, cut into cycles at each emptying (times are sorted)
     first = int(np.searchsorted(times, ctx.period.start, side="left"))
-    before = np.array([f for _, f in emptyings], dtype=np.float64)
-    cuts = np.maximum(np.searchsorted(times, [ts for ts, _ in emptyings], side="left"), first)
+    before = emptied[:, 1]
+    cuts = np.maximum(np.searchsorted(times, emptied[:, 0], side="left"), first)
     lo = np.concatenate([[first], cuts])
     hi = np.concatenate([cuts, [times.size]])
     # each cycle's fullest reading (NaN for a cycle without readings), in one pass: the
@@ -178,7 +179,12 @@ def bin_cycles(ctx: Context, device: Device) -> BinCycles | None:
     # the fill just before an emptying ends its cycle
     ended = np.fmax(tops[:-1], before) if before.size else before
     maxima = np.concatenate([ended, tops[-1:]])
-    return BinCycles(device, before.tolist(), maxima[~np.isnan(maxima)].tolist())
+    return BinCycles(device, before, maxima[~np.isnan(maxima)])
+
+
+def _rows(emptyings: list[tuple[int, float]]) -> np.ndarray:
+    """(ts, level) pairs as a 2-column float64 array."""
+    return np.array(emptyings, dtype=np.float64).reshape(-1, 2)
 
 
 def _cycles(ctx: Context) -> list[BinCycles]:
@@ -190,16 +196,20 @@ def _cycles(ctx: Context) -> list[BinCycles]:
 
 def fill_at_collection(ctx: Context) -> Outcome:
     cycles = _cycles(ctx)
-    fills = [f for c in cycles for f in c.fill_at_emptying]
-    return Outcome(float(np.mean(fills)) if fills else None,
+    fills = _joined([c.fill_at_emptying for c in cycles])
+    return Outcome(float(np.mean(fills)) if fills.size else None,
                    "mean fill just before each emptying (fill_pct, or weight ÷ capacity_kg)",
-                   [c.device for c in cycles], {"emptyings": len(fills)})
+                   [c.device for c in cycles], {"emptyings": int(fills.size)})
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def overflows(ctx: Context) -> Outcome:
     threshold = ctx.references.threshold("overflow_fill_pct")
     cycles = _cycles(ctx)
-    events = sum(m >= threshold for c in cycles for m in c.cycle_max_fill)
+    events = int(np.count_nonzero(_joined([c.cycle_max_fill for c in cycles]) >= threshold))
     # days each container was actually observed (readings × interval), so a silent bin
     # does not dilute the rate
     container_days = sum(min(ctx.period.seconds, ctx.received(c.device) * c.device.interval_s)
@@ -213,9 +223,9 @@ def overflows(ctx: Context) -> Outcome:
 def avoidable_collections(ctx: Context) -> Outcome:
     threshold = ctx.references.threshold("avoidable_fill_pct")
     cycles = _cycles(ctx)
-    fills = [f for c in cycles for f in c.fill_at_emptying]
-    low = sum(f < threshold for f in fills)
-    return Outcome(100 * low / len(fills) if fills else None,
+    fills = _joined([c.fill_at_emptying for c in cycles])
+    low = int(np.count_nonzero(fills < threshold))
+    return Outcome(100 * low / fills.size if fills.size else None,
                    f"emptyings with fill below {threshold:g}% ÷ emptyings",
-                   [c.device for c in cycles], {"emptyings": len(fills), "avoidable": low,
+                   [c.device for c in cycles], {"emptyings": int(fills.size), "avoidable": low,
                                                 "threshold_pct": threshold})
