@@ -9,9 +9,12 @@ from cloud.indicators.outcome import Outcome
 def coverage(ctx: Context) -> Outcome:
     devices = ctx.devices
     by_device = {d.id: round(ctx.coverage([d]) * 100, 3) for d in devices}
+    of_site: dict[str, list] = {}
+    for d in devices:
+        of_site.setdefault(d.site, []).append(d)
     by_site = {}
     for site in ctx.sites:
-        mine = [d for d in devices if d.site == site.id]
+        mine = of_site.get(site.id)
         if mine:
             by_site[site.id] = round(ctx.coverage(mine) * 100, 3)
     by_territory = {}

@@ -112,6 +112,24 @@ class _Days:
         return self.emptied[self._cuts[row]:self._cuts[row + 1]]
 
 
+
+class _Pairs(Sequence):
+    """(ts, level) tuples over a 2-column array, made only when read (the indicators read the
+    array: tens of thousands of tuples a year cost more in garbage collection than in use)."""
+
+    def __init__(self, rows: np.ndarray):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        ts, level = self.rows[i]
+        return int(ts), float(level)
+
+
 def _accepted(series: DeviceSeries | None, rated_power_w: float | None) -> tuple[np.ndarray, np.ndarray]:
     """(times, accepted Wh counted from the first point) of an edge series."""
     if series is None:
@@ -228,16 +246,12 @@ def _meter(quarters: _Quarters, device: Device, days: _Days, row: int, head: Dev
                         refine=refine)
 
 
-def _pairs(emptied: np.ndarray) -> list[tuple[int, float]]:
-    return list(zip(emptied[:, 0].astype(np.int64).tolist(), emptied[:, 1].tolist()))
-
-
 def _bin(device: Device, packs: list[MonthPack], days: _Days, row: int, head: DeviceSeries | None,
          tail: DeviceSeries | None, span: _Span) -> DeviceSeries:
     received = int(days.received[row]) + (head.received if head else 0) + (tail.received if tail else 0)
     edges = [s for s in (head, tail) if s is not None]
     array = days.emptyings(row)
-    emptied = _pairs(array)
+    emptied = _Pairs(array)
     if any(p.fill_max for p in packs) or any(s.field("fill_pct")[0].size for s in edges):
         f = span.per_day(packs, "fill_max", np.float32).astype(np.float64)
         keep = ~np.isnan(f)
@@ -248,7 +262,8 @@ def _bin(device: Device, packs: list[MonthPack], days: _Days, row: int, head: De
             times.insert(0, ht)
             fills.insert(0, hv)
             found += head.fill_emptyings if head.fill_emptyings is not None else fill_emptyings(ht, hv)
-        found += emptied
+        if edges:
+            found += emptied
         if tail:
             tt, tv = tail.field("fill_pct")
             skip = 1 if tail.baseline else 0
@@ -256,7 +271,8 @@ def _bin(device: Device, packs: list[MonthPack], days: _Days, row: int, head: De
             fills.append(tv[skip:])
             found += tail.fill_emptyings if tail.fill_emptyings is not None else fill_emptyings(tt, tv)
         return DeviceSeries(device.id, np.concatenate(times).astype(np.int64), {"fill_pct": np.concatenate(fills)},
-                            baseline=False, readings=received, fill_emptyings=found,
+                            baseline=False, readings=received,
+                            fill_emptyings=found if edges else emptied,  # type: ignore[arg-type]
                             emptied=None if edges else array)
     deposited = float(days.amount[row].sum())
     times, levels, emptyings = [], [], []
@@ -271,7 +287,8 @@ def _bin(device: Device, packs: list[MonthPack], days: _Days, row: int, head: De
     # before the emptying's own time, so that it ends the cycle the emptying closes
     times.append(array[:, 0].astype(np.int64) - 1)
     levels.append(array[:, 1])
-    emptyings += emptied
+    if edges:
+        emptyings += emptied
     if tail:
         ev = tail.waste or waste_events(*tail.field("weight_g"))
         tt, tv = tail.field("weight_g")
@@ -285,4 +302,5 @@ def _bin(device: Device, packs: list[MonthPack], days: _Days, row: int, head: De
     else:
         times_all, levels_all = times[0], levels[0]
     return DeviceSeries(device.id, times_all, {"weight_g": levels_all}, baseline=False, readings=received,
-                        waste=WasteEvents(deposited, np.zeros(0), emptyings), emptied=None if edges else array)
+                        waste=WasteEvents(deposited, np.zeros(0), emptyings if edges else emptied),  # type: ignore[arg-type]
+                        emptied=None if edges else array)
