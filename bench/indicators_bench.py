@@ -6,7 +6,8 @@ answered from raw readings.
 
 Two data sets, both synthetic (deterministic seeds), both on SQLite:
 - rollups at full size: `devices` devices (generated registry, 10 a site: a grid meter, a PV
-  meter, machine sub-meters and scale bins) over `days` days from 2025-01-01 UTC, written
+  meter, machine sub-meters and scale bins) over `days` days from 2025-01-01 UTC (and the
+  day before, where the same days in Paris time start), written
   through the store API as the gateway would leave them: a month pack per device and month,
   15-min windows for the months only partly covered. A year of raw readings of 1,000 devices
   (525 million at one a minute) is too big to generate here, and so is the 35 million rows of
@@ -269,14 +270,15 @@ def bench_indicators(devices: int, days: int, workdir: Path | str | None = None,
         period = Period(START, START + days * DAY)
         t0 = time.perf_counter()
         store = SQLiteStore(folder / "rollups.db")
-        written = write_rollups(store, registry, period.start, period.end)
+        # from the day before: the year in local time starts then (Paris: 23:00 UTC)
+        written = write_rollups(store, registry, period.start - DAY, period.end)
         store.close()
         generate_s = time.perf_counter() - t0
         rollups = time_query(folder / "rollups.db", registry, period, load_packs, repeats)
         # the same days in the territory's time zone (Paris: UTC+1 in winter): partial UTC days
-        # at both edges, read from 15-min windows and raw readings
+        # at both edges, from the packs of those days and the 15-min windows of their last hour
         local = Period(period.start - 3600, period.end - 3600)
-        rollups_local = time_query(folder / "rollups.db", registry, local, load_packs, max(3, repeats // 4))
+        rollups_local = time_query(folder / "rollups.db", registry, local, load_packs, repeats)
         rollups_local.pop("values")
 
         raw_devices, raw_days = min(raw_devices, devices), min(raw_days, days)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -30,26 +30,46 @@ from gateway.month_packs import DAY, QUARTER, month_start, months, next_month
 
 
 def load_packs(store: Store, devices: Sequence[Device], period: Period) -> dict[str, DeviceSeries]:
-    """Each device's series over `period`: month packs for the whole UTC days inside, windows
-    or readings for the partial days at the edges."""
+    """Each device's series over `period`: month packs for the whole UTC days inside, and for
+    the partial days at the edges when they start or end on a quarter-hour (a local midnight)
+    the packs of those days less the 15-min windows of their other side (or plus the windows
+    of the part: the smaller side); windows or readings for other partial days."""
     first = -(-period.start // DAY) * DAY
     last = period.end - period.end % DAY
     if first >= last:
         return load_windows(store, devices, period)
-    span = _Span(month_start(first), first, last)
-    wanted = months(first, last)
-    by_device: dict[str, list[MonthPack]] = defaultdict(list)
-    for p in store.month_packs([d.id for d in devices], span.m0, last, quarters=False):
-        by_device[p.device].append(p)
-    packed = [d for d in devices if len(by_device[d.id]) == len(wanted)]
-    quarters = _Quarters(store, packed, span)
-    out = load_windows(store, [d for d in devices if len(by_device[d.id]) != len(wanted)], period) \
-        if len(packed) < len(devices) else {}
-    head = load_windows(store, packed, Period(period.start, first)) if period.start < first else {}
-    tail = load_windows(store, packed, Period(last, period.end)) if last < period.end else {}
-    days = _Days([by_device[d.id] for d in packed], span)
+    head_day = first - DAY if period.start < first and period.start % QUARTER == 0 else None
+    tail_day = last if last < period.end and period.end % QUARTER == 0 else None
+    lo = first if head_day is None else head_day
+    hi = last if tail_day is None else tail_day + DAY
+    span = _Span(month_start(lo), first, last, period.start if head_day is not None else first,
+                 period.end if tail_day is not None else last)
+    wanted, whole = months(lo, hi), months(first, last)
+    by_device: dict[str, dict[int, MonthPack]] = defaultdict(dict)
+    for p in store.month_packs([d.id for d in devices], span.m0, hi, quarters=False):
+        by_device[p.device][p.month] = p
+    packed = [d for d in devices if all(m in by_device[d.id] for m in whole)]
+    out = load_windows(store, [d for d in devices if d not in packed], period) if len(packed) < len(devices) else {}
+    # partial days through windows and readings: all of them when not on a quarter-hour; else
+    # those of fill-only bins (a part of a day has no fill maxima in a pack) and of devices
+    # without the pack of an edge day (silent then, or aggregated before packs existed)
+    windowed = [d for d in packed if not span.parts or len(by_device[d.id]) < len(wanted) or (
+        d.kind == "waste" and any(p.fill_max for p in by_device[d.id].values()))]
+    packs_of = {d.id: [by_device[d.id].get(m) or _empty_pack(d.id, m) for m in wanted] for d in packed}
+    head = load_windows(store, windowed, Period(period.start, first)) if period.start < first else {}
+    tail = load_windows(store, windowed, Period(last, period.end)) if last < period.end else {}
+    days = _Days([packs_of[d.id] for d in packed], span)
+    if span.parts:
+        through = {d.id for d in windowed}
+        parted = [i for i, d in enumerate(packed) if d.id not in through]
+        ids = [packed[i].id for i in parted]
+        if head_day is not None:
+            days.add_part(store, ids, parted, head_day, period.start, first, at_start=True)
+        if tail_day is not None:
+            days.add_part(store, ids, parted, tail_day, last, period.end, at_start=False)
+    quarters = _Quarters(store, packed, span, wanted)
     for row, d in enumerate(packed):
-        h, t, packs = head.get(d.id), tail.get(d.id), by_device[d.id]
+        h, t, packs = head.get(d.id), tail.get(d.id), packs_of[d.id]
         if d.kind == "energy":
             out[d.id] = _meter(quarters, d, days, row, h, t, span)
         else:
@@ -58,18 +78,34 @@ def load_packs(store: Store, devices: Sequence[Device], period: Period) -> dict[
 
 
 class _Span:
-    """The whole UTC days [first, last) read from packs starting with the month m0."""
+    """What the packs serve: the whole UTC days [first, last), and [start, end) when the
+    partial days at the edges come from packs too (else start = first, end = last); packs
+    read from the month m0."""
 
-    def __init__(self, m0: int, first: int, last: int):
-        self.m0, self.first, self.last = m0, first, last
+    def __init__(self, m0: int, first: int, last: int, start: int, end: int):
+        self.m0, self.first, self.last, self.start, self.end = m0, first, last, start, end
         self.days = slice((first - m0) // DAY, (last - m0) // DAY)
-        per_day = DAY // QUARTER
-        self.slots = slice(self.days.start * per_day, self.days.stop * per_day)
+        self.slots = slice((start - m0) // QUARTER, (end - m0) // QUARTER)
+        self.parts = start < first or end > last
+
+    @cached_property
+    def day_points(self) -> np.ndarray:
+        """The series' points: the start, each whole day's edge, the end."""
+        edges = _edges(self.first, DAY, self.days.stop - self.days.start)
+        head = [np.array([self.start])] if self.start < self.first else []
+        tail = [np.array([self.end])] if self.end > self.last else []
+        return np.concatenate([*head, edges, *tail]) if head or tail else edges
 
     def per_day(self, packs: list[MonthPack], name: str, dtype) -> np.ndarray:
-        """A per-day array of the packs over the span (NaN for months without it)."""
+        """A per-day array of the packs over the whole days (NaN for months without it)."""
         parts = [getattr(p, name) or _missing(p.month, DAY, dtype) for p in packs]
         return np.frombuffer(b"".join(parts), dtype=dtype)[self.days]
+
+
+def _empty_pack(device: str, month: int) -> MonthPack:
+    """A month without a pack: no readings, nothing counted (its days are read otherwise)."""
+    days = (next_month(month) - month) // DAY
+    return MonthPack(device, month, bytes(4 * days), bytes(8 * days))
 
 
 def _missing(month: int, per: int, dtype) -> bytes:
@@ -83,34 +119,75 @@ def _nan_bytes(n: int, dtype: str) -> bytes:
 
 
 class _Days:
-    """The per-day arrays of the packed devices over the span, a row per device, decoded in
-    one pass for all of them (every packed device has a pack for each month)."""
+    """The per-day arrays of the packed devices, a row per device, decoded in one pass for
+    all of them (every packed device has a pack for each month)."""
 
     def __init__(self, packs: list[list[MonthPack]], span: _Span):
         n = len(packs)
+        self.span = span
         readings = b"".join(p.readings for mine in packs for p in mine)
         amount = b"".join(p.amount for mine in packs for p in mine)
         width = len(readings) // 4 // n if n else 0
-        self.readings = np.frombuffer(readings, dtype=np.int32).reshape(n, width)[:, span.days]
-        self.amount = np.frombuffer(amount, dtype=np.float64).reshape(n, width)[:, span.days]
-        self.received = self.readings.sum(axis=1, dtype=np.int64)
-        # cumulative amount at each day's edge, from 0 at the span's first day
-        self.cumulative = np.zeros((n, self.amount.shape[1] + 1))
-        np.cumsum(self.amount, axis=1, out=self.cumulative[:, 1:])
-        self.cumulative.flags.writeable = False
-        # every device's emptyings within the span, (ts, level before) rows, cut per device
+        self.all_readings = np.frombuffer(readings, dtype=np.int32).reshape(n, width)
+        self.all_amount = np.frombuffer(amount, dtype=np.float64).reshape(n, width)
+        self.amount = self.all_amount[:, span.days]
+        self.received = self.all_readings[:, span.days].sum(axis=1, dtype=np.int64)
+        self.head = np.zeros(n) if span.start < span.first else None
+        self.tail = np.zeros(n) if span.end > span.last else None
+        self._cumulative: np.ndarray | None = None
+        # every device's emptyings within [start, end), (ts, level before) rows, cut per device
         blobs = [p.emptyings for mine in packs for p in mine]
         pairs = np.frombuffer(b"".join(blobs), dtype=np.float64).reshape(-1, 2)
-        inside = (pairs[:, 0] >= span.first) & (pairs[:, 0] < span.last)
+        inside = (pairs[:, 0] >= span.start) & (pairs[:, 0] < span.end)
         self.emptied = pairs[inside]
         counts = [sum(len(p.emptyings) for p in mine) // 16 for mine in packs]
         kept = np.concatenate([[0], np.cumsum(inside)])
         self._cuts = kept[np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])].tolist()
 
-    def emptyings(self, row: int) -> np.ndarray:
-        """A device's emptyings within the span: (ts, level just before) rows, oldest first."""
-        return self.emptied[self._cuts[row]:self._cuts[row + 1]]
+    def add_part(self, store: Store, ids: list[str], rows: list[int], day: int, start: int, end: int,
+                 at_start: bool) -> None:
+        """Readings and amounts of the part [start, end) of the UTC day `day` for these
+        devices (rows): the 15-min windows of the part, or the day's pack less the windows of
+        the rest of the day, whichever side is shorter (a local day's edge is an hour or two)."""
+        if not rows:
+            return
+        inside = end - start <= DAY // 2
+        lo, hi = (start, end) if inside else ((end, day + DAY) if start == day else (day, start))
+        index = {d: r for d, r in zip(ids, rows)}
+        n = self.all_readings.shape[0]
+        readings, amount = np.zeros(n, dtype=np.int64), np.zeros(n)
+        for w in store.windows(ids, "15m", lo, hi):
+            r = index[w.device]
+            readings[r] += w.readings
+            amount[r] += (w.energy_wh if w.energy_wh is not None else w.deposited_g) or 0.0
+        if not inside:
+            col = (day - self.span.m0) // DAY
+            readings[rows] = self.all_readings[rows, col] - readings[rows]
+            amount[rows] = self.all_amount[rows, col] - amount[rows]
+        self.received = self.received + readings
+        if at_start:
+            self.head = amount
+        else:
+            self.tail = amount
 
+    @property
+    def cumulative(self) -> np.ndarray:
+        """Cumulative amount at each of the span's day points, from 0 at its start."""
+        if self._cumulative is None:
+            steps = [a[:, None] for a in (self.head,) if a is not None] + [self.amount] + \
+                    [a[:, None] for a in (self.tail,) if a is not None]
+            amounts = np.hstack(steps) if len(steps) > 1 else self.amount
+            self._cumulative = np.zeros((amounts.shape[0], amounts.shape[1] + 1))
+            np.cumsum(amounts, axis=1, out=self._cumulative[:, 1:])
+            self._cumulative.flags.writeable = False
+        return self._cumulative
+
+    def deposited(self, row: int) -> float:
+        return float(self.amount[row].sum()) + sum(float(a[row]) for a in (self.head, self.tail) if a is not None)
+
+    def emptyings(self, row: int) -> np.ndarray:
+        """A device's emptyings within [start, end): (ts, level just before) rows, oldest first."""
+        return self.emptied[self._cuts[row]:self._cuts[row + 1]]
 
 
 class _Pairs(Sequence):
@@ -175,8 +252,8 @@ class _Quarters:
 
     TOGETHER = ("grid_import", "pv_production")
 
-    def __init__(self, store: Store, devices: Sequence[Device], span: _Span):
-        self.store, self.span = store, span
+    def __init__(self, store: Store, devices: Sequence[Device], span: _Span, months: list[int]):
+        self.store, self.span, self.months = store, span, months
         self.together = [d.id for d in devices if d.kind == "energy" and d.channel in self.TOGETHER]
         self._slots: dict[str, np.ndarray] = {}
         self._wanted: list[str] = []
@@ -186,27 +263,21 @@ class _Quarters:
         self._wanted += [d for d in devices if d not in self._slots]
 
     def slots(self, device: Device) -> np.ndarray:
-        """A meter's Wh per 15-min slot of the span, NaN where it had no window."""
+        """A meter's Wh per 15-min slot of [span.start, span.end), NaN where it had no window."""
         if device.id not in self._slots:
             if device.id in self._wanted:
                 ids, self._wanted = list(dict.fromkeys(self._wanted)), []
             else:
                 ids = self.together if device.id in self.together else [device.id]
-            by_device: dict[str, list[bytes]] = defaultdict(list)
-            for p in self.store.month_packs(ids, self.span.m0, self.span.last, quarters=True):
-                by_device[p.device].append(p.quarter_wh or _missing(p.month, QUARTER, np.float32))
-            # one decoding for every device with all its months (all of them, unless a pack
-            # was written between the two queries)
-            months = max((len(b) for b in by_device.values()), default=0)
-            rows = [i for i in ids if len(by_device[i]) == months]
-            joined = np.frombuffer(b"".join(b for i in rows for b in by_device[i]), dtype=np.float32)
-            block = joined.reshape(len(rows), -1)[:, self.span.slots].astype(np.float64) if rows else joined
+            by_device: dict[str, dict[int, bytes]] = defaultdict(dict)
+            for p in self.store.month_packs(ids, self.span.m0, self.span.end, quarters=True):
+                by_device[p.device][p.month] = p.quarter_wh
+            # one decoding for every device (a missing month or array: NaN)
+            joined = np.frombuffer(b"".join(by_device[i].get(m) or _missing(m, QUARTER, np.float32)
+                                            for i in ids for m in self.months), dtype=np.float32)
+            block = joined.reshape(len(ids), -1)[:, self.span.slots].astype(np.float64)
             block.flags.writeable = False
-            self._slots.update(zip(rows, block))
-            for i in ids:
-                if i not in self._slots:
-                    joined = np.frombuffer(b"".join(by_device[i]), dtype=np.float32)
-                    self._slots[i] = joined[self.span.slots].astype(np.float64)
+            self._slots.update(zip(ids, block))
         return self._slots[device.id]
 
 
@@ -220,24 +291,25 @@ def _edges(start: int, step: int, n: int) -> np.ndarray:
 
 def _meter(quarters: _Quarters, device: Device, days: _Days, row: int, head: DeviceSeries | None,
            tail: DeviceSeries | None, span: _Span) -> DeviceSeries:
-    first = span.first
     received = int(days.received[row]) + (head.received if head else 0) + (tail.received if tail else 0)
-    edges = _edges(first, DAY, days.amount.shape[1])
-    if head is None and tail is None:  # whole days: a point at each day's edge
-        times, values = edges, days.cumulative[row]
+    if head is None and tail is None:  # a point at each day's edge (and at the period's edges)
+        times, values = span.day_points, days.cumulative[row]
     else:
-        times, values = _join(head, edges[1:], days.amount[row], tail, first, device.rated_power_w)
+        edges = _edges(span.first, DAY, days.amount.shape[1])
+        times, values = _join(head, edges[1:], days.amount[row], tail, span.first, device.rated_power_w)
 
     def refine() -> DeviceSeries:
-        slots = quarters.slots(device)
+        slots, base = quarters.slots(device), span.start
+        if (head is not None or tail is not None) and span.parts:  # partial days from windows
+            slots, base = slots[(span.first - base) // QUARTER:(span.last - base) // QUARTER], span.first
         present = ~np.isnan(slots)
         if head is None and tail is None and present.all():
             # a window in every slot: points on the 15-min edges, as the indicators bucket them
-            return DeviceSeries(device.id, _edges(first, QUARTER, slots.size), {}, baseline=False,
+            return DeviceSeries(device.id, _edges(base, QUARTER, slots.size), {}, baseline=False,
                                 readings=received, slots_wh=slots)
         index = np.flatnonzero(present)
-        ends = first + QUARTER * (index + 1)
-        start = int(ends[0] - QUARTER) if index.size else first
+        ends = base + QUARTER * (index + 1)
+        start = int(ends[0] - QUARTER) if index.size else base
         t, v = _join(head, ends, slots[present], tail, start, device.rated_power_w)
         return DeviceSeries(device.id, t, {"energy_wh": v}, baseline=False, readings=received)
 
@@ -251,6 +323,8 @@ def _bin(device: Device, packs: list[MonthPack], days: _Days, row: int, head: De
     received = int(days.received[row]) + (head.received if head else 0) + (tail.received if tail else 0)
     edges = [s for s in (head, tail) if s is not None]
     array = days.emptyings(row)
+    if edges and span.parts:  # partial days through windows: the packs' emptyings of whole days
+        array = array[(array[:, 0] >= span.first) & (array[:, 0] < span.last)]
     emptied = _Pairs(array)
     if any(p.fill_max for p in packs) or any(s.field("fill_pct")[0].size for s in edges):
         f = span.per_day(packs, "fill_max", np.float32).astype(np.float64)
@@ -274,7 +348,7 @@ def _bin(device: Device, packs: list[MonthPack], days: _Days, row: int, head: De
                             baseline=False, readings=received,
                             fill_emptyings=found if edges else emptied,  # type: ignore[arg-type]
                             emptied=None if edges else array)
-    deposited = float(days.amount[row].sum())
+    deposited = days.deposited(row)
     times, levels, emptyings = [], [], []
     if head:
         ev = head.waste or waste_events(*head.field("weight_g"))

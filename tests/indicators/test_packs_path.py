@@ -247,3 +247,60 @@ def test_a_late_reading_rewrites_its_months_pack(store):
     store.write_readings([Reading("lab-grid", 1, 30, t0 + 1800, {"energy_wh": 300})], received=1.0)
     assert recompute_windows(store, "lab-grid", t0 + 1800, t0 + 1800, 40000)
     assert readings_and_wh() == ([60, 60], [590.0, 600.0])
+
+
+LOCAL_PERIODS = [
+    # February in Paris time: an hour of 31 January (its windows), 28 February but its last
+    # hour (the day's pack less the windows of that hour)
+    Period(utc("2026-01-31T23:00"), utc("2026-02-28T23:00")),
+    # edges on quarter-hours that are not hours: 18 h 15 of a day, then 10 h 30
+    Period(utc("2026-02-03T05:45"), utc("2026-02-25T10:30")),
+]
+
+
+@pytest.fixture(scope="module", params=LOCAL_PERIODS, ids=["paris-february", "quarter-hours"])
+def local(request, stored):
+    period = request.param
+    return period, {name: {v.id: v for v in compute_indicators(stored, REG, TOWN, period, loader=loader)}
+                    for name, loader in [("raw", load_series), ("windows", load_windows), ("packs", load_packs)]}
+
+
+def test_partial_days_on_quarter_hours_come_from_packs(stored, local):
+    period, _ = local
+    series = load_packs(stored, REG.devices, period)
+    grid = series["lab-grid"]
+    assert grid.times[0] == period.start and grid.times[-1] == period.end
+    profile = grid.refine()  # every slot of the period, edges included, from the packs
+    assert profile.slots_wh is not None and profile.slots_wh.size == period.seconds // 900
+    assert series["office-scale"].emptied is not None
+    assert series["office-fill"].emptied is None  # fill-only bins: partial days from windows
+
+
+@pytest.mark.parametrize("indicator", ["energy.consumed", "energy.pv_produced", "energy.ghg", "energy.intensity",
+                                       "data.coverage"])
+def test_partial_days_from_packs_keep_sums_exact(local, indicator):
+    _, results = local
+    raw, packs = results["raw"][indicator], results["packs"][indicator]
+    assert raw.value
+    assert packs.value == pytest.approx(raw.value, rel=1e-9)
+    assert packs.coverage == raw.coverage
+    if indicator == "data.coverage":
+        assert packs.breakdown == raw.breakdown
+
+
+def test_partial_days_from_packs_give_what_windows_give(local):
+    _, results = local
+    windows, packs, raw = results["windows"], results["packs"], results["raw"]
+    for i, w in windows.items():
+        assert packs[i].coverage == w.coverage, i
+        if w.value is None:
+            assert packs[i].value is None, i
+            continue
+        # the windows path spreads the first window's energy from the last reading before
+        # the period (some of it falls outside); packs keep it inside its quarter-hour
+        assert packs[i].value == pytest.approx(w.value, rel=1e-3, abs=1e-9), i
+    for i in ["energy.peak_demand", "energy.base_load", "energy.load_factor", "energy.off_hours_share",
+              "energy.self_consumption", "energy.self_sufficiency"]:
+        assert packs[i].value == pytest.approx(raw[i].value, rel=0.05, abs=0.5), i
+    assert packs["waste.generated"].value == pytest.approx(windows["waste.generated"].value, rel=1e-12)
+    assert packs["waste.fill_at_collection"].breakdown == windows["waste.fill_at_collection"].breakdown
