@@ -194,12 +194,23 @@ class SQLiteStore:
                     quarters: bool = True) -> list[MonthPack]:
         conn = self._conn()
         quarter = "quarter_wh" if quarters else "x''"
-        out = []
+        cols = f"device, month, readings, amount, {quarter}, fill_max, emptyings"
         ids = sorted(set(devices))
+        # A pack row is a WITHOUT ROWID key: each index comparison on a meter's row loads its
+        # whole 12 KB record, so reading most of the table is 2-3 times faster as one scan
+        # (+device: no index) than as one seek per device. Scan when the table holds at most
+        # 8 times the rows wanted (counted up to that bound, so a big table costs no more).
+        wanted = len(ids) * max(1, (end - start) // (28 * 86400))
+        (rows,) = conn.execute("SELECT count(*) FROM (SELECT 1 FROM month_packs LIMIT ?)", (8 * wanted + 1,)).fetchone()
+        if ids and rows <= 8 * wanted:
+            return [MonthPack(*row) for row in conn.execute(
+                f"SELECT {cols} FROM month_packs WHERE +device IN (SELECT value FROM json_each(?)) "
+                "AND month >= ? AND month < ? ORDER BY device, month", (json.dumps(ids), start, end))]
+        out = []
         for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
             chunk = ids[i:i + 500]
             out += [MonthPack(*row) for row in conn.execute(
-                f"SELECT device, month, readings, amount, {quarter}, fill_max, emptyings FROM month_packs "
+                f"SELECT {cols} FROM month_packs "
                 f"WHERE device IN ({', '.join('?' * len(chunk))}) AND month >= ? AND month < ? "
                 "ORDER BY device, month", (*chunk, start, end))]
         return out
