@@ -169,8 +169,8 @@ def pooling_detail(
         "with_pooling_pct": None if before is None else before + (p.gain_pp or 0.0),
         "pairs": p.pairs,
         "sites": [{"site": b.site.id, "import_kwh": float(b.imported.sum()) / 1000,
-                   "pv_kwh": float(b.pv.sum()) / 1000, "self_used_kwh": float(b.self_used.sum()) / 1000,
-                   "surplus_kwh": float(b.surplus.sum()) / 1000, "method": b.method}
+                   "pv_kwh": b.pv_wh / 1000, "self_used_kwh": b.used_wh / 1000,
+                   "surplus_kwh": b.surplus_wh / 1000, "method": b.method}
                   for b in balances(ctx)],
         "coverage": ctx.coverage(p.devices) if p.devices else 0.0,
     }

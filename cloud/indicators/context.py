@@ -242,6 +242,11 @@ class Context:
             self.memo[key] = (total, covered)
         return self.memo[key]  # type: ignore[return-value]
 
+    @staticmethod
+    def all_covered(covered: np.ndarray) -> bool:
+        """Whether a mask from `buckets` is the shared all-True one (every slot of every device)."""
+        return covered is _all_covered(covered.size)
+
     def open_fraction(self, site: Site) -> np.ndarray:
         """Per 15-min interval of the period, the share of it inside the site's opening hours."""
         key = ("open", site.opening_hours, self.site_timezone(site).key)

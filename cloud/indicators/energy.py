@@ -7,6 +7,7 @@ readings energy accrues linearly, so a gap spreads its delta instead of making a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -154,20 +155,41 @@ def pv_produced(ctx: Context) -> Outcome:
 
 @dataclass
 class SiteBalance:
-    """A site's energy per 15-min interval (Wh): import, PV, PV used on site, load."""
+    """A site's energy per 15-min interval (Wh): import, PV, PV used on site, load (import +
+    PV used when not given); their totals are computed once."""
 
     site: Site
     imported: np.ndarray
     pv: np.ndarray
     self_used: np.ndarray
-    load: np.ndarray
+    given_load: np.ndarray | None
     method: str
     devices: list[Device] = field(default_factory=list)
 
-    @property
+    @cached_property
+    def load(self) -> np.ndarray:
+        return self.imported + self.self_used if self.given_load is None else self.given_load
+
+    @cached_property
     def surplus(self) -> np.ndarray:
         """PV not used on site (exported), per interval."""
         return np.maximum(self.pv - self.self_used, 0.0)
+
+    @cached_property
+    def pv_wh(self) -> float:
+        return float(self.pv.sum())
+
+    @cached_property
+    def used_wh(self) -> float:
+        return float(self.self_used.sum())
+
+    @cached_property
+    def load_wh(self) -> float:
+        return float(self.load.sum())
+
+    @cached_property
+    def surplus_wh(self) -> float:
+        return float(self.surplus.sum())
 
 
 def site_balance(ctx: Context, site: Site) -> SiteBalance:
@@ -192,11 +214,24 @@ def site_balance(ctx: Context, site: Site) -> SiteBalance:
         return SiteBalance(site, imported, pv, used, load_wh, "load meter", grid + pv_devices + loads)
     if not pv_devices:
         return SiteBalance(site, imported, pv, np.zeros_like(pv), imported, "import only", grid)
-    night = grid_cov & (pv <= 0)
-    base = float(np.percentile(imported[night], 5)) if night.any() else 0.0
-    used = np.where(imported > IMPORTING_WH, pv, np.minimum(pv, base))
-    return SiteBalance(site, imported, pv, used, imported + used, "estimated (no export meter)",
-                       grid + pv_devices)
+    night = pv <= 0
+    if not ctx.all_covered(grid_cov):
+        night &= grid_cov
+    base = _percentile(imported[night], 5) if night.any() else 0.0
+    used = np.minimum(pv, base)
+    np.copyto(used, pv, where=imported > IMPORTING_WH)
+    return SiteBalance(site, imported, pv, used, None, "estimated (no export meter)", grid + pv_devices)
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    """np.percentile's default (linear between the two nearest ranks) by a partial sort of
+    `values` in place (a third of np.percentile's time on a year of 15-min intervals)."""
+    rank = (values.size - 1) * q / 100
+    lo = int(rank)
+    hi = min(lo + 1, values.size - 1)
+    values.partition([lo, hi] if hi != lo else lo)
+    a, b = float(values[lo]), float(values[hi])
+    return a + (b - a) * (rank - lo)
 
 
 def _whole_site_loads(ctx: Context, site: Site) -> list[Device]:
@@ -219,16 +254,16 @@ def balances(ctx: Context) -> list[SiteBalance]:
 
 def self_consumption(ctx: Context) -> Outcome:
     """energy.self_consumption: PV used on site ÷ PV produced."""
-    sites = [b for b in balances(ctx) if b.pv.sum() > 0 or any(d.channel == "pv_production" for d in b.devices)]
+    sites = [b for b in balances(ctx) if b.pv_wh > 0 or any(d.channel == "pv_production" for d in b.devices)]
     devices = [d for b in sites for d in b.devices]
-    produced = sum(float(b.pv.sum()) for b in sites)
-    used = sum(float(b.self_used.sum()) for b in sites)
+    produced = sum(b.pv_wh for b in sites)
+    used = sum(b.used_wh for b in sites)
     return Outcome(100 * used / produced if produced > 0 else None,
                    "Σ PV used on site ÷ Σ PV produced, per 15-min interval; without an export "
                    "meter an importing interval used all its PV, a non-importing one at most the "
                    "site's base load", devices,
-                   {"by_site": {b.site.id: {"pv_kwh": float(b.pv.sum()) / WH_PER_KWH,
-                                            "used_kwh": float(b.self_used.sum()) / WH_PER_KWH,
+                   {"by_site": {b.site.id: {"pv_kwh": b.pv_wh / WH_PER_KWH,
+                                            "used_kwh": b.used_wh / WH_PER_KWH,
                                             "method": b.method} for b in sites}},
                    caveats=["estimated: no export meter in the registry"] if any(
                        b.method.startswith("estimated") for b in sites) else [])
@@ -238,8 +273,8 @@ def self_sufficiency(ctx: Context) -> Outcome:
     """energy.self_sufficiency: PV used on site ÷ site load."""
     sites = balances(ctx)
     devices = [d for b in sites for d in b.devices]
-    load = sum(float(b.load.sum()) for b in sites)
-    used = sum(float(b.self_used.sum()) for b in sites)
+    load = sum(b.load_wh for b in sites)
+    used = sum(b.used_wh for b in sites)
     return Outcome(100 * used / load if load > 0 else None,
                    "Σ PV used on site ÷ Σ site load (load = import + PV used on site; with a "
                    "whole-site load meter: 1 − min(1, E_import ÷ E_load), Home Assistant's form)",
@@ -271,9 +306,9 @@ def pooling(ctx: Context, max_distance_km: float | None = None) -> Pooling:
     remaining = {b.site.id: b.imported.copy() for b in sites}
     pairs: list[dict] = []
     for producer in sorted(sites, key=lambda b: b.site.id):
-        surplus = producer.surplus
-        if surplus.sum() <= 0:
+        if producer.surplus_wh <= 0:
             continue
+        surplus = producer.surplus
         near = [(b, distance_km(producer.site.location, b.site.location)) for b in sites
                 if b.site.id != producer.site.id]
         near = [(b, km) for b, km in near if km <= d_max]
@@ -290,7 +325,7 @@ def pooling(ctx: Context, max_distance_km: float | None = None) -> Pooling:
                               "kwh": float(row.sum()) / WH_PER_KWH})
     pairs.sort(key=lambda p: -p["kwh"])
     return Pooling(d_max, sum(p["kwh"] for p in pairs) * WH_PER_KWH,
-                   sum(float(b.load.sum()) for b in sites), sum(float(b.self_used.sum()) for b in sites),
+                   sum(b.load_wh for b in sites), sum(b.used_wh for b in sites),
                    pairs, [d for b in sites for d in b.devices])
 
 
