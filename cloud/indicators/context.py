@@ -65,6 +65,8 @@ class DeviceEnergy:
 
     @property
     def total_wh(self) -> float:
+        if self._deltas is None and self._cumulative is not None:  # a rollup: its last point
+            return float(self._cumulative[-1]) if self._cumulative.size else 0.0
         return self.deltas.total_wh
 
     def cumulative_at(self, instants: np.ndarray) -> np.ndarray:
@@ -206,10 +208,9 @@ class Context:
         times, values = series.field("energy_wh")
         if series.rollup:
             # rollups hold deltas already checked (rate, resets) at ingest: cumulative as is
-            deltas = np.diff(values, prepend=values[:1]) if values.size else values
-            counted = CounterDeltas(deltas, deltas > 0, 0, 0)
-            cumulative = values - values[0] if values.size else None
-            return DeviceEnergy(device, times, counted, self.period.start, self.period.end, cumulative)
+            # (per-point deltas made only if asked for)
+            cumulative = values - values[0] if values.size else values
+            return DeviceEnergy(device, times, None, self.period.start, self.period.end, cumulative)
         counted = counter_deltas(values, times, device.rated_power_w)
         return DeviceEnergy(device, times, counted, self.period.start, self.period.end)
 
