@@ -118,6 +118,24 @@ def _slots(device: Device, start: int, end: int, seed: int, site_grid_w: float) 
     return out
 
 
+def _hours(device: Device, slots: dict[str, np.ndarray], keep: np.ndarray) -> list[Window]:
+    """The hour windows the gateway writes beside the 15-min ones (sums of 4 quarters)."""
+    per_hour = 3600 // QUARTER
+    whole = keep & (slots["start"] % 3600 == 0)
+    rows = []
+    for i in np.flatnonzero(whole):
+        part = slice(i, i + per_hour)
+        if device.kind == "energy":
+            rows.append(Window(device.id, "1h", int(slots["start"][i]), int(slots["readings"][part].sum()),
+                               energy_wh=float(slots["energy_wh"][part].sum())))
+        else:
+            rows.append(Window(device.id, "1h", int(slots["start"][i]), int(slots["readings"][part].sum()),
+                               deposited_g=float(slots["deposited_g"][part].sum()),
+                               collected_g=float(slots["collected_g"][part].sum()),
+                               emptyings=int(slots["emptied"][part].sum())))
+    return rows
+
+
 def _windows(device: Device, slots: dict[str, np.ndarray], keep: np.ndarray) -> list[Window]:
     rows = []
     for i in np.flatnonzero(keep):
@@ -165,7 +183,7 @@ def write_rollups(store: SQLiteStore, registry: Registry, start: int, end: int) 
     for a year of 1,000 devices)."""
     touched = months(start, end)
     whole = {m for m in touched if m >= start and next_month(m) <= end}
-    packs = windows = 0
+    packs = windows = hours = 0
     checked = False
     grid = _grid_w(registry)
     for n, device in enumerate(registry.devices):
@@ -179,10 +197,11 @@ def write_rollups(store: SQLiteStore, registry: Registry, start: int, end: int) 
                 partial |= (slots["start"] >= m) & (slots["start"] < next_month(m))
         # and the first and last days: a period in local time reads them as partial days
         partial |= (slots["start"] < start + DAY) | (slots["start"] >= end - DAY)
-        rest = _windows(device, slots, partial)
+        rest, hourly = _windows(device, slots, partial), _hours(device, slots, partial)
         if rest:
-            store.write_windows(rest)
+            store.write_windows(rest + hourly)
             windows += len(rest)
+            hours += len(hourly)
         if not checked and device.kind == "waste":
             # the numpy packs are what the gateway makes of the same windows
             m = touched[0]
@@ -190,7 +209,7 @@ def write_rollups(store: SQLiteStore, registry: Registry, start: int, end: int) 
             if month_pack(device.id, m, month_rows) != batch[0]:
                 raise AssertionError(f"synthetic pack of {device.id} differs from gateway.month_packs")
             checked = True
-    return {"month_packs": packs, "windows_15m": windows}
+    return {"month_packs": packs, "windows_15m": windows, "windows_1h": hours}
 
 
 def write_raw(store: SQLiteStore, registry: Registry, start: int, end: int) -> int:

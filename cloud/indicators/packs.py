@@ -156,7 +156,10 @@ class _Days:
         index = {d: r for d, r in zip(ids, rows)}
         n = self.all_readings.shape[0]
         readings, amount = np.zeros(n, dtype=np.int64), np.zeros(n)
-        for w in store.windows(ids, "15m", lo, hi):
+        # hour windows (the gateway writes them with the same per-reading sums) when the side
+        # is whole hours, as a local midnight is in most zones: a quarter of the rows
+        resolution = "1h" if lo % 3600 == 0 and hi % 3600 == 0 else "15m"
+        for w in store.windows(ids, resolution, lo, hi):
             r = index[w.device]
             readings[r] += w.readings
             amount[r] += (w.energy_wh if w.energy_wh is not None else w.deposited_g) or 0.0
