@@ -13,7 +13,7 @@ import numpy as np
 
 from boucle.registry import Device, Site
 from cloud.indicators.context import QUARTER_HOUR, Context, bucket_edges
-from cloud.indicators.geo import distance_km
+from cloud.indicators.geo import EARTH_RADIUS_KM, distance_km
 from cloud.indicators.outcome import Outcome
 
 WH_PER_KWH = 1000.0
@@ -184,8 +184,14 @@ class SiteBalance:
         return float(self.self_used.sum())
 
     @cached_property
+    def imported_wh(self) -> float:
+        return float(self.imported.sum())
+
+    @cached_property
     def load_wh(self) -> float:
-        return float(self.load.sum())
+        if self.given_load is None:  # import + PV used, summed apart (no array to make)
+            return self.imported_wh + self.used_wh
+        return float(self.given_load.sum())
 
     @cached_property
     def surplus_wh(self) -> float:
@@ -303,22 +309,25 @@ def pooling(ctx: Context, max_distance_km: float | None = None) -> Pooling:
     allocation key of French collective self-consumption). Producers in id order."""
     d_max = max_distance_km if max_distance_km is not None else ctx.references.threshold("pooling_distance_km")
     sites = balances(ctx)
-    remaining = {b.site.id: b.imported.copy() for b in sites}
+    remaining: dict[str, np.ndarray] = {}  # import left to each site, copied when first shared
     pairs: list[dict] = []
-    for producer in sorted(sites, key=lambda b: b.site.id):
-        if producer.surplus_wh <= 0:
+    rough = _rough_distances_km([b.site.location for b in sites])
+    for p in sorted(range(len(sites)), key=lambda i: sites[i].site.id):
+        producer = sites[p]
+        # candidates by the vectorised distance, decided by the exact one
+        near = [(sites[i], distance_km(producer.site.location, sites[i].site.location))
+                for i in np.flatnonzero(rough[p] <= d_max * (1 + 1e-9) + 1e-9) if i != p]
+        near = [(b, km) for b, km in near if km <= d_max]
+        if not near or producer.surplus_wh <= 0:
             continue
         surplus = producer.surplus
-        near = [(b, distance_km(producer.site.location, b.site.location)) for b in sites
-                if b.site.id != producer.site.id]
-        near = [(b, km) for b, km in near if km <= d_max]
-        if not near:
-            continue
-        demand = np.vstack([remaining[b.site.id] for b, _ in near])
+        demand = np.vstack([remaining.get(b.site.id, b.imported) for b, _ in near])
         total = demand.sum(axis=0)
         given = np.minimum(surplus, total)
         share = np.divide(demand, total, out=np.zeros_like(demand), where=total > 0) * given
         for (b, km), row in zip(near, share):
+            if b.site.id not in remaining:
+                remaining[b.site.id] = b.imported.copy()
             remaining[b.site.id] -= row
             if row.sum() > 0:
                 pairs.append({"from": producer.site.id, "to": b.site.id, "distance_km": round(km, 3),
@@ -327,6 +336,14 @@ def pooling(ctx: Context, max_distance_km: float | None = None) -> Pooling:
     return Pooling(d_max, sum(p["kwh"] for p in pairs) * WH_PER_KWH,
                    sum(b.load_wh for b in sites), sum(b.used_wh for b in sites),
                    pairs, [d for b in sites for d in b.devices])
+
+
+def _rough_distances_km(locations: list[tuple[float, float]]) -> np.ndarray:
+    """Haversine distances between all the points at once (to the last bits of distance_km)."""
+    lat, lon = np.radians(np.array(locations, dtype=np.float64).reshape(-1, 2)).T
+    h = np.sin((lat[None, :] - lat[:, None]) / 2) ** 2 + \
+        np.cos(lat[:, None]) * np.cos(lat[None, :]) * np.sin((lon[None, :] - lon[:, None]) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(h)))
 
 
 def pooling_gain(ctx: Context) -> Outcome:
