@@ -6,6 +6,8 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from boucle.registry import parse_opening_hours
 
 _END_OF_DAY = time(23, 59, 59)
@@ -36,6 +38,23 @@ def open_intervals(opening_hours: str, tz: ZoneInfo, start: int, end: int) -> tu
                     out.append((s, e))
         day += timedelta(days=1)
     return tuple(out)
+
+
+@lru_cache(maxsize=64)
+def open_shares(opening_hours: str, tz: ZoneInfo, start: int, end: int, step_s: int) -> np.ndarray:
+    """Per step-long interval of [start, end), the share of it inside the opening hours
+    (read-only; cached like open_intervals)."""
+    spans = np.array(open_intervals(opening_hours, tz, start, end), dtype=np.float64).reshape(-1, 2)
+    edges = np.append(np.arange(start, end, step_s, dtype=np.float64), end)
+    if not spans.size:
+        shares = np.zeros(edges.size - 1)
+    else:
+        # open seconds counted from the start: piecewise linear, flat while closed
+        opened = np.concatenate([[0.0], np.cumsum(spans[:, 1] - spans[:, 0])])
+        counted = np.column_stack([opened[:-1], opened[1:]]).reshape(-1)
+        shares = np.diff(np.interp(edges, spans.reshape(-1), counted)) / np.diff(edges)
+    shares.flags.writeable = False
+    return shares
 
 
 def _utc(day: date, at: time, tz: ZoneInfo) -> int:

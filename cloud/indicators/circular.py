@@ -70,11 +70,12 @@ def active_seconds(ctx: Context, device: Device) -> float:
     idle_w = _idle_w(ctx, device)
     if e.slots is not None:
         # 15-min windows on the period's edges: the same formula, one mean power per window
-        mean_w = e.slots * (3600 / QUARTER_HOUR)
-        active = (e.slots > 0) & (mean_w > idle_w)
+        # (Wh × 4 = mean W: active when above idle and above 0)
+        active = e.slots[e.slots > max(0.0, idle_w * QUARTER_HOUR / 3600)]
         if device.rated_power_w:
-            return float((QUARTER_HOUR * np.clip(mean_w[active] / device.rated_power_w, 0.0, 1.0)).sum())
-        return float(QUARTER_HOUR * np.count_nonzero(active))
+            share = np.minimum(active * (3600 / QUARTER_HOUR / device.rated_power_w), 1.0)
+            return float(QUARTER_HOUR * share.sum())
+        return float(QUARTER_HOUR * active.size)
     if e.times.size < 2:
         return 0.0
     dt = np.diff(e.times).astype(np.float64)

@@ -10,7 +10,7 @@ import numpy as np
 from boucle.accounting import CounterDeltas, WasteEvents, counter_deltas, waste_events
 from boucle.registry import Device, Registry, Site, Territory
 from boucle.storage import Store
-from cloud.indicators.calendar import open_intervals, years_in
+from cloud.indicators.calendar import open_intervals, open_shares, years_in
 from cloud.indicators.references import References
 from cloud.indicators.source import Source
 from cloud.indicators.values import Period, Scope
@@ -250,19 +250,8 @@ class Context:
 
     def open_fraction(self, site: Site) -> np.ndarray:
         """Per 15-min interval of the period, the share of it inside the site's opening hours."""
-        key = ("open", site.opening_hours, self.site_timezone(site).key)
-        if key not in self.memo:
-            spans = np.array(self.open_intervals(site), dtype=np.float64).reshape(-1, 2)
-            edges = bucket_edges(self.period.start, self.period.end, QUARTER_HOUR)
-            # open seconds counted from the period start: piecewise linear, flat when closed
-            knots = spans.reshape(-1)
-            opened = np.concatenate([[0.0], np.cumsum(spans[:, 1] - spans[:, 0])])
-            counted = np.column_stack([opened[:-1], opened[1:]]).reshape(-1)
-            seconds = np.diff(np.interp(edges, knots, counted)) if knots.size else np.zeros(edges.size - 1)
-            fraction = seconds / np.diff(edges)
-            fraction.flags.writeable = False
-            self.memo[key] = fraction
-        return self.memo[key]  # type: ignore[return-value]
+        return open_shares(site.opening_hours, self.site_timezone(site), self.period.start, self.period.end,
+                           QUARTER_HOUR)
 
     @cached_property
     def years(self) -> float:
@@ -286,6 +275,10 @@ class Context:
 
     def coverage(self, devices: list[Device]) -> float:
         """Readings received ÷ expected over the period (each device capped at its expected)."""
+        if len(devices) == 1:  # data.coverage asks for each device: no key to build
+            d = devices[0]
+            e = self.period.seconds / d.interval_s
+            return min(1.0, min(self.received(d), e) / e)
         key = ("coverage", tuple(d.id for d in devices))
         if key not in self.memo:
             expected = received = 0.0
