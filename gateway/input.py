@@ -30,6 +30,9 @@ class Message:
     mid: int
     qos: int
     received: float
+    client: mqtt.Client
+    """The client that received it, which must send the ack. (A persistent session gets its
+    queued messages the moment it connects, before `subscribe` returns.)"""
 
 
 def split_topic(prefix: str, topic: str) -> tuple[str, str] | None:
@@ -45,9 +48,9 @@ def split_topic(prefix: str, topic: str) -> tuple[str, str] | None:
 def subscribe(settings: GatewaySettings, inbox: queue.Queue[Message], on_session: callable) -> Session:
     """Open the gateway's persistent session and feed `inbox` (blocking when it is full)."""
 
-    def on_message(_client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+    def on_message(client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         # put() blocks when the queue is full: the broker then holds the rest (back-pressure).
-        inbox.put(Message(msg.topic, msg.payload, msg.mid, msg.qos, time.time()))
+        inbox.put(Message(msg.topic, msg.payload, msg.mid, msg.qos, time.time(), client))
 
     subscribed = threading.Event()
 

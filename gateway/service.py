@@ -166,10 +166,9 @@ class Gateway:
                     attempt += 1
             self._spool_full = False
             self.metrics.spool_full.set(0)
-            client = self.session.client if self.session else None
             for m in batch:
-                if client is not None and m.qos > 0:
-                    client.ack(m.mid, m.qos)
+                if m.qos > 0:
+                    m.client.ack(m.mid, m.qos)
             self.metrics.spool_depth.set(self.spool.depth)
             self._spooled.set()
 
