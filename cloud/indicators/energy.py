@@ -120,15 +120,16 @@ def off_hours_share(ctx: Context) -> Outcome:
         mine = [d for d in devices if d.site == site.id]
         if not mine:
             continue
-        spans = np.array(ctx.open_intervals(site), dtype=np.int64).reshape(-1, 2)
+        intervals = ctx.open_intervals(site)
         site_total = site_open = 0.0
         for d in mine:
             site_total += ctx.energy(d).total_wh
-            if spans.size:
+            if intervals:
                 e = ctx.profile(d)
                 if e.slots is not None:  # Wh per 15-min interval × its open share: the same sum
                     site_open += float(np.multiply(e.slots, ctx.open_fraction(site)).sum())
                 else:
+                    spans = np.array(intervals, dtype=np.int64).reshape(-1, 2)
                     site_open += float((e.cumulative_at(spans[:, 1]) - e.cumulative_at(spans[:, 0])).sum())
         total += site_total
         off += site_total - site_open

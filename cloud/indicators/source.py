@@ -178,7 +178,7 @@ class Source:
         if device.id not in self._series:
             self.preload([device])
         full = self._series[device.id]
-        if period is None or period == self.period:
+        if period is None or period is self.period or period == self.period:
             return full
         if period.start < self.period.start or period.end > self.period.end:
             raise ValueError("sub-period outside the loaded period")

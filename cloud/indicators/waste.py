@@ -150,10 +150,19 @@ def fill_levels(ctx: Context, device: Device) -> tuple[np.ndarray, np.ndarray]:
 
 def bin_cycles(ctx: Context, device: Device) -> BinCycles | None:
     """Emptyings and cycle maxima of a bin with a fill measure, or None without one."""
+    series = ctx.source.series(device, ctx.period)
+    if series.emptied is not None and series.waste is not None and device.capacity_kg \
+            and "fill_pct" not in series.fields:
+        ts = series.emptied[:, 0]
+        if ts.size < 2 or bool((ts[1:] > ts[:-1]).all()):
+            # a scale bin from packs: its only levels are those just before its emptyings, so
+            # (emptyings at distinct times) each cycle's fullest moment is the level its
+            # emptying ends (what the general path below finds, without cutting cycles)
+            fills = series.emptied[:, 1] / G_PER_KG / device.capacity_kg * 100
+            return BinCycles(device, fills, fills)
     times, fill = fill_levels(ctx, device)
     if not times.size and not (device.capacity_kg or device.capacity_l):
         return None
-    series = ctx.source.series(device, ctx.period)
     if series.fill_emptyings is not None:
         emptied = _rows(series.fill_emptyings) if series.emptied is None else series.emptied
     elif series.waste is not None or (series.field("weight_g")[0].size and not series.field("fill_pct")[0].size):
