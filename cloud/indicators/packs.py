@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import cached_property, lru_cache
+from itertools import chain
+from operator import attrgetter
 
 import numpy as np
 
@@ -45,20 +47,31 @@ def load_packs(store: Store, devices: Sequence[Device], period: Period) -> dict[
     span = _Span(month_start(lo), first, last, period.start if head_day is not None else first,
                  period.end if tail_day is not None else last)
     wanted, whole = months(lo, hi), months(first, last)
-    by_device: dict[str, dict[int, MonthPack]] = defaultdict(dict)
+    by_device: dict[str, list[MonthPack]] = {}
     for p in store.month_packs([d.id for d in devices], span.m0, hi, quarters=False):
-        by_device[p.device][p.month] = p
-    packed = [d for d in devices if all(m in by_device[d.id] for m in whole)]
-    out = load_windows(store, [d for d in devices if d not in packed], period) if len(packed) < len(devices) else {}
+        by_device.setdefault(p.device, []).append(p)  # by month
+    packs_of: dict[str, list[MonthPack]] = {}
+    edgeless: set[str] = set()  # packed, but without the pack of an edge day's month
+    for d in devices:
+        mine = by_device.get(d.id, [])
+        if len(mine) == len(wanted):
+            packs_of[d.id] = mine
+        else:
+            have = {p.month: p for p in mine}
+            if all(m in have for m in whole):
+                packs_of[d.id] = [have.get(m) or _empty_pack(d.id, m) for m in wanted]
+                edgeless.add(d.id)
+    packed = [d for d in devices if d.id in packs_of]
+    out = load_windows(store, [d for d in devices if d.id not in packs_of], period) \
+        if len(packed) < len(devices) else {}
+    days = _Days(list(chain.from_iterable(packs_of[d.id] for d in packed)), len(packed), span)
     # partial days through windows and readings: all of them when not on a quarter-hour; else
     # those of fill-only bins (a part of a day has no fill maxima in a pack) and of devices
     # without the pack of an edge day (silent then, or aggregated before packs existed)
-    windowed = [d for d in packed if not span.parts or len(by_device[d.id]) < len(wanted) or (
-        d.kind == "waste" and any(p.fill_max for p in by_device[d.id].values()))]
-    packs_of = {d.id: [by_device[d.id].get(m) or _empty_pack(d.id, m) for m in wanted] for d in packed}
+    windowed = [d for row, d in enumerate(packed)
+                if not span.parts or d.id in edgeless or (d.kind == "waste" and days.filled[row])]
     head = load_windows(store, windowed, Period(period.start, first)) if period.start < first else {}
     tail = load_windows(store, windowed, Period(last, period.end)) if last < period.end else {}
-    days = _Days([packs_of[d.id] for d in packed], span)
     if span.parts:
         through = {d.id for d in windowed}
         parted = [i for i, d in enumerate(packed) if d.id not in through]
@@ -120,13 +133,12 @@ def _nan_bytes(n: int, dtype: str) -> bytes:
 
 class _Days:
     """The per-day arrays of the packed devices, a row per device, decoded in one pass for
-    all of them (every packed device has a pack for each month)."""
+    all of them: `packs` holds each device's packs of the same months, device after device."""
 
-    def __init__(self, packs: list[list[MonthPack]], span: _Span):
-        n = len(packs)
+    def __init__(self, packs: list[MonthPack], n: int, span: _Span):
         self.span = span
-        readings = b"".join(p.readings for mine in packs for p in mine)
-        amount = b"".join(p.amount for mine in packs for p in mine)
+        readings = b"".join(map(_READINGS, packs))
+        amount = b"".join(map(_AMOUNT, packs))
         width = len(readings) // 4 // n if n else 0
         self.all_readings = np.frombuffer(readings, dtype=np.int32).reshape(n, width)
         self.all_amount = np.frombuffer(amount, dtype=np.float64).reshape(n, width)
@@ -135,14 +147,18 @@ class _Days:
         self.head = np.zeros(n) if span.start < span.first else None
         self.tail = np.zeros(n) if span.end > span.last else None
         self._cumulative: np.ndarray | None = None
+        per_device = len(packs) // n if n else 0
+        self.filled = np.fromiter(map(len, map(_FILL_MAX, packs)), np.int64, len(packs)).reshape(
+            n, per_device).any(axis=1)
+        """Per device: whether it has fill maxima (a bin with fill_pct)."""
         # every device's emptyings within [start, end), (ts, level before) rows, cut per device
-        blobs = [p.emptyings for mine in packs for p in mine]
+        blobs = list(map(_EMPTYINGS, packs))
         pairs = np.frombuffer(b"".join(blobs), dtype=np.float64).reshape(-1, 2)
         inside = (pairs[:, 0] >= span.start) & (pairs[:, 0] < span.end)
         self.emptied = pairs[inside]
-        counts = [sum(len(p.emptyings) for p in mine) // 16 for mine in packs]
+        counts = np.fromiter(map(len, blobs), np.int64, len(blobs)).reshape(n, per_device).sum(axis=1) // 16
         kept = np.concatenate([[0], np.cumsum(inside)])
-        self._cuts = kept[np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])].tolist()
+        self._cuts = kept[np.concatenate([[0], np.cumsum(counts)])].tolist()
 
     def add_part(self, store: Store, ids: list[str], rows: list[int], day: int, start: int, end: int,
                  at_start: bool) -> None:
@@ -191,6 +207,9 @@ class _Days:
     def emptyings(self, row: int) -> np.ndarray:
         """A device's emptyings within [start, end): (ts, level just before) rows, oldest first."""
         return self.emptied[self._cuts[row]:self._cuts[row + 1]]
+
+
+_READINGS, _AMOUNT, _FILL_MAX, _EMPTYINGS = (attrgetter(n) for n in ("readings", "amount", "fill_max", "emptyings"))
 
 
 class _Pairs(Sequence):
