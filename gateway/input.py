@@ -6,10 +6,10 @@ output stage has committed it (see gateway.service)."""
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
 
@@ -21,9 +21,9 @@ log = logging.getLogger("boucle.gateway")
 CHANNELS = {"telemetry": 1, "status": 1, "health": 0}
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A message taken off the broker, not yet acknowledged."""
+class Message(NamedTuple):
+    """A message taken off the broker, not yet acknowledged. (A tuple: one is made per
+    message on the MQTT thread, whose time bounds the gateway's rate.)"""
 
     topic: str
     payload: bytes
@@ -33,6 +33,50 @@ class Message:
     client: mqtt.Client
     """The client that received it, which must send the ack. (A persistent session gets its
     queued messages the moment it connects, before `subscribe` returns.)"""
+
+
+class Inbox:
+    """The bounded hand-off from the MQTT thread to the spooler.
+
+    Cheaper than queue.Queue, which takes a lock and notifies a condition per message: here
+    a message is a deque append (atomic under the GIL). The MQTT thread blocks only when the
+    inbox is full (the broker then holds the rest: back-pressure), the spooler sleeps only
+    when it is empty. Events are re-checked after clearing, so a wake-up is never lost; the
+    timeouts only bound a wait, they are not needed for correctness.
+    """
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._items: deque[Message] = deque()
+        self._ready = threading.Event()
+        self._room = threading.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, message: Message) -> None:
+        """Add a message, blocking while the inbox is full."""
+        while len(self._items) >= self.maxsize:
+            self._room.clear()
+            if len(self._items) >= self.maxsize:
+                self._room.wait(0.1)
+        self._items.append(message)
+        if not self._ready.is_set():
+            self._ready.set()
+
+    def take(self, limit: int, timeout: float) -> list[Message]:
+        """Up to `limit` messages, oldest first; waits up to `timeout` s for the first one."""
+        items = self._items
+        if not items:
+            self._ready.clear()
+            if not items:
+                self._ready.wait(timeout)
+        batch = []
+        while items and len(batch) < limit:
+            batch.append(items.popleft())
+        if batch and not self._room.is_set():
+            self._room.set()
+        return batch
 
 
 def split_topic(prefix: str, topic: str) -> tuple[str, str] | None:
@@ -45,7 +89,7 @@ def split_topic(prefix: str, topic: str) -> tuple[str, str] | None:
     return parts[0], parts[1]
 
 
-def subscribe(settings: GatewaySettings, inbox: queue.Queue[Message], on_session: callable) -> Session:
+def subscribe(settings: GatewaySettings, inbox: Inbox, on_session: callable) -> Session:
     """Open the gateway's persistent session and feed `inbox` (blocking when it is full)."""
 
     def on_message(client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from boucle.protocol import ReadingRow
 from boucle.storage import DeadLetter, DeviceState, Store
@@ -22,6 +23,7 @@ from gateway.parse import Rejected, parse_rows
 from gateway.spool import Spool, Spooled
 
 MAX_STATE_BYTES = 2048
+_IDENTITY = itemgetter(0, 1, 2)  # a row's (device, boot, seq)
 
 
 @dataclass
@@ -71,15 +73,17 @@ def drop_repeats(parsed: Parsed, spool: Spool, store_dedups: bool = False) -> No
     """Dedup stage: keep each (device, boot, seq) and each dead letter once, within the
     batch and across restarts. A store keyed by identity (SQLite) drops repeats itself,
     so only repeats inside the batch are dropped here."""
-    keys = [r[:3] for r in parsed.readings]  # (device, boot, seq)
-    unseen = set(keys) if store_dedups else spool.unseen(keys)
-    kept: list[ReadingRow] = []
-    for reading, key in zip(parsed.readings, keys):
-        if key in unseen:
-            unseen.discard(key)  # a second copy inside this batch is a repeat too
-            kept.append(reading)
-    parsed.duplicates = len(parsed.readings) - len(kept)
-    parsed.readings = kept
+    rows = parsed.readings
+    keys = list(map(_IDENTITY, rows))
+    if not (store_dedups and len(set(keys)) == len(keys)):  # else (the usual case) nothing to drop
+        unseen = set(keys) if store_dedups else spool.unseen(keys)
+        kept: list[ReadingRow] = []
+        for row, key in zip(rows, keys):
+            if key in unseen:
+                unseen.discard(key)  # a second copy inside this batch is a repeat too
+                kept.append(row)
+        parsed.duplicates = len(rows) - len(kept)
+        parsed.readings = kept
     fresh = spool.unseen_letters([d.key for d in parsed.letters])
     letters = []
     for letter in parsed.letters:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import queue
 import random
 import signal
 import threading
@@ -25,7 +24,7 @@ from boucle.registry import RegistryError, RegistryFile
 from boucle.settings import GatewaySettings, SettingsError, load_settings
 from boucle.storage import Store, open_store
 from gateway.aggregate import FIELDS, RAW_RESOLUTIONS, affected_span, day_windows, raw_windows
-from gateway.input import Message, subscribe
+from gateway.input import Inbox, subscribe
 from gateway.metrics import GatewayMetrics, serve_metrics
 from gateway.month_packs import refresh_month_packs
 from gateway.output import drop_repeats, parse_batch, record_metrics, write_parsed
@@ -74,7 +73,7 @@ class Gateway:
                                          precision=settings.influx_precision, device_tags=self.device_tags)
         self.spool = Spool(settings.spool_path, settings.spool_max_rows)
         self.metrics = GatewayMetrics()
-        self.inbox: queue.Queue[Message] = queue.Queue(maxsize=max(1000, settings.batch_size * 4))
+        self.inbox = Inbox(maxsize=max(1000, settings.batch_size * 4))
         self.session: Session | None = None
         self._stopping = threading.Event()
         self._spooled = threading.Event()
@@ -137,17 +136,11 @@ class Gateway:
 
     def _spool_loop(self) -> None:
         while True:
-            try:
-                batch = [self.inbox.get(timeout=0.2)]
-            except queue.Empty:
+            batch = self.inbox.take(self.settings.batch_size, timeout=0.2)
+            if not batch:
                 if self._stopping.is_set():
                     return
                 continue
-            while len(batch) < self.settings.batch_size:
-                try:
-                    batch.append(self.inbox.get_nowait())
-                except queue.Empty:
-                    break
             rows = [(m.received, m.topic, m.payload) for m in batch]
             attempt = 0
             while True:
@@ -205,8 +198,7 @@ class Gateway:
                     attempt += 1
                     if self._stopping.wait(delay) and attempt > 3:
                         return  # stopping: the spool is durable, the next start drains it
-            stored = [r[:4] for r in parsed.readings]  # (device, boot, seq, ts)
-            self.spool.remove([m.id for m in spooled], stored, [(d.key, d.received) for d in parsed.letters],
+            self.spool.remove([m.id for m in spooled], parsed.readings, [(d.key, d.received) for d in parsed.letters],
                               remember=not store_dedups)
             record_metrics(parsed, self.metrics, len(spooled))
             self.metrics.spool_depth.set(self.spool.depth)

@@ -20,7 +20,11 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
+
+from boucle.protocol import ReadingRow
 
 _SPOOL = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -45,11 +49,16 @@ _MARK_DIRTY = _MARK.format(table="dirty")
 _MARK_PACKS = _MARK.format(table="pack_dirty")
 
 
-def _spans(seen: Iterable[tuple[str, int, int, int]]) -> list[tuple[str, int, int]]:
+def _spans(rows: Sequence[ReadingRow]) -> list[tuple[str, int, int]]:
+    """(device, earliest ts, latest ts) of each device in the rows."""
     spans: dict[str, tuple[int, int]] = {}
-    for device, _boot, _seq, ts in seen:
-        lo, hi = spans.get(device, (ts, ts))
-        spans[device] = (min(lo, ts), max(hi, ts))
+    # A message's rows are consecutive and of one device: one group per message.
+    for device, group in groupby(rows, key=itemgetter(0)):
+        times = list(map(itemgetter(3), group))
+        lo, hi = min(times), max(times)
+        if device in spans:
+            lo, hi = min(lo, spans[device][0]), max(hi, spans[device][1])
+        spans[device] = (lo, hi)
     return [(d, lo, hi) for d, (lo, hi) in spans.items()]
 
 
@@ -128,20 +137,20 @@ class Spool:
             (self._drained, limit)).fetchall()
         return [Spooled(*r) for r in rows]
 
-    def remove(self, ids: Sequence[int], seen: Sequence[tuple[str, int, int, int]] = (),
+    def remove(self, ids: Sequence[int], stored: Sequence[ReadingRow] = (),
                letters: Iterable[tuple[str, float]] = (), remember: bool = True) -> None:
-        """Move the watermark past drained messages; record their readings (unless the store
-        dedups them itself: remember=False) and dead letters as seen, and their devices as
-        dirty — one transaction."""
+        """Move the watermark past drained messages; record their stored readings (unless
+        the store dedups them itself: remember=False) and dead letters as seen, and their
+        devices as dirty — one transaction."""
         if not ids:
             return
         top = max(ids)
         conn = self._state()
         with conn:
             if remember:
-                conn.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?)", seen)
+                conn.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?)", (r[:4] for r in stored))
             conn.executemany("INSERT OR IGNORE INTO seen_letters VALUES (?, ?)", letters)
-            conn.executemany(_MARK_DIRTY, _spans(seen))
+            conn.executemany(_MARK_DIRTY, _spans(stored))
             conn.execute("UPDATE watermark SET drained = max(drained, ?)", (top,))
         with self._lock:
             self._drained = max(self._drained, top)
