@@ -23,8 +23,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from boucle_fw.protocol import encode_batch, encode_reading, topic
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from boucle.registry import load_registry
 from boucle.settings import DEFAULT_REGISTRY
@@ -69,46 +67,29 @@ def _broker(workdir: Path) -> Mosquitto:
     return Mosquitto(workdir / "mosquitto", extra_config="max_inflight_messages 1000\n").start()
 
 
-def bench_paho_ceiling(readings_per_payload: int, messages: int, workdir: str | Path) -> dict:
-    """A bare paho subscriber (QoS 1, automatic acks, no work): the ceiling."""
+def _bare(port: int, client_id: str, share: str, *create: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bench.bare_subscriber", "--port", str(port),
+                             "--client-id", client_id, "--share", share, *create],
+                            cwd=REPO, stdout=subprocess.PIPE, text=True)
+
+
+def bench_paho_ceiling(readings_per_payload: int, messages: int, workdir: str | Path, processes: int = 1) -> dict:
+    """Bare paho subscribers (bench.bare_subscriber: QoS 1, automatic acks, no work), each
+    its own process, on a shared subscription when more than one: the ceiling."""
     workdir = Path(workdir)
-    broker = _broker(workdir / f"paho-{readings_per_payload}")
+    broker = _broker(workdir / f"paho-{processes}-{readings_per_payload}")
+    share = "bench" if processes > 1 else ""
     try:
-        got = {"n": 0, "first": 0.0, "last": 0.0}
-
-        def on_message(_c, _u, _m):
-            now = time.perf_counter()
-            if got["n"] == 0:
-                got["first"] = now
-            got["n"] += 1
-            got["last"] = now
-
-        def session() -> mqtt.Client:
-            c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-paho",
-                            protocol=MQTTProtocolVersion.MQTTv5)
-            c.on_message = on_message
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 3600
-            props.ReceiveMaximum = 1000
-            c.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
-            c.subscribe("boucle/v1/+/telemetry", qos=1)
-            c.loop_start()
-            return c
-
-        c = session()
-        time.sleep(0.3)
-        c.disconnect()
-        c.loop_stop()
+        for p in [_bare(broker.port, f"bench-paho-{i}", share, "--create") for i in range(processes)]:
+            p.communicate(timeout=60)
         _publish(broker.port, payloads(messages, readings_per_payload))
-        c = session()
-        deadline = time.monotonic() + 600
-        while got["n"] < messages and time.monotonic() < deadline:
-            time.sleep(0.01)
-        c.disconnect()
-        c.loop_stop()
-        elapsed = max(1e-9, got["last"] - got["first"])
-        return {"messages": got["n"], "readings": got["n"] * readings_per_payload,
-                "readings_per_s": (got["n"] - 1) * readings_per_payload / elapsed}
+        procs = [_bare(broker.port, f"bench-paho-{i}", share) for i in range(processes)]
+        results = [json.loads(p.communicate(timeout=900)[0]) for p in procs]
+        got = [r for r in results if r["messages"]]
+        n = sum(r["messages"] for r in got)
+        elapsed = max(1e-9, max(r["last"] for r in got) - min(r["first"] for r in got))
+        return {"processes": processes, "messages": n, "readings": n * readings_per_payload,
+                "readings_per_s": (n - 1) * readings_per_payload / elapsed}
     finally:
         broker.stop()
 
@@ -184,12 +165,14 @@ def main() -> None:
         for rpp in (1, 10):
             ceiling = bench_paho_ceiling(rpp, messages, tmp)["readings_per_s"]
             for procs in (1, 2):
+                bare = ceiling if procs == 1 else bench_paho_ceiling(rpp, messages, tmp, procs)["readings_per_s"]
                 got = bench_gateway(procs, rpp, messages, tmp)
-                rows.append((rpp, procs, got["readings_per_s"], ceiling, got["readings"], got["expected"]))
-        print("| readings/payload | processes | gateway readings/s | paho ceiling readings/s | ratio | stored |")
+                rows.append((rpp, procs, got["readings_per_s"], bare, ceiling, got["readings"], got["expected"]))
+        print("| readings/payload | processes | gateway readings/s | bare paho, same processes | ratio to 1 bare "
+              "| stored |")
         print("|---|---|---|---|---|---|")
-        for rpp, procs, rate, ceiling, n, expected in rows:
-            print(f"| {rpp} | {procs} | {rate:,.0f} | {ceiling:,.0f} | {rate / ceiling:.2f} | {n}/{expected} |")
+        for rpp, procs, rate, bare, ceiling, n, expected in rows:
+            print(f"| {rpp} | {procs} | {rate:,.0f} | {bare:,.0f} | {rate / ceiling:.2f} | {n}/{expected} |")
         print(json.dumps({"machine_cores": os.cpu_count()}))
 
 
