@@ -1,15 +1,20 @@
 """The long-period data path: device series from month packs (gateway.month_packs).
 
 `load_packs` has the `Loader` shape. The whole UTC days inside the period are read from the
-devices' month packs (one row per device-month, sliced to those days); the partial days at
-the edges go through `windows.load_windows` (15-min windows, raw readings for partial
-quarter-hours).
+devices' month packs (one row per device-month, sliced to those days), every device's
+arrays decoded at once. A partial day at an edge that starts or ends on a quarter-hour (a
+local midnight: a year in Paris time starts at 23:00 UTC) comes from packs too: its
+readings and amounts are the day's pack less the 15-min (or hour) windows of the rest of
+the day, or the windows of the part, whichever side is shorter; its 15-min slots are the
+pack's. Other partial days go through `windows.load_windows` (15-min windows, raw readings
+for partial quarter-hours), and so do the partial days of fill-only bins (a pack has no
+fill maxima for part of a day) and of devices without the pack of an edge day's month.
 Meters get a series of day points (exact totals, one point per day) and a `refine`
 function that reads their 15-min slots only when an indicator needs a profile (peak, base
 load, self-consumption, opening hours, machine use). Bins get their deposits, emptyings
-and daily fill maxima. A device missing a pack for one of the months (a store aggregated
-before packs existed, or a device silent for a whole month) is read through `load_windows`
-for the whole period (which falls back to raw readings).
+and daily fill maxima. A device missing a pack for one of the months of the whole days (a
+store aggregated before packs existed, or a device silent for a whole month) is read
+through `load_windows` for the whole period (which falls back to raw readings).
 """
 
 from __future__ import annotations
