@@ -19,7 +19,7 @@ from cloud.indicators.context import Context, UnknownScope
 from cloud.indicators.packs import load_packs
 from cloud.indicators.references import References, ReferencesError, load_references, standing
 from cloud.indicators.source import Loader, Source, load_series
-from cloud.indicators.values import IndicatorValue, Period, Scope
+from cloud.indicators.values import IndicatorValue, Period, Scope, significant
 from cloud.indicators.windows import load_windows
 
 __all__ = [
@@ -54,7 +54,7 @@ def _evaluate(ctx: Context, indicator_id: str) -> IndicatorValue:
     out = spec.compute(ctx)
     reference = out.reference if out.reference is not None else ctx.references.benchmark(indicator_id)
     coverage = ctx.coverage(out.devices) if out.devices else 0.0
-    value = None if out.value is None else float(out.value)
+    value = None if out.value is None else significant(float(out.value))  # no float noise in the API
     caveats = list(out.caveats)
     if out.devices and coverage == 0.0 and value is not None and spec.needs_readings:
         # devices exist but sent nothing in the period: a 0 would read as "nothing happened"

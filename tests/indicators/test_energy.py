@@ -233,3 +233,12 @@ def test_pooling_gain_within_the_legal_perimeter(store, reg):
     wide = pooling(ctx, max_distance_km=20)
     assert wide.gain_pp == pytest.approx(100.0)
     assert pooling(ctx, max_distance_km=0.5).shared_wh == 0
+
+
+def test_values_carry_no_float_noise(store, reg):
+    # 0.1 kWh at A and 0.2 kWh at B: their float sum is 0.30000000000000004
+    counter(store, "a-grid", T0, 6000, 2)
+    counter(store, "b-grid", T0, 12000, 2)
+    town = one(store, reg, Scope("territory", ("town",)), Period(T0, T0 + 3600), "energy.consumed")
+    assert town.breakdown["by_site"] == {"site-a": 0.1, "site-b": 0.2}
+    assert town.value == 0.3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from cloud.indicators import (
@@ -222,3 +224,14 @@ def test_a_repeated_territory_counts_once(store, reg):
     twice = compute_indicators(store, reg, Scope("territories", ("town", "town")), HOUR,
                                ids=["energy.intensity"])[0]
     assert twice.value == pytest.approx(once.value)
+
+
+def test_significant_digits_drop_float_noise_only():
+    from cloud.indicators.values import significant
+
+    assert significant(351.65799999999996) == 351.658
+    assert significant(0.1 + 0.2) == 0.3
+    assert significant(123456.78901234567) == 123456.789012346  # 15 digits kept
+    assert significant(-2.5e-7) == -2.5e-7
+    assert significant(0.0) == 0.0
+    assert math.isinf(significant(math.inf))
