@@ -2,7 +2,14 @@
 
     MQTT (input) ──► inbox ──► spooler: commit to the durable spool, then ack
                                   │
-    store ◄── drainer: parse → dedup → synchronous write (retried forever) → off the spool
+                        parser: spooled batch → readings and rejections
+                                  │ (two batches at most in hand)
+    store ◄── writer: dedup → synchronous write (retried forever) → off the spool
+
+The parser works on the next batch while the writer's SQLite or HTTP call runs without
+the GIL: the two overlap on two cores (measured +20-40 % readings/s at 10 a payload).
+Dedup stays with the writer, after the previous batch's commit, so it sees every
+earlier batch.
 
 At-least-once from the broker (persistent session, ack only after the spool commit),
 exactly-once effect in the store (dedup index + idempotent writes).
@@ -12,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import queue
 import random
 import signal
 import threading
@@ -27,8 +35,8 @@ from gateway.aggregate import FIELDS, RAW_RESOLUTIONS, affected_span, day_window
 from gateway.input import Inbox, subscribe
 from gateway.metrics import GatewayMetrics, serve_metrics
 from gateway.month_packs import refresh_month_packs
-from gateway.output import drop_repeats, parse_batch, record_metrics, write_parsed
-from gateway.spool import Spool, SpoolFull
+from gateway.output import Parsed, drop_repeats, parse_batch, record_metrics, write_parsed
+from gateway.spool import Spool, Spooled, SpoolFull
 
 log = logging.getLogger("boucle.gateway")
 
@@ -78,7 +86,9 @@ class Gateway:
         self._stopping = threading.Event()
         self._spooled = threading.Event()
         self._spooler = threading.Thread(target=self._spool_loop, name="gateway-spooler", daemon=True)
-        self._drainer = threading.Thread(target=self._drain_loop, name="gateway-drainer", daemon=True)
+        self._parsed: queue.Queue[tuple[list[Spooled], Parsed]] = queue.Queue(maxsize=2)
+        self._parser = threading.Thread(target=self._parse_loop, name="gateway-parser", daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, name="gateway-writer", daemon=True)
         self._aggregator = threading.Thread(target=self._aggregate_loop, name="gateway-aggregator", daemon=True)
         self._connects = 0
         self._http = None
@@ -87,7 +97,8 @@ class Gateway:
 
     def start(self) -> Gateway:
         self._spooler.start()
-        self._drainer.start()
+        self._parser.start()
+        self._writer.start()
         self._aggregator.start()
         self.session = subscribe(self.settings, self.inbox, self._on_session)
         self.metrics.connected.set(1)
@@ -127,7 +138,7 @@ class Gateway:
 
     def health(self) -> dict:
         connected = bool(self.session and self.session.client.is_connected())
-        alive = self._spooler.is_alive() and self._drainer.is_alive()
+        alive = self._spooler.is_alive() and self._parser.is_alive() and self._writer.is_alive()
         return {"ok": connected and alive and self._store_ok, "mqtt_connected": connected,
                 "store_ok": self._store_ok, "spool_depth": self.spool.depth,
                 "spool_full": self._spool_full}
@@ -165,23 +176,43 @@ class Gateway:
             self.metrics.spool_depth.set(self.spool.depth)
             self._spooled.set()
 
-    # --- drainer: spool → parse → dedup → store → off the spool --------------------------
+    # --- parser: spool → parse ----------------------------------------------------------
 
-    def _drain_loop(self) -> None:
+    def _parse_loop(self) -> None:
         s = self.settings
-        last_forget = 0.0
+        after = 0  # the last spooled id handed to the writer (0: start at the watermark)
         while True:
-            spooled = self.spool.oldest(s.batch_size)
+            spooled = self.spool.oldest(s.batch_size, after)
             if not spooled:
                 if self._stopping.is_set():
                     return
                 self._spooled.wait(0.5)
                 self._spooled.clear()
                 continue
-            devices = self._devices()
-            parsed = parse_batch(spooled, s.topic_prefix, devices, now=time.time(),
+            parsed = parse_batch(spooled, s.topic_prefix, self._devices(), now=time.time(),
                                  max_future_skew_s=s.max_future_skew_s, max_payload_bytes=s.max_payload_bytes)
-            store_dedups = getattr(self.store, "dedups", False)
+            while True:
+                try:
+                    self._parsed.put((spooled, parsed), timeout=0.5)
+                    after = spooled[-1].id
+                    break
+                except queue.Full:
+                    if self._stopping.is_set() and not self._writer.is_alive():
+                        return  # the writer gave up (store down while stopping): the spool keeps it
+
+    # --- writer: dedup → store → off the spool --------------------------------------------
+
+    def _write_loop(self) -> None:
+        s = self.settings
+        store_dedups = getattr(self.store, "dedups", False)
+        last_forget = 0.0
+        while True:
+            try:
+                spooled, parsed = self._parsed.get(timeout=0.5)
+            except queue.Empty:
+                if self._stopping.is_set() and not self._parser.is_alive():
+                    return
+                continue
             drop_repeats(parsed, self.spool, store_dedups)
             attempt = 0
             while True:
@@ -214,7 +245,7 @@ class Gateway:
             dirty = self.spool.dirty()
             due = self.spool.packs_due(before=int(time.time()) // 86400 * 86400)
             if not dirty and not due:
-                if self._stopping.is_set() and not self._drainer.is_alive():
+                if self._stopping.is_set() and not self._writer.is_alive():
                     return
                 self._stopping.wait(self.settings.aggregate_interval_s)
                 continue
@@ -227,7 +258,7 @@ class Gateway:
             packs = self._each(due, lambda d, t0, t1: refresh_month_packs(
                 self.store, d, t0 - t0 % 86400, t1 - t1 % 86400 + 86400) or True)
             self.spool.clean_packs(packs)
-            if self._stopping.is_set() and not self._drainer.is_alive() and not done and not packs:
+            if self._stopping.is_set() and not self._writer.is_alive() and not done and not packs:
                 return
 
     def _each(self, spans, work) -> list[tuple[str, int, int]]:
@@ -242,7 +273,7 @@ class Gateway:
                 log.warning("aggregates of %s not updated (%s); retrying", device, exc)
                 self._stopping.wait(1)
                 break
-            # Background work: let the spooler and drainer (acks, ingest latency) take the
+            # Background work: let the spooler, parser and writer (acks, ingest latency) take the
             # interpreter between two devices.
             time.sleep(0.001)
         return done
@@ -254,7 +285,8 @@ class Gateway:
             self.metrics.connected.set(0)
         self._stopping.set()
         self._spooler.join(timeout=10)
-        self._drainer.join(timeout=drain_timeout)
+        self._parser.join(timeout=drain_timeout)
+        self._writer.join(timeout=drain_timeout)
         self._aggregator.join(timeout=drain_timeout)
         if self._http is not None:
             self._http.shutdown()

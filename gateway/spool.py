@@ -6,8 +6,8 @@ once the store confirmed them, moves a watermark past them.
 
 Two files, each with a single writer, so the threads never wait on each other's locks:
 - the spool itself (`spool_path`): written only by the spooler thread, which appends
-  messages and deletes those below the watermark; the drainer only reads it;
-- its state (`spool_path` with `.state.db`): written by the drainer — the watermark,
+  messages and deletes those below the watermark; the other threads only read it;
+- its state (`spool_path` with `.state.db`): written by the writer thread — the watermark,
   the dedup index (device, boot, seq), the dead letters already kept, and the devices
   whose windows must be recomputed — all in the transaction that moves the watermark,
   so a crash at any point replays a batch rather than losing or half-applying it.
@@ -129,12 +129,13 @@ class Spool:
         with self._lock:
             self._last_id = max(self._last_id, last or 0)
 
-    # --- drainer thread (sole writer of the state file) ----------------------------
+    # --- parser and writer threads (the writer is the sole writer of the state file) ----
 
-    def oldest(self, limit: int) -> list[Spooled]:
+    def oldest(self, limit: int, after: int = 0) -> list[Spooled]:
+        """Up to `limit` messages not drained yet, oldest first, from after the id `after`."""
         rows = self._spool().execute(
             "SELECT id, received, topic, payload FROM spool WHERE id > ? ORDER BY id LIMIT ?",
-            (self._drained, limit)).fetchall()
+            (max(self._drained, after), limit)).fetchall()
         return [Spooled(*r) for r in rows]
 
     def remove(self, ids: Sequence[int], stored: Sequence[ReadingRow] = (),
