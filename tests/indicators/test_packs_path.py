@@ -304,3 +304,16 @@ def test_partial_days_from_packs_give_what_windows_give(local):
         assert packs[i].value == pytest.approx(raw[i].value, rel=0.05, abs=0.5), i
     assert packs["waste.generated"].value == pytest.approx(windows["waste.generated"].value, rel=1e-12)
     assert packs["waste.fill_at_collection"].breakdown == windows["waste.fill_at_collection"].breakdown
+
+
+def test_an_edge_day_without_its_months_pack_goes_through_windows(stored):
+    # local 1 January 2026 starts on 31 December 23:00 UTC: no December pack (no data then)
+    period = Period(utc("2025-12-31T23:00"), utc("2026-02-14T23:00"))
+    got = {name: {v.id: v for v in compute_indicators(stored, REG, TOWN, period, loader=loader)}
+           for name, loader in [("raw", load_series), ("packs", load_packs)]}
+    for i in ["energy.consumed", "energy.pv_produced", "data.coverage"]:
+        assert got["raw"][i].value
+        assert got["packs"][i].value == pytest.approx(got["raw"][i].value, rel=1e-9), i
+        assert got["packs"][i].coverage == got["raw"][i].coverage, i
+    assert got["packs"]["waste.generated"].value == pytest.approx(got["raw"]["waste.generated"].value, abs=0.4)
+    assert got["packs"]["energy.peak_demand"].value == pytest.approx(got["raw"]["energy.peak_demand"].value, rel=0.05)
