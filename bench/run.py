@@ -145,9 +145,13 @@ def _indicators(sizes: Sizes, workdir: Path) -> Outcome:
     ]
     local = got.get("rollups_local_time")
     if local:
-        rows.append(Row("indicators", f"{label}, p50 from rollups, days in local time (UTC+1)", local["p50_ms"],
-                        "ms", raw["p50_ms"], "same query from raw readings",
-                        notes=f"partial UTC days at both edges; {local['runs']} runs"))
+        rows += [
+            Row("indicators", f"{label}, p50 from rollups, days in local time (UTC+1)", local["p50_ms"], "ms",
+                raw["p50_ms"], "same query from raw readings", target="< 200 ms (1,000 devices, 1 year)",
+                notes=f"partial UTC days at both edges; {local['runs']} runs"),
+            Row("indicators", f"{label}, p99 from rollups, days in local time (UTC+1)", local["p99_ms"], "ms",
+                raw["p99_ms"], "same query from raw readings", notes=f"{local['runs']} runs"),
+        ]
     return Outcome(rows, {"indicators": got})
 
 

@@ -179,15 +179,15 @@ class SQLiteStore:
             conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'data_version'")
 
     def windows(self, devices: Sequence[str], resolution: str, start: int, end: int) -> list[Window]:
-        conn = self._conn()
+        # One query for all devices (a query per device cost 5x more for a territory's edge days).
         cols = ", ".join(WINDOW_VALUES)
-        out = []
-        for device in devices:
-            for row in conn.execute(
-                f"SELECT start, {cols} FROM windows WHERE resolution = ? AND device = ? AND start >= ? AND start < ? "
-                "ORDER BY start", (resolution, device, start, end)):
-                out.append(Window(device, resolution, row[0], **dict(zip(WINDOW_VALUES, row[1:]))))
-        return out
+        by_device: dict[str, list[Window]] = {d: [] for d in devices}
+        for row in self._conn().execute(
+                f"SELECT device, start, {cols} FROM windows WHERE resolution = ? "
+                "AND device IN (SELECT value FROM json_each(?)) AND start >= ? AND start < ? ORDER BY device, start",
+                (resolution, json.dumps(list(by_device)), start, end)):
+            by_device[row[0]].append(Window(row[0], resolution, *row[1:]))
+        return [w for windows in by_device.values() for w in windows]
 
     def write_month_packs(self, packs: Sequence[MonthPack]) -> None:
         conn = self._conn()
