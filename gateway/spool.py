@@ -19,10 +19,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
+from typing import NamedTuple
 
 from boucle.protocol import ReadingRow
 
@@ -62,8 +62,9 @@ def _spans(rows: Sequence[ReadingRow]) -> list[tuple[str, int, int]]:
     return [(d, lo, hi) for d, (lo, hi) in spans.items()]
 
 
-@dataclass(frozen=True, slots=True)
-class Spooled:
+class Spooled(NamedTuple):
+    """A message as committed to the spool (a tuple: one is made per message)."""
+
     id: int
     received: float
     topic: str
@@ -136,7 +137,7 @@ class Spool:
         rows = self._spool().execute(
             "SELECT id, received, topic, payload FROM spool WHERE id > ? ORDER BY id LIMIT ?",
             (max(self._drained, after), limit)).fetchall()
-        return [Spooled(*r) for r in rows]
+        return list(map(Spooled._make, rows))
 
     def remove(self, ids: Sequence[int], stored: Sequence[ReadingRow] = (),
                letters: Iterable[tuple[str, float]] = (), remember: bool = True) -> None:
