@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -95,12 +97,30 @@ def bench_paho_ceiling(readings_per_payload: int, messages: int, workdir: str | 
         broker.stop()
 
 
-def _gateway(broker: Mosquitto, store: Path, spool: Path, client_id: str, share: str) -> subprocess.Popen:
+def _gateway(broker: Mosquitto, store: Path, spool: Path, client_id: str, share: str,
+             metrics_port: int) -> subprocess.Popen:
     env = {**os.environ, "BOUCLE_MQTT_PORT": str(broker.port), "BOUCLE_STORE_URL": f"sqlite:///{store}",
            "BOUCLE_SPOOL_PATH": str(spool), "BOUCLE_CLIENT_ID": client_id, "BOUCLE_SHARE_GROUP": share,
-           "BOUCLE_METRICS_PORT": str(free_port()), "BOUCLE_MAX_FUTURE_SKEW_S": "300"}
+           "BOUCLE_METRICS_PORT": str(metrics_port), "BOUCLE_MAX_FUTURE_SKEW_S": "300"}
     return subprocess.Popen([sys.executable, "-m", "boucle", "gateway"], env=env, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait_started(proc: subprocess.Popen, metrics_port: int, timeout: float = 120) -> None:
+    """Until the gateway answers /healthz, which it serves once the broker confirmed its
+    subscription (a fixed sleep was too short on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode} before it started")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            return  # 503: started, not (yet) healthy
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"gateway did not start within {timeout:.0f} s")
 
 
 def bench_gateway(processes: int, readings_per_payload: int, messages: int, workdir: str | Path) -> dict:
@@ -112,8 +132,10 @@ def bench_gateway(processes: int, readings_per_payload: int, messages: int, work
     share = "bench" if processes > 1 else ""
     procs: list[subprocess.Popen] = []
     try:
+        ports = [free_port() for _ in range(processes)]
+
         def start_all():
-            return [_gateway(broker, store_path, workdir / f"spool-{i}.db", f"bench-gw-{i}", share)
+            return [_gateway(broker, store_path, workdir / f"spool-{i}.db", f"bench-gw-{i}", share, ports[i])
                     for i in range(processes)]
 
         def stop_all(ps):
@@ -124,7 +146,8 @@ def bench_gateway(processes: int, readings_per_payload: int, messages: int, work
 
         # First start creates the persistent sessions and subscriptions, then they go away.
         procs = start_all()
-        time.sleep(2.0)
+        for proc, port in zip(procs, ports):
+            _wait_started(proc, port)
         stop_all(procs)
         # Progress is read from the spools' watermarks (a spool's ids count its messages from
         # 1, and the watermark moves once the store confirmed them): a one-row read, where
