@@ -102,17 +102,18 @@ def _gateway(broker: Mosquitto, store: Path, spool: Path, client_id: str, share:
     env = {**os.environ, "BOUCLE_MQTT_PORT": str(broker.port), "BOUCLE_STORE_URL": f"sqlite:///{store}",
            "BOUCLE_SPOOL_PATH": str(spool), "BOUCLE_CLIENT_ID": client_id, "BOUCLE_SHARE_GROUP": share,
            "BOUCLE_METRICS_PORT": str(metrics_port), "BOUCLE_MAX_FUTURE_SKEW_S": "300"}
+    log = (spool.parent / f"{client_id}.log").open("ab")  # the gateway's own log, if it fails
     return subprocess.Popen([sys.executable, "-m", "boucle", "gateway"], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=log)
 
 
-def _wait_started(proc: subprocess.Popen, metrics_port: int, timeout: float = 120) -> None:
+def _wait_started(proc: subprocess.Popen, metrics_port: int, log: Path, timeout: float = 120) -> None:
     """Until the gateway answers /healthz, which it serves once the broker confirmed its
     subscription (a fixed sleep was too short on a loaded machine)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {proc.returncode} before it started")
+            raise RuntimeError(f"gateway exited with {proc.returncode} before it started (its log: {log})")
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=1).close()
             return
@@ -132,11 +133,21 @@ def bench_gateway(processes: int, readings_per_payload: int, messages: int, work
     share = "bench" if processes > 1 else ""
     procs: list[subprocess.Popen] = []
     try:
-        ports = [free_port() for _ in range(processes)]
+        def start(i: int) -> subprocess.Popen:
+            log = workdir / f"bench-gw-{i}.log"
+            for attempt in range(3):  # a free port can be taken before the gateway binds it
+                port = free_port()
+                proc = _gateway(broker, store_path, workdir / f"spool-{i}.db", f"bench-gw-{i}", share, port)
+                try:
+                    _wait_started(proc, port, log)
+                    return proc
+                except RuntimeError:
+                    if attempt == 2:
+                        raise
+            return proc  # not reached: the third failure raised
 
         def start_all():
-            return [_gateway(broker, store_path, workdir / f"spool-{i}.db", f"bench-gw-{i}", share, ports[i])
-                    for i in range(processes)]
+            return [start(i) for i in range(processes)]
 
         def stop_all(ps):
             for p in ps:
@@ -146,8 +157,6 @@ def bench_gateway(processes: int, readings_per_payload: int, messages: int, work
 
         # First start creates the persistent sessions and subscriptions, then they go away.
         procs = start_all()
-        for proc, port in zip(procs, ports):
-            _wait_started(proc, port)
         stop_all(procs)
         # Progress is read from the spools' watermarks (a spool's ids count its messages from
         # 1, and the watermark moves once the store confirmed them): a one-row read, where
