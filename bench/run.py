@@ -52,7 +52,7 @@ QUICK = Sizes(gateway_messages=300, storage_points=20_000, storage_messages=200,
               indicator_devices=20, indicator_days=35, indicator_repeats=3,
               indicator_raw_devices=5, indicator_raw_days=3,
               simulator_devices=1000, simulator_seconds=2, publish_messages=2000)
-FULL = Sizes(gateway_messages=5000, storage_points=500_000, storage_messages=5000, storage_devices=1000,
+FULL = Sizes(gateway_messages=20_000, storage_points=500_000, storage_messages=5000, storage_devices=1000,
              latency_devices=1000, latency_seconds=60, latency_period=10,
              indicator_devices=1000, indicator_days=365, indicator_repeats=20,
              indicator_raw_devices=50, indicator_raw_days=28,
