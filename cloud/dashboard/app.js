@@ -30,6 +30,21 @@
     return s;
   };
 
+  // A caveat arrives in English, filled in from a template; shown in the page's language
+  // when that language has the template (else as it came).
+  const caveat = (text) => {
+    for (const [en, local] of Object.entries(I18N[lang].caveats || {})) {
+      const names = [];
+      const pattern = en.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\{(\w+)\}/g, (_, name) => {
+        names.push(name);
+        return "(.+?)";
+      });
+      const m = new RegExp(`^${pattern}$`).exec(text);
+      if (m) return names.reduce((s, name, i) => s.replace(`{${name}}`, m[i + 1]), local);
+    }
+    return text;
+  };
+
   function applyLanguage() {
     document.documentElement.lang = lang;
     for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
@@ -149,7 +164,7 @@
     fill.style.width = `${Math.round(v.coverage * 100)}%`;
     bar.appendChild(fill);
     cov.append(label, bar);
-    for (const c of v.caveats || []) add("p", "caveat", c);
+    for (const c of v.caveats || []) add("p", "caveat", caveat(c));
     return a;
   }
 

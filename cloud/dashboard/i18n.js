@@ -40,7 +40,17 @@ window.BOUCLE_I18N = {
       "waste.overflows": "Débordements", "waste.avoidable_collections": "Collectes évitables",
       "waste.ghg": "GES du traitement des déchets", "circular.symbiosis_matches": "Opportunités de symbiose",
       "circular.shared_equipment_use": "Usage des équipements partagés", "data.coverage": "Couverture des données"
-    }
+    },
+    // Keyed by the English templates of cloud/indicators/caveats.py ({name}: a value).
+    caveats: {
+      "no readings in the period": "aucune mesure sur la période",
+      "data coverage {coverage}: below {threshold} of expected readings":
+        "couverture des données {coverage} : moins de {threshold} des mesures attendues",
+      "no standing below {threshold} coverage": "pas de comparaison à la cible sous {threshold} de couverture",
+      "add floor_area_m2 to the site in the registry": "ajoutez floor_area_m2 au site dans le registre",
+      "estimated: no export meter in the registry": "estimation : pas de compteur d'injection dans le registre",
+      "only the bins equipped with sensors are counted": "seuls les bacs équipés de capteurs sont comptés",
+    },
   },
   en: {
     title: "Boucle", subtitle: "Territorial energy and waste indicators",

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from boucle.registry import Registry
 from boucle.storage import Store
+from cloud.indicators import caveats as caveat_texts
 from cloud.indicators.catalogue import CATALOGUE, IndicatorSpec
 from cloud.indicators.context import Context, UnknownScope
 from cloud.indicators.packs import load_packs
@@ -59,13 +60,13 @@ def _evaluate(ctx: Context, indicator_id: str) -> IndicatorValue:
     if out.devices and coverage == 0.0 and value is not None and spec.needs_readings:
         # devices exist but sent nothing in the period: a 0 would read as "nothing happened"
         value = None
-        caveats.append("no readings in the period")
+        caveats.append(caveat_texts.NO_READINGS)
     rank = standing(value, reference)
     if out.devices and value is not None and coverage < LOW_COVERAGE:
-        caveats.append(f"data coverage {coverage:.0%}: below {LOW_COVERAGE:.0%} of expected readings")
+        caveats.append(caveat_texts.LOW_COVERAGE.format(coverage=f"{coverage:.0%}", threshold=f"{LOW_COVERAGE:.0%}"))
         if coverage < NO_STANDING_COVERAGE and rank is not None:
             rank = None  # no green or red card on mostly missing data
-            caveats.append(f"no standing below {NO_STANDING_COVERAGE:.0%} coverage")
+            caveats.append(caveat_texts.NO_STANDING.format(threshold=f"{NO_STANDING_COVERAGE:.0%}"))
     return IndicatorValue(
         id=indicator_id, value=value, unit=out.unit or spec.unit, period=ctx.period, formula=out.formula,
         coverage=coverage,

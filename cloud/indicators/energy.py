@@ -12,6 +12,7 @@ from functools import cached_property
 import numpy as np
 
 from boucle.registry import Device, Site
+from cloud.indicators import caveats as caveat_texts
 from cloud.indicators.context import QUARTER_HOUR, Context, bucket_edges
 from cloud.indicators.geo import EARTH_RADIUS_KM, distance_km
 from cloud.indicators.outcome import Outcome
@@ -67,7 +68,7 @@ def intensity(ctx: Context) -> Outcome:
                        devices, {"kwh": kwh, "employees": staff, "years": years},
                        unit="kWh/employee/yr")
     return Outcome(None, "site has neither floor_area_m2 nor employees in the registry", devices,
-                   caveats=["add floor_area_m2 to the site in the registry"])
+                   caveats=[caveat_texts.NO_FLOOR_AREA])
 
 
 def _power_kw(ctx: Context, step_s: int = QUARTER_HOUR) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Device]]:
@@ -272,7 +273,7 @@ def self_consumption(ctx: Context) -> Outcome:
                    {"by_site": {b.site.id: {"pv_kwh": b.pv_wh / WH_PER_KWH,
                                             "used_kwh": b.used_wh / WH_PER_KWH,
                                             "method": b.method} for b in sites}},
-                   caveats=["estimated: no export meter in the registry"] if any(
+                   caveats=[caveat_texts.NO_EXPORT_METER] if any(
                        b.method.startswith("estimated") for b in sites) else [])
 
 

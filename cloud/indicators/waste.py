@@ -8,6 +8,7 @@ import numpy as np
 
 from boucle.accounting import fill_emptyings
 from boucle.registry import RESIDUAL_STREAM, Device
+from cloud.indicators import caveats as caveat_texts
 from cloud.indicators.context import Context
 from cloud.indicators.outcome import Outcome
 
@@ -71,7 +72,7 @@ def _per_capita(ctx: Context, kg: float, devices: list[Device], what: str) -> Ou
     return Outcome(kg / ctx.population / ctx.years,
                    f"{what} ÷ population ÷ period in calendar years", devices,
                    {"kg": kg, "population": ctx.population, "years": ctx.years},
-                   caveats=["only the bins equipped with sensors are counted"])
+                   caveats=[caveat_texts.SENSOR_BINS_ONLY])
 
 
 def per_capita(ctx: Context) -> Outcome:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud.indicators.caveats import TEMPLATES
 from tests.cloud.conftest import ADMIN, ECULLY, ZIM_FABLAB
 from tests.conftest import REPO, require_binary
 
@@ -29,6 +30,18 @@ def chromium(tmp_path: Path, url: str, *extra: str) -> str:
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def _template_regex(template: str) -> re.Pattern:
+    return re.compile("^" + re.sub(r"\\{\w+\\}", ".+?", re.escape(template)) + "$")
+
+
+def test_every_caveat_has_a_french_text():
+    """The dashboard translates caveats by their English templates: each needs its entry."""
+    js = (REPO / "cloud" / "dashboard" / "i18n.js").read_text()
+    table = js[js.index("caveats: {"):]
+    table = table[:table.index("\n    },")]
+    assert set(re.findall(r'"([^"]+)":', table)) == set(TEMPLATES)
 
 
 def cards(dom: str) -> list[str]:
@@ -56,6 +69,9 @@ def test_french_page_renders_cards_charts_and_map(tmp_path, base):
     assert 'class="series series-grid"' in dom and 'class="series series-pv"' in dom
     assert dom.count('class="bar-rect"') >= 2  # waste by stream
     assert "Écully" in dom and "zi-meyzieu" not in dom  # the territory key sees only its territory
+    shown = re.findall(r'<p class="caveat">([^<]*)</p>', dom)
+    assert shown, "no caveat on the page"
+    assert not [c for c in shown if any(_template_regex(t).match(c) for t in TEMPLATES)], shown  # all in French
 
 
 def test_english_browser_gets_english_and_the_screenshot_is_saved(tmp_path, base):
