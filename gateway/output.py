@@ -53,7 +53,7 @@ def parse_batch(spooled: Sequence[Spooled], prefix: str, known_devices: Collecti
         device, channel = where if where else ("", "")
         if channel == "telemetry":
             result = parse_rows(device, msg.payload, known_devices=known_devices, now=now,
-                                     max_future_skew_s=max_future_skew_s, max_bytes=max_payload_bytes)
+                                max_future_skew_s=max_future_skew_s, max_bytes=max_payload_bytes)
         elif channel in ("status", "health"):
             result = parse_state(device, channel, msg.payload, msg.received, known_devices)
         else:
