@@ -51,9 +51,6 @@ class Inbox:
         self._ready = threading.Event()
         self._room = threading.Event()
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     def put(self, message: Message) -> None:
         """Add a message, blocking while the inbox is full."""
         while len(self._items) >= self.maxsize:

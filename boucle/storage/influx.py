@@ -135,7 +135,8 @@ class InfluxStore:
 
     def write_rows(self, rows: Sequence[ReadingRow], received: float) -> int:
         # Line protocol formatted here rather than through influxdb_client's Point (about ten
-        # times the cost a reading, and the gateway's hot path); tests hold both equal.
+        # times the cost a reading, on the gateway's hot path); Point's escaping and field
+        # types are kept, and tests read every field and tag back from a real InfluxDB.
         got = f"received={float(received)!r}"
         lines = []
         for device, group in groupby(rows, key=itemgetter(0)):
