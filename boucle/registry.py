@@ -218,6 +218,13 @@ def load_registry(path: str | os.PathLike[str]) -> Registry:
         raise RegistryError(path, "(file)", "no such file",
                             "pass --registry with the path of a registry TOML file "
                             "(boucle/examples/registry.toml is a complete example)") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise RegistryError(path, "(encoding)", f"not UTF-8 text (byte {exc.start})",
+                            "save the file as UTF-8", line) from None
+    except OSError as exc:
+        raise RegistryError(path, "(file)", f"cannot be read ({exc.strerror})",
+                            "check the path and the file's permissions") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -340,17 +347,22 @@ class RegistryFile:
         self.path = Path(path)
         self._mtime = self.path.stat().st_mtime_ns if self.path.exists() else 0
         self._registry = load_registry(self.path)
+        self.rejected: str | None = None
+        """Why the newest edit of the file was not taken (None: the file is what is served)."""
 
     def current(self) -> Registry:
         """The registry, re-read if the file changed; a broken edit keeps the last good one."""
         try:
             mtime = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
+        except OSError:
             return self._registry
         if mtime != self._mtime:
             self._mtime = mtime
             try:
                 self._registry = load_registry(self.path)
-            except RegistryError:
-                logging.getLogger("boucle.registry").exception("registry edit rejected; keeping the last good one")
+                self.rejected = None
+            except Exception as exc:  # noqa: BLE001 - any unreadable edit, RegistryError or not
+                self.rejected = str(exc)
+                logging.getLogger("boucle.registry").error("registry edit rejected, keeping the last good one: %s",
+                                                           exc)
         return self._registry

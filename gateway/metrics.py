@@ -37,6 +37,8 @@ class GatewayMetrics:
         self.session_lost = Counter("boucle_gateway_session_lost", "Reconnections where the broker had no session",
                                     registry=r)
         self.connected = Gauge("boucle_gateway_connected", "1 while connected to the broker", registry=r)
+        self.stage_restarts = Counter("boucle_gateway_stage_restarts", "Stage threads restarted after a failure",
+                                      ["stage"], registry=r)
 
 
 def serve_metrics(metrics: GatewayMetrics, health: Callable[[], dict], port: int,

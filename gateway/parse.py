@@ -26,6 +26,8 @@ from boucle.protocol import (
     INTEGER_FIELDS,
     MAX_PAYLOAD_BYTES,
     MAX_READINGS,
+    MAX_STATE_BYTES,
+    MAX_STATE_DEPTH,
     MEASUREMENT_FIELDS,
     VERSION,
     Reading,
@@ -34,6 +36,7 @@ from boucle.protocol import (
     reading_row,
     row_reading,
 )
+from boucle.storage import DeviceState
 
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{2,47}$")
 _BOUNDS = field_bounds()
@@ -67,6 +70,20 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def load_json(payload: bytes, parse_constant: Any = None) -> Any:
+    """`json.loads` with every failure as a rejection: `not_json`, `not_finite` (through
+    `parse_constant`), or `too_deep` for nesting past Python's recursion limit (a
+    RecursionError would otherwise escape and end the thread parsing it)."""
+    try:
+        return json.loads(payload, parse_constant=parse_constant)
+    except _Reject as exc:
+        raise _Reject("not_finite", _nan_path(payload), exc.rejected.message) from None
+    except RecursionError:
+        raise _Reject("too_deep", "", "JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _Reject("not_json", "", f"not UTF-8 JSON: {exc}") from None
 
 
 def _wire_types() -> msgspec.json.Decoder:
@@ -133,7 +150,7 @@ def _fast_rows(topic_device: str, payload: bytes, known_devices: Collection[str]
         return None
     try:
         batch = _WIRE.decode(payload)
-    except msgspec.DecodeError:  # ValidationError included
+    except (msgspec.DecodeError, RecursionError):  # ValidationError included
         return None
     device, boot = batch.device, batch.boot
     if device != topic_device or (known_devices is not None and device not in known_devices):
@@ -153,12 +170,7 @@ def _fast_rows(topic_device: str, payload: bytes, known_devices: Collection[str]
 def _parse(topic_device, payload, known_devices, now, skew, max_bytes) -> list[Reading]:
     if len(payload) > max_bytes:
         raise _Reject("too_large", "", f"payload is {len(payload)} bytes, the limit is {max_bytes}")
-    try:
-        doc = json.loads(payload, parse_constant=_not_finite)
-    except _Reject as exc:
-        raise _Reject("not_finite", _nan_path(payload), exc.rejected.message) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _Reject("not_json", "", f"not UTF-8 JSON: {exc}") from None
+    doc = load_json(payload, parse_constant=_not_finite)
     if not isinstance(doc, dict):
         raise _Reject("schema", "", "payload must be a JSON object")
     for key in ("v", "device", "boot", "readings"):
@@ -239,6 +251,37 @@ def _nan_path(payload: bytes) -> str:
             for key, value in item.items():
                 if isinstance(value, float) and not math.isfinite(value):
                     return f"readings[{i}].{key}"
-    except (ValueError, AttributeError, TypeError):
+    except (ValueError, AttributeError, TypeError, RecursionError):
         pass
     return ""
+
+
+def parse_state(device: str, channel: str, payload: bytes, received: float,
+                known_devices: Collection[str] | None) -> DeviceState | Rejected:
+    """A status or health message: a small, shallow JSON object from a known device."""
+    if len(payload) > MAX_STATE_BYTES:
+        return Rejected("too_large", "", f"{channel} payload over {MAX_STATE_BYTES} bytes")
+    if known_devices is not None and device not in known_devices:
+        return Rejected("unknown_device", "device", f"device {device!r} is not in the registry")
+    try:
+        doc = load_json(payload, parse_constant=lambda _token: None)
+    except _Reject as exc:
+        return exc.rejected
+    if not isinstance(doc, dict):
+        return Rejected("schema", "", f"{channel} payload must be a JSON object")
+    if _depth(doc) > MAX_STATE_DEPTH:
+        return Rejected("too_deep", "", f"{channel} payload nested over {MAX_STATE_DEPTH} levels")
+    return DeviceState(device, channel, doc, received)
+
+
+def _depth(doc: Any) -> int:
+    """Nesting depth of a decoded JSON value (a scalar is 0), without recursion."""
+    deepest, todo = 0, [(doc, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            deepest = max(deepest, depth)
+            todo.extend((child, depth + 1) for child in value)
+    return deepest

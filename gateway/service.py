@@ -24,6 +24,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 from boucle.cli import UserError
 from boucle.logs import configure_logging
@@ -85,21 +86,46 @@ class Gateway:
         self.session: Session | None = None
         self._stopping = threading.Event()
         self._spooled = threading.Event()
-        self._spooler = threading.Thread(target=self._spool_loop, name="gateway-spooler", daemon=True)
         self._parsed: queue.Queue[tuple[list[Spooled], Parsed]] = queue.Queue(maxsize=2)
-        self._parser = threading.Thread(target=self._parse_loop, name="gateway-parser", daemon=True)
-        self._writer = threading.Thread(target=self._write_loop, name="gateway-writer", daemon=True)
-        self._aggregator = threading.Thread(target=self._aggregate_loop, name="gateway-aggregator", daemon=True)
+        self._stages: dict[str, str] = {}  # stage -> running | restarting | stopped
+        self._threads = {name: self._stage(name, loop) for name, loop in (
+            ("spooler", self._spool_loop), ("parser", self._parse_loop), ("writer", self._write_loop),
+            ("aggregator", self._aggregate_loop))}
+        self._spooler, self._parser, self._writer, self._aggregator = self._threads.values()
         self._connects = 0
         self._http = None
         self._store_ok = True
         self._spool_full = False
 
+    def _stage(self, name: str, loop: Callable[[], None]) -> threading.Thread:
+        """A stage's thread. Its loop returns only when the gateway stops; an exception
+        (a bug: expected failures are handled inside the loops) is logged with its
+        traceback, counted, and the loop restarted after a backoff. /healthz fails while a
+        stage is down, so a stage can never end silently while the others go on."""
+
+        def run() -> None:
+            attempt = 0
+            while True:
+                self._stages[name] = "running"
+                try:
+                    loop()
+                    self._stages[name] = "stopped"
+                    return
+                except Exception:
+                    self._stages[name] = "restarting"
+                    self.metrics.stage_restarts.labels(name).inc()
+                    delay = backoff(attempt, 1, 30)
+                    log.exception("gateway %s stage failed; restarting it in %.1f s", name, delay)
+                    attempt += 1
+                    if self._stopping.wait(delay):
+                        self._stages[name] = "stopped"
+                        return
+
+        return threading.Thread(target=run, name=f"gateway-{name}", daemon=True)
+
     def start(self) -> Gateway:
-        self._spooler.start()
-        self._parser.start()
-        self._writer.start()
-        self._aggregator.start()
+        for thread in self._threads.values():
+            thread.start()
         self.session = subscribe(self.settings, self.inbox, self._on_session)
         self.metrics.connected.set(1)
         if self.settings.metrics_port:
@@ -138,10 +164,12 @@ class Gateway:
 
     def health(self) -> dict:
         connected = bool(self.session and self.session.client.is_connected())
-        alive = self._spooler.is_alive() and self._parser.is_alive() and self._writer.is_alive()
+        stages = {name: self._stages.get(name, "stopped") if thread.is_alive() else "stopped"
+                  for name, thread in self._threads.items()}
+        alive = all(state == "running" for state in stages.values())
         return {"ok": connected and alive and self._store_ok, "mqtt_connected": connected,
                 "store_ok": self._store_ok, "spool_depth": self.spool.depth,
-                "spool_full": self._spool_full}
+                "spool_full": self._spool_full, "stages": stages, "registry_rejected": self.registry.rejected}
 
     # --- spooler: inbox → durable spool → ack -------------------------------------------
 
@@ -250,8 +278,8 @@ class Gateway:
                 self._stopping.wait(self.settings.aggregate_interval_s)
                 continue
             rated = {d.id: d.rated_power_w for d in self.registry.current().devices}
-            done = self._each(dirty, lambda d, t0, t1: recompute_windows(self.store, d, t0, t1, rated.get(d),
-                                                                         packs=False))
+            done = self._each(dirty, lambda d, t0, t1, rated=rated: recompute_windows(
+                self.store, d, t0, t1, rated.get(d), packs=False))
             self.spool.clean(done)
             # Month packs serve whole UTC days: today's changes wait for the day to end
             # (one refresh per device and day); changes to past days go at once.

@@ -18,6 +18,8 @@ __all__ = [
     "FIELDS",
     "MAX_PAYLOAD_BYTES",
     "MAX_READINGS",
+    "MAX_STATE_BYTES",
+    "MAX_STATE_DEPTH",
     "ROW_FIELDS",
     "VERSION",
     "Reading",
@@ -28,6 +30,12 @@ __all__ = [
     "schema",
     "vectors",
 ]
+
+MAX_STATE_BYTES = 2048
+"""A status or health payload's size limit."""
+MAX_STATE_DEPTH = 8
+"""How deeply a status or health object may nest (they are flat today; the bound keeps a
+hostile document from costing recursion wherever it is read back)."""
 
 MEASUREMENT_FIELDS: tuple[str, ...] = tuple(name for name, _ in FIELDS)
 INTEGER_FIELDS: frozenset[str] = frozenset(name for name, dec in FIELDS if dec is None)

@@ -57,7 +57,7 @@ def test_json_schema_agrees(vector):
 def test_every_error_code_has_a_vector():
     codes = {v["error"] for v in DOC["vectors"] if not v["valid"]}
     assert codes >= {"not_json", "schema", "not_finite", "out_of_bounds", "seq_order", "unknown_device",
-                     "topic_mismatch", "future_timestamp", "too_large"}
+                     "topic_mismatch", "future_timestamp", "too_large", "too_deep"}
 
 
 def test_schema_is_valid_draft_2020_12():
