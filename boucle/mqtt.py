@@ -7,6 +7,7 @@ persistent session in 3.1.1 form (clean_session=False, fixed client id).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import threading
@@ -137,10 +138,8 @@ def _try_connect(settings, client_id, protocol, persistent, expiry, manual_ack, 
         return None, f"no answer within {timeout:.0f} s"
     if "error" in outcome:
         client.loop_stop()
-        try:
+        with contextlib.suppress(Exception):  # the socket may already be gone
             client.disconnect()
-        except Exception:  # noqa: BLE001 - socket may already be gone
-            pass
         return None, str(outcome["error"])
     version = "5" if v5 else "3.1.1"
     log.info("connected to %s:%s as %s (MQTT %s, session present: %s)", settings.mqtt_host,

@@ -128,7 +128,7 @@ class InfluxStore:
     # --- Store interface ---------------------------------------------------------------
 
     def _t(self, ts: float) -> int:
-        return int(round(ts * self._scale))
+        return round(ts * self._scale)
 
     def write_readings(self, readings: Sequence[Reading], received: float) -> int:
         return self.write_rows([reading_row(r) for r in readings], received)

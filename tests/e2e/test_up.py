@@ -78,7 +78,7 @@ def test_busy_port_is_one_line(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run([sys.executable, "-m", "boucle", "up", "--port", str(port)],
-                                capture_output=True, text=True, cwd=tmp_path, timeout=60)
+                                capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and f"port {port} is already in use" in result.stderr
     assert "Traceback" not in result.stderr
@@ -89,6 +89,6 @@ def test_bad_registry_is_one_line(tmp_path):
     bad.write_text(EXAMPLE_REGISTRY.read_text().replace('kind = "bakery"', 'kind = "boulangerie"', 1))
     result = subprocess.run([sys.executable, "-m", "boucle", "up", "--registry", str(bad),
                              "--port", str(free_port()), "--mqtt-port", "0"],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "sites[1].kind" in result.stderr and "Fix:" in result.stderr

@@ -3,6 +3,7 @@ messages — published while the gateway is SIGKILLed, InfluxDB is stopped, and 
 restarts. Afterwards the store holds exactly the truth, once, and every invalid message
 is a dead letter with its reason."""
 
+import contextlib
 import json
 import os
 import random
@@ -65,11 +66,9 @@ def start_gateway(tmp_path, mosquitto, influxdb, metrics_port):
 def wait_until(predicate, timeout=90):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(Exception):  # the store may be down at this moment
             if predicate():
                 return True
-        except Exception:  # noqa: BLE001 - the store may be down at this moment
-            pass
         time.sleep(0.25)
     return False
 
@@ -144,7 +143,7 @@ def test_nothing_lost_nothing_twice(tmp_path, mosquitto, influxdb):
                 def windows_total(device=device, resolution=resolution):
                     return sum(w.energy_wh for w in store.windows([device], resolution, 0, 2**31))
 
-                assert wait_until(lambda: windows_total() == total, timeout=30), (device, resolution)
+                assert wait_until(lambda total=total: windows_total() == total, timeout=30), (device, resolution)
         assert all(d.message for d in store.dead_letters(1000))
     finally:
         gateway.send_signal(signal.SIGTERM)
