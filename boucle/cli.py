@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "key": ("cloud.keys", "create an API key and print the registry entry for it"),
     "flash": ("workshop.flash", "flash, provision and verify ESP32 boards on the bench"),
     "calibrate": ("workshop.calibrate", "guide the calibration of a provisioned sensor"),
+    "secrets": ("workshop.stack_secrets", "generate the compose stack's secrets (.env) and broker service accounts"),
     "bench": ("bench.run", "run the benchmarks and write a report"),
 }
 

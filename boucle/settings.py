@@ -22,6 +22,11 @@ STORE_URL_HELP = ("Storage: sqlite:///PATH (embedded) or influx+http://HOST:PORT
 DEFAULT_REGISTRY = str(Path(__file__).parent / "examples" / "registry.toml")
 
 
+EXAMPLE_SECRET = "change-me"
+"""How example secrets begin (in documentation and older .env.example files): a secret
+setting with such a value is refused, since anyone can read it."""
+
+
 class SettingsError(ValueError):
     """A setting that cannot be used, with the variable that holds it and the fix."""
 
@@ -43,7 +48,9 @@ class MqttSettings:
 
 @dataclass(frozen=True)
 class GatewaySettings(MqttSettings):
-    client_id: str = setting("boucle-gateway", "Fixed MQTT client id: the broker keeps this session while the gateway is down.")
+    client_id: str = setting("boucle-gateway", "Fixed MQTT client id: the broker keeps this session while the gateway "
+                                               "is down. The shipped Mosquitto config names sessions by user name instead "
+                                               "(use_username_as_clientid): one MQTT user per gateway process there.")
     registry: str = setting(DEFAULT_REGISTRY, "Registry TOML file (territories, sites, devices).")
     store_url: str = setting("sqlite:///.boucle/boucle.db", STORE_URL_HELP)
     influx_token: str = setting("", "InfluxDB token (2.x/3) or user:password (1.x) for influx+http URLs.", secret=True)
@@ -110,6 +117,10 @@ def load_settings(cls: type[T], env: Mapping[str, str] | None = None, **override
         if env_name(name) in env:
             values[name] = env[env_name(name)]
     values.update({k: v for k, v in overrides.items() if v is not None})
+    for name, value in values.items():
+        if fields[name].metadata.get("secret") and str(value).strip().startswith(EXAMPLE_SECRET):
+            raise SettingsError(f"{env_name(name)} holds an example value ({EXAMPLE_SECRET}...), which anyone can "
+                                "read: set a secret of your own, or generate the stack's with `boucle secrets`")
     return cls(**{name: _coerce(fields[name], value) for name, value in values.items()})
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,15 @@ def read_env_file(path: Path = ENV_EXAMPLE) -> dict[str, str]:
     return env
 
 
+@cache
+def stack_env() -> dict[str, str]:
+    """.env.example with its secrets generated, as `boucle secrets` fills it (one set of
+    values per test session)."""
+    from workshop.stack_secrets import with_secrets
+
+    return with_secrets(ENV_EXAMPLE.read_text("utf-8"))[1]
+
+
 def variables(text: str) -> dict[str, str | None]:
     """Every ${NAME...} in `text` and its inline default (None when it has none)."""
     found: dict[str, str | None] = {}
@@ -69,8 +79,9 @@ def interpolate(text: str, env: dict[str, str]) -> str:
 
 
 def load_compose(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """docker-compose.yml parsed after interpolation with `env` (default: .env.example)."""
-    env = read_env_file() if env is None else env
+    """docker-compose.yml parsed after interpolation with `env` (default: .env.example with
+    generated secrets)."""
+    env = stack_env() if env is None else env
     return yaml.safe_load(interpolate(COMPOSE_FILE.read_text("utf-8"), env))
 
 

@@ -1,15 +1,20 @@
 """deploy/mosquitto/ under a real Mosquitto: the production config as shipped, with only its
-listener ports and container paths rewritten for the test; TLS with certificates made by
-deploy/certs/make-certs.sh; per-device auth and ACL; the compose healthcheck."""
+listener ports and container paths rewritten for the test; the service accounts made by
+`boucle secrets`; TLS with certificates made by deploy/certs/make-certs.sh; per-device auth
+and ACL; client ids bound to user names; the compose healthcheck."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +24,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tests.conftest import require_binary
+from boucle.storage.sqlite import SQLiteStore
+from tests.conftest import EXAMPLE_REGISTRY, require_binary
 from tests.deploy.stack import REPO, host_path_of, load_compose, read_env_file
+from tests.gateway.test_ingest import wait_until
 from tests.servers import free_port, wait_port
-from workshop.credentials import hash_password, with_acl, with_password
+from workshop.credentials import hash_password, password_users, with_acl, with_password
 
 MAKE_CERTS = REPO / "deploy" / "certs" / "make-certs.sh"
 DEVICE = "ecully-fablab-grid"  # a device of the example registry
@@ -37,6 +44,8 @@ class Broker:
     certs: Path
     config: Path
     proc: subprocess.Popen
+    env: dict[str, str]
+    """The .env that `boucle secrets` wrote for this broker's accounts."""
 
 
 def make_certs(out: Path, *names: str) -> Path:
@@ -74,12 +83,21 @@ def broker(tmp_path_factory) -> Iterator[Broker]:
     certs = make_certs(tmp / "certs", "localhost")
     data = tmp / "data"
     data.mkdir()
+    passwd, acl = config_dir / "passwd", config_dir / "acl"
+    assert password_users(passwd.read_text()) == {}, "the shipped password file must hold no account"
+    # The install step: generated secrets and the service accounts (demo simulator included).
+    made = subprocess.run([sys.executable, "-m", "boucle", "secrets", "--env", str(tmp / ".env"),
+                           "--template", str(REPO / ".env.example"), "--password-file", str(passwd), "--demo"],
+                          check=False, capture_output=True, text=True, cwd=REPO)
+    assert made.returncode == 0, made.stderr
+    env = read_env_file(tmp / ".env")
+    assert all(value not in made.stdout for value in env.values() if len(value) > 8), "a secret was printed"
     # What the workshop tool does when it provisions a device, with its own code; and the
     # bench operator's account, which the operator adds.
-    passwd, acl = config_dir / "passwd", config_dir / "acl"
     text = with_password(passwd.read_text(), DEVICE, hash_password("device-secret"))
+    text = with_password(text, OTHER_DEVICE, hash_password("other-secret"))
     passwd.write_text(with_password(text, "boucle-workshop", hash_password("bench-secret")))
-    acl.write_text(with_acl(acl.read_text(), DEVICE, "boucle/v1"))
+    acl.write_text(with_acl(with_acl(acl.read_text(), DEVICE, "boucle/v1"), OTHER_DEVICE, "boucle/v1"))
     plain, tls = free_port(), free_port()
     config = tmp / "mosquitto.conf"
     config.write_text(rewrite_config((config_dir / "mosquitto.conf").read_text(), {1883: plain, 8883: tls},
@@ -91,7 +109,7 @@ def broker(tmp_path_factory) -> Iterator[Broker]:
     try:
         wait_port(plain, proc=proc)
         wait_port(tls, proc=proc)
-        yield Broker(plain, tls, certs, config, proc)
+        yield Broker(plain, tls, certs, config, proc, env)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -120,7 +138,9 @@ class Client:
         self.arrived = threading.Condition()
         self.subacks: list[list[ReasonCode]] = []
         self.subscribed = threading.Event()
+        self.dropped = threading.Event()
         self.mqtt.on_connect = self._on_connect
+        self.mqtt.on_disconnect = lambda *_args: self.dropped.set()
         self.mqtt.on_message = self._on_message
         self.mqtt.on_subscribe = self._on_subscribe
 
@@ -137,10 +157,10 @@ class Client:
         self.subacks.append(reasons)
         self.subscribed.set()
 
-    def connect(self, port: int, ca: Path | None = None) -> ReasonCode:
+    def connect(self, port: int, ca: Path | None = None, **options) -> ReasonCode:
         if ca is not None:
             self.mqtt.tls_set(ca_certs=str(ca))
-        self.mqtt.connect("127.0.0.1", port)
+        self.mqtt.connect("127.0.0.1", port, **options)
         self.mqtt.loop_start()
         assert self.connected.wait(WAIT), "no CONNACK"
         return self.reason
@@ -174,23 +194,99 @@ def clients() -> Iterator[list[Client]]:
 
 
 def connect(clients: list[Client], broker: Broker, username: str, password: str,
-            tls: bool = True) -> Client:
-    c = Client(username, password, f"test-{username}-{len(clients)}")
+            tls: bool = True, client_id: str | None = None, **options) -> Client:
+    c = Client(username, password, client_id or f"test-{username}-{len(clients)}")
     clients.append(c)
-    reason = c.connect(broker.tls_port if tls else broker.plain_port, broker.certs / "ca-bundle.pem" if tls else None)
+    reason = c.connect(broker.tls_port if tls else broker.plain_port, broker.certs / "ca-bundle.pem" if tls else None,
+                       **options)
     assert not reason.is_failure, f"{username}: {reason}"
     return c
 
 
-def test_gateway_connects_over_tls_with_the_generated_ca_and_env_example_password(broker, clients):
-    env = read_env_file()
+def test_services_connect_with_the_generated_ca_and_passwords(broker, clients):
+    env = broker.env
     connect(clients, broker, "boucle-gateway", env["MQTT_GATEWAY_PASSWORD"], tls=True)
+    connect(clients, broker, "boucle-gateway-2", env["MQTT_GATEWAY_2_PASSWORD"], tls=False)
     connect(clients, broker, "boucle-simulator", env["MQTT_SIMULATOR_PASSWORD"], tls=False)
+    assert not any(c.dropped.is_set() for c in clients)
+
+
+def test_no_shipped_or_example_password_is_accepted(broker, clients):
+    for username, password in (("boucle-gateway", "change-me-gateway"), ("boucle-simulator", "change-me-simulator"),
+                               ("boucle-gateway", "")):
+        c = Client(username, password, f"test-known-{len(clients)}")
+        clients.append(c)
+        assert c.connect(broker.plain_port).is_failure, f"{username} accepted a known password"
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["tls-listener", "plain-listener"])
+def test_a_device_cannot_take_over_the_gateways_session(broker, clients, tls):
+    """The attack of issue 20: a device connects with the gateway's client id and
+    clean_start. With client ids bound to user names it gets its own id instead: the
+    gateway stays connected, keeps its session, and receives every reading."""
+    gateway = connect(clients, broker, "boucle-gateway", broker.env["MQTT_GATEWAY_PASSWORD"], tls=False,
+                      client_id="boucle-gateway", clean_start=False, properties=_session_expiry(3600))
+    gateway.subscribe(f"boucle/v1/{DEVICE}/telemetry")
+    attacker = connect(clients, broker, DEVICE, "device-secret", tls=tls, client_id="boucle-gateway",
+                       clean_start=True)
+    for i in range(5):
+        attacker.publish(f"boucle/v1/{DEVICE}/telemetry", b"reading-%d" % i)
+    seen = gateway.wait_for(b"reading-4")
+    assert {b"reading-%d" % i for i in range(5)} <= {p for _, p in seen}
+    assert not gateway.dropped.is_set(), "the gateway was disconnected"
+
+
+def test_devices_cannot_kick_each_other_off(broker, clients):
+    gateway = connect(clients, broker, "boucle-gateway", broker.env["MQTT_GATEWAY_PASSWORD"], tls=False)
+    gateway.subscribe("boucle/v1/+/telemetry")
+    victim = connect(clients, broker, DEVICE, "device-secret", client_id=DEVICE)
+    connect(clients, broker, OTHER_DEVICE, "other-secret", client_id=DEVICE, clean_start=True)
+    victim.publish(f"boucle/v1/{DEVICE}/telemetry", b"still-here")
+    gateway.wait_for(b"still-here")
+    assert not victim.dropped.is_set(), "another device's connection dropped this one"
+
+
+def test_the_gateway_process_keeps_every_reading_through_a_takeover_attempt(broker, clients, tmp_path):
+    """The same attack against the real `boucle gateway` process, configured as the compose
+    file configures it (its user, password and client id): all readings are stored and
+    the broker never dropped its session."""
+    metrics_port = free_port()
+    store_path = tmp_path / "store.db"
+    env = {**os.environ, "BOUCLE_MQTT_PORT": str(broker.plain_port), "BOUCLE_MQTT_USERNAME": "boucle-gateway",
+           "BOUCLE_MQTT_PASSWORD": broker.env["MQTT_GATEWAY_PASSWORD"], "BOUCLE_CLIENT_ID": "boucle-gateway",
+           "BOUCLE_STORE_URL": f"sqlite:///{store_path}", "BOUCLE_SPOOL_PATH": str(tmp_path / "spool.db"),
+           "BOUCLE_REGISTRY": str(EXAMPLE_REGISTRY), "BOUCLE_METRICS_PORT": str(metrics_port)}
+    log = tmp_path / "gateway.log"
+    gateway = subprocess.Popen([sys.executable, "-m", "boucle", "gateway"], env=env, cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    try:
+        assert wait_until(lambda: _health(metrics_port).get("ok"), WAIT * 4), log.read_text()
+        attacker = connect(clients, broker, DEVICE, "device-secret", client_id="boucle-gateway", clean_start=True)
+        now = int(time.time())
+        for seq in range(1, 6):
+            body = {"v": 1, "device": DEVICE, "boot": 1, "readings": [{"seq": seq, "ts": now - 60 * seq,
+                                                                       "energy_wh": 1000 + seq}]}
+            attacker.publish(f"boucle/v1/{DEVICE}/telemetry", json.dumps(body).encode())
+        assert wait_until(lambda: store_path.exists()
+                          and SQLiteStore(store_path).reading_counts([DEVICE], 0, 2**31)[DEVICE] == 5, WAIT * 4)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        assert "boucle_gateway_session_lost_total 0.0" in metrics
+        assert "boucle_gateway_connected 1.0" in metrics
+    finally:
+        gateway.terminate()
+        gateway.wait(30)
+
+
+def _health(port: int) -> dict:
+    try:
+        return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())
+    except (OSError, ValueError):
+        return {}
 
 
 def test_tls_is_refused_with_another_ca(broker, tmp_path):
     other = make_certs(tmp_path / "other")
-    c = Client("boucle-gateway", read_env_file()["MQTT_GATEWAY_PASSWORD"], "test-wrong-ca")
+    c = Client("boucle-gateway", broker.env["MQTT_GATEWAY_PASSWORD"], "test-wrong-ca")
     c.mqtt.tls_set(ca_certs=str(other / "ca.crt"))
     with pytest.raises(ssl.SSLCertVerificationError):
         c.mqtt.connect("127.0.0.1", broker.tls_port)
@@ -216,7 +312,7 @@ def test_wrong_password_and_anonymous_are_refused(broker, clients):
 
 
 def test_acl_device_writes_only_under_its_own_id_and_gateway_reads_all(broker, clients):
-    env = read_env_file()
+    env = broker.env
     gateway = connect(clients, broker, "boucle-gateway", env["MQTT_GATEWAY_PASSWORD"])
     # The shared subscription the compose gateways use; and status.
     group = load_compose()["services"]["gateway"]["environment"]["BOUCLE_SHARE_GROUP"]
@@ -254,7 +350,7 @@ def test_device_gets_only_its_own_commands_from_the_workshop_tools(broker, clien
     device.publish(f"boucle/v1/{DEVICE}/cmd/ack", b"done")
     bench.wait_for(b"done")
     # The bench may not pose as a device.
-    gateway = connect(clients, broker, "boucle-gateway", read_env_file()["MQTT_GATEWAY_PASSWORD"])
+    gateway = connect(clients, broker, "boucle-gateway", broker.env["MQTT_GATEWAY_PASSWORD"])
     gateway.subscribe(f"boucle/v1/{DEVICE}/telemetry")
     bench.publish(f"boucle/v1/{DEVICE}/telemetry", b"forged")
     device.publish(f"boucle/v1/{DEVICE}/telemetry", b"real")
@@ -264,7 +360,7 @@ def test_device_gets_only_its_own_commands_from_the_workshop_tools(broker, clien
 def test_broker_keeps_a_persistent_session_queue_beyond_the_default_1000(broker, clients):
     """max_queued_messages is sized for an outage: 1,500 QoS 1 messages published while the
     gateway is away are all delivered when it comes back (the default would keep 1,000)."""
-    env = read_env_file()
+    env = broker.env
     first = Client("boucle-gateway", env["MQTT_GATEWAY_PASSWORD"], "boucle-gateway-queue")
     first.mqtt.connect("127.0.0.1", broker.plain_port, clean_start=False,
                        properties=_session_expiry(3600))

@@ -35,6 +35,7 @@ from tests.deploy.stack import (
     load_compose,
     mounts,
     read_env_file,
+    stack_env,
     under_volume,
     variables,
 )
@@ -87,31 +88,36 @@ def test_compose_file_parses_and_has_the_stack(compose):
                 assert m.source in compose["volumes"], f"{name}: volume {m.source} is not declared"
 
 
-def test_docker_compose_validates_the_file():
+def test_docker_compose_validates_the_file(tmp_path):
     """The Compose implementation itself (schema, interpolation, profiles, depends_on)."""
     require_binary("docker-compose", "docker-compose")
-    env_file = ["--env-file", str(ENV_EXAMPLE)]
+    generated = tmp_path / ".env"
+    generated.write_text("".join(f"{k}={v}\n" for k, v in stack_env().items()))
+    env_file = ["--env-file", str(generated)]
     ok = subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), *env_file, "--profile", "demo", "config", "-q"],
                         check=False, capture_output=True, text=True, cwd=REPO)
     assert ok.returncode == 0, ok.stderr
-    # Without the secrets it refuses to start, naming what is missing.
-    empty = REPO / "tests" / "deploy" / "empty.env"
-    bare = subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), "--env-file", str(empty), "config", "-q"],
-                          check=False, capture_output=True, text=True, cwd=REPO,
-                          env={"PATH": "/usr/bin:/bin:/usr/local/bin"})
-    assert bare.returncode != 0
-    assert "set " in bare.stderr and "in .env" in bare.stderr, bare.stderr
+    # Without the secrets (nothing, or .env.example as shipped) it refuses to start,
+    # naming what is missing.
+    for unset in (REPO / "tests" / "deploy" / "empty.env", ENV_EXAMPLE):
+        bare = subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), "--env-file", str(unset), "config", "-q"],
+                              check=False, capture_output=True, text=True, cwd=REPO,
+                              env={"PATH": "/usr/bin:/bin:/usr/local/bin"})
+        assert bare.returncode != 0, unset
+        assert "set " in bare.stderr and "in .env" in bare.stderr, bare.stderr
     scaled = subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), "-f", str(SECOND_GATEWAY), *env_file,
                              "config", "-q"], check=False, capture_output=True, text=True, cwd=REPO)
     assert scaled.returncode == 0, scaled.stderr
 
 
 def test_second_gateway_differs_only_by_its_session_and_spool(compose):
-    extra = yaml.safe_load(interpolate(SECOND_GATEWAY.read_text("utf-8"), read_env_file()))
+    extra = yaml.safe_load(interpolate(SECOND_GATEWAY.read_text("utf-8"), stack_env()))
     first, second = compose["services"]["gateway"], extra["services"]["gateway-2"]
     differ = {k for k in first["environment"].keys() | second["environment"].keys()
               if first["environment"].get(k) != second["environment"].get(k)}
-    assert differ == {"BOUCLE_CLIENT_ID"}
+    # Its own MQTT identity: the broker names sessions by user name (mosquitto.conf).
+    assert differ == {"BOUCLE_CLIENT_ID", "BOUCLE_MQTT_USERNAME", "BOUCLE_MQTT_PASSWORD"}
+    assert second["environment"]["BOUCLE_MQTT_USERNAME"] == second["environment"]["BOUCLE_CLIENT_ID"]
     for key in ("image", "command", "depends_on", "healthcheck", "restart", "stop_grace_period"):
         assert first[key] == second[key], key
     spools = [next(m.source for m in mounts(svc) if m.target == "/var/lib/boucle/spool") for svc in (first, second)]
@@ -123,14 +129,14 @@ def test_secrets_have_no_default_in_the_compose_file():
     for name in ("MQTT_GATEWAY_PASSWORD", "MQTT_SIMULATOR_PASSWORD", "INFLUXDB_ADMIN_PASSWORD",
                  "INFLUXDB_ADMIN_TOKEN", "INFLUXDB_GATEWAY_TOKEN", "INFLUXDB_API_TOKEN",
                  "GRAFANA_ADMIN_PASSWORD", "GRAFANA_INFLUX_PASSWORD"):
-        env = read_env_file()
+        env = dict(stack_env())
         del env[name]
         with pytest.raises(MissingVariable, match=name):
             load_compose(env)
 
 
 def test_env_example_lists_exactly_the_variables_the_compose_file_uses():
-    used = variables(COMPOSE_FILE.read_text("utf-8"))
+    used = variables(COMPOSE_FILE.read_text("utf-8")) | variables(SECOND_GATEWAY.read_text("utf-8"))
     listed = read_env_file()
     assert set(used) == set(listed)
     text = ENV_EXAMPLE.read_text("utf-8")
@@ -178,7 +184,7 @@ def test_python_services_get_every_setting_they_need_and_the_loader_accepts_them
             assert settings.mqtt_port == 1883
         if hasattr(settings, "store_url"):
             assert settings.store_url == "influx+http://influxdb:8086/boucle"
-            assert settings.influx_token == read_env_file()["INFLUXDB_ADMIN_TOKEN"]
+            assert settings.influx_token == stack_env()["INFLUXDB_ADMIN_TOKEN"]
         if hasattr(settings, "host"):
             assert settings.host == "0.0.0.0"
             assert f"{settings.port}" == svc["ports"][0].split(":")[-1]
