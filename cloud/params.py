@@ -25,17 +25,24 @@ MAX_STEPS = 10_000
 
 
 def parse_instant(name: str, text: str) -> int:
-    """An ISO 8601 date or date-time (UTC unless an offset is given) or Unix seconds."""
+    """An ISO 8601 date or date-time (UTC unless an offset is given) or Unix seconds.
+
+    Digits are ASCII only: `int()` and `\\d` also take other scripts' digits (١٧٧٤…, ７…),
+    which would read as a Unix time nobody wrote.
+    """
     text = text.strip()
     try:
-        if re.fullmatch(r"-?\d{1,12}", text):
+        if not text.isascii():
+            raise ValueError(text)
+        if re.fullmatch(r"-?[0-9]{1,12}", text):
             ts = int(text)
         else:
             dt = datetime.fromisoformat(text)
             ts = math.floor((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
     except (ValueError, OverflowError):
         raise invalid_parameter(name, f"{name}={text!r} is not an ISO 8601 date/time or Unix seconds "
-                                      "(e.g. 2026-11-01 or 2026-11-01T00:00:00Z)") from None
+                                      "in ASCII digits (e.g. 2026-11-01, 2026-11-01T00:00:00Z or 1774656000)"
+                                ) from None
     if not MIN_INSTANT <= ts <= MAX_INSTANT:
         raise invalid_parameter(name, f"{name}={text!r} is outside 1970–2100")
     return ts
@@ -82,7 +89,7 @@ def parse_ids(text: str | None) -> list[str] | None:
 
 def parse_step(text: str) -> int:
     """A step like 15m, 1h, 1d, 1w, or seconds; at least one minute."""
-    match = re.fullmatch(r"\s*(\d{1,7})\s*([mhdw]?)\s*", text)
+    match = re.fullmatch(r"\s*([0-9]{1,7})\s*([mhdw]?)\s*", text, re.ASCII)
     if not match:
         raise invalid_parameter("step", f"step={text!r} is not a duration like 15m, 1h, 1d, 1w or 3600 (seconds)")
     seconds = int(match.group(1)) * STEP_UNITS.get(match.group(2), 1)

@@ -124,10 +124,15 @@ def test_pooling_and_symbiosis(client, truth):
     ("/v1/territories/ecully/indicators", {"from": "yesterday"}, "from"),
     ("/v1/territories/ecully/indicators", {"to": "2026-13-45"}, "to"),
     ("/v1/territories/ecully/indicators", {"from": "2026-02-01", "to": "2026-01-01"}, "from"),
+    # other scripts' digits are digits to int() and to a regex's \d, but no time anyone wrote
+    ("/v1/territories/ecully/indicators", {"from": "１７７４６５６０００"}, "from"),  # fullwidth
+    ("/v1/territories/ecully/indicators", {"from": "1774656000", "to": "١٧٧٤٧٤٢٤٠٠"}, "to"),  # Arabic-Indic
+    ("/v1/territories/ecully/indicators", {"to": "２026-03-30"}, "to"),
     ("/v1/territories/ecully/indicators", {"ids": "energy.consumed,energy.magic"}, "ids"),
     ("/v1/territories/ecully/indicators", {"format": "xlsx"}, "format"),
     ("/v1/territories/ecully/indicators/energy.consumed/series", {"step": "10s"}, "step"),
     ("/v1/territories/ecully/indicators/energy.consumed/series", {"step": "soon"}, "step"),
+    ("/v1/territories/ecully/indicators/energy.consumed/series", {"step": "６h"}, "step"),
     ("/v1/territories/ecully/indicators/energy.consumed/series",
      {"step": "1m", "from": "2020-01-01", "to": "2026-01-01"}, "step"),
     ("/v1/territories/ecully/pooling", {"max_distance_km": "far"}, "max_distance_km"),
