@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 
+from boucle.logs import redact_credentials
+
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "up": ("boucle.up", "run the whole stack on embedded defaults: broker, gateway, store, API, simulator"),
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except UserError as exc:
-        print(f"boucle {command}: {exc}", file=sys.stderr)
+        print(f"boucle {command}: {redact_credentials(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

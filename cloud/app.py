@@ -21,7 +21,7 @@ from cloud.cache import ResultCache
 from cloud.indicators import References, load_references
 from cloud.limits import RequestLimitMiddleware
 from cloud.models import Problem
-from cloud.problems import ApiProblem, install_problem_handlers
+from cloud.problems import ApiProblem, install_problem_handlers, store_unavailable
 from cloud.ratelimit import RateLimitMiddleware, TokenBuckets
 
 __all__ = ["ApiProblem", "Context", "create_app"]
@@ -69,7 +69,11 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
 
     @app.get("/healthz", include_in_schema=False)
     def healthz(ctx: Ctx) -> dict:
-        ctx.store.data_version()
+        """200 when the store answers; else 503 (a problem document), whatever the store raised."""
+        try:
+            ctx.store.data_version()
+        except Exception as exc:  # noqa: BLE001 - any failure of the store makes the API unhealthy
+            raise store_unavailable("/healthz", exc) from None
         return {"ok": True}
 
     app.include_router(registry_routes.router)

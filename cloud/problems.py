@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from boucle.storage.influx import StoreError
 from cloud.models import Problem
 
 PROBLEM_TYPE = "application/problem+json"
 log = logging.getLogger("boucle.api")
+STORE_FAILURES = (StoreError, sqlite3.OperationalError)
+"""What a store raises when it does not answer (InfluxDB unreachable, SQLite locked or gone)."""
 
 
 class ApiProblem(Exception):
@@ -34,6 +38,13 @@ def problem_response(status: int, title: str, detail: str | None, instance: str,
 def invalid_parameter(name: str, detail: str) -> ApiProblem:
     """A 422 naming the query or path parameter at fault."""
     return ApiProblem(422, f"Invalid parameter '{name}'", detail)
+
+
+def store_unavailable(where: str, exc: Exception) -> ApiProblem:
+    """A 503 for a store that does not answer; what it raised goes to the log only."""
+    log.warning("%s: the store does not answer: %s", where, exc)
+    return ApiProblem(503, "Store unavailable", "the store does not answer; retry later (the error is in "
+                      "the server log)", {"Retry-After": "5"})
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -59,6 +70,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = None if str(exc.detail).lower() == title.lower() else str(exc.detail)
         return problem_response(exc.status_code, title, detail, request.url.path,
                                 getattr(exc, "headers", None))
+
+    async def _store_down(request: Request, exc: Exception) -> JSONResponse:
+        problem = store_unavailable(request.url.path, exc)
+        return problem_response(problem.status, problem.title, problem.detail, request.url.path, problem.headers)
+
+    for failure in STORE_FAILURES:
+        app.add_exception_handler(failure, _store_down)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

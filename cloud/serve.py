@@ -51,9 +51,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from boucle.logs import configure_logging
     from cloud.app import create_app
     from cloud.indicators import ReferencesError
 
+    configure_logging()  # BOUCLE_LOG_FORMAT, and credentials in URLs redacted, for uvicorn's lines too
     try:
         settings = load_settings(ApiSettings, host=args.host, port=args.port, registry=args.registry,
                                  store_url=args.store_url)
@@ -61,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
     except (SettingsError, RegistryError, ReferencesError, ValueError) as exc:
         raise UserError(str(exc)) from None
     print(f"Boucle API on http://{settings.host}:{settings.port}  (dashboard: /, API docs: /docs)", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", log_config=None)
     return 0
