@@ -15,6 +15,7 @@ from pathlib import Path
 
 from boucle.cli import UserError
 from boucle.logs import configure_logging
+from boucle.private_files import private_folder
 from boucle.registry import ApiKey, RegistryError, RegistryFile, hash_key
 from boucle.settings import (
     DEFAULT_REGISTRY,
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from simulator.run import parse_time, run_simulation
 
     data = Path(args.data_dir)
-    data.mkdir(parents=True, exist_ok=True)
+    private_folder(data)  # 0700: store, spool, ledger and broker data are nobody else's
     mqtt_port = args.mqtt_port or free_port()
     if not port_is_free(args.port, "127.0.0.1"):
         raise UserError(f"port {args.port} is already in use (another boucle up?); pass --port with a free port")

@@ -24,6 +24,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
 
+from boucle.private_files import create_private_file
 from boucle.protocol import ReadingRow
 
 _SPOOL = """
@@ -88,7 +89,8 @@ class Spool:
     def __init__(self, path: str | Path, max_rows: int):
         self.path = str(path)
         self.state_path = str(Path(self.path).with_suffix(".state.db"))
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        for owned in (self.path, self.state_path):
+            create_private_file(owned)  # 0600: raw payloads are nobody else's
         self.max_rows = max_rows
         self._local = threading.local()
         self._spool().executescript(_SPOOL)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgspec
 
+from boucle.private_files import create_private_file
 from boucle.protocol import MEASUREMENT_FIELDS, ROW_FIELDS, Reading, ReadingRow, reading_row
 from boucle.storage import WINDOW_VALUES, DeadLetter, DeviceState, MonthPack, StoredReading, Window
 
@@ -65,7 +66,7 @@ class SQLiteStore:
     def __init__(self, path: str | Path):
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(self.path)  # 0600: readings and dead-letter payloads are nobody else's
         self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)

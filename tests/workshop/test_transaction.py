@@ -29,6 +29,17 @@ def test_commit_writes_all_and_keeps_permissions(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["acl", "passwd", "registry.toml"]  # no temp left
 
 
+def test_a_file_the_transaction_creates_is_its_owners_only(tmp_path):
+    old = os.umask(0o022)  # the usual umask: a plain open() would make it 0644
+    try:
+        txn = FileTransaction()
+        txn.stage(tmp_path / "registry.toml", "registry v1\n")
+        txn.commit()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "registry.toml").stat().st_mode & 0o777 == 0o600
+
+
 @pytest.mark.parametrize("fail_on_call", [1, 2, 3])
 def test_failed_swap_puts_every_file_back(tmp_path, monkeypatch, fail_on_call):
     a, b, c = _files(tmp_path)
