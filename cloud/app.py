@@ -2,8 +2,9 @@
 
 Everything the handlers need arrives by dependency injection (`Context`, `Principal`),
 so tests and `boucle up` build the app with their own registry, store and keys.
-Errors are RFC 9457 problem details; requests are size-limited and rate-limited per key;
-answers are cached per (query, data version).
+Errors are RFC 9457 problem details; requests are size-limited, admitted per key (rate
+limit, turns: cloud.admission) and bounded in cost and time (cloud.budget); answers are
+cached per (query, data version).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from boucle.settings import ApiSettings
 from boucle.storage import Store, open_store
 from cloud import dashboard, fiware_routes, indicator_routes, registry_routes
 from cloud.access import Context, Ctx
+from cloud.admission import AdmissionMiddleware, CallerSlots
 from cloud.cache import ResultCache
 from cloud.indicators import References, load_references
 from cloud.limits import RequestLimitMiddleware
 from cloud.models import Problem
 from cloud.problems import ApiProblem, install_problem_handlers, store_unavailable
-from cloud.ratelimit import RateLimitMiddleware, TokenBuckets
+from cloud.ratelimit import TokenBuckets
 
 __all__ = ["ApiProblem", "Context", "create_app"]
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
@@ -38,6 +40,13 @@ Unix seconds; the default is the last 30 days.
 
 **Errors** are RFC 9457 problem details (`application/problem+json`). A malformed query
 parameter gives 422 naming it; too many requests 429 with `Retry-After`.
+
+**Limits.** A request may ask for at most a fixed amount of work, counted in device-steps
+(devices in scope × series steps, or × 30-day months for indicator sets): more is 422
+`Request too costly`, saying how to ask for less. A computed answer takes tokens from the
+key's rate limit by its cost (a cached one does not); a key has a few requests answered at
+once, the others wait their turn; a series or comparison computing past the time budget
+stops with 503.
 
 **Formats.** Indicator sets, comparisons and series also come as CSV (`format=csv`);
 indicators and bins as FIWARE NGSI-LD entities under `/v1/fiware`.
@@ -81,10 +90,10 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
     app.include_router(fiware_routes.router)
     app.include_router(dashboard.router)
 
-    # the last added runs first: CORS, then size limits, then the rate limit
-    if settings.rate_limit_per_s > 0:
-        app.add_middleware(RateLimitMiddleware,
-                           buckets=TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst))
+    # the last added runs first: CORS, then size limits, then admission (key, rate limit, turns)
+    buckets = TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst) if settings.rate_limit_per_s > 0 else None
+    app.add_middleware(AdmissionMiddleware, context=app.state.context, buckets=buckets,
+                       slots=CallerSlots(settings.key_concurrency))
     app.add_middleware(RequestLimitMiddleware, max_target_bytes=settings.max_query_bytes,
                        max_body_bytes=settings.max_body_bytes)
     origins = cors_origins(settings.cors_origins)

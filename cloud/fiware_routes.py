@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse
 
 from boucle.accounting import fill_emptyings
 from boucle.registry import Registry
-from cloud.access import Context, Ctx, Who, site_or_404, territory_or_404
+from cloud.access import Budget, Context, Ctx, Who, site_or_404, territory_or_404
+from cloud.budget import RequestBudget, period_cost
 from cloud.fiware import MEDIA_TYPE, ContainerState, key_performance_indicator, waste_container
 from cloud.indicator_routes import When, cached, indicator_set
 from cloud.indicators import Period, Scope
@@ -30,8 +31,9 @@ def ld_response(entities: list[dict], response: Response) -> JSONResponse:
 
 
 def _kpis(ctx: Context, reg: Registry, scope: Scope, period: Period, ids, name: str, location, options,
-          response: Response) -> JSONResponse:
-    result = indicator_set(ctx, reg, scope, period, parse_ids(ids), response)
+          response: Response, budget: RequestBudget) -> JSONResponse:
+    budget.check_cost(period_cost(reg, scope, period))
+    result = indicator_set(ctx, reg, scope, period, parse_ids(ids), response, budget)
     entities = [key_performance_indicator(v, scope.kind, scope.ids[0], name, location, options == "keyValues")
                 for v in result.indicators]
     return ld_response(entities, response)
@@ -40,19 +42,19 @@ def _kpis(ctx: Context, reg: Registry, scope: Scope, period: Period, ids, name: 
 @router.get("/territories/{territory_id}/key-performance-indicators", responses=LD_OK,
             summary="A territory's indicators as FIWARE KeyPerformanceIndicator entities")
 def territory_kpis(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, response: Response,
-                   ids: IdsQuery = None, options: Options = None) -> JSONResponse:
+                   budget: Budget, ids: IdsQuery = None, options: Options = None) -> JSONResponse:
     reg = ctx.registry
     t = territory_or_404(reg, who, territory_id)
-    return _kpis(ctx, reg, Scope("territory", (t.id,)), period, ids, t.name, t.centroid, options, response)
+    return _kpis(ctx, reg, Scope("territory", (t.id,)), period, ids, t.name, t.centroid, options, response, budget)
 
 
 @router.get("/sites/{site_id}/key-performance-indicators", responses=LD_OK,
             summary="A site's indicators as FIWARE KeyPerformanceIndicator entities")
-def site_kpis(site_id: SiteId, ctx: Ctx, who: Who, period: When, response: Response,
+def site_kpis(site_id: SiteId, ctx: Ctx, who: Who, period: When, response: Response, budget: Budget,
               ids: IdsQuery = None, options: Options = None) -> JSONResponse:
     reg = ctx.registry
     s = site_or_404(reg, who, site_id)
-    return _kpis(ctx, reg, Scope("site", (s.id,)), period, ids, s.name, s.location, options, response)
+    return _kpis(ctx, reg, Scope("site", (s.id,)), period, ids, s.name, s.location, options, response, budget)
 
 
 def container_states(ctx: Context, reg: Registry, scope: Scope, period: Period) -> list[ContainerState]:
@@ -81,27 +83,29 @@ def container_states(ctx: Context, reg: Registry, scope: Scope, period: Period) 
     return out
 
 
-def _containers(ctx: Context, reg: Registry, scope: Scope, period: Period, options, response: Response):
+def _containers(ctx: Context, reg: Registry, scope: Scope, period: Period, options, response: Response,
+                budget: RequestBudget):
+    cost = budget.check_cost(period_cost(reg, scope, period))
     states = cached(ctx, reg, ("containers", scope, period), lambda: container_states(ctx, reg, scope, period),
-                    response)
+                    response, budget, cost)
     return ld_response([waste_container(s, options == "keyValues") for s in states], response)
 
 
 @router.get("/territories/{territory_id}/waste-containers", responses=LD_OK,
             summary="A territory's bins as FIWARE WasteContainer entities (emptyings searched over the period)")
 def territory_containers(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, response: Response,
-                         options: Options = None) -> JSONResponse:
+                         budget: Budget, options: Options = None) -> JSONResponse:
     reg = ctx.registry
     territory_or_404(reg, who, territory_id)
-    return _containers(ctx, reg, Scope("territory", (territory_id,)), period, options, response)
+    return _containers(ctx, reg, Scope("territory", (territory_id,)), period, options, response, budget)
 
 
 @router.get("/sites/{site_id}/waste-containers", responses=LD_OK,
             summary="A site's bins as FIWARE WasteContainer entities (emptyings searched over the period)")
-def site_containers(site_id: SiteId, ctx: Ctx, who: Who, period: When, response: Response,
+def site_containers(site_id: SiteId, ctx: Ctx, who: Who, period: When, response: Response, budget: Budget,
                     options: Options = None) -> JSONResponse:
     reg = ctx.registry
     site_or_404(reg, who, site_id)
-    return _containers(ctx, reg, Scope("site", (site_id,)), period, options, response)
+    return _containers(ctx, reg, Scope("site", (site_id,)), period, options, response, budget)
 
 

@@ -2,6 +2,7 @@
 
 Every answer is computed by `cloud.indicators` and cached per (query, data version); the
 `X-Cache` header says whether it came from the cache. `format=csv` gives a spreadsheet.
+Each request's cost is checked before it runs and charged when it is computed (cloud.budget).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 
 from boucle.registry import Registry
-from cloud.access import Context, Ctx, Who, site_or_404, territory_or_404
+from cloud.access import Budget, Context, Ctx, Who, site_or_404, territory_or_404
+from cloud.budget import Cost, RequestBudget, period_cost, series_cost
 from cloud.csv_export import csv_response, indicator_rows, series_rows
 from cloud.indicators import (
     CATALOGUE,
@@ -58,8 +60,14 @@ CSV_OK = {200: {"content": {"text/csv": {"example": "scope,id,name,value,unit,fr
 
 
 def cached(ctx: Context, registry: Registry, key: Hashable, compute: Callable[[], Any],
-           response: Response) -> Any:
-    answer, hit = ctx.cache.get_or_compute(key, ctx.store.data_version(), registry, compute)
+           response: Response, budget: RequestBudget, cost: Cost) -> Any:
+    """The cached answer, else `compute()` once the time is not up and the cost is charged."""
+    def metered() -> Any:
+        budget.check_time()
+        budget.charge(cost)
+        return compute()
+
+    answer, hit = ctx.cache.get_or_compute(key, ctx.store.data_version(), registry, metered)
     response.headers["X-Cache"] = "hit" if hit else "miss"
     return answer
 
@@ -72,14 +80,14 @@ def indicator_out(value) -> IndicatorOut:
 
 
 def indicator_set(ctx: Context, registry: Registry, scope: Scope, period: Period, ids: list[str] | None,
-                  response: Response) -> IndicatorSet:
+                  response: Response, budget: RequestBudget) -> IndicatorSet:
     def compute() -> IndicatorSet:
         values = compute_indicators(ctx.store, registry, scope, period, ids, ctx.references)
         return IndicatorSet(scope={"kind": scope.kind, "ids": list(scope.ids)}, period=period_out(period),
                             indicators=[indicator_out(v) for v in values])
 
     key = ("indicators", scope, period, tuple(ids) if ids else None)
-    return cached(ctx, registry, key, compute, response)
+    return cached(ctx, registry, key, compute, response, budget, period_cost(registry, scope, period))
 
 
 def as_format(model, fmt: str, rows: Callable[[], list[list[str]]], filename: str, response: Response):
@@ -91,26 +99,30 @@ def as_format(model, fmt: str, rows: Callable[[], list[list[str]]], filename: st
 @router.get("/territories/{territory_id}/indicators", response_model=IndicatorSet, responses=CSV_OK,
             summary="Indicators of a territory over a period (default: the last 30 days)")
 def territory_indicators(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, response: Response,
-                         ids: IdsQuery = None, fmt: FormatQuery = "json"):
+                         budget: Budget, ids: IdsQuery = None, fmt: FormatQuery = "json"):
     reg = ctx.registry
     territory_or_404(reg, who, territory_id)
-    result = indicator_set(ctx, reg, Scope("territory", (territory_id,)), period, parse_ids(ids), response)
+    scope = Scope("territory", (territory_id,))
+    budget.check_cost(period_cost(reg, scope, period))
+    result = indicator_set(ctx, reg, scope, period, parse_ids(ids), response, budget)
     return as_format(result, fmt, lambda: indicator_rows([result]), f"{territory_id}-indicators.csv", response)
 
 
 @router.get("/sites/{site_id}/indicators", response_model=IndicatorSet, responses=CSV_OK,
             summary="Indicators of a site over a period (default: the last 30 days)")
-def site_indicators(site_id: SiteId, ctx: Ctx, who: Who, period: When, response: Response,
+def site_indicators(site_id: SiteId, ctx: Ctx, who: Who, period: When, response: Response, budget: Budget,
                     ids: IdsQuery = None, fmt: FormatQuery = "json"):
     reg = ctx.registry
     site_or_404(reg, who, site_id)
-    result = indicator_set(ctx, reg, Scope("site", (site_id,)), period, parse_ids(ids), response)
+    scope = Scope("site", (site_id,))
+    budget.check_cost(period_cost(reg, scope, period))
+    result = indicator_set(ctx, reg, scope, period, parse_ids(ids), response, budget)
     return as_format(result, fmt, lambda: indicator_rows([result]), f"{site_id}-indicators.csv", response)
 
 
 @router.get("/compare", response_model=Comparison, responses=CSV_OK,
             summary="Indicators of several territories side by side, and of all of them together")
-def compare(ctx: Ctx, who: Who, period: When, response: Response,
+def compare(ctx: Ctx, who: Who, period: When, response: Response, budget: Budget,
             territories: Annotated[str, Query(
                 max_length=1000, description=f"Comma-separated territory ids (at most {MAX_COMPARED}).",
                 openapi_examples={"two": {"value": "ecully,zi-meyzieu"}})],
@@ -120,22 +132,28 @@ def compare(ctx: Ctx, who: Who, period: When, response: Response,
     for t in chosen:
         territory_or_404(reg, who, t)
     wanted = parse_ids(ids)
-    each = [indicator_set(ctx, reg, Scope("territory", (t,)), period, wanted, response) for t in chosen]
-    combined = indicator_set(ctx, reg, Scope("territories", tuple(chosen)), period, wanted, response)
+    scopes = [Scope("territory", (t,)) for t in chosen]
+    combined_scope = Scope("territories", tuple(chosen))
+    costs = [period_cost(reg, scope, period) for scope in [*scopes, combined_scope]]
+    budget.check_cost(sum(costs[1:], costs[0]))
+    each = [indicator_set(ctx, reg, scope, period, wanted, response, budget) for scope in scopes]
+    combined = indicator_set(ctx, reg, combined_scope, period, wanted, response, budget)
     result = Comparison(period=period_out(period), territories=each, combined=combined)
     return as_format(result, fmt, lambda: indicator_rows([*each, combined]), "comparison.csv", response)
 
 
 def series_of(ctx: Context, registry: Registry, scope: Scope, indicator_id: str, period: Period,
-              step: str, response: Response) -> Series:
+              step: str, response: Response, budget: RequestBudget) -> Series:
     if indicator_id not in CATALOGUE:
         raise ApiProblem(404, "Indicator not found",
                          f"no indicator {indicator_id!r}; known: {', '.join(CATALOGUE)}")
     step_s = parse_step(step)
     check_steps(period, step_s)
+    cost = budget.check_cost(series_cost(registry, scope, period, step_s))
 
     def compute() -> Series:
-        values = indicator_series(ctx.store, registry, scope, indicator_id, period, step_s, ctx.references)
+        values = indicator_series(ctx.store, registry, scope, indicator_id, period, step_s, ctx.references,
+                                  each_step=budget.check_time)
         spec = CATALOGUE[indicator_id]
         unit = values[0].unit if values else spec.unit
         return Series(scope={"kind": scope.kind, "ids": list(scope.ids)}, indicator=indicator_id, name=spec.name,
@@ -144,32 +162,32 @@ def series_of(ctx: Context, registry: Registry, scope: Scope, indicator_id: str,
                                           value=plain(v.value), coverage=min(1.0, max(0.0, v.coverage)),
                                           standing=v.standing) for v in values])
 
-    return cached(ctx, registry, ("series", scope, indicator_id, period, step_s), compute, response)
+    return cached(ctx, registry, ("series", scope, indicator_id, period, step_s), compute, response, budget, cost)
 
 
 @router.get("/territories/{territory_id}/indicators/{indicator_id}/series", response_model=Series,
             responses=CSV_OK, summary="One indicator of a territory as a time series")
 def territory_series(territory_id: TerritoryId, indicator_id: IndicatorId, ctx: Ctx, who: Who, period: When,
-                     response: Response, step: StepQuery = "1d", fmt: FormatQuery = "json"):
+                     response: Response, budget: Budget, step: StepQuery = "1d", fmt: FormatQuery = "json"):
     reg = ctx.registry
     territory_or_404(reg, who, territory_id)
-    result = series_of(ctx, reg, Scope("territory", (territory_id,)), indicator_id, period, step, response)
+    result = series_of(ctx, reg, Scope("territory", (territory_id,)), indicator_id, period, step, response, budget)
     return as_format(result, fmt, lambda: series_rows(result), f"{territory_id}-{indicator_id}.csv", response)
 
 
 @router.get("/sites/{site_id}/indicators/{indicator_id}/series", response_model=Series,
             responses=CSV_OK, summary="One indicator of a site as a time series")
 def site_series(site_id: SiteId, indicator_id: IndicatorId, ctx: Ctx, who: Who, period: When,
-                response: Response, step: StepQuery = "1d", fmt: FormatQuery = "json"):
+                response: Response, budget: Budget, step: StepQuery = "1d", fmt: FormatQuery = "json"):
     reg = ctx.registry
     site_or_404(reg, who, site_id)
-    result = series_of(ctx, reg, Scope("site", (site_id,)), indicator_id, period, step, response)
+    result = series_of(ctx, reg, Scope("site", (site_id,)), indicator_id, period, step, response, budget)
     return as_format(result, fmt, lambda: series_rows(result), f"{site_id}-{indicator_id}.csv", response)
 
 
 @router.get("/territories/{territory_id}/symbiosis", response_model=Symbiosis,
             summary="Symbiosis opportunities: a site's waste output matching another's declared need")
-def symbiosis(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, response: Response,
+def symbiosis(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, response: Response, budget: Budget,
               everywhere: Annotated[bool, Query(description="Also match needs of sites outside the territory "
                                                             "(admin keys only).")] = False) -> Symbiosis:
     reg = ctx.registry
@@ -177,6 +195,7 @@ def symbiosis(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, respo
     if everywhere and not who.admin:
         raise ApiProblem(403, "Admin key required", "only an admin key may match needs outside the territory")
     scope = Scope("territory", (territory_id,))
+    cost = budget.check_cost(period_cost(reg, scope, period))
 
     def compute() -> Symbiosis:
         matches = plain(symbiosis_detail(ctx.store, reg, scope, period, everywhere, ctx.references))
@@ -184,21 +203,22 @@ def symbiosis(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, respo
                          matches=[SymbiosisMatch(**m) for m in matches],
                          matchable_kg_per_month=sum(m["matchable_kg_per_month"] for m in matches))
 
-    return cached(ctx, reg, ("symbiosis", scope, period, everywhere), compute, response)
+    return cached(ctx, reg, ("symbiosis", scope, period, everywhere), compute, response, budget, cost)
 
 
 @router.get("/territories/{territory_id}/pooling", response_model=Pooling,
             summary="Pooling gain: PV surplus shared between sites within the legal perimeter")
-def pooling(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, response: Response,
+def pooling(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, response: Response, budget: Budget,
             max_distance_km: Annotated[float | None, Query(
                 gt=0, le=100, description="Perimeter between producer and consumer (default: references, 2 km).")] = None,
             ) -> Pooling:
     reg = ctx.registry
     territory_or_404(reg, who, territory_id)
     scope = Scope("territory", (territory_id,))
+    cost = budget.check_cost(period_cost(reg, scope, period))
 
     def compute() -> Pooling:
         detail = plain(pooling_detail(ctx.store, reg, scope, period, max_distance_km, ctx.references))
         return Pooling(scope={"kind": scope.kind, "ids": list(scope.ids)}, period=period_out(period), **detail)
 
-    return cached(ctx, reg, ("pooling", scope, period, max_distance_km), compute, response)
+    return cached(ctx, reg, ("pooling", scope, period, max_distance_km), compute, response, budget, cost)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from boucle.registry import ApiKey, Registry, hash_key
@@ -39,6 +40,16 @@ ANONYMOUS_ADMIN = Principal("anonymous", True, frozenset(), frozenset())
 def new_key() -> str:
     """A fresh API key: 32 random bytes, URL-safe."""
     return "bk_" + secrets.token_urlsafe(32)
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The API key of a request (headers with lower-case names): `X-API-Key`, or
+    `Authorization: Bearer <key>`."""
+    key = headers.get("x-api-key")
+    auth = headers.get("authorization", "")
+    if not key and auth.lower().startswith("bearer "):
+        key = auth[7:].strip()
+    return key or None
 
 
 def authenticate(presented: str, keys: list[ApiKey]) -> Principal | None:

@@ -73,7 +73,7 @@ def served(simulated_db):
     def serve(**settings) -> Served:
         port = free_port()
         app = make_app(simulated_db, port=port, **settings)
-        running.append(ServerThread(app, "127.0.0.1", port).start())
+        running.append(ServerThread(app, "127.0.0.1", port, app.state.context.settings.trusted_proxies).start())
         return Served(running[-1].url, running[-1].server)
 
     yield serve

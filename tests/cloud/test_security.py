@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from fastapi import Request
 from fastapi.testclient import TestClient
 
+from boucle.settings import SettingsError
 from cloud.ratelimit import TokenBuckets
+from cloud.serve import proxy_options
 from tests.cloud.conftest import ADMIN, ECULLY, PERIOD, ZIM_FABLAB, make_app
 
 P = f"from={PERIOD['from']}&to={PERIOD['to']}"
@@ -114,6 +117,36 @@ def test_rate_limit_answers_429_with_retry_after_per_key(simulated_db):
         # another key has its own bucket; the dashboard page is not rate-limited
         assert get(c, "/v1/territories", ADMIN).status_code == 200
         assert all(c.get("/").status_code == 200 for _ in range(5))
+
+
+def test_unknown_keys_are_limited_per_client_address_not_per_key(simulated_db):
+    # rotating made-up keys used to get a fresh bucket each
+    with TestClient(make_app(simulated_db, rate_limit_per_s=0.001, rate_limit_burst=3)) as c:
+        codes = [get(c, "/v1/territories", f"bk_made-up-{i}").status_code for i in range(5)]
+        assert codes == [401, 401, 401, 429, 429]
+        assert get(c, "/v1/territories", "").status_code == 429  # no key: the same address bucket
+        assert get(c, "/v1/territories", ECULLY).status_code == 200  # a real key has its own
+
+
+def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(served):
+    fake_clients = [{"X-API-Key": f"bk_made-up-{i}", "X-Forwarded-For": f"203.0.113.{i}"} for i in range(4)]
+    # by default (uvicorn's own default trusts loopback) the header is ignored: one address
+    api = served(rate_limit_per_s=0.001, rate_limit_burst=2)
+    codes = [httpx.get(f"{api.url}/v1/territories", headers=h).status_code for h in fake_clients]
+    assert codes == [401, 401, 429, 429]
+    # behind a configured proxy, the address it forwards is the client
+    proxied = served(rate_limit_per_s=0.001, rate_limit_burst=2, trusted_proxies="127.0.0.1")
+    codes = [httpx.get(f"{proxied.url}/v1/territories", headers=h).status_code for h in fake_clients]
+    assert codes == [401, 401, 401, 401]
+    again = [httpx.get(f"{proxied.url}/v1/territories", headers=fake_clients[0]).status_code for _ in range(2)]
+    assert again == [401, 429]  # ...with its own bucket
+
+
+def test_trusted_proxies_must_be_addresses_or_networks():
+    assert proxy_options("") == {"proxy_headers": False, "forwarded_allow_ips": None}
+    assert proxy_options("10.0.0.0/8, ::1")["forwarded_allow_ips"] == "10.0.0.0/8,::1"
+    with pytest.raises(SettingsError, match="BOUCLE_TRUSTED_PROXIES: 'proxy.lan'"):
+        proxy_options("proxy.lan")
 
 
 def test_rate_limit_can_be_switched_off(simulated_db):
