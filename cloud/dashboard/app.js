@@ -1,5 +1,7 @@
 /* Boucle dashboard: territory (or, for a site key, site) and period choice, indicator
-   cards, charts, map. Talks only to this origin's /v1 API with the key kept in localStorage. */
+   cards, charts, map. Talks only to this origin's /v1 API with the key kept in this tab's
+   sessionStorage (gone when the tab closes; never in localStorage, where anyone using this
+   browser profile later would find it). */
 "use strict";
 (function () {
   const I18N = window.BOUCLE_I18N, C = window.BoucleCharts;
@@ -64,14 +66,36 @@
   const streamName = s => (I18N[lang].streams || {})[s] || s;
 
   // --- key -------------------------------------------------------------------------
+  const KEY = "boucle.key";
+  const key = () => sessionStorage.getItem(KEY);
+  let offeredKey = null;  // a link's key that differs from the one in use, until the user chooses
+
+  // A link /#key=bk_... hands a key over: it leaves the address bar (and the history) at
+  // once; it is taken as is when the tab has no key yet, else only if the user says so.
+  // Returns true when the key in use changed.
   function takeKeyFromFragment() {
-    const m = location.hash.match(/key=([^&]+)/);
-    if (m) {
-      localStorage.setItem("boucle.key", decodeURIComponent(m[1]));
-      history.replaceState(null, "", location.pathname + location.search);
+    localStorage.removeItem(KEY);  // where earlier versions kept it
+    const m = location.hash.match(/(?:^#|&)key=([^&]+)/);
+    if (!m) return false;
+    history.replaceState(null, "", location.pathname + location.search);
+    let offered;
+    try { offered = decodeURIComponent(m[1]).trim(); } catch (e) { return false; }
+    if (!offered || offered === key()) return false;
+    if (!key()) {
+      sessionStorage.setItem(KEY, offered);
+      return true;
     }
+    offeredKey = offered;
+    $("key-swap").hidden = false;
+    return false;
   }
-  const key = () => localStorage.getItem("boucle.key");
+
+  function answerKeySwap(use) {
+    $("key-swap").hidden = true;
+    if (use && offeredKey) sessionStorage.setItem(KEY, offeredKey);
+    offeredKey = null;
+    if (use) start();
+  }
 
   class Unauthorized extends Error {}
 
@@ -337,11 +361,14 @@
   });
   $("login-form").addEventListener("submit", e => {
     e.preventDefault();
-    localStorage.setItem("boucle.key", $("key").value.trim());
+    sessionStorage.setItem(KEY, $("key").value.trim());
     $("key").value = "";
     start();
   });
-  $("forget").addEventListener("click", () => { localStorage.removeItem("boucle.key"); showLogin(); });
+  $("forget").addEventListener("click", () => { sessionStorage.removeItem(KEY); showLogin(); });
+  $("key-swap-use").addEventListener("click", () => answerKeySwap(true));
+  $("key-swap-keep").addEventListener("click", () => answerKeySwap(false));
+  window.addEventListener("hashchange", () => { if (takeKeyFromFragment()) start(); });
   $("territory").addEventListener("change", load);
   $("preset").addEventListener("change", () => { applyPreset(); load(); });
   for (const id of ["from", "to"]) $(id).addEventListener("change", () => { $("preset").value = "custom"; load(); });

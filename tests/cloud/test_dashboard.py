@@ -12,9 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from boucle.registry import RegistryFile
+from boucle.settings import ApiSettings, load_settings
+from cloud.app import create_app
 from cloud.indicators.caveats import TEMPLATES
-from tests.cloud.conftest import ADMIN, ECULLY, ZIM_FABLAB
-from tests.conftest import REPO, require_binary
+from cloud.serve import ServerThread
+from tests.cloud.conftest import ADMIN, ECULLY, KEYS, ZIM_FABLAB
+from tests.cloud.devtools import DevToolsTab
+from tests.conftest import EXAMPLE_REGISTRY, REPO, require_binary
+from tests.servers import free_port
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 PAGE = "/?territory=ecully&from=2026-03-28&to=2026-03-29"
@@ -110,6 +116,79 @@ def test_a_wrong_key_is_refused_on_the_page(tmp_path, base):
     dom = chromium(tmp_path, f"{base}/#key=bk_wrong", "--accept-lang=en-US,en", "--dump-dom")
     assert "Key refused" in dom
     assert not cards(dom)
+
+
+STORED = "({session: sessionStorage.getItem('boucle.key'), local: localStorage.getItem('boucle.key'), " \
+         "address: location.href})"
+OPTIONS = "Array.from(document.querySelectorAll('#territory option')).map(o => o.value)"
+READY = "document.body.dataset.state === 'ready'"
+SWAP_SHOWN = "!document.getElementById('key-swap').hidden"
+
+
+@pytest.fixture
+def tab(tmp_path):
+    opened = DevToolsTab(tmp_path / "devtools-profile")
+    yield opened
+    opened.close()
+
+
+def test_a_key_from_a_link_is_kept_in_the_tab_only_and_leaves_the_address(tab, base):
+    tab.goto(f"{base}/")
+    tab.eval("localStorage.setItem('boucle.key', 'bk_kept-by-an-older-page')")
+    tab.goto(f"{base}{PAGE}#key={ECULLY}")
+    tab.wait_for(READY)
+    # sessionStorage (this tab, until it closes), not localStorage; the address no longer shows it
+    assert tab.eval(STORED) == {"session": ECULLY, "local": None, "address": f"{base}{PAGE}"}
+
+
+def test_a_link_with_another_key_asks_before_replacing_it(tab, base):
+    tab.goto(f"{base}{PAGE}#key={ECULLY}")
+    tab.wait_for(READY)
+    assert tab.eval(OPTIONS) == ["ecully"]
+    # a link with another key, followed in the same tab: asked, not replaced
+    other = f"{base}{PAGE}&lang=en"
+    tab.goto(f"{other}#key={ADMIN}")
+    tab.wait_for(SWAP_SHOWN)
+    assert tab.eval(STORED) == {"session": ECULLY, "local": None, "address": other}
+    assert "another API key" in tab.eval("document.getElementById('key-swap').textContent")
+    tab.wait_for(READY)
+    assert tab.eval(OPTIONS) == ["ecully"]  # meanwhile the page goes on with the key in use
+    tab.eval("document.getElementById('key-swap-keep').click()")
+    assert not tab.eval(SWAP_SHOWN) and tab.eval(STORED)["session"] == ECULLY
+    # the same link again, now as a fragment change of this page; this time the user takes it
+    tab.goto(f"{other}#key={ADMIN}")
+    tab.wait_for(SWAP_SHOWN)
+    assert tab.eval(STORED) == {"session": ECULLY, "local": None, "address": other}
+    tab.eval("document.getElementById('key-swap-use').click()")
+    tab.wait_for(f"{OPTIONS}.length === 3")
+    tab.wait_for(READY)
+    assert tab.eval(STORED)["session"] == ADMIN and not tab.eval(SWAP_SHOWN)
+
+
+HOSTILE = """<img src=x onerror="document.title='pwned'"><script>document.title='pwned'</script>"""
+
+
+def test_markup_in_registry_names_is_shown_as_text(tmp_path, simulated_db, tab):
+    registry = tmp_path / "registry.toml"
+    text = EXAMPLE_REGISTRY.read_text("utf-8")
+    for name in ('name = "Écully"', 'name = "La Fabrique d\'Écully (Fablab)"'):
+        text = text.replace(name, name[:-1] + " " + HOSTILE.replace('"', '\\"') + '"', 1)
+    registry.write_text(text, "utf-8")
+    port = free_port()
+    settings = load_settings(ApiSettings, {}, store_url=f"sqlite:///{simulated_db}", port=port)
+    server = ServerThread(create_app(settings, registry_file=RegistryFile(registry), extra_keys=KEYS),
+                          "127.0.0.1", port).start()
+    try:
+        tab.goto(f"{server.url}{PAGE}#key={ECULLY}")
+        tab.wait_for(READY)
+        assert tab.eval("document.querySelector('#territory option').textContent") == "Écully " + HOSTILE
+        assert HOSTILE in tab.eval("document.getElementById('status').textContent")
+        assert HOSTILE in tab.eval("document.getElementById('map').textContent")  # the Fablab's mark
+        assert tab.eval("document.querySelectorAll('img').length") == 1  # the logo only
+        assert tab.eval("document.querySelectorAll('script').length") == 3  # the page's own
+        assert tab.eval("document.title") != "pwned"
+    finally:
+        server.stop()
 
 
 def test_page_and_assets_are_local_and_locked_down(client):
