@@ -84,7 +84,7 @@ class ApiSettings:
     max_request_cost: int = setting(400_000, "Most work one request may ask for, in device-steps (devices in scope × series steps, or × started 30-day months for indicator sets, FIWARE, pooling, symbiosis); costlier requests are refused with 422.")
     cost_per_token: int = setting(20_000, "Device-steps one rate-limit token pays for: a request takes ceil(cost / this) tokens (at least 1, at most the burst) when it is computed, none when cached.")
     key_concurrency: int = setting(4, "Requests of one key (or client address) served at once; more wait their turn without holding a worker thread.")
-    request_budget_s: float = setting(10.0, "Seconds a series or comparison may compute before it stops with 503; also the longest a request waits for its key's turn before 429; 0 disables both bounds.")
+    request_budget_s: float = setting(10.0, "Seconds of CPU time a series or comparison may compute (its own thread's: time lost to other requests does not count) before it stops with 503; also the longest a request waits for its key's turn before 429; 0 disables both bounds.")
     max_body_bytes: int = setting(65536, "Larger request bodies are refused with 413.")
     max_query_bytes: int = setting(4096, "Longer request targets (path and query string) are refused with 414.")
     cache_entries: int = setting(256, "Indicator results kept in memory per (query, data version); 0 disables the cache.")

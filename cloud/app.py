@@ -45,8 +45,8 @@ parameter gives 422 naming it; too many requests 429 with `Retry-After`.
 (devices in scope × series steps, or × 30-day months for indicator sets): more is 422
 `Request too costly`, saying how to ask for less. A computed answer takes tokens from the
 key's rate limit by its cost (a cached one does not); a key has a few requests answered at
-once, the others wait their turn; a series or comparison computing past the time budget
-stops with 503.
+once, the others wait their turn; a series or comparison computing for longer than its
+time budget (CPU time) stops with 503.
 
 **Formats.** Indicator sets, comparisons and series also come as CSV (`format=csv`);
 indicators and bins as FIWARE NGSI-LD entities under `/v1/fiware`.

@@ -5,8 +5,10 @@ series' steps; for an indicator set, FIWARE answer, pooling or symbiosis, the st
 30-day months of its period, since the data comes in month packs). A comparison adds up
 its sets. Over `max_request_cost` the request is refused (422, saying how to shrink it).
 A computed answer takes ceil(cost / cost_per_token) tokens from its key's bucket (one is
-already taken on arrival; a cached answer takes no more). A series or comparison still
-computing after `request_budget_s` stops (503).
+already taken on arrival; a cached answer takes no more). A series or comparison that has
+computed for `request_budget_s` seconds of CPU time stops (503): CPU time of the thread
+doing the work, so that time lost to other requests (the GIL, a busy machine) does not
+count against it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from boucle.registry import Registry
 from cloud.indicators import Period, Scope
@@ -68,16 +70,13 @@ class Limits:
 
 @dataclass
 class RequestBudget:
-    """One admitted request's allowance: its caller's bucket, the cost ceiling, its deadline."""
+    """One admitted request's allowance: its caller's bucket, the cost ceiling, its time budget."""
 
     caller: str
     limits: Limits
     buckets: TokenBuckets | None = None  # None: no rate limit
-    clock: Callable[[], float] = time.monotonic
-    started: float = field(default=0.0)
-
-    def __post_init__(self):
-        self.started = self.started or self.clock()
+    clock: Callable[[], float] = time.thread_time  # read in the thread that computes
+    started: float | None = None  # the clock at the first check_time
 
     def check_cost(self, cost: Cost) -> Cost:
         """`cost`, or 422 when it is over the ceiling, saying how to bring it under."""
@@ -112,8 +111,13 @@ class RequestBudget:
                              {"Retry-After": str(retry)})
 
     def check_time(self) -> None:
-        """503 once the request has computed for longer than its budget (called between steps)."""
-        if 0 < self.limits.budget_s < self.clock() - self.started:
+        """503 once the request has computed for longer than its budget (called before it
+        computes, then between steps or sets, all in the one thread of the request)."""
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+        if 0 < self.limits.budget_s < now - self.started:
             raise ApiProblem(503, "Time budget exceeded",
-                             f"this request computed for more than {self.limits.budget_s:g} s and was "
-                             "stopped; ask for less (a longer step, a shorter period, fewer territories)")
+                             f"this request computed for more than {self.limits.budget_s:g} s of CPU time "
+                             "and was stopped; ask for less (a longer step, a shorter period, fewer "
+                             "territories)")
