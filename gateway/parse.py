@@ -72,18 +72,58 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+class _Repeated(dict):
+    """A decoded JSON object that had a key twice (`json` keeps the last value silently)."""
+
+    __slots__ = ("key",)
+
+
 def load_json(payload: bytes, parse_constant: Any = None) -> Any:
     """`json.loads` with every failure as a rejection: `not_json`, `not_finite` (through
-    `parse_constant`), or `too_deep` for nesting past Python's recursion limit (a
-    RecursionError would otherwise escape and end the thread parsing it)."""
+    `parse_constant`), `too_deep` for nesting past Python's recursion limit (a
+    RecursionError would otherwise escape and end the thread parsing it), or `schema` for
+    a key given twice in one object, at the path of that key."""
+    repeats = []
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        seen: set[str] = set()
+        obj = _Repeated(pairs)
+        obj.key = next(k for k, _ in pairs if k in seen or seen.add(k))
+        repeats.append(obj)
+        return obj
+
     try:
-        return json.loads(payload, parse_constant=parse_constant)
+        doc = json.loads(payload, parse_constant=parse_constant, object_pairs_hook=unique_keys)
     except _Reject as exc:
         raise _Reject("not_finite", _nan_path(payload), exc.rejected.message) from None
     except RecursionError:
         raise _Reject("too_deep", "", "JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise _Reject("not_json", "", f"not UTF-8 JSON: {exc}") from None
+    if repeats:
+        path, key = _repeated_key(doc)
+        raise _Reject("schema", path, f"key '{key}' appears twice in one object: JSON object keys must be unique")
+    return doc
+
+
+def _repeated_key(doc: Any) -> tuple[str, str]:
+    """Path and name of the first repeated key in document order (iterative: no recursion)."""
+    todo: list[tuple[Any, str]] = [(doc, "")]
+    while todo:
+        value, path = todo.pop()
+        if isinstance(value, _Repeated):
+            return (f"{path}.{value.key}" if path else value.key), value.key
+        if isinstance(value, dict):
+            children = [(v, f"{path}.{k}" if path else k) for k, v in value.items()]
+        elif isinstance(value, list):
+            children = [(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        else:
+            continue
+        todo.extend(reversed(children))
+    raise AssertionError("a repeated key was recorded but not found")
 
 
 def _wire_types() -> msgspec.json.Decoder:
@@ -144,10 +184,6 @@ def parse_telemetry(topic_device: str, payload: bytes, **limits: Any) -> list[Re
 def _fast_rows(topic_device: str, payload: bytes, known_devices: Collection[str] | None,
                latest_ts: float) -> list[ReadingRow] | None:
     """The payload's rows when it is valid, else None (the checking path then says why)."""
-    if b"null" in payload:
-        # A present-but-null field is a schema error, which the structs (None = absent)
-        # cannot tell from absence; the encoder never writes null.
-        return None
     try:
         batch = _WIRE.decode(payload)
     except (msgspec.DecodeError, RecursionError):  # ValidationError included
@@ -157,13 +193,23 @@ def _fast_rows(topic_device: str, payload: bytes, known_devices: Collection[str]
         return None
     rows = []
     last_seq = -1
+    absent = 0
     for reading in batch.readings:
         row = (device, boot, *astuple(reading))
         # seq order, clock skew, and at least one measurement (only those slots can be None)
-        if row[2] <= last_seq or row[3] > latest_ts or row.count(None) == _MEASUREMENTS:
+        nones = row.count(None)
+        if row[2] <= last_seq or row[3] > latest_ts or nones == _MEASUREMENTS:
             return None
         last_seq = row[2]
+        absent += nones
         rows.append(row)
+    # Two things the structs cannot see: a repeated key (msgspec keeps its last value) and
+    # a measurement present but null (decoded as None, like an absent one; the schema
+    # refuses null). Each shows as one ':' more than the fields decoded: in a payload that
+    # decoded, every ':' separates a key from its value (keys are known names, and the
+    # device id's pattern has no ':').
+    if payload.count(b":") != 4 + len(rows) * (2 + _MEASUREMENTS) - absent:
+        return None
     return rows
 
 
