@@ -29,6 +29,10 @@ class Message(NamedTuple):
     payload: bytes
     mid: int
     qos: int
+    retain: bool
+    """Set when the broker sent its retained copy because of a (re)subscription; a message
+    published with retain set reaches established subscriptions with it cleared (MQTT
+    3.1.1 §3.3.1.3; MQTT 5 without Retain As Published, which the gateway does not ask for)."""
     received: float
     client: mqtt.Client
     """The client that received it, which must send the ack. (A persistent session gets its
@@ -91,7 +95,7 @@ def subscribe(settings: GatewaySettings, inbox: Inbox, on_session: callable) -> 
 
     def on_message(client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         # put() blocks when the queue is full: the broker then holds the rest (back-pressure).
-        inbox.put(Message(msg.topic, msg.payload, msg.mid, msg.qos, time.time(), client))
+        inbox.put(Message(msg.topic, msg.payload, msg.mid, msg.qos, msg.retain, time.time(), client))
 
     subscribed = threading.Event()
 

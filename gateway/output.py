@@ -73,9 +73,9 @@ def _parse_message(msg: Spooled, prefix: str, known_devices: Collection[str] | N
     device, channel = where if where else ("", "")
     if channel == "telemetry":
         return parse_rows(device, msg.payload, known_devices=known_devices, now=now,
-                          max_future_skew_s=max_future_skew_s, max_bytes=max_payload_bytes)
+                          max_future_skew_s=max_future_skew_s, max_bytes=max_payload_bytes, retained=msg.retain)
     if channel in ("status", "health"):
-        return parse_state(device, channel, msg.payload, msg.received, known_devices)
+        return parse_state(device, channel, msg.payload, msg.received, known_devices, retained=msg.retain)
     return Rejected("topic", "", f"unexpected topic {msg.topic!r}")
 
 

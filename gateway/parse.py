@@ -158,12 +158,16 @@ def parse_rows(
     now: float,
     max_future_skew_s: float = 300,
     max_bytes: int = MAX_PAYLOAD_BYTES,
+    retained: bool = False,
 ) -> list[ReadingRow] | Rejected:
     """Validate one telemetry payload published on `{prefix}/{topic_device}/telemetry`;
-    its readings as rows, or why it was refused.
+    its readings as rows, or why it was refused. `retained`: the message is the broker's
+    retained copy (the MQTT retain flag as delivered).
 
     `known_devices=None` accepts any device id (registry checks done elsewhere).
     """
+    if retained:
+        return _retained("telemetry")
     if len(payload) <= max_bytes:
         rows = _fast_rows(topic_device, payload, known_devices, now + max_future_skew_s)
         if rows is not None:
@@ -302,9 +306,18 @@ def _nan_path(payload: bytes) -> str:
     return ""
 
 
+def _retained(channel: str) -> Rejected:
+    return Rejected("retained", "", f"{channel} is never retained (docs/protocol.md): this is the broker's retained "
+                                    "copy, sent because the gateway subscribed; clear it by publishing an empty "
+                                    "retained message on the topic")
+
+
 def parse_state(device: str, channel: str, payload: bytes, received: float,
-                known_devices: Collection[str] | None) -> DeviceState | Rejected:
-    """A status or health message: a small, shallow JSON object from a known device."""
+                known_devices: Collection[str] | None, retained: bool = False) -> DeviceState | Rejected:
+    """A status or health message: a small, shallow JSON object from a known device. Only
+    status is retained: a retained health message is a stale copy."""
+    if retained and channel != "status":
+        return _retained(channel)
     if len(payload) > MAX_STATE_BYTES:
         return Rejected("too_large", "", f"{channel} payload over {MAX_STATE_BYTES} bytes")
     if known_devices is not None and device not in known_devices:

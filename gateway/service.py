@@ -180,7 +180,7 @@ class Gateway:
                 if self._stopping.is_set():
                     return
                 continue
-            rows = [(m.received, m.topic, m.payload) for m in batch]
+            rows = [(m.received, m.topic, m.payload, m.retain) for m in batch]
             attempt = 0
             while True:
                 try:

@@ -29,7 +29,8 @@ from boucle.protocol import ReadingRow
 
 _SPOOL = """
 CREATE TABLE IF NOT EXISTS spool (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, received REAL NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL
+    id INTEGER PRIMARY KEY AUTOINCREMENT, received REAL NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,
+    retain INTEGER NOT NULL DEFAULT 0
 );
 """
 _STATE = """
@@ -70,6 +71,7 @@ class Spooled(NamedTuple):
     received: float
     topic: str
     payload: bytes
+    retain: bool  # the broker's retained copy (gateway.input.Message.retain)
 
 
 class SpoolFull(Exception):
@@ -94,6 +96,8 @@ class Spool:
         self.max_rows = max_rows
         self._local = threading.local()
         self._spool().executescript(_SPOOL)
+        if "retain" not in {row[1] for row in self._spool().execute("PRAGMA table_info(spool)")}:
+            self._spool().execute("ALTER TABLE spool ADD COLUMN retain INTEGER NOT NULL DEFAULT 0")  # older spools
         self._state().executescript(_STATE)
         self._drained = self._state().execute("SELECT drained FROM watermark").fetchone()[0]
         self._last_id = self._spool().execute("SELECT coalesce(max(id), 0) FROM spool").fetchone()[0]
@@ -119,15 +123,16 @@ class Spool:
 
     # --- spooler thread (sole writer of the spool file) ----------------------------
 
-    def append(self, messages: Sequence[tuple[float, str, bytes]]) -> None:
-        """Commit messages durably; raise SpoolFull (committing nothing) past the bound."""
+    def append(self, messages: Sequence[tuple[float, str, bytes, bool]]) -> None:
+        """Commit messages (received, topic, payload, retain) durably; raise SpoolFull
+        (committing nothing) past the bound."""
         if self.depth + len(messages) > self.max_rows:
             raise SpoolFull(f"spool holds {self.depth} messages, its bound is {self.max_rows}")
         conn = self._spool()
         with conn:
             # Rows below the watermark are in the store: drop them in the same commit.
             conn.execute("DELETE FROM spool WHERE id <= ?", (self._drained,))
-            conn.executemany("INSERT INTO spool (received, topic, payload) VALUES (?, ?, ?)", messages)
+            conn.executemany("INSERT INTO spool (received, topic, payload, retain) VALUES (?, ?, ?, ?)", messages)
             last = conn.execute("SELECT max(id) FROM spool").fetchone()[0]
         with self._lock:
             self._last_id = max(self._last_id, last or 0)
@@ -137,7 +142,7 @@ class Spool:
     def oldest(self, limit: int, after: int = 0) -> list[Spooled]:
         """Up to `limit` messages not drained yet, oldest first, from after the id `after`."""
         rows = self._spool().execute(
-            "SELECT id, received, topic, payload FROM spool WHERE id > ? ORDER BY id LIMIT ?",
+            "SELECT id, received, topic, payload, retain FROM spool WHERE id > ? ORDER BY id LIMIT ?",
             (max(self._drained, after), limit)).fetchall()
         return list(map(Spooled._make, rows))
 

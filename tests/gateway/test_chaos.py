@@ -45,7 +45,7 @@ def make_stream(rng: random.Random):
     late = [messages.pop(rng.randrange(len(messages))) for _ in range(15)]  # held back, sent at the end
     rng.shuffle(messages)                                                    # out of order
     repeats = [messages[rng.randrange(len(messages))] for _ in range(30)]     # published twice
-    invalid = [v for v in vectors()["vectors"] if not v["valid"] and v["error"] != "future_timestamp"]
+    invalid = [v for v in vectors()["vectors"] if not v["valid"] and v["error"] not in ("future_timestamp", "retained")]
     bad = [(f"boucle/v1/{v.get('topic_device', 'ecully-fablab-grid')}/telemetry",
             v["raw"].encode() if "raw" in v else json.dumps(v["payload"]).encode()) for v in invalid]
     stream = messages + repeats + bad

@@ -23,6 +23,7 @@ def parse(vector):
     return parse_telemetry(
         vector.get("topic_device", CONTEXT["topic_device"]), raw_bytes(vector),
         known_devices=CONTEXT["devices"], now=CONTEXT["now"], max_future_skew_s=CONTEXT["max_future_skew_s"],
+        retained=vector.get("retain", False),
     )
 
 
@@ -57,7 +58,7 @@ def test_json_schema_agrees(vector):
 def test_every_error_code_has_a_vector():
     codes = {v["error"] for v in DOC["vectors"] if not v["valid"]}
     assert codes >= {"not_json", "schema", "not_finite", "out_of_bounds", "seq_order", "unknown_device",
-                     "topic_mismatch", "future_timestamp", "too_large", "too_deep"}
+                     "topic_mismatch", "future_timestamp", "too_large", "too_deep", "retained"}
 
 
 def test_schema_is_valid_draft_2020_12():
