@@ -21,6 +21,9 @@ class GatewayMetrics:
                                 registry=r)
         self.readings_received = Counter("boucle_gateway_readings_received", "Readings in valid telemetry", registry=r)
         self.stored = Counter("boucle_gateway_readings_stored", "Readings newly written to storage", registry=r)
+        self.readings_ahead = Counter("boucle_gateway_readings_ahead",
+                                      "Readings stamped ahead of the gateway clock when received, within the allowed "
+                                      "skew (taken as stamped)", registry=r)
         self.duplicates = Counter("boucle_gateway_readings_duplicate", "Readings dropped as repeats of (device, boot, seq)",
                                   registry=r)
         self.rejected = Counter("boucle_gateway_messages_rejected", "Messages dead-lettered, by reason",

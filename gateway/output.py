@@ -23,6 +23,7 @@ from gateway.parse import Rejected, parse_rows, parse_state
 from gateway.spool import Spool, Spooled
 
 _IDENTITY = itemgetter(0, 1, 2)  # a row's (device, boot, seq)
+_TS = itemgetter(3)
 log = logging.getLogger("boucle.gateway")
 
 
@@ -36,6 +37,10 @@ class Parsed:
     letters: list[DeadLetter] = field(default_factory=list)
     states: list[DeviceState] = field(default_factory=list)
     received: int = 0
+    readings_ahead: int = 0
+    """Readings stamped ahead of the gateway's clock when it received them (within the skew)."""
+    ahead: dict[str, float] = field(default_factory=dict)
+    """Devices with such readings: the largest lead, in seconds."""
 
 
 def letter_key(topic: str, payload: bytes) -> str:
@@ -64,7 +69,18 @@ def parse_batch(spooled: Sequence[Spooled], prefix: str, known_devices: Collecti
         else:
             out.received += len(result)
             out.readings.extend(result)
+            if max(map(_TS, result)) > msg.received:
+                _note_ahead(out, result, msg.received)
     return out
+
+
+def _note_ahead(out: Parsed, rows: list[ReadingRow], received: float) -> None:
+    """Readings stamped after the moment the gateway received them: the device's clock is
+    ahead (a reading's ts is floored to the second, so a synced clock never is). They are
+    taken as stamped, since clocks differ; counted, so that a drifting device shows."""
+    device = rows[0][0]
+    out.readings_ahead += sum(1 for r in rows if r[3] > received)
+    out.ahead[device] = max(out.ahead.get(device, 0.0), max(map(_TS, rows)) - received)
 
 
 def _parse_message(msg: Spooled, prefix: str, known_devices: Collection[str] | None, now: float,
@@ -115,13 +131,26 @@ def write_parsed(parsed: Parsed, store: Store) -> None:
         store.write_device_states(parsed.states)
 
 
-def record_metrics(parsed: Parsed, metrics: GatewayMetrics, messages: int) -> None:
-    """Count a drained batch in the gateway's metrics."""
+def record_metrics(parsed: Parsed, metrics: GatewayMetrics, messages: int, noticed: set[tuple[str, str]]) -> None:
+    """Count a drained batch in the gateway's metrics. A device's first reading ahead of
+    the gateway clock is logged once (`noticed` keeps which devices were, per process)."""
     metrics.messages.inc(messages)
     metrics.readings_received.inc(parsed.received)
+    metrics.readings_ahead.inc(parsed.readings_ahead)
+    for device, lead in parsed.ahead.items():
+        _once(noticed, "ahead", device, "device %s stamps readings up to %.1f s ahead of the gateway clock (taken as "
+              "stamped, within BOUCLE_MAX_FUTURE_SKEW_S): check its clock (NTP), or the gateway's; logged once per "
+              "device, boucle_gateway_readings_ahead counts them", device, lead)
     metrics.stored.inc(parsed.stored)
     metrics.duplicates.inc(parsed.duplicates)
     for letter in parsed.letters:
         metrics.rejected.labels(letter.error).inc()
     if parsed.readings:
         metrics.lag.set(max(0.0, time.time() - max(r[3] for r in parsed.readings)))
+
+
+def _once(noticed: set[tuple[str, str]], kind: str, device: str, text: str, *args: object) -> None:
+    """Log a warning about a device the first time only: the metrics count every case."""
+    if (kind, device) not in noticed:
+        noticed.add((kind, device))
+        log.warning(text, *args)

@@ -96,6 +96,7 @@ class Gateway:
         self._http = None
         self._store_ok = True
         self._spool_full = False
+        self._noticed: set[tuple[str, str]] = set()  # (kind, device) already logged: gateway.output
 
     def _stage(self, name: str, loop: Callable[[], None]) -> threading.Thread:
         """A stage's thread. Its loop returns only when the gateway stops; an exception
@@ -259,7 +260,7 @@ class Gateway:
                         return  # stopping: the spool is durable, the next start drains it
             self.spool.remove([m.id for m in spooled], parsed.readings, [(d.key, d.received) for d in parsed.letters],
                               remember=not store_dedups)
-            record_metrics(parsed, self.metrics, len(spooled))
+            record_metrics(parsed, self.metrics, len(spooled), self._noticed)
             self.metrics.spool_depth.set(self.spool.depth)
             self.metrics.spool_age.set(self.spool.oldest_age())
             if time.time() - last_forget > 3600:
