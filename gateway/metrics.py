@@ -26,6 +26,9 @@ class GatewayMetrics:
                                       "skew (taken as stamped)", registry=r)
         self.duplicates = Counter("boucle_gateway_readings_duplicate", "Readings dropped as repeats of (device, boot, seq)",
                                   registry=r)
+        self.conflicting = Counter("boucle_gateway_readings_conflicting",
+                                   "Readings that repeat a stored (device, boot, seq) with other content: not stored "
+                                   "(the first copy wins)", registry=r)
         self.rejected = Counter("boucle_gateway_messages_rejected", "Messages dead-lettered, by reason",
                                 ["reason"], registry=r)
         self.spool_depth = Gauge("boucle_gateway_spool_depth", "Messages in the durable spool, not yet stored",

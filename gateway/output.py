@@ -15,12 +15,12 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
-from boucle.protocol import ReadingRow
+from boucle.protocol import ReadingRow, row_values
 from boucle.storage import DeadLetter, DeviceState, Store
 from gateway.input import split_topic
 from gateway.metrics import GatewayMetrics
 from gateway.parse import Rejected, parse_rows, parse_state
-from gateway.spool import Spool, Spooled
+from gateway.spool import Spool, Spooled, content_digest
 
 _IDENTITY = itemgetter(0, 1, 2)  # a row's (device, boot, seq)
 _TS = itemgetter(3)
@@ -41,6 +41,11 @@ class Parsed:
     """Readings stamped ahead of the gateway's clock when it received them (within the skew)."""
     ahead: dict[str, float] = field(default_factory=dict)
     """Devices with such readings: the largest lead, in seconds."""
+    conflicts: list[tuple[ReadingRow | None, ReadingRow]] = field(default_factory=list)
+    """Repeats of an identity with other content, not stored: (the copy stored first, when
+    known, and the one refused)."""
+    written: set[str] = field(default_factory=set)
+    """What the store confirmed already (a retried write does not write it twice)."""
 
 
 def letter_key(topic: str, payload: bytes) -> str:
@@ -98,17 +103,27 @@ def _parse_message(msg: Spooled, prefix: str, known_devices: Collection[str] | N
 def drop_repeats(parsed: Parsed, spool: Spool, store_dedups: bool = False) -> None:
     """Dedup stage: keep each (device, boot, seq) and each dead letter once, within the
     batch and across restarts. A store keyed by identity (SQLite) drops repeats itself,
-    so only repeats inside the batch are dropped here."""
+    so only repeats inside the batch are dropped here. The first copy stored wins: a
+    repeat with other content is a conflict, counted and not stored (write_parsed finds
+    those the store dropped)."""
     rows = parsed.readings
     keys = list(map(_IDENTITY, rows))
     if not (store_dedups and len(set(keys)) == len(keys)):  # else (the usual case) nothing to drop
-        unseen = set(keys) if store_dedups else spool.unseen(keys)
+        stored = {} if store_dedups else spool.seen(keys)
+        first: dict[tuple[str, int, int], ReadingRow] = {}
         kept: list[ReadingRow] = []
         for row, key in zip(rows, keys):
-            if key in unseen:
-                unseen.discard(key)  # a second copy inside this batch is a repeat too
+            if key in stored:
+                digest = stored[key]
+                if digest is not None and digest != content_digest(row):
+                    parsed.conflicts.append((None, row))
+            elif key in first:  # a second copy inside this batch
+                if first[key][3:] != row[3:]:
+                    parsed.conflicts.append((first[key], row))
+            else:
+                first[key] = row
                 kept.append(row)
-        parsed.duplicates = len(rows) - len(kept)
+        parsed.duplicates = len(rows) - len(kept) - len(parsed.conflicts)
         parsed.readings = kept
     fresh = spool.unseen_letters([d.key for d in parsed.letters])
     letters = []
@@ -120,20 +135,30 @@ def drop_repeats(parsed: Parsed, spool: Spool, store_dedups: bool = False) -> No
 
 
 def write_parsed(parsed: Parsed, store: Store) -> None:
-    """The synchronous store write; raises if the store did not confirm."""
-    if parsed.readings:
+    """The synchronous store write; raises if the store did not confirm. Called again
+    after a failure, it writes only what the store has not confirmed yet."""
+    if parsed.readings and "readings" not in parsed.written:
         new = store.write_rows(parsed.readings, time.time())
-        parsed.duplicates += len(parsed.readings) - new
+        repeats = len(parsed.readings) - new
+        if repeats and store.dedups:
+            stored = store.stored_rows(list(map(_IDENTITY, parsed.readings)))
+            conflicts = [(stored[r[:3]], r) for r in parsed.readings if stored.get(r[:3], r) != r]
+            parsed.conflicts.extend(conflicts)
+            repeats -= len(conflicts)
+        parsed.duplicates += repeats
         parsed.stored = new
-    if parsed.letters:
+        parsed.written.add("readings")
+    if parsed.letters and "letters" not in parsed.written:
         store.write_dead_letters(parsed.letters)
+        parsed.written.add("letters")
     if parsed.states:
         store.write_device_states(parsed.states)
 
 
 def record_metrics(parsed: Parsed, metrics: GatewayMetrics, messages: int, noticed: set[tuple[str, str]]) -> None:
     """Count a drained batch in the gateway's metrics. A device's first reading ahead of
-    the gateway clock is logged once (`noticed` keeps which devices were, per process)."""
+    the gateway clock, and its first conflicting repeat, are logged once (`noticed` keeps
+    which devices were, per process)."""
     metrics.messages.inc(messages)
     metrics.readings_received.inc(parsed.received)
     metrics.readings_ahead.inc(parsed.readings_ahead)
@@ -143,6 +168,14 @@ def record_metrics(parsed: Parsed, metrics: GatewayMetrics, messages: int, notic
               "device, boucle_gateway_readings_ahead counts them", device, lead)
     metrics.stored.inc(parsed.stored)
     metrics.duplicates.inc(parsed.duplicates)
+    metrics.conflicting.inc(len(parsed.conflicts))
+    for kept, refused in parsed.conflicts:
+        device, boot, seq = refused[:3]
+        was = f" (stored first: ts {kept[3]}, {row_values(kept)})" if kept else ""
+        _once(noticed, "conflict", device, "device %s sent boot %d seq %d again with other content: ts %d, %s%s; the "
+              "first copy stored is kept, this one is not. A device that reuses seq numbers within a boot lost its "
+              "counter without counting a boot; logged once per device, boucle_gateway_readings_conflicting counts "
+              "them", device, boot, seq, refused[3], row_values(refused), was)
     for letter in parsed.letters:
         metrics.rejected.labels(letter.error).inc()
     if parsed.readings:

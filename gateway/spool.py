@@ -8,7 +8,8 @@ Two files, each with a single writer, so the threads never wait on each other's 
 - the spool itself (`spool_path`): written only by the spooler thread, which appends
   messages and deletes those below the watermark; the other threads only read it;
 - its state (`spool_path` with `.state.db`): written by the writer thread — the watermark,
-  the dedup index (device, boot, seq), the dead letters already kept, and the devices
+  the dedup index (device, boot, seq, with a digest of the content first stored under that
+  identity), the dead letters already kept, and the devices
   whose windows must be recomputed — all in the transaction that moves the watermark,
   so a crash at any point replays a batch rather than losing or half-applying it.
 """
@@ -18,11 +19,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
+
+import msgspec
 
 from boucle.private_files import create_private_file
 from boucle.protocol import ReadingRow
@@ -37,7 +41,7 @@ _STATE = """
 CREATE TABLE IF NOT EXISTS watermark (one INTEGER PRIMARY KEY CHECK (one = 1), drained INTEGER NOT NULL);
 INSERT OR IGNORE INTO watermark VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS seen (
-    device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
+    device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL, digest INTEGER,
     PRIMARY KEY (device, boot, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_by_time ON seen (ts);
@@ -49,6 +53,13 @@ _MARK = ("INSERT INTO {table} VALUES (?, ?, ?) ON CONFLICT (device) DO UPDATE SE
          "min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)")
 _MARK_DIRTY = _MARK.format(table="dirty")
 _MARK_PACKS = _MARK.format(table="pack_dirty")
+_PACK = msgspec.msgpack.Encoder().encode
+
+
+def content_digest(row: ReadingRow) -> int:
+    """A digest of what a reading says (ts and measurements), to tell a repeat of its
+    identity from a reading that reuses it with other content."""
+    return zlib.crc32(_PACK(row[3:]))
 
 
 def _spans(rows: Sequence[ReadingRow]) -> list[tuple[str, int, int]]:
@@ -99,6 +110,8 @@ class Spool:
         if "retain" not in {row[1] for row in self._spool().execute("PRAGMA table_info(spool)")}:
             self._spool().execute("ALTER TABLE spool ADD COLUMN retain INTEGER NOT NULL DEFAULT 0")  # older spools
         self._state().executescript(_STATE)
+        if "digest" not in {row[1] for row in self._state().execute("PRAGMA table_info(seen)")}:
+            self._state().execute("ALTER TABLE seen ADD COLUMN digest INTEGER")  # older state: NULL, unknown
         self._drained = self._state().execute("SELECT drained FROM watermark").fetchone()[0]
         self._last_id = self._spool().execute("SELECT coalesce(max(id), 0) FROM spool").fetchone()[0]
         self._last_id = max(self._last_id, self._drained)
@@ -157,26 +170,30 @@ class Spool:
         conn = self._state()
         with conn:
             if remember:
-                conn.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?)", (r[:4] for r in stored))
+                conn.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?, ?)",
+                                 ((*r[:4], content_digest(r)) for r in stored))
             conn.executemany("INSERT OR IGNORE INTO seen_letters VALUES (?, ?)", letters)
             conn.executemany(_MARK_DIRTY, _spans(stored))
             conn.execute("UPDATE watermark SET drained = max(drained, ?)", (top,))
         with self._lock:
             self._drained = max(self._drained, top)
 
-    def unseen(self, keys: Sequence[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
-        """Which of these reading identities the gateway has not stored yet."""
+    def seen(self, keys: Sequence[tuple[str, int, int]]) -> dict[tuple[str, int, int], int | None]:
+        """Which of these reading identities the gateway has stored, each with the digest of
+        the content it stored (`content_digest`; None when an older gateway stored it)."""
         conn = self._state()
         by_boot: dict[tuple[str, int], list[int]] = {}
         for device, boot, seq in keys:
             by_boot.setdefault((device, boot), []).append(seq)
-        out: set[tuple[str, int, int]] = set()
+        out: dict[tuple[str, int, int], int | None] = {}
         # One range query per (device, boot): batches hold runs of consecutive seqs.
         for (device, boot), seqs in by_boot.items():
-            known = {row[0] for row in conn.execute(
-                "SELECT seq FROM seen WHERE device = ? AND boot = ? AND seq BETWEEN ? AND ?",
-                (device, boot, min(seqs), max(seqs)))}
-            out.update((device, boot, seq) for seq in seqs if seq not in known)
+            wanted = set(seqs)
+            for seq, digest in conn.execute(
+                    "SELECT seq, digest FROM seen WHERE device = ? AND boot = ? AND seq BETWEEN ? AND ?",
+                    (device, boot, min(seqs), max(seqs))):
+                if seq in wanted:
+                    out[(device, boot, seq)] = digest
         return out
 
     def unseen_letters(self, keys: Sequence[str]) -> set[str]:

@@ -91,7 +91,9 @@ WINDOW_VALUES = ("readings", "energy_wh", "power_mean_w", "power_max_w", "deposi
 
 class Store(Protocol):
     dedups: bool
-    """True when write_readings itself ignores repeats of (device, boot, seq) and counts only new ones."""
+    """True when write_readings itself ignores repeats of (device, boot, seq) and counts only
+    new ones; such a store also has `stored_rows(keys)`, the stored rows of these
+    identities (what the first write under each stored), by identity."""
 
     def write_readings(self, readings: Sequence[Reading], received: float) -> int:
         """Store readings; return how many were new (repeats by identity are ignored)."""

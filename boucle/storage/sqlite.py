@@ -94,6 +94,14 @@ class SQLiteStore:
                 conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'data_version'")
         return new
 
+    def stored_rows(self, keys: Sequence[tuple[str, int, int]]) -> dict[tuple[str, int, int], ReadingRow]:
+        """The stored rows of these identities (device, boot, seq), for those stored."""
+        cols = ", ".join(f"r.{name}" for name in ROW_FIELDS)
+        found = self._conn().execute(
+            f"SELECT {cols} FROM json_each(?) AS k JOIN readings AS r ON r.device = {_COLUMN.format(0)} "
+            f"AND r.boot = {_COLUMN.format(1)} AND r.seq = {_COLUMN.format(2)}", (_ROWS_JSON.encode(keys),))
+        return {row[:3]: row for row in found}
+
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         conn = self._conn()
         with conn:
