@@ -66,6 +66,13 @@ class GatewaySettings(MqttSettings):
                                    "empty: a plain subscription. Give each process its own client_id.")
     aggregate_interval_s: float = setting(5.0, "How often windows (1 min, 15 min, 1 h, 1 day) are brought up to date.")
     dedup_days: int = setting(35, "How long the dedup index remembers a reading identity (days of event time).")
+    dead_letters_max_per_device: int = setting(1000, "Dead letters kept per device (the topic's device segment); past "
+                                                     "it the device's oldest are dropped, counted, and an ALARM logged.")
+    dead_letters_max_device_bytes: int = setting(8 * 2**20, "Bytes of dead letters kept per device (payloads and texts); "
+                                                            "past it the device's oldest are dropped. At least 65536.")
+    dead_letters_max: int = setting(100_000, "Dead letters kept in all; past it the oldest are dropped.")
+    dead_letters_max_bytes: int = setting(256 * 2**20, "Bytes of dead letters kept in all; past it the oldest are "
+                                                       "dropped. At least 65536.")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,12 @@ class GatewayMetrics:
                                    "(the first copy wins)", registry=r)
         self.rejected = Counter("boucle_gateway_messages_rejected", "Messages dead-lettered, by reason",
                                 ["reason"], registry=r)
+        self.letters_dropped = Counter("boucle_gateway_dead_letters_dropped",
+                                       "Dead letters dropped, oldest first, to keep the store within its bounds: "
+                                       "a device's (bound=device) or all (bound=total)", ["bound"], registry=r)
+        self.dead_letters = Gauge("boucle_gateway_dead_letters", "Dead letters in the store", registry=r)
+        self.dead_letter_bytes = Gauge("boucle_gateway_dead_letter_bytes",
+                                       "Bytes of dead letters in the store (payloads and texts)", registry=r)
         self.spool_depth = Gauge("boucle_gateway_spool_depth", "Messages in the durable spool, not yet stored",
                                  registry=r)
         self.spool_full = Gauge("boucle_gateway_spool_full", "1 while the spool is at its bound (not acking)",

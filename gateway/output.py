@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 
 from boucle.protocol import ReadingRow, row_values
-from boucle.storage import DeadLetter, DeviceState, Store
+from boucle.storage import DeadLetter, DeadLetterBounds, DeviceState, Store
 from gateway.input import split_topic
 from gateway.metrics import GatewayMetrics
 from gateway.parse import Rejected, parse_rows, parse_state
@@ -59,8 +59,9 @@ def parse_batch(spooled: Sequence[Spooled], prefix: str, known_devices: Collecti
     """Parse every spooled message; refused ones become dead letters keyed by content."""
     out = Parsed()
     for msg in spooled:
+        device, channel = split_topic(prefix, msg.topic) or ("", "")
         try:
-            result = _parse_message(msg, prefix, known_devices, now, max_future_skew_s, max_payload_bytes)
+            result = _parse_message(msg, device, channel, known_devices, now, max_future_skew_s, max_payload_bytes)
         except Exception as exc:
             # Kept whole as a dead letter (it can be replayed once the bug is fixed), and
             # logged with its traceback: the parser has no expected exceptions.
@@ -68,7 +69,8 @@ def parse_batch(spooled: Sequence[Spooled], prefix: str, known_devices: Collecti
             result = Rejected("parser_error", "", f"the gateway's parser failed: {type(exc).__name__}: {exc}")
         if isinstance(result, Rejected):
             out.letters.append(DeadLetter(msg.received, msg.topic, result.error, result.path, result.message,
-                                          msg.payload[:max_payload_bytes], key=letter_key(msg.topic, msg.payload)))
+                                          msg.payload[:max_payload_bytes], key=letter_key(msg.topic, msg.payload),
+                                          device=device))
         elif isinstance(result, DeviceState):
             out.states.append(result)
         else:
@@ -88,10 +90,8 @@ def _note_ahead(out: Parsed, rows: list[ReadingRow], received: float) -> None:
     out.ahead[device] = max(out.ahead.get(device, 0.0), max(map(_TS, rows)) - received)
 
 
-def _parse_message(msg: Spooled, prefix: str, known_devices: Collection[str] | None, now: float,
+def _parse_message(msg: Spooled, device: str, channel: str, known_devices: Collection[str] | None, now: float,
                    max_future_skew_s: float, max_payload_bytes: int) -> list[ReadingRow] | DeviceState | Rejected:
-    where = split_topic(prefix, msg.topic)
-    device, channel = where if where else ("", "")
     if channel == "telemetry":
         return parse_rows(device, msg.payload, known_devices=known_devices, now=now,
                           max_future_skew_s=max_future_skew_s, max_bytes=max_payload_bytes, retained=msg.retain)
@@ -182,8 +182,33 @@ def record_metrics(parsed: Parsed, metrics: GatewayMetrics, messages: int, notic
         metrics.lag.set(max(0.0, time.time() - max(r[3] for r in parsed.readings)))
 
 
-def _once(noticed: set[tuple[str, str]], kind: str, device: str, text: str, *args: object) -> None:
-    """Log a warning about a device the first time only: the metrics count every case."""
+def bound_dead_letters(store: Store, bounds: DeadLetterBounds, metrics: GatewayMetrics,
+                       noticed: set[tuple[str, str]]) -> None:
+    """Keep the store's dead letters within their bounds (the oldest go first), count what
+    was dropped, show what the store holds, and log an ALARM the first time a device, or
+    the store, reached its bound (per process, like the spool-full alarm)."""
+    trim = store.trim_dead_letters(bounds)
+    for bound, dropped in (("device", trim.dropped_device), ("total", trim.dropped_total)):
+        if dropped:
+            metrics.letters_dropped.labels(bound).inc(dropped)
+    metrics.dead_letters.set(trim.letters)
+    metrics.dead_letter_bytes.set(trim.bytes)
+    for device in trim.devices_over:
+        _once(noticed, "letters", device, "ALARM dead letters of device %r reached their bound (%d letters or %d bytes: "
+              "BOUCLE_DEAD_LETTERS_MAX_PER_DEVICE, BOUCLE_DEAD_LETTERS_MAX_DEVICE_BYTES): its oldest are dropped from "
+              "now on, counted in boucle_gateway_dead_letters_dropped{bound=\"device\"}; read its dead letters and fix "
+              "the device", device, bounds.per_device, bounds.device_bytes, level=logging.ERROR)
+    if trim.over_total:
+        _once(noticed, "all letters", "", "ALARM the dead-letter store reached its bound (%d letters or %d bytes: "
+              "BOUCLE_DEAD_LETTERS_MAX, BOUCLE_DEAD_LETTERS_MAX_BYTES): the oldest are dropped from now on, counted in "
+              "boucle_gateway_dead_letters_dropped{bound=\"total\"}; read the dead letters and fix their senders",
+              bounds.total, bounds.total_bytes, level=logging.ERROR)
+
+
+def _once(noticed: set[tuple[str, str]], kind: str, device: str, text: str, *args: object,
+          level: int = logging.WARNING) -> None:
+    """Log about a device (or, for "", the gateway) the first time only: the metrics count
+    every case."""
     if (kind, device) not in noticed:
         noticed.add((kind, device))
-        log.warning(text, *args)
+        log.log(level, text, *args)

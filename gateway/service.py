@@ -30,13 +30,20 @@ from boucle.cli import UserError
 from boucle.logs import configure_logging
 from boucle.mqtt import BrokerUnavailable, Session, close_session
 from boucle.registry import RegistryError, RegistryFile
-from boucle.settings import GatewaySettings, SettingsError, load_settings
-from boucle.storage import Store, open_store
+from boucle.settings import GatewaySettings, SettingsError, env_name, load_settings
+from boucle.storage import DeadLetterBounds, Store, open_store
 from gateway.aggregate import FIELDS, RAW_RESOLUTIONS, affected_span, day_windows, raw_windows
 from gateway.input import Inbox, subscribe
 from gateway.metrics import GatewayMetrics, serve_metrics
 from gateway.month_packs import refresh_month_packs
-from gateway.output import Parsed, drop_repeats, parse_batch, record_metrics, write_parsed
+from gateway.output import (
+    Parsed,
+    bound_dead_letters,
+    drop_repeats,
+    parse_batch,
+    record_metrics,
+    write_parsed,
+)
 from gateway.spool import Spool, Spooled, SpoolFull
 
 log = logging.getLogger("boucle.gateway")
@@ -65,6 +72,19 @@ def recompute_windows(store: Store, device: str, t_min: int, t_max: int, rated_p
     return store.reading_counts([device], start, end)[device] == used
 
 
+def dead_letter_bounds(settings: GatewaySettings) -> DeadLetterBounds:
+    """The dead-letter bounds of the settings; SettingsError for one that cannot work."""
+    bounds = DeadLetterBounds(settings.dead_letters_max_per_device, settings.dead_letters_max_device_bytes,
+                              settings.dead_letters_max, settings.dead_letters_max_bytes)
+    for name, value, least in (("dead_letters_max_per_device", bounds.per_device, 1),
+                               ("dead_letters_max_device_bytes", bounds.device_bytes, 65536),
+                               ("dead_letters_max", bounds.total, 1), ("dead_letters_max_bytes", bounds.total_bytes, 65536)):
+        if value < least:
+            raise SettingsError(f"{env_name(name)}={value}: must be at least {least} (a dead letter holds up to "
+                                f"{settings.max_payload_bytes} bytes of payload)")
+    return bounds
+
+
 def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
     """Exponential backoff with full jitter, so that many gateways do not retry in step."""
     return random.uniform(0, min(cap, base * 2**attempt))
@@ -76,6 +96,7 @@ class Gateway:
     def __init__(self, settings: GatewaySettings, store: Store | None = None,
                  registry: RegistryFile | None = None):
         self.settings = settings
+        self.letter_bounds = dead_letter_bounds(settings)
         self.registry = registry or RegistryFile(settings.registry)
         self._tags: tuple[object, dict[str, dict[str, str]]] = (None, {})
         self.store = store or open_store(settings.store_url, token=settings.influx_token,
@@ -97,6 +118,8 @@ class Gateway:
         self._store_ok = True
         self._spool_full = False
         self._noticed: set[tuple[str, str]] = set()  # (kind, device) already logged: gateway.output
+        self._trim_tried = 0.0
+        self._trim_failing = False
 
     def _stage(self, name: str, loop: Callable[[], None]) -> threading.Thread:
         """A stage's thread. Its loop returns only when the gateway stops; an exception
@@ -234,11 +257,14 @@ class Gateway:
     def _write_loop(self) -> None:
         s = self.settings
         store_dedups = getattr(self.store, "dedups", False)
-        last_forget = 0.0
+        last_forget = last_cap = 0.0
+        letters_due = True  # bound the dead letters at start (sets their gauges), then after each batch with some
         while True:
             try:
                 spooled, parsed = self._parsed.get(timeout=0.5)
             except queue.Empty:
+                if letters_due and time.monotonic() - self._trim_tried > 30:
+                    letters_due = self._bound_letters()
                 if self._stopping.is_set() and not self._parser.is_alive():
                     return
                 continue
@@ -261,11 +287,34 @@ class Gateway:
             self.spool.remove([m.id for m in spooled], parsed.readings, [(d.key, d.received) for d in parsed.letters],
                               remember=not store_dedups)
             record_metrics(parsed, self.metrics, len(spooled), self._noticed)
+            if letters_due or parsed.letters:
+                letters_due = self._bound_letters()
+            if parsed.letters and time.time() - last_cap > 60:
+                last_cap = time.time()
+                self.spool.cap_letters(self.letter_bounds.total)
             self.metrics.spool_depth.set(self.spool.depth)
             self.metrics.spool_age.set(self.spool.oldest_age())
             if time.time() - last_forget > 3600:
                 last_forget = time.time()
                 self.spool.forget_before(int(time.time()) - s.dedup_days * 86400)
+
+    def _bound_letters(self) -> bool:
+        """Trim the store's dead letters to their bounds; True while still due (the store
+        failed: tried again after the next batch with letters, or in 30 s). Never holds up
+        ingestion: InfluxDB 3, whose InfluxQL has no DELETE, keeps its letters unbounded."""
+        self._trim_tried = time.monotonic()
+        try:
+            bound_dead_letters(self.store, self.letter_bounds, self.metrics, self._noticed)
+        except Exception as exc:  # noqa: BLE001 - any store failure: retried, ingestion goes on
+            if not self._trim_failing:
+                log.warning("dead letters not trimmed to their bounds (%s); trying again after the next batch "
+                            "(logged once until it works)", exc)
+            self._trim_failing = True
+            return True
+        if self._trim_failing:
+            log.info("dead letters trimmed to their bounds again")
+        self._trim_failing = False
+        return False
 
     # --- aggregator: dirty devices → windows recomputed from stored readings -------------
 

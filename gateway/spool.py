@@ -208,6 +208,18 @@ class Spool:
             conn.execute("DELETE FROM seen_letters WHERE received < ?", (ts,))
             return conn.execute("DELETE FROM seen WHERE ts < ?", (ts,)).rowcount
 
+    def cap_letters(self, keep: int) -> int:
+        """Keep the newest `keep` keys of dead letters (a flood of distinct garbage must not
+        grow the index until BOUCLE_DEDUP_DAYS); how many were forgotten. A letter's
+        redelivery after its key was forgotten is stored again, as its newest copy."""
+        conn = self._state()
+        (n,) = conn.execute("SELECT count(*) FROM seen_letters").fetchone()
+        if n <= keep:
+            return 0
+        with conn:
+            return conn.execute("DELETE FROM seen_letters WHERE key IN "
+                                "(SELECT key FROM seen_letters ORDER BY received LIMIT ?)", (n - keep,)).rowcount
+
     def oldest_age(self) -> float:
         row = self._spool().execute("SELECT received FROM spool WHERE id > ? ORDER BY id LIMIT 1",
                                     (self._drained,)).fetchone()

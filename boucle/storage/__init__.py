@@ -11,19 +11,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from boucle.protocol import Reading, ReadingRow
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A refused message, kept with its reason so nothing is silently lost."""
-
-    received: float
-    topic: str
-    error: str
-    path: str
-    message: str
-    payload: bytes
-    key: str = ""  # content hash: a redelivered copy is the same dead letter
+from boucle.storage.dead_letters import DeadLetter, DeadLetterBounds, DeadLetterTrim
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +91,11 @@ class Store(Protocol):
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Keep refused messages with their reason."""
+
+    def trim_dead_letters(self, bounds: DeadLetterBounds) -> DeadLetterTrim:
+        """Drop the oldest dead letters of each device past the per-device bounds, then the
+        oldest of all past the total bounds. Reads a tally, not the letters, when nothing
+        is over: call it after each batch that wrote letters."""
 
     def write_device_states(self, states: Sequence[DeviceState]) -> None:
         """Keep the latest status / health document per device and channel."""

@@ -20,6 +20,7 @@ import base64
 import json
 import logging
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from itertools import groupby
 from operator import itemgetter
@@ -29,6 +30,13 @@ from influxdb_client import InfluxDBClient, Point, WritePrecision
 
 from boucle.protocol import INTEGER_FIELDS, MEASUREMENT_FIELDS, Reading, ReadingRow, reading_row
 from boucle.storage import WINDOW_VALUES, DeadLetter, DeviceState, MonthPack, StoredReading, Window
+from boucle.storage.dead_letters import (
+    DeadLetterBounds,
+    DeadLetterTrim,
+    letter_size,
+    oldest_to_drop,
+    trim_letters,
+)
 
 log = logging.getLogger("boucle.storage.influx")
 
@@ -100,17 +108,17 @@ class InfluxStore:
     def ping(self) -> bool:
         return self._client.ping()
 
-    def write_lines(self, lines: Sequence[str]) -> None:
+    def write_lines(self, lines: Sequence[str], precision: str = "") -> None:
         """Write line protocol synchronously; raises StoreError unless confirmed (204)."""
         if not lines:
             return
-        params = [("db", self.database), ("precision", self.precision)]
+        params = [("db", self.database), ("precision", precision or self.precision)]
         if self.rp:
             params.append(("rp", self.rp))
         self._call("/write", "POST", params, "\n".join(lines) + "\n")
 
-    def _query(self, q: str, method: str = "GET", database: str | None = "") -> list[dict]:
-        params = [("q", q), ("epoch", "s")]
+    def _query(self, q: str, method: str = "GET", database: str | None = "", epoch: str = "s") -> list[dict]:
+        params = [("q", q), ("epoch", epoch)]
         if database is not None:
             params.append(("db", database or self.database))
         data = json.loads(self._call("/query", method, params) or b"{}")
@@ -155,14 +163,51 @@ class InfluxStore:
         return "readings," + ",".join(f"{_tag(k)}={_tag(v)}" for k, v in tags if v != "")
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        precision = _PRECISION[self.precision][0]
+        # Series per device and error (bounded), not per letter: the letter's key is a
+        # field, and its time the receipt in µs plus three digits from its key (ns), so two
+        # letters of one device and error received in the same µs stay two points.
         lines = []
         for d in letters:
-            p = (Point("dead_letters").tag("error", d.error).tag("key", d.key or f"{d.received}")
+            p = (Point("dead_letters").tag("device", d.device).tag("error", d.error)
                  .field("topic", d.topic).field("path", d.path).field("message", d.message)
-                 .field("payload_b64", base64.b64encode(d.payload).decode()).field("received", float(d.received)))
-            lines.append(p.time(self._t(d.received), write_precision=precision).to_line_protocol())
-        self.write_lines(lines)
+                 .field("payload_b64", base64.b64encode(d.payload).decode()).field("received", float(d.received))
+                 .field("key", d.key).field("size", letter_size(d)))
+            spread = zlib.crc32(d.key.encode()) % 1000
+            lines.append(p.time(round(d.received * 10**6) * 1000 + spread, write_precision=WritePrecision.NS)
+                         .to_line_protocol())
+        self.write_lines(lines, "ns")
+
+    def trim_dead_letters(self, bounds: DeadLetterBounds) -> DeadLetterTrim:
+        # "received" is in every letter, "size" only in those written since the bounds.
+        tally = {s.get("tags", {}).get("device") or "": (s["values"][0][1], s["values"][0][2] or 0)
+                 for s in self.query_series('SELECT count("received"), sum("size") FROM "dead_letters" '
+                                            'GROUP BY "device"')}
+        return trim_letters(bounds, tally, self._drop_oldest)
+
+    def _drop_oldest(self, device: str | None, letters: int, size: int, max_letters: int,
+                     max_bytes: int) -> tuple[int, int]:
+        """Delete the oldest letters of `device` (None: of all) until the rest fits the
+        bounds; how many, and their bytes. (InfluxQL DELETE: InfluxDB 1.x and 2.x's v1
+        API; not 3.)"""
+        where = "" if device is None else f'"device" = {_quote(device)}'
+        drop, freed, cut, offset = 0, 0, None, 0
+        chunk = max(1000, letters - max_letters)
+        while True:
+            results = self._query(f'SELECT "size", "received" FROM "dead_letters" {"WHERE " + where if where else ""} '
+                                  f"ORDER BY time LIMIT {chunk} OFFSET {offset}", epoch="ns")
+            rows = results[0]["series"][0]["values"] if results and results[0].get("series") else []
+            n = oldest_to_drop(letters - drop, size - freed, max_letters, max_bytes, (r[1] or 0 for r in rows))
+            if n:
+                cut = rows[n - 1][0]
+                drop += n
+                freed += sum(r[1] or 0 for r in rows[:n])
+            if n < len(rows) or not rows:
+                break
+            offset += len(rows)
+        if cut is not None:
+            self._query(f'DELETE FROM "dead_letters" WHERE {where + " AND " if where else ""}time <= {cut}',
+                        method="POST")
+        return drop, freed
 
     def write_device_states(self, states: Sequence[DeviceState]) -> None:
         precision = _PRECISION[self.precision][0]
@@ -218,11 +263,14 @@ class InfluxStore:
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         out = []
-        for s in self.query_series('SELECT "topic", "error", "path", "message", "payload_b64", "received", "key" '
+        # "key" was a tag before the bounds (one series per letter): read either.
+        for s in self.query_series('SELECT "topic", "error", "path", "message", "payload_b64", "received", '
+                                   '"key"::field, "key"::tag, "device" '
                                    f'FROM "dead_letters" ORDER BY time DESC LIMIT {int(limit)}'):
             for v in s["values"]:
-                _t, topic, error, path, message, payload, received, key = v
-                out.append(DeadLetter(received, topic, error, path, message, base64.b64decode(payload), key))
+                _t, topic, error, path, message, payload, received, key, old_key, device = v
+                out.append(DeadLetter(received, topic, error, path, message, base64.b64decode(payload),
+                                      key or old_key or "", device or ""))
         return out
 
     def next_reading_ts(self, device: str, after: int) -> int | None:

@@ -13,6 +13,13 @@ import msgspec
 from boucle.private_files import create_private_file
 from boucle.protocol import MEASUREMENT_FIELDS, ROW_FIELDS, Reading, ReadingRow, reading_row
 from boucle.storage import WINDOW_VALUES, DeadLetter, DeviceState, MonthPack, StoredReading, Window
+from boucle.storage.dead_letters import (
+    DeadLetterBounds,
+    DeadLetterTrim,
+    letter_size,
+    oldest_to_drop,
+    trim_letters,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -24,7 +31,8 @@ CREATE TABLE IF NOT EXISTS readings (
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (device, ts);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, received REAL NOT NULL, topic TEXT NOT NULL, error TEXT NOT NULL,
-    path TEXT NOT NULL, message TEXT NOT NULL, payload BLOB NOT NULL, key TEXT
+    path TEXT NOT NULL, message TEXT NOT NULL, payload BLOB NOT NULL, key TEXT,
+    device TEXT NOT NULL DEFAULT '', size INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_by_key ON dead_letters (key) WHERE key != '';
 CREATE TABLE IF NOT EXISTS device_state (
@@ -50,6 +58,23 @@ INSERT OR IGNORE INTO meta VALUES ('data_version', 0);
 # row by row, retaking the GIL each time from the busy MQTT thread: measured 10-40 % slower
 # gateway ingest.) Values survive the trip exactly: integers as integers, and the wire's
 # decimals parse back to the same doubles (tests/gateway/test_sqlite_rows.py).
+# Dead-letter bounds (trim_dead_letters): a tally per device kept by triggers, so checking
+# the bounds after a batch reads a few rows, never the letters; indexes with the size, so
+# finding the oldest to drop never reads a letter (its payload spills to overflow pages).
+_DEAD_LETTER_BOUNDS = """
+CREATE INDEX IF NOT EXISTS dead_letters_by_device ON dead_letters (device, id, size);
+CREATE INDEX IF NOT EXISTS dead_letters_by_age ON dead_letters (id, size);
+CREATE TABLE IF NOT EXISTS dead_letter_tally (
+    device TEXT PRIMARY KEY, letters INTEGER NOT NULL, bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS dead_letter_kept AFTER INSERT ON dead_letters BEGIN
+    INSERT INTO dead_letter_tally VALUES (NEW.device, 1, NEW.size)
+    ON CONFLICT (device) DO UPDATE SET letters = letters + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS dead_letter_dropped AFTER DELETE ON dead_letters BEGIN
+    UPDATE dead_letter_tally SET letters = letters - 1, bytes = bytes - OLD.size WHERE device = OLD.device;
+END;
+"""
 _ROWS_JSON = msgspec.json.Encoder()
 _COLUMN = "value ->> {}" if sqlite3.sqlite_version_info >= (3, 38) else "json_extract(value, '$[{}]')"
 _INSERT = (
@@ -70,6 +95,7 @@ class SQLiteStore:
         self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
+            _bound_dead_letters(conn)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -106,10 +132,18 @@ class SQLiteStore:
         conn = self._conn()
         with conn:
             conn.executemany(
-                "INSERT OR IGNORE INTO dead_letters (received, topic, error, path, message, payload, key) "
-                "VALUES (?,?,?,?,?,?,?)",
-                [(d.received, d.topic, d.error, d.path, d.message, d.payload, d.key) for d in letters],
+                "INSERT OR IGNORE INTO dead_letters (received, topic, error, path, message, payload, key, device, size) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                [(d.received, d.topic, d.error, d.path, d.message, d.payload, d.key, d.device, letter_size(d))
+                 for d in letters],
             )
+
+    def trim_dead_letters(self, bounds: DeadLetterBounds) -> DeadLetterTrim:
+        conn = self._conn()
+        with conn:
+            tally = {d: (n, size) for d, n, size in conn.execute(
+                "SELECT device, letters, bytes FROM dead_letter_tally WHERE letters > 0")}
+            return trim_letters(bounds, tally, lambda device, *limits: _drop_oldest(conn, device, *limits))
 
     def write_device_states(self, states: Sequence[DeviceState]) -> None:
         conn = self._conn()
@@ -168,7 +202,7 @@ class SQLiteStore:
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self._conn().execute(
-            "SELECT received, topic, error, path, message, payload, coalesce(key, '') FROM dead_letters "
+            "SELECT received, topic, error, path, message, payload, coalesce(key, ''), device FROM dead_letters "
             "ORDER BY id DESC LIMIT ?",
             (limit,),
         ).fetchall()
@@ -233,3 +267,55 @@ class SQLiteStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _bound_dead_letters(conn: sqlite3.Connection) -> None:
+    """The dead-letter bounds' columns, indexes, tally and triggers; a store written before
+    them gets its letters' device (the topic's second-to-last segment) and size."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(dead_letters)")}
+    if "device" not in columns:
+        conn.execute("ALTER TABLE dead_letters ADD COLUMN device TEXT NOT NULL DEFAULT ''")
+        conn.execute("ALTER TABLE dead_letters ADD COLUMN size INTEGER NOT NULL DEFAULT 0")
+        rows = conn.execute("SELECT id, received, topic, error, path, message, payload, coalesce(key, '') "
+                            "FROM dead_letters").fetchall()
+        letters = [(row[0], DeadLetter(*row[1:], device=_topic_device(row[2]))) for row in rows]
+        conn.executemany("UPDATE dead_letters SET device = ?, size = ? WHERE id = ?",
+                         [(d.device, letter_size(d), id_) for id_, d in letters])
+    fresh = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dead_letter_tally'").fetchone() is None
+    conn.executescript(_DEAD_LETTER_BOUNDS)
+    if fresh:
+        conn.execute("INSERT INTO dead_letter_tally SELECT device, count(*), sum(size) FROM dead_letters GROUP BY device")
+
+
+def _topic_device(topic: str) -> str:
+    parts = topic.split("/")
+    return parts[-2] if len(parts) >= 3 else ""
+
+
+def _drop_oldest(conn: sqlite3.Connection, device: str | None, letters: int, size: int,
+                 max_letters: int, max_bytes: int) -> tuple[int, int]:
+    """Delete the oldest letters of `device` (None: of all) until the rest fits the
+    bounds; how many, and their bytes. Reads (id, size) from a covering index."""
+    where, params = ("WHERE device = ?", (device,)) if device is not None else ("", ())
+    oldest = conn.execute(f"SELECT id, size FROM dead_letters {where} ORDER BY id", params)
+    cut, drop, freed = 0, 0, 0
+    while True:
+        chunk = oldest.fetchmany(1000)
+        n = oldest_to_drop(letters - drop, size - freed, max_letters, max_bytes, (s for _, s in chunk))
+        if n:
+            cut = chunk[n - 1][0]
+            drop += n
+            freed += sum(s for _, s in chunk[:n])
+        if n < len(chunk) or not chunk:
+            break
+    oldest.close()
+    if drop:
+        # FAST: no rewrite of the freed pages with zeros, which this build does by default
+        # (secure_delete) and which cost as much as writing the 8 KB payloads.
+        (secure,) = conn.execute("PRAGMA secure_delete").fetchone()
+        conn.execute("PRAGMA secure_delete = FAST")
+        try:
+            conn.execute(f"DELETE FROM dead_letters {where} {'AND' if where else 'WHERE'} id <= ?", (*params, cut))
+        finally:
+            conn.execute(f"PRAGMA secure_delete = {int(secure)}")
+    return drop, freed

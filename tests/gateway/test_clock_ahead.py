@@ -9,12 +9,16 @@ import json
 import logging
 import time
 
-import httpx
-
 from boucle.storage.sqlite import SQLiteStore
 from gateway.output import parse_batch
 from gateway.spool import Spooled
-from tests.gateway.test_ingest import gateway_for, publish_all, publisher, wait_until
+from tests.gateway.test_ingest import (
+    gateway_for,
+    metrics_showing,
+    publish_all,
+    publisher,
+    wait_until,
+)
 from tests.servers import free_port
 
 DEVICE = "ecully-fablab-grid"
@@ -52,8 +56,8 @@ def test_readings_ahead_are_stored_as_stamped_counted_and_logged_once(tmp_path, 
             assert wait_until(lambda: store.reading_counts([DEVICE], 0, 2**31)[DEVICE] == 6)
         stamps = [r.ts for r in store.readings(DEVICE, 0, 2**31, ["energy_wh"])]
         assert sorted(stamps) == sorted([now - 120, now - 60, now - 60, now + 120, now + 180, now + 150])
-        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
-        assert "boucle_gateway_readings_ahead_total 3.0" in metrics
+        assert "boucle_gateway_readings_ahead_total 3.0" in metrics_showing(
+            metrics_port, "boucle_gateway_readings_ahead_total 3.0")
         notices = [r.getMessage() for r in caplog.records if "ahead of the gateway clock" in r.getMessage()]
         assert len(notices) == 1 and DEVICE in notices[0], notices
     finally:

@@ -40,6 +40,20 @@ def wait_until(predicate, timeout: float = 20) -> bool:
     return False
 
 
+def metrics_showing(port: int, *lines: str, timeout: float = 30) -> str:
+    """The gateway's /metrics once it shows every one of `lines` (or as it is at the
+    timeout: the caller asserts). Counters move after the store write they count."""
+    text = ""
+
+    def shown() -> bool:
+        nonlocal text
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        return all(line in text for line in lines)
+
+    wait_until(shown, timeout)
+    return text
+
+
 def telemetry(device: str, boot: int, seqs, energy0: int = 1000, t0: int = NOW - 3600) -> tuple[str, bytes]:
     readings = [{"seq": s, "ts": t0 + s * 60, "energy_wh": energy0 + s} for s in seqs]
     return f"boucle/v1/{device}/telemetry", json.dumps(
