@@ -76,12 +76,14 @@ def dead_letter_bounds(settings: GatewaySettings) -> DeadLetterBounds:
     """The dead-letter bounds of the settings; SettingsError for one that cannot work."""
     bounds = DeadLetterBounds(settings.dead_letters_max_per_device, settings.dead_letters_max_device_bytes,
                               settings.dead_letters_max, settings.dead_letters_max_bytes)
-    for name, value, least in (("dead_letters_max_per_device", bounds.per_device, 1),
-                               ("dead_letters_max_device_bytes", bounds.device_bytes, 65536),
-                               ("dead_letters_max", bounds.total, 1), ("dead_letters_max_bytes", bounds.total_bytes, 65536)):
+    why = f"a dead letter holds up to {settings.max_payload_bytes} bytes of payload, and its texts"
+    for name, value, least, reason in (
+            ("dead_letters_max_per_device", bounds.per_device, 1, "at least one letter"),
+            ("dead_letters_max_device_bytes", bounds.device_bytes, 65536, why),
+            ("dead_letters_max", bounds.total, 1, "at least one letter"),
+            ("dead_letters_max_bytes", bounds.total_bytes, 65536, why)):
         if value < least:
-            raise SettingsError(f"{env_name(name)}={value}: must be at least {least} (a dead letter holds up to "
-                                f"{settings.max_payload_bytes} bytes of payload)")
+            raise SettingsError(f"{env_name(name)}={value}: must be at least {least} ({reason})")
     return bounds
 
 
