@@ -136,9 +136,11 @@ class Spool:
 
     # --- spooler thread (sole writer of the spool file) ----------------------------
 
-    def append(self, messages: Sequence[tuple[float, str, bytes, bool]]) -> None:
+    def append(self, messages: Sequence[tuple[float, str, bytes, bool] | tuple[float, str, bytes]]) -> None:
         """Commit messages (received, topic, payload, retain) durably; raise SpoolFull
-        (committing nothing) past the bound."""
+        (committing nothing) past the bound. Without the retain flag, a message is live."""
+        if messages and len(messages[0]) == 3:
+            messages = [(*m, False) for m in messages]
         if self.depth + len(messages) > self.max_rows:
             raise SpoolFull(f"spool holds {self.depth} messages, its bound is {self.max_rows}")
         conn = self._spool()

@@ -82,8 +82,7 @@ def test_a_poison_message_in_the_spool_at_start_is_dead_lettered(tmp_path, mosqu
     at the next start: it must not die on it again."""
     spool = Spool(tmp_path / "spool.db", 1000)
     good_topic, good = telemetry(DEVICE, 2, range(1, 6))
-    spool.append([(time.time(), f"boucle/v1/{DEVICE}/telemetry", DEEP_TELEMETRY, False),
-                  (time.time(), good_topic, good, False)])
+    spool.append([(time.time(), f"boucle/v1/{DEVICE}/telemetry", DEEP_TELEMETRY), (time.time(), good_topic, good)])
     spool.close()
     metrics_port = free_port()
     gateway = start_gateway(tmp_path, mosquitto.port, metrics_port)
