@@ -106,6 +106,9 @@ class LevelEvents:
     """(ts of the first reading after the drop, level just before the drop)."""
     state: LevelState | None = None
     """State after the last reading (None for an empty series without a given state)."""
+    tops: list[int] = field(default_factory=list)
+    """Per emptying, the index of the reading whose level was the top before the drop
+    (-1 when the top came from the given `state`)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class WasteEvents:
     emptyings: list[tuple[int, float]]
     """(ts of the reading after the drop, weight in g just before it = mass collected)."""
     state: LevelState | None = None
+    tops: list[int] = field(default_factory=list)
+    """Per emptying, the index of the reading at the top before the drop (LevelEvents.tops)."""
 
     @property
     def collected_g(self) -> float:
@@ -147,24 +152,28 @@ def level_events(
     x = np.asarray(levels, dtype=np.float64).tolist()  # plain floats: this loop is the hot path
     deposits = [0.0] * len(x)
     emptyings: list[tuple[int, float]] = []
+    tops: list[int] = []
     if state is not None:
         accepted, prev, top = state.accepted, state.prev, state.top
-        first = 0
+        first, top_i = 0, -1
     elif x:
         accepted = prev = top = x[0]
-        first = 1
+        first, top_i = 1, 0
     else:
         return LevelEvents(0.0, np.zeros(0), emptyings)
     for i in range(first, len(x)):
         w = x[i]
         if w < prev:
-            top = max(top, prev)
+            if prev > top:
+                top, top_i = prev, i - 1
         else:
-            top = w
+            top, top_i = w, i
         if top - w >= noise and w <= max(near_empty, near_empty_fraction * top):
             emptyings.append((int(t[i]), top))
+            tops.append(top_i)
             deposits[i] = w if w >= noise else 0.0
             accepted = top = w
+            top_i = i
         elif w - accepted >= noise:
             deposits[i] = w - accepted
             accepted = w
@@ -172,7 +181,7 @@ def level_events(
             accepted = w
         prev = w
     per_reading = np.array(deposits)
-    return LevelEvents(float(per_reading.sum()), per_reading, emptyings, LevelState(accepted, prev, top))
+    return LevelEvents(float(per_reading.sum()), per_reading, emptyings, LevelState(accepted, prev, top), tops)
 
 
 def waste_events(
@@ -188,7 +197,7 @@ def waste_events(
     The first reading is the baseline, unless `state` (from the previous batch) is given.
     """
     ev = level_events(times, weights_g, noise_g, near_tare_g, near_tare_fraction, state)
-    return WasteEvents(ev.deposited, ev.deposits, ev.emptyings, ev.state)
+    return WasteEvents(ev.deposited, ev.deposits, ev.emptyings, ev.state, ev.tops)
 
 
 def per_interval(times: Sequence[int] | np.ndarray, amounts: Sequence[float] | np.ndarray,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ID = r"^[a-z0-9][a-z0-9_-]{1,47}$"
 DEVICE_ID = r"^[a-z0-9][a-z0-9_-]{2,47}$"
@@ -84,9 +84,22 @@ class Site(_Model):
         return value
 
 
+class Move(_Model):
+    """A site a device was at before the next entry's site (or its `site`)."""
+
+    site: str
+    until: AwareDatetime
+    """When it left that site (with its zone: 2026-03-01T00:00:00Z)."""
+
+
+FOREVER = 2**62
+"""A tenure's open end (and a first tenure's open start, negated)."""
+
+
 class Device(_Model):
     id: str = Field(pattern=DEVICE_ID)
     site: str
+    """Where the device is now (since its last move)."""
     kind: Literal["energy", "waste"]
     channel: Channel | None = None
     rated_power_w: float | None = Field(default=None, gt=0)
@@ -96,6 +109,25 @@ class Device(_Model):
     interval_s: int = Field(default=60, ge=1, le=86400)
     profile: str | None = None
     calibration: dict[str, float] = {}
+    moves: tuple[Move, ...] = ()
+    """Earlier sites, oldest first: readings are attributed to the site they were taken at."""
+
+    def tenures(self) -> list[tuple[str, int, int]]:
+        """(site, from, until) of each stay, oldest first, as UTC seconds [from, until)."""
+        out, since = [], -FOREVER
+        for move in self.moves:
+            until = int(move.until.timestamp())
+            out.append((move.site, since, until))
+            since = until
+        out.append((self.site, since, FOREVER))
+        return out
+
+    def site_at(self, ts: float) -> str:
+        """The site the device was at at `ts`."""
+        for move in self.moves:
+            if ts < move.until.timestamp():
+                return move.site
+        return self.site
 
 
 class Need(_Model):
@@ -146,6 +178,17 @@ class Registry(_Model):
         if territory and stream in territory.routes:
             return territory.routes[stream]
         return self.waste_streams[stream]
+
+
+def profile_fields(profile: str | None) -> frozenset[str]:
+    """The reading fields a firmware sensor profile's sensors produce (its sensors in
+    boucle_fw.config.PROFILES, their fields in boucle_fw.discovery): empty for a device
+    without a profile or with one the firmware does not know."""
+    from boucle_fw.config import PROFILES
+    from boucle_fw.discovery import FIELDS_BY_SENSOR
+
+    sensors = PROFILES.get(profile or "", {}).get("sensors", ())
+    return frozenset(f for sensor in sensors for f in FIELDS_BY_SENSOR.get(sensor["type"], ()))
 
 
 def hash_key(key: str) -> str:
@@ -318,6 +361,18 @@ def _check_references(path: Path, text: str, reg: Registry) -> None:
         if d.site not in sites:
             fail(("devices", i, "site"), f"site {d.site!r} does not exist",
                  "use the id of a [[sites]] entry")
+        for move in d.moves:
+            if move.site not in sites:
+                fail(("devices", i, "moves"), f"site {move.site!r} does not exist",
+                     "use the id of a [[sites]] entry")
+        untils = [m.until for m in d.moves]
+        if untils != sorted(set(untils)):
+            fail(("devices", i, "moves"), "moves are not in time order",
+                 "list earlier sites oldest first, each with a later `until` than the one before")
+        if any(u.timestamp() % 900 for u in untils):
+            fail(("devices", i, "moves"), "a move's `until` is not on a quarter-hour",
+                 "give the quarter-hour the device changed site, like 2026-03-01T10:15:00Z (data is kept "
+                 "per quarter-hour)")
         if d.kind == "energy" and d.channel is None:
             fail(("devices", i, "channel"), "an energy device needs a channel",
                  "add channel = \"grid_import\", \"pv_production\" or \"load\"")

@@ -7,15 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from boucle.accounting import fill_emptyings
 from boucle.registry import Registry
 from cloud.access import Budget, Context, Ctx, Who, site_or_404, territory_or_404
 from cloud.budget import RequestBudget, period_cost
 from cloud.fiware import MEDIA_TYPE, ContainerState, key_performance_indicator, waste_container
 from cloud.indicator_routes import When, cached, indicator_set
-from cloud.indicators import Period, Scope
-from cloud.indicators.context import Context as IndicatorContext
-from cloud.indicators.waste import fill_levels
+from cloud.indicators import Period, Scope, load_context
 from cloud.params import IdsQuery, SiteId, TerritoryId, parse_ids
 from cloud.timefmt import iso
 
@@ -59,8 +56,8 @@ def site_kpis(site_id: SiteId, ctx: Ctx, who: Who, period: When, response: Respo
 
 def container_states(ctx: Context, reg: Registry, scope: Scope, period: Period) -> list[ContainerState]:
     """Each bin of the scope: newest reading, and its last emptying within the period."""
-    ictx = IndicatorContext(ctx.store, reg, scope, period, ctx.references)
-    bins = ictx.waste_devices()
+    ictx = load_context(ctx.store, reg, scope, period, ["waste.fill_at_collection"], ctx.references)
+    bins = [d for d in ictx.waste_devices() if d.site == reg.device(d.id).site]  # where each is now
     seen = ctx.store.last_seen([d.id for d in bins])
     out = []
     for d in bins:
@@ -69,17 +66,13 @@ def container_states(ctx: Context, reg: Registry, scope: Scope, period: Period) 
             ts = seen[d.id][0]
             rows = ctx.store.readings(d.id, ts, ts + 1, ["fill_pct", "weight_g"])
             latest = rows[-1].values if rows else {}
-        weight_times, _ = ictx.source.series(d, period).field("weight_g")
-        if weight_times.size:
-            emptyings = ictx.waste(d).emptyings
-        else:
-            emptyings = fill_emptyings(*fill_levels(ictx, d))
+        emptied = ictx.frame(d).emptied
         site = reg.site(d.site)
         out.append(ContainerState(
             device_id=d.id, site_id=d.site, stream=d.stream, location=site.location,
             capacity_kg=d.capacity_kg, capacity_l=d.capacity_l, fill_pct=latest.get("fill_pct"),
             weight_g=latest.get("weight_g"), observed=iso(seen[d.id][0]) if d.id in seen else None,
-            last_emptying=iso(emptyings[-1][0]) if emptyings else None))
+            last_emptying=iso(int(emptied[-1, 0])) if emptied.size else None))
     return out
 
 

@@ -32,10 +32,9 @@ from boucle.mqtt import BrokerUnavailable, Session, close_session
 from boucle.registry import RegistryError, RegistryFile
 from boucle.settings import GatewaySettings, SettingsError, env_name, load_settings
 from boucle.storage import DeadLetterBounds, Store, open_store
-from gateway.aggregate import FIELDS, RAW_RESOLUTIONS, affected_span, day_windows, raw_windows
+from gateway.aggregate import rebuild_rollups, recompute_rollups
 from gateway.input import Inbox, subscribe
 from gateway.metrics import GatewayMetrics, serve_metrics
-from gateway.month_packs import refresh_month_packs
 from gateway.output import (
     Parsed,
     bound_dead_letters,
@@ -47,29 +46,6 @@ from gateway.output import (
 from gateway.spool import Spool, Spooled, SpoolFull
 
 log = logging.getLogger("boucle.gateway")
-
-
-def recompute_windows(store: Store, device: str, t_min: int, t_max: int, rated_power_w: float | None,
-                      packs: bool = True) -> bool:
-    """Recompute a device's windows around changed readings in [t_min, t_max] (and its month
-    packs, unless `packs` is False: the aggregator refreshes those on its own schedule).
-
-    Returns False when readings landed in the span meanwhile (another gateway process):
-    the span stays dirty and is recomputed again, so the last write always sees them.
-    """
-    t_next = store.next_reading_ts(device, t_max) or t_max
-    start, end = affected_span(t_min, t_next)
-    stored = store.readings(device, start, end, FIELDS)
-    rows = []
-    for resolution in RAW_RESOLUTIONS:
-        rows.extend(raw_windows(device, stored, start, end, resolution, rated_power_w))
-    store.write_windows(rows)
-    day0, day1 = start - start % 86400, end - end % 86400 + (86400 if end % 86400 else 0)
-    store.write_windows(day_windows(store.windows([device], "1h", day0, day1)))
-    if packs:
-        refresh_month_packs(store, device, day0, day1)
-    used = sum(1 for r in stored if r.ts >= start)
-    return store.reading_counts([device], start, end)[device] == used
 
 
 def dead_letter_bounds(settings: GatewaySettings) -> DeadLetterBounds:
@@ -100,7 +76,7 @@ class Gateway:
         self.settings = settings
         self.letter_bounds = dead_letter_bounds(settings)
         self.registry = registry or RegistryFile(settings.registry)
-        self._tags: tuple[object, dict[str, dict[str, str]]] = (None, {})
+        self._tags: tuple[object, dict[str, list[tuple[int, dict[str, str]]]]] = (None, {})
         self.store = store or open_store(settings.store_url, token=settings.influx_token,
                                          precision=settings.influx_precision, device_tags=self.device_tags)
         self.spool = Spool(settings.spool_path, settings.spool_max_rows)
@@ -160,24 +136,34 @@ class Gateway:
                  self.settings.spool_path, self.spool.depth)
         return self
 
-    def device_tags(self, device: str) -> dict[str, str]:
-        """Where a device belongs (site, territory, kind, channel or stream), for storage tags."""
-        return self._devices().get(device, {})
+    def device_tags(self, device: str, ts: int) -> dict[str, str]:
+        """Where a device was at `ts` (site, territory, kind, channel or stream), for storage tags."""
+        stays = self._devices().get(device)
+        if stays is None:
+            return {}
+        for until, tags in stays:
+            if ts < until:
+                return tags
+        return stays[-1][1]
 
-    def _devices(self) -> dict[str, dict[str, str]]:
-        """Registry devices → their storage tags, rebuilt only when the registry changes."""
+    def _devices(self) -> dict[str, list[tuple[int, dict[str, str]]]]:
+        """Registry devices → their tags per stay (until, tags), rebuilt only when the
+        registry changes (one stay unless the device moved)."""
         registry = self.registry.current()
         if self._tags[0] is not registry:
             sites = {site.id: site for site in registry.sites}
             table = {}
             for d in registry.devices:
-                site = sites.get(d.site)
-                tags = {"site": d.site, "territory": site.territory if site else "", "kind": d.kind}
-                if d.channel:
-                    tags["channel"] = d.channel
-                if d.stream:
-                    tags["stream"] = d.stream
-                table[d.id] = tags
+                stays = []
+                for site_id, _since, until in d.tenures():
+                    site = sites.get(site_id)
+                    tags = {"site": site_id, "territory": site.territory if site else "", "kind": d.kind}
+                    if d.channel:
+                        tags["channel"] = d.channel
+                    if d.stream:
+                        tags["stream"] = d.stream
+                    stays.append((until, tags))
+                table[d.id] = stays
             self._tags = (registry, table)
         return self._tags[1]
 
@@ -323,22 +309,17 @@ class Gateway:
     def _aggregate_loop(self) -> None:
         while True:
             dirty = self.spool.dirty()
-            due = self.spool.packs_due(before=int(time.time()) // 86400 * 86400)
-            if not dirty and not due:
+            if not dirty:
                 if self._stopping.is_set() and not self._writer.is_alive():
                     return
                 self._stopping.wait(self.settings.aggregate_interval_s)
                 continue
-            rated = {d.id: d.rated_power_w for d in self.registry.current().devices}
-            done = self._each(dirty, lambda d, t0, t1, rated=rated: recompute_windows(
-                self.store, d, t0, t1, rated.get(d), packs=False))
+            devices = {d.id: d for d in self.registry.current().devices}
+            # a device no longer in the registry has no kind to roll up by: its span is dropped
+            done = self._each(dirty, lambda d, t0, t1, devices=devices: d not in devices or recompute_rollups(
+                self.store, devices[d], t0, t1))
             self.spool.clean(done)
-            # Month packs serve whole UTC days: today's changes wait for the day to end
-            # (one refresh per device and day); changes to past days go at once.
-            packs = self._each(due, lambda d, t0, t1: refresh_month_packs(
-                self.store, d, t0 - t0 % 86400, t1 - t1 % 86400 + 86400) or True)
-            self.spool.clean_packs(packs)
-            if self._stopping.is_set() and not self._writer.is_alive() and not done and not packs:
+            if self._stopping.is_set() and not self._writer.is_alive() and not done:
                 return
 
     def _each(self, spans, work) -> list[tuple[str, int, int]]:
@@ -384,6 +365,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--share-group", help="shared-subscription group for scale-out (env BOUCLE_SHARE_GROUP)")
     parser.add_argument("--spool", dest="spool_path", help="spool file (env BOUCLE_SPOOL_PATH)")
     parser.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz, 0 to disable")
+    parser.add_argument("--rebuild-rollups", action="store_true",
+                        help="recompute every device's rollups from the stored readings, then exit "
+                             "(a store written by an older gateway)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -393,6 +377,8 @@ def run(args: argparse.Namespace) -> int:
                                  mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, client_id=args.client_id,
                                  share_group=args.share_group, spool_path=args.spool_path,
                                  metrics_port=args.metrics_port)
+        if args.rebuild_rollups:
+            return _rebuild(settings)
         gateway = Gateway(settings).start()
     except (SettingsError, RegistryError, BrokerUnavailable, ValueError) as exc:
         raise UserError(str(exc)) from None
@@ -406,4 +392,22 @@ def run(args: argparse.Namespace) -> int:
         pass
     log.info("stopping: flushing the spool")
     gateway.stop()
+    return 0
+
+
+def _rebuild(settings: GatewaySettings) -> int:
+    devices = list(RegistryFile(settings.registry).current().devices)
+    store = open_store(settings.store_url, token=settings.influx_token, precision=settings.influx_precision)
+    seen = 0
+
+    def progress(device) -> None:
+        nonlocal seen
+        seen += 1
+        print(f"\rrollups: {seen}/{len(devices)} devices ({device.id})", end="", flush=True)
+
+    try:
+        done = rebuild_rollups(store, devices, progress)
+    finally:
+        store.close()
+    print(f"\nrollups rebuilt for {done} devices with readings")
     return 0

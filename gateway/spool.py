@@ -9,8 +9,8 @@ Two files, each with a single writer, so the threads never wait on each other's 
   messages and deletes those below the watermark; the other threads only read it;
 - its state (`spool_path` with `.state.db`): written by the writer thread — the watermark,
   the dedup index (device, boot, seq, with a digest of the content first stored under that
-  identity), the dead letters already kept, and the devices
-  whose windows must be recomputed — all in the transaction that moves the watermark,
+  identity), the dead letters already kept, and the devices whose rollups must be
+  recomputed — all in the transaction that moves the watermark,
   so a crash at any point replays a batch rather than losing or half-applying it.
 """
 
@@ -47,12 +47,9 @@ CREATE TABLE IF NOT EXISTS seen (
 CREATE INDEX IF NOT EXISTS seen_by_time ON seen (ts);
 CREATE TABLE IF NOT EXISTS seen_letters (key TEXT PRIMARY KEY, received REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dirty (device TEXT PRIMARY KEY, min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS pack_dirty (device TEXT PRIMARY KEY, min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL);
 """
-_MARK = ("INSERT INTO {table} VALUES (?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
-         "min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)")
-_MARK_DIRTY = _MARK.format(table="dirty")
-_MARK_PACKS = _MARK.format(table="pack_dirty")
+_MARK_DIRTY = ("INSERT INTO dirty VALUES (?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
+               "min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)")
 _PACK = msgspec.msgpack.Encoder().encode
 
 
@@ -230,26 +227,14 @@ class Spool:
     # --- aggregator thread ------------------------------------------------------------
 
     def dirty(self, limit: int = 1000) -> list[tuple[str, int, int]]:
-        """Devices whose windows need recomputing: (device, oldest changed ts, newest changed ts)."""
+        """Devices whose rollups need recomputing: (device, oldest changed ts, newest changed ts)."""
         return self._state().execute("SELECT device, min_ts, max_ts FROM dirty LIMIT ?", (limit,)).fetchall()
 
     def clean(self, done: Sequence[tuple[str, int, int]]) -> None:
-        """Forget spans whose windows were recomputed, unless more changes arrived meanwhile;
-        their month packs are now due (same transaction: a crash cannot lose them)."""
+        """Forget spans whose rollups were recomputed, unless more changes arrived meanwhile."""
         conn = self._state()
         with conn:
             conn.executemany("DELETE FROM dirty WHERE device = ? AND min_ts = ? AND max_ts = ?", done)
-            conn.executemany(_MARK_PACKS, done)
-
-    def packs_due(self, before: int, limit: int = 1000) -> list[tuple[str, int, int]]:
-        """Devices whose month packs need recomputing for a day that started before `before`."""
-        return self._state().execute(
-            "SELECT device, min_ts, max_ts FROM pack_dirty WHERE min_ts < ? LIMIT ?", (before, limit)).fetchall()
-
-    def clean_packs(self, done: Iterable[tuple[str, int, int]]) -> None:
-        conn = self._state()
-        with conn:
-            conn.executemany("DELETE FROM pack_dirty WHERE device = ? AND min_ts = ? AND max_ts = ?", done)
 
     def close(self) -> None:
         for name in ("spool", "state"):

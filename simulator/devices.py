@@ -113,6 +113,7 @@ class VirtualDevice:
 class VirtualMeter(VirtualDevice):
     counter: EnergyCounter = field(default_factory=EnergyCounter)
     last_sent_wh: int | None = None
+    last_sent_ts: int = 0
     true_wh: float = 0.0
     gain: float = 1.0        # current clamps: measured / true power (gain error and drift)
 
@@ -139,13 +140,24 @@ class VirtualMeter(VirtualDevice):
                 reading["power_factor"] = 0.95 if measured > 0 else 0.0
         return reading
 
-    def counted(self, energy_wh: int) -> int:
-        """Wh the server counts for this reading when it arrives: the increase since the
-        previous reading it got, a decrease being a restart from zero (counts in full)."""
-        last, self.last_sent_wh = self.last_sent_wh, energy_wh
+    def counted(self, ts: int, energy_wh: int) -> list[tuple[int, float]]:
+        """The Wh the server counts for this reading when it arrives (the increase since the
+        previous reading it got, a decrease being a restart from zero that counts in full),
+        spread as the server spreads it: linearly over the time since that reading. As
+        (an instant of each hour, Wh accrued in that hour)."""
+        last, last_ts = self.last_sent_wh, self.last_sent_ts
+        self.last_sent_wh, self.last_sent_ts = energy_wh, ts
         if last is None:
-            return 0
-        return energy_wh - last if energy_wh >= last else energy_wh
+            return []
+        delta = energy_wh - last if energy_wh >= last else energy_wh
+        if ts <= last_ts:
+            return [(ts, float(delta))]
+        out, lo = [], last_ts
+        while lo < ts:
+            hi = min(ts, lo - lo % 3600 + 3600)
+            out.append((lo, delta * (hi - lo) / (ts - last_ts)))
+            lo = hi
+        return out
 
 
 @dataclass

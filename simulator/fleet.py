@@ -380,7 +380,8 @@ class Fleet:
         for payload, readings in dev.sendable():
             if meter is not None:
                 for r in readings:
-                    self.ledger.add(dev.device.id, r["ts"], wh=meter.counted(r["energy_wh"]))
+                    for ts, wh in meter.counted(r["ts"], r["energy_wh"]):
+                        self.ledger.add(dev.device.id, ts, wh=wh)
             self.sent["payloads"] += 1
             yield t, payload
             if dev.payloads_to_repeat:

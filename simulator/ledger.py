@@ -7,7 +7,8 @@ One row per device per simulated hour in which something happened (docs/simulato
      "deposited_kg": 12.5, "collected_kg": 0.0, "emptyings": 0, "overflows": 0, "readings": 60}
 
 `wh` is what the meter counted (integer counter increments between consecutive
-readings, attributed to the later reading's hour: exactly what the API must find);
+readings, spread linearly over the time between them, as the server accrues them: what the
+API must find, to its rounding of a mWh per quarter-hour);
 `true_wh` is the energy before integer rounding; `deposited_kg` is the mass actually
 put in the bin, before sensor noise.
 """

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from boucle.protocol import Reading, ReadingRow
 from boucle.storage.dead_letters import DeadLetter, DeadLetterBounds, DeadLetterTrim
+from boucle.rollup import DayRow, MonthRow, MonthSlots
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,49 +33,6 @@ class DeviceState:
     channel: str  # "status" or "health"
     doc: dict
     received: float
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """One device's aggregate over [start, start + resolution): made by gateway.aggregate."""
-
-    device: str
-    resolution: str
-    start: int
-    readings: int
-    energy_wh: float | None = None
-    power_mean_w: float | None = None
-    power_max_w: float | None = None
-    deposited_g: float | None = None
-    collected_g: float | None = None
-    emptyings: int | None = None
-    fill_mean_pct: float | None = None
-    fill_max_pct: float | None = None
-
-
-class MonthPack(NamedTuple):
-    """One device's 15-min windows of one UTC month packed in arrays (gateway.month_packs),
-    so that a year of a thousand devices reads in a few thousand rows. A named tuple: a
-    year's read makes 12,000 of them, three times faster than a frozen dataclass."""
-
-    device: str
-    month: int
-    """UTC start of the month."""
-    readings: bytes
-    """int32 per UTC day: readings received."""
-    amount: bytes
-    """float64 per UTC day: accepted Wh (meters) or deposited g (bins)."""
-    quarter_wh: bytes = b""
-    """float32 per 15-min slot of the month, NaN where no window (meters; empty otherwise or
-    when read without quarters)."""
-    fill_max: bytes = b""
-    """float32 per UTC day: fullest fill %, NaN without fill readings (bins with fill_pct)."""
-    emptyings: bytes = b""
-    """float64 pairs (ts, level just before): g for scale bins, % for fill-only bins."""
-
-
-WINDOW_VALUES = ("readings", "energy_wh", "power_mean_w", "power_max_w", "deposited_g", "collected_g",
-                 "emptyings", "fill_mean_pct", "fill_max_pct")
 
 
 class Store(Protocol):
@@ -103,9 +61,11 @@ class Store(Protocol):
     def device_states(self, devices: Sequence[str]) -> dict[str, dict[str, DeviceState]]:
         """Per device, per channel, the latest state."""
 
-    def readings(self, device: str, start: int, end: int, fields: Sequence[str]) -> list[StoredReading]:
+    def readings(self, device: str, start: int, end: int, fields: Sequence[str],
+                 after: bool = False) -> list[StoredReading]:
         """A device's readings with start <= ts < end, oldest first, plus the last one
-        before `start` (the baseline for counter deltas) when there is one."""
+        before `start` (the baseline for counter deltas) when there is one, and with
+        `after` the first one at or after `end` when there is one."""
 
     def reading_counts(self, devices: Sequence[str], start: int, end: int) -> dict[str, int]:
         """Number of readings per device with start <= ts < end."""
@@ -119,19 +79,18 @@ class Store(Protocol):
     def next_reading_ts(self, device: str, after: int) -> int | None:
         """ts of a device's first reading with ts > after, if any."""
 
-    def write_windows(self, windows: Sequence[Window]) -> None:
-        """Store event-time windows (gateway.aggregate.Window); rewriting replaces them."""
+    def write_rollups(self, days: Sequence[DayRow], months: Sequence[MonthRow]) -> None:
+        """Store rollup rows (boucle.rollup); rewriting a device's day or month replaces it."""
 
-    def windows(self, devices: Sequence[str], resolution: str, start: int, end: int) -> list[Window]:
-        """Windows of these devices with start <= window start < end, by device then time."""
+    def day_rollups(self, devices: Sequence[str], start: int, end: int) -> list[DayRow]:
+        """Day rows of these devices with start <= day < end, by device then day."""
 
-    def write_month_packs(self, packs: Sequence[MonthPack]) -> None:
-        """Store month packs (gateway.month_packs); rewriting one replaces it."""
+    def month_rollups(self, devices: Sequence[str], start: int, end: int) -> list[MonthRow]:
+        """Month rows of these devices with start <= month < end, by device then month,
+        without their slots (see month_slots)."""
 
-    def month_packs(self, devices: Sequence[str], start: int, end: int,
-                    quarters: bool = True) -> list[MonthPack]:
-        """Packs of these devices with start <= month < end, by device id then month; without
-        `quarters` their quarter_wh is left empty (less to read)."""
+    def month_slots(self, devices: Sequence[str], start: int, end: int) -> list[MonthSlots]:
+        """The meters' slots of the month rows with start <= month < end, by device then month."""
 
     def data_version(self) -> int:
         """A number that changes whenever stored data changes (for caches)."""

@@ -29,7 +29,15 @@ from urllib.parse import parse_qs, urlparse
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 
 from boucle.protocol import INTEGER_FIELDS, MEASUREMENT_FIELDS, Reading, ReadingRow, reading_row
-from boucle.storage import WINDOW_VALUES, DeadLetter, DeviceState, MonthPack, StoredReading, Window
+from boucle.rollup import (
+    DAY_COLUMNS,
+    MONTH_SLOT_COLUMNS,
+    MONTH_SUM_COLUMNS,
+    DayRow,
+    MonthRow,
+    MonthSlots,
+)
+from boucle.storage import DeadLetter, DeviceState, StoredReading
 from boucle.storage.dead_letters import (
     DeadLetterBounds,
     DeadLetterTrim,
@@ -75,13 +83,14 @@ class InfluxStore:
     dedups = False  # the gateway's dedup index drops repeats before they get here
 
     def __init__(self, url: str, database: str, token: str = "", precision: str = "s",
-                 retention_policy: str = "", device_tags: Callable[[str], dict[str, str]] | None = None,
+                 retention_policy: str = "", device_tags: Callable[[str, int], dict[str, str]] | None = None,
                  timeout_ms: int = 10_000):
         if precision not in _PRECISION:
             raise ValueError(f"BOUCLE_INFLUX_PRECISION={precision!r}: use s, ms, us or ns")
         self.url, self.database, self.rp = url, database, retention_policy
         self.precision, self._scale = precision, _PRECISION[precision][1]
-        self.device_tags = device_tags or (lambda device: {})
+        self.device_tags = device_tags or (lambda device, ts: {})
+        """A device's tags for a reading at ts (the site it was at then)."""
         self._client = InfluxDBClient(url=url, token=token or None, org="-", timeout=timeout_ms)
         self._api = self._client.api_client
         self._headers = {"Authorization": f"Token {token}"} if token else {}
@@ -148,8 +157,11 @@ class InfluxStore:
         got = f"received={float(received)!r}"
         lines = []
         for device, group in groupby(rows, key=itemgetter(0)):
-            series = self._series(device)
+            shown, series = None, ""
             for row in group:
+                tags = self.device_tags(device, row[3])
+                if tags is not shown:  # the same dict while the device stays at one site
+                    shown, series = tags, self._series(device, tags)
                 fields = [fmt(v) for fmt, v in zip(_FIELD_FORMATS, row[4:]) if v is not None]
                 fields.append(f"boot={row[1]}i,seq={row[2]}i,{got}")
                 lines.append(f"{series} {','.join(fields)} {self._t(row[3])}")
@@ -157,10 +169,10 @@ class InfluxStore:
         self.write_lines(lines)
         return len(rows)
 
-    def _series(self, device: str) -> str:
+    def _series(self, device: str, tags: dict[str, str]) -> str:
         """`readings,device=…,kind=…` with the device's tags, escaped and sorted."""
-        tags = sorted({**self.device_tags(device), "device": device}.items())
-        return "readings," + ",".join(f"{_tag(k)}={_tag(v)}" for k, v in tags if v != "")
+        ordered = sorted({**tags, "device": device}.items())
+        return "readings," + ",".join(f"{_tag(k)}={_tag(v)}" for k, v in ordered if v != "")
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         # Series per device and error (bounded), not per letter: the letter's key is a
@@ -216,7 +228,8 @@ class InfluxStore:
             .field("doc", json.dumps(s.doc)).time(self._t(s.received), write_precision=precision).to_line_protocol()
             for s in states])
 
-    def readings(self, device: str, start: int, end: int, fields: Sequence[str]) -> list[StoredReading]:
+    def readings(self, device: str, start: int, end: int, fields: Sequence[str],
+                 after: bool = False) -> list[StoredReading]:
         unknown = set(fields) - set(MEASUREMENT_FIELDS)
         if unknown:
             raise ValueError(f"unknown fields {sorted(unknown)}")
@@ -226,8 +239,10 @@ class InfluxStore:
                                  "ORDER BY time DESC LIMIT 1")
         rows = self.query_series(f'SELECT {cols} FROM "readings" WHERE {where} AND time >= {start}s '
                                  f"AND time < {end}s ORDER BY time")
+        later = self.query_series(f'SELECT {cols} FROM "readings" WHERE {where} AND time >= {end}s '
+                                  "ORDER BY time LIMIT 1") if after else []
         out = []
-        for series in (base, rows):
+        for series in (base, rows, later):
             for s in series:
                 for v in s["values"]:
                     out.append(StoredReading(v[0], v[1], v[2], dict(zip(fields, v[3:]))))
@@ -278,67 +293,44 @@ class InfluxStore:
                                    f"AND time > {after}s ORDER BY time LIMIT 1")
         return series[0]["values"][0][0] if series else None
 
-    def write_windows(self, windows: Sequence[Window]) -> None:
-        precision = _PRECISION[self.precision][0]
-        lines = []
-        for w in windows:
-            p = Point(f"windows_{w.resolution}").tag("device", w.device)
-            for key, value in self.device_tags(w.device).items():
-                p.tag(key, value)
-            for name in WINDOW_VALUES:
-                value = getattr(w, name)
-                if value is not None:
-                    p.field(name, float(value) if name not in ("readings", "emptyings") else int(value))
-            lines.append(p.time(self._t(w.start), write_precision=precision).to_line_protocol())
+    def write_rollups(self, days: Sequence[DayRow], months: Sequence[MonthRow]) -> None:
+        lines = [self._rollup_line("rollup_days", d.device, d.day, d, DAY_COLUMNS) for d in days]
+        lines += [self._rollup_line("rollup_months", m.device, m.month, m, MONTH_SUM_COLUMNS) for m in months]
+        lines += [self._rollup_line("rollup_month_slots", m.device, m.month, m, MONTH_SLOT_COLUMNS)
+                  for m in months if m.slots]
+        if lines:
+            lines.append(f"meta version={time.time_ns()}i {self._t(time.time())}")
         self.write_lines(lines)
 
-    def windows(self, devices: Sequence[str], resolution: str, start: int, end: int) -> list[Window]:
-        if resolution not in ("1m", "15m", "1h", "1d"):
-            raise ValueError(f"unknown resolution {resolution!r}")
-        cols = ", ".join(f'"{c}"' for c in WINDOW_VALUES)
-        wanted = set(devices)
-        out = []
-        for s in self.query_series(f'SELECT {cols} FROM "windows_{resolution}" WHERE time >= {start}s '
-                                   f'AND time < {end}s GROUP BY "device"'):
-            device = s["tags"]["device"]
-            if device not in wanted:
-                continue
-            for v in s["values"]:
-                values = dict(zip(WINDOW_VALUES, v[1:]))
-                values["readings"] = int(values["readings"] or 0)
-                if values["emptyings"] is not None:
-                    values["emptyings"] = int(values["emptyings"])
-                out.append(Window(device, resolution, v[0], **values))
-        order = {device: i for i, device in enumerate(devices)}  # the caller's order, as SQLite gives it
-        out.sort(key=lambda w: (order[w.device], w.start))
-        return out
+    def _rollup_line(self, measurement: str, device: str, start: int, row, columns: Sequence[str]) -> str:
+        # base64 strings: the v1 line protocol has no bytes type (a string field holds up to 64 KB)
+        fields = ",".join(f'{c}="{base64.b64encode(getattr(row, c)).decode()}"' for c in columns)
+        return f"{measurement},device={_tag(device)} {fields} {self._t(start)}"
 
-    def write_month_packs(self, packs: Sequence[MonthPack]) -> None:
-        precision = _PRECISION[self.precision][0]
-        lines = []
-        for pack in packs:
-            p = Point("month_packs").tag("device", pack.device)
-            for name in _PACK_ARRAYS:
-                p.field(name, base64.b64encode(getattr(pack, name)).decode())
-            lines.append(p.time(self._t(pack.month), write_precision=precision).to_line_protocol())
-        self.write_lines(lines)
-
-    def month_packs(self, devices: Sequence[str], start: int, end: int,
-                    quarters: bool = True) -> list[MonthPack]:
-        names = [n for n in _PACK_ARRAYS if quarters or n != "quarter_wh"]
-        cols = ", ".join(f'"{n}"' for n in names)
+    def _rollup_rows(self, measurement: str, devices: Sequence[str], start: int, end: int,
+                     columns: Sequence[str]) -> dict[tuple[str, int], dict[str, bytes]]:
+        cols = ", ".join(f'"{c}"' for c in columns)
         wanted = set(devices)
-        out = []
-        for s in self.query_series(f'SELECT {cols} FROM "month_packs" WHERE time >= {start}s AND time < {end}s '
+        out = {}
+        for s in self.query_series(f'SELECT {cols} FROM "{measurement}" WHERE time >= {start}s AND time < {end}s '
                                    'GROUP BY "device"'):
             device = s["tags"]["device"]
-            if device not in wanted:
-                continue
-            for v in s["values"]:
-                arrays = {n: base64.b64decode(x or "") for n, x in zip(names, v[1:])}
-                out.append(MonthPack(device, v[0], **arrays))
-        out.sort(key=lambda p: (p.device, p.month))
+            if device in wanted:
+                for v in s["values"]:
+                    out[(device, int(v[0]))] = {c: base64.b64decode(x or "") for c, x in zip(columns, v[1:])}
         return out
+
+    def day_rollups(self, devices: Sequence[str], start: int, end: int) -> list[DayRow]:
+        rows = self._rollup_rows("rollup_days", devices, start, end, DAY_COLUMNS)
+        return [DayRow(d, t, **cols) for (d, t), cols in sorted(rows.items())]
+
+    def month_rollups(self, devices: Sequence[str], start: int, end: int) -> list[MonthRow]:
+        rows = self._rollup_rows("rollup_months", devices, start, end, MONTH_SUM_COLUMNS)
+        return [MonthRow(d, t, **cols) for (d, t), cols in sorted(rows.items())]
+
+    def month_slots(self, devices: Sequence[str], start: int, end: int) -> list[MonthSlots]:
+        rows = self._rollup_rows("rollup_month_slots", devices, start, end, MONTH_SLOT_COLUMNS)
+        return [MonthSlots(d, t, **cols) for (d, t), cols in sorted(rows.items())]
 
     def data_version(self) -> int:
         series = self.query_series('SELECT last("version") FROM "meta"')
@@ -347,8 +339,6 @@ class InfluxStore:
     def close(self) -> None:
         self._client.close()
 
-
-_PACK_ARRAYS = ("readings", "amount", "quarter_wh", "fill_max", "emptyings")
 
 
 def influx_from_url(url: str, token: str = "", precision: str = "s", **kwargs) -> InfluxStore:

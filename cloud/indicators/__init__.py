@@ -1,11 +1,10 @@
-"""Territorial resource indicators (docs/indicators.md): pure computations over the store.
+"""Territorial resource indicators (docs/indicators.md).
 
 `compute_indicators` answers the catalogue for a site, a territory or several territories
-over a period; `indicator_series` gives one indicator per time step. The data path is
-`cloud.indicators.packs.load_packs` by default: whole months from the gateway's month packs,
-the rest from its 15-min windows (`windows.load_windows`), raw readings for partial
-quarter-hours and for devices the gateway never aggregated; `source.load_series` reads raw
-readings only.
+over a period; `indicator_series` gives one indicator per time step. Each computation loads
+its frames once (`context.Context.load`, `frames.FrameLoader`: the gateway's rollups, raw
+readings where they do not reach; `raw=True`: raw readings only), then the formulas
+(energy, waste, circular, coverage) are pure functions of those frames.
 """
 
 from __future__ import annotations
@@ -17,16 +16,13 @@ from boucle.storage import Store
 from cloud.indicators import caveats as caveat_texts
 from cloud.indicators.catalogue import CATALOGUE, IndicatorSpec
 from cloud.indicators.context import Context, UnknownScope
-from cloud.indicators.packs import load_packs
 from cloud.indicators.references import References, ReferencesError, load_references, standing
-from cloud.indicators.source import Loader, Source, load_series
 from cloud.indicators.values import IndicatorValue, Period, Scope, significant
-from cloud.indicators.windows import load_windows
 
 __all__ = [
-    "CATALOGUE", "IndicatorSpec", "IndicatorValue", "Loader", "Period", "References", "ReferencesError",
+    "CATALOGUE", "IndicatorSpec", "IndicatorValue", "Period", "References", "ReferencesError",
     "Scope", "UnknownIndicator", "UnknownScope", "compute_indicators", "indicator_series",
-    "load_packs", "load_references", "load_series", "load_windows", "pooling_detail", "symbiosis_detail",
+    "load_context", "load_references", "pooling_detail", "symbiosis_detail",
 ]
 
 
@@ -75,6 +71,14 @@ def _evaluate(ctx: Context, indicator_id: str) -> IndicatorValue:
     )
 
 
+def load_context(store: Store, registry: Registry, scope: Scope, period: Period, ids: Sequence[str] | None = None,
+                 references: References | None = None, raw: bool = False) -> Context:
+    """A computation's Context: the scope's frames and the profiles `ids` need."""
+    wanted = _check_ids(ids)
+    profiles = list(dict.fromkeys(CATALOGUE[i].profiles for i in wanted if CATALOGUE[i].profiles))
+    return Context.load(store, registry, scope, period, references or load_references(), profiles, raw)
+
+
 def compute_indicators(
     store: Store,
     registry: Registry,
@@ -82,20 +86,16 @@ def compute_indicators(
     period: Period,
     ids: Sequence[str] | None = None,
     references: References | None = None,
-    loader: Loader = load_packs,
+    raw: bool = False,
 ) -> list[IndicatorValue]:
     """The catalogue's indicators (or `ids`) for a scope over [period.start, period.end).
 
     Raises UnknownScope for a site/territory not in the registry, UnknownIndicator for an
-    id not in the catalogue. `loader` reads the data (month packs and windows where the
-    gateway made them, else raw readings; `load_series` for raw readings only).
+    id not in the catalogue. Data: the gateway's rollups where they reach, else raw
+    readings (`raw`: raw readings only, the reference path; both give the same values).
     """
     wanted = _check_ids(ids)
-    # each device is read once: raw readings when the first indicator that needs it asks
-    ctx = Context(store, registry, scope, period, references or load_references(),
-                  source=Source(store, period, loader))
-    if loader is not load_series and len(wanted) > 1:
-        ctx.source.preload(ctx.devices)  # rollups: every device of the scope in one pass
+    ctx = load_context(store, registry, scope, period, wanted, references, raw)
     return [_evaluate(ctx, i) for i in wanted]
 
 
@@ -107,27 +107,24 @@ def indicator_series(
     period: Period,
     step_s: int,
     references: References | None = None,
-    loader: Loader = load_packs,
+    raw: bool = False,
     each_step: Callable[[], None] | None = None,
 ) -> list[IndicatorValue]:
-    """One indicator per step over the period (the last step may be shorter).
-
-    Data is read once for the whole period; each step sees its own baseline reading.
-    `each_step` is called before every step (the API's time budget raises from it).
-    """
+    """One indicator per step over the period (the last step may be shorter); the steps of
+    a sum (energy.consumed...) add up to the whole period's value. `each_step` is called
+    before every step (the API's time budget raises from it)."""
     _check_ids([indicator_id])
     if step_s < 60:
         raise ValueError(f"step {step_s} s is too short: use at least 60 s")
     if period.seconds / step_s > 10_000:
         raise ValueError(f"{period.seconds // step_s} steps is too many: use a longer step (at most 10,000 steps)")
     references = references or load_references()
-    source = Source(store, period, loader)  # read once; each step slices it
     out = []
     for start in range(period.start, period.end, step_s):
         if each_step is not None:
             each_step()
         step = Period(start, min(start + step_s, period.end))
-        ctx = Context(store, registry, scope, step, references, source=source)
+        ctx = load_context(store, registry, scope, step, [indicator_id], references, raw)
         out.append(_evaluate(ctx, indicator_id))
     return out
 
@@ -146,8 +143,7 @@ def symbiosis_detail(
     """
     from cloud.indicators.circular import symbiosis_matches
 
-    ctx = Context(store, registry, scope, period, references or load_references(),
-                  source=Source(store, period, load_packs))
+    ctx = load_context(store, registry, scope, period, ["circular.symbiosis_matches"], references)
     return symbiosis_matches(ctx, everywhere=everywhere)
 
 
@@ -162,8 +158,7 @@ def pooling_detail(
     """The pooling gain of a scope with its producer → consumer pairs and site balances."""
     from cloud.indicators.energy import balances, pooling
 
-    ctx = Context(store, registry, scope, period, references or load_references(),
-                  source=Source(store, period, load_packs))
+    ctx = load_context(store, registry, scope, period, ["energy.pooling_gain"], references)
     p = pooling(ctx, max_distance_km)
     before = 100 * p.self_used_wh / p.load_wh if p.load_wh > 0 else None
     return {

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from boucle.registry import parse_opening_hours
+from boucle.rollup import span_edges
 
 _END_OF_DAY = time(23, 59, 59)
 
@@ -41,11 +42,12 @@ def open_intervals(opening_hours: str, tz: ZoneInfo, start: int, end: int) -> tu
 
 
 @lru_cache(maxsize=64)
-def open_shares(opening_hours: str, tz: ZoneInfo, start: int, end: int, step_s: int) -> np.ndarray:
-    """Per step-long interval of [start, end), the share of it inside the opening hours
-    (read-only; cached like open_intervals)."""
+def open_shares(opening_hours: str, tz: ZoneInfo, start: int, end: int) -> np.ndarray:
+    """Per interval of [start, end) (boucle.rollup.span_edges: UTC quarter-hours cut at the
+    span's edges), the share of it inside the opening hours (read-only; cached like
+    open_intervals)."""
     spans = np.array(open_intervals(opening_hours, tz, start, end), dtype=np.float64).reshape(-1, 2)
-    edges = np.append(np.arange(start, end, step_s, dtype=np.float64), end)
+    edges = span_edges(start, end).astype(np.float64)
     if not spans.size:
         shares = np.zeros(edges.size - 1)
     else:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cloud.indicators import circular, coverage, energy, waste
-from cloud.indicators.context import Context
+from cloud.indicators.context import Context, Profiles
 from cloud.indicators.outcome import Outcome
 
 
@@ -18,20 +18,27 @@ class IndicatorSpec:
     compute: Callable[[Context], Outcome]
     needs_readings: bool = True
     """False when the value stands without readings (data.coverage itself)."""
+    profiles: Profiles | None = None
+    """The meters whose energy per interval it reads (the rest read totals and events)."""
 
+
+POWER = energy.grid_meters
+BALANCES = energy.balance_meters
 
 _SPECS = [
     IndicatorSpec("energy.consumed", "Energy consumed", "kWh", energy.consumed),
     IndicatorSpec("energy.intensity", "Energy intensity", "kWh/inhabitant/yr", energy.intensity),
-    IndicatorSpec("energy.peak_demand", "Peak demand", "kW", energy.peak_demand),
-    IndicatorSpec("energy.load_factor", "Load factor", "%", energy.load_factor),
-    IndicatorSpec("energy.off_hours_share", "Out-of-hours share", "%", energy.off_hours_share),
-    IndicatorSpec("energy.base_load", "Base load", "kW", energy.base_load),
+    IndicatorSpec("energy.peak_demand", "Peak demand", "kW", energy.peak_demand, profiles=POWER),
+    IndicatorSpec("energy.load_factor", "Load factor", "%", energy.load_factor, profiles=POWER),
+    IndicatorSpec("energy.off_hours_share", "Out-of-hours share", "%", energy.off_hours_share, profiles=POWER),
+    IndicatorSpec("energy.base_load", "Base load", "kW", energy.base_load, profiles=POWER),
     IndicatorSpec("energy.pv_produced", "Local PV production", "kWh", energy.pv_produced),
-    IndicatorSpec("energy.self_consumption", "PV self-consumption rate", "%", energy.self_consumption),
-    IndicatorSpec("energy.self_sufficiency", "Self-sufficiency rate", "%", energy.self_sufficiency),
+    IndicatorSpec("energy.self_consumption", "PV self-consumption rate", "%", energy.self_consumption,
+                  profiles=BALANCES),
+    IndicatorSpec("energy.self_sufficiency", "Self-sufficiency rate", "%", energy.self_sufficiency,
+                  profiles=BALANCES),
     IndicatorSpec("energy.pooling_gain", "Collective self-consumption potential", "pp",
-                  energy.pooling_gain),
+                  energy.pooling_gain, profiles=BALANCES),
     IndicatorSpec("energy.ghg", "Greenhouse gas from electricity", "kgCO2e", energy.ghg),
     IndicatorSpec("waste.generated", "Waste generated", "kg", waste.generated),
     IndicatorSpec("waste.per_capita", "Waste per inhabitant", "kg/inhabitant/yr", waste.per_capita),
@@ -48,7 +55,7 @@ _SPECS = [
     IndicatorSpec("waste.ghg", "Greenhouse gas from waste treatment", "kgCO2e", waste.ghg),
     IndicatorSpec("circular.symbiosis_matches", "Symbiosis opportunities", "pairs", circular.symbiosis),
     IndicatorSpec("circular.shared_equipment_use", "Use of shared equipment", "%",
-                  circular.shared_equipment_use),
+                  circular.shared_equipment_use, profiles=circular.fablab_machines),
     IndicatorSpec("data.coverage", "Data coverage", "%", coverage.coverage, needs_readings=False),
 ]
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from boucle.registry import Device
-from cloud.indicators.context import QUARTER_HOUR, Context
+from cloud.indicators.context import Context
 from cloud.indicators.geo import distance_km
 from cloud.indicators.outcome import Outcome
 from cloud.indicators.waste import G_PER_KG, weighing_devices
@@ -25,7 +23,7 @@ def symbiosis_matches(ctx: Context, everywhere: bool = False) -> list[dict]:
     supply: dict[tuple[str, str], float] = {}
     for d in weighing_devices(ctx):
         key = (d.site, d.stream or "")
-        supply[key] = supply.get(key, 0.0) + ctx.waste(d).deposited_g / G_PER_KG / months
+        supply[key] = supply.get(key, 0.0) + ctx.frame(d).amount / G_PER_KG / months
     in_scope = {s.id for s in ctx.sites}
     out = []
     for need in ctx.registry.needs:
@@ -64,39 +62,22 @@ def _idle_w(ctx: Context, device: Device) -> float:
     return max(floor, share * (device.rated_power_w or 0.0))
 
 
+def fablab_machines(ctx: Context) -> list[Device]:
+    """The meters whose profiles shared-equipment use reads: load meters of Fablabs."""
+    return [m for s in ctx.sites if s.kind == "fablab" for m in ctx.energy_devices("load", [s])]
+
+
 def active_seconds(ctx: Context, device: Device) -> float:
-    """Seconds in which the machine's mean power between readings was above its idle threshold."""
-    e = ctx.profile(device)
-    idle_w = _idle_w(ctx, device)
-    if e.slots is not None:
-        # 15-min windows on the period's edges: the same formula, one mean power per window
-        # (Wh × 4 = mean W: active when above idle and above 0)
-        active = e.slots[e.slots > max(0.0, idle_w * QUARTER_HOUR / 3600)]
-        if device.rated_power_w:
-            share = np.minimum(active * (3600 / QUARTER_HOUR / device.rated_power_w), 1.0)
-            return float(QUARTER_HOUR * share.sum())
-        return float(QUARTER_HOUR * active.size)
-    if e.times.size < 2:
-        return 0.0
-    dt = np.diff(e.times).astype(np.float64)
-    wh = e.deltas.deltas_wh[1:]
-    mean_w = np.divide(wh * 3600, dt, out=np.zeros_like(dt), where=dt > 0)
-    active = e.deltas.accepted[1:] & (mean_w > idle_w)
-    # the first interval may start before the period: count only its part inside
-    start = np.maximum(e.times[:-1], ctx.period.start)
-    seconds = np.maximum(e.times[1:] - start, 0).astype(np.float64)
-    if ctx.source.series(device, ctx.period).rollup and device.rated_power_w:
-        # a window's mean hides when the machine ran within it: take it as running at rated
-        # power for the share of the window its energy needs (a lower bound for machines
-        # drawing less than rated, instead of the whole window as an upper bound)
-        seconds *= np.clip(mean_w / device.rated_power_w, 0.0, 1.0)
-    return float(seconds[active].sum())
+    """Machine time in the period: the 15-min intervals whose mean power is above the
+    machine's idle threshold (a Fablab's machines are booked and used by the quarter-hour)."""
+    wh = ctx.slots_wh(device)
+    seconds = ctx.interval_seconds
+    return float(seconds[wh > _idle_w(ctx, device) * seconds / 3600].sum())
 
 
 def shared_equipment_use(ctx: Context) -> Outcome:
     """circular.shared_equipment_use: machine hours above idle ÷ opening hours of Fablabs."""
     fablabs = [s for s in ctx.sites if s.kind == "fablab"]
-    ctx.prefetch_profiles([m for s in fablabs for m in ctx.energy_devices("load", [s])])
     devices, active, opening = [], 0.0, 0.0
     by_device: dict[str, float] = {}
     for site in fablabs:
@@ -111,8 +92,8 @@ def shared_equipment_use(ctx: Context) -> Outcome:
             opening += open_s
             by_device[m.id] = 100 * a / open_s if open_s else 0.0
     return Outcome(100 * active / opening if opening else None,
-                   "Σ hours with mean power between readings above max(idle_min_w, "
-                   "idle_fraction_of_rated × rated power) ÷ Σ opening hours, over Fablab load meters "
-                   "(from 15-min windows: the share of each window its energy needs at rated power)",
+                   "Σ machine hours ÷ Σ opening hours, over Fablab load meters; machine hours: the "
+                   "15-min intervals with mean power above max(idle_min_w, idle_fraction_of_rated "
+                   "× rated power)",
                    devices, {"by_device": by_device, "active_hours": active / 3600,
                              "opening_hours": opening / 3600})

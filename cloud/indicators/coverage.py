@@ -8,7 +8,10 @@ from cloud.indicators.outcome import Outcome
 
 def coverage(ctx: Context) -> Outcome:
     devices = ctx.devices
-    by_device = {d.id: round(ctx.coverage([d]) * 100, 3) for d in devices}
+    placed: dict[str, list] = {}  # a device that moved has a placement per site it was at
+    for d in devices:
+        placed.setdefault(d.id, []).append(d)
+    by_device = {i: round(ctx.coverage(mine) * 100, 3) for i, mine in placed.items()}
     of_site: dict[str, list] = {}
     for d in devices:
         of_site.setdefault(d.site, []).append(d)
@@ -26,8 +29,9 @@ def coverage(ctx: Context) -> Outcome:
     value = ctx.coverage(devices) * 100 if devices else None
     return Outcome(
         value,
-        "Σ min(received, expected) ÷ Σ expected over the scope's devices; expected = period "
-        "length ÷ device interval_s; received = readings with start <= ts < end.",
+        "Σ min(received, expected) ÷ Σ expected over the scope's devices; expected = time in "
+        "the period (at this scope's sites) ÷ device interval_s; received = readings with "
+        "start <= ts < end.",
         devices,
         {"by_territory": by_territory, "by_site": by_site, "by_device": by_device},
     )

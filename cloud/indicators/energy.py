@@ -1,7 +1,8 @@
 """Energy indicators: consumption, demand profile, local PV, pooling, greenhouse gas.
 
-Power indicators read 15-minute energy per interval (`Context.buckets`): between two
-readings energy accrues linearly, so a gap spreads its delta instead of making a spike.
+Power indicators read the meters' energy per interval of the period's grid (UTC
+quarter-hours: `Context.buckets`); energy accrues linearly between readings
+(boucle.rollup), so a gap spreads its delta instead of making a spike.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from boucle.registry import Device, Site
 from cloud.indicators import caveats as caveat_texts
-from cloud.indicators.context import QUARTER_HOUR, Context, bucket_edges
+from cloud.indicators.context import Context
 from cloud.indicators.geo import EARTH_RADIUS_KM, distance_km
 from cloud.indicators.outcome import Outcome
 
@@ -21,10 +22,10 @@ WH_PER_KWH = 1000.0
 IMPORTING_WH = 1.0
 """An interval with more than 1 Wh imported (the counter resolution) had no export."""
 CONSUMED_FORMULA = (
-    "Σ counter deltas of energy_wh over grid_import meters, readings start <= ts < end, each "
-    "against the previous reading; a counter going down restarted from 0 (counts in full); "
-    "deltas > 1.5 × rated power × Δt + 1 Wh rejected. Self-consumed PV not added (no export "
-    "meter: see energy.self_consumption).")
+    "Σ energy accrued in [start, end) by grid_import meters: each counter delta against the "
+    "previous reading, spread linearly between the two readings; a counter going down "
+    "restarted from 0 (counts in full); deltas > 1.5 × rated power × Δt + 1 Wh rejected. "
+    "Self-consumed PV not added (no export meter: see energy.self_consumption).")
 
 
 def consumed(ctx: Context) -> Outcome:
@@ -33,10 +34,10 @@ def consumed(ctx: Context) -> Outcome:
     by_site: dict[str, float] = {}
     rejected = resets = 0
     for d in devices:
-        e = ctx.energy(d)
-        by_site[d.site] = by_site.get(d.site, 0.0) + e.total_wh / WH_PER_KWH
-        rejected += e.deltas.rejected
-        resets += e.deltas.resets
+        f = ctx.frame(d)
+        by_site[d.site] = by_site.get(d.site, 0.0) + ctx.wh(d) / WH_PER_KWH
+        rejected += f.rejected
+        resets += f.resets
     value = sum(by_site.values()) if devices else None
     return Outcome(value, CONSUMED_FORMULA, devices,
                    {"by_site": by_site, "rejected_deltas": rejected, "resets": resets})
@@ -71,12 +72,16 @@ def intensity(ctx: Context) -> Outcome:
                    caveats=[caveat_texts.NO_FLOOR_AREA])
 
 
-def _power_kw(ctx: Context, step_s: int = QUARTER_HOUR) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Device]]:
+def grid_meters(ctx: Context) -> list[Device]:
+    """The meters whose profiles the power indicators read."""
+    return ctx.energy_devices("grid_import")
+
+
+def _power_kw(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Device]]:
     """(mean power kW per interval, covered mask, interval starts, devices) of grid import."""
-    devices = ctx.energy_devices("grid_import")
-    wh, covered = ctx.buckets(devices, step_s)
-    edges = bucket_edges(ctx.period.start, ctx.period.end, step_s)
-    return wh * 3.6 / np.diff(edges), covered, edges[:-1], devices
+    devices = grid_meters(ctx)
+    wh, covered = ctx.buckets(devices)
+    return wh * 3.6 / ctx.interval_seconds, covered, ctx.grid[:-1], devices
 
 
 def peak_demand(ctx: Context) -> Outcome:
@@ -86,8 +91,9 @@ def peak_demand(ctx: Context) -> Outcome:
         return Outcome(None, "no 15-min interval covered by every grid_import meter", devices)
     i = int(np.argmax(np.where(covered, kw, -np.inf)))
     return Outcome(float(kw[i]),
-                   "max over 15-min intervals of Σ grid_import energy × 4 (intervals every meter "
-                   "covers; energy between readings spread linearly)", devices,
+                   "max over 15-min intervals (UTC quarter-hours) of Σ grid_import energy ÷ the "
+                   "interval's length (intervals every meter covers; energy between readings "
+                   "spread linearly)", devices,
                    {"at": int(starts[i])})
 
 
@@ -124,14 +130,9 @@ def off_hours_share(ctx: Context) -> Outcome:
         intervals = ctx.open_intervals(site)
         site_total = site_open = 0.0
         for d in mine:
-            site_total += ctx.energy(d).total_wh
-            if intervals:
-                e = ctx.profile(d)
-                if e.slots is not None:  # Wh per 15-min interval × its open share: the same sum
-                    site_open += float(np.multiply(e.slots, ctx.open_fraction(site)).sum())
-                else:
-                    spans = np.array(intervals, dtype=np.int64).reshape(-1, 2)
-                    site_open += float((e.cumulative_at(spans[:, 1]) - e.cumulative_at(spans[:, 0])).sum())
+            site_total += ctx.wh(d)
+            if intervals:  # each interval's energy × its open share
+                site_open += float(np.multiply(ctx.slots_wh(d), ctx.open_fraction(site)).sum())
         total += site_total
         off += site_total - site_open
         if site_total > 0:
@@ -139,7 +140,7 @@ def off_hours_share(ctx: Context) -> Outcome:
     value = 100 * off / total if total > 0 else None
     return Outcome(value,
                    "energy outside the site's opening hours (local time of its territory, DST "
-                   "applied) ÷ energy.consumed; energy between readings spread linearly", devices,
+                   "applied) ÷ energy.consumed; per 15-min interval, its energy × its open share", devices,
                    {"by_site": by_site, "off_hours_kwh": off / WH_PER_KWH})
 
 
@@ -147,9 +148,10 @@ def pv_produced(ctx: Context) -> Outcome:
     devices = ctx.energy_devices("pv_production")
     by_site: dict[str, float] = {}
     for d in devices:
-        by_site[d.site] = by_site.get(d.site, 0.0) + ctx.energy(d).total_wh / WH_PER_KWH
+        by_site[d.site] = by_site.get(d.site, 0.0) + ctx.wh(d) / WH_PER_KWH
     return Outcome(sum(by_site.values()) if devices else None,
-                   "Σ reset-aware counter deltas of pv_production meters", devices, {"by_site": by_site})
+                   "Σ energy accrued in [start, end) by pv_production meters (reset-aware counter "
+                   "deltas, spread between readings)", devices, {"by_site": by_site})
 
 
 # --- self-consumption, self-sufficiency, pooling -----------------------------------------
@@ -223,8 +225,7 @@ def site_balance(ctx: Context, site: Site) -> SiteBalance:
     if not pv_devices:
         return SiteBalance(site, imported, pv, np.zeros_like(pv), imported, "import only", grid)
     night = pv <= 0
-    if not ctx.all_covered(grid_cov):
-        night &= grid_cov
+    night &= grid_cov
     base = _percentile(imported[night], 5) if night.any() else 0.0
     used = np.minimum(pv, base)
     np.copyto(used, pv, where=imported > IMPORTING_WH)
@@ -250,13 +251,24 @@ def _whole_site_loads(ctx: Context, site: Site) -> list[Device]:
     return loads if loads and total > 0 and total >= ctx.energy_wh(ctx.energy_devices("grid_import", [site])) else []
 
 
+def _metered_sites(ctx: Context) -> list[Site]:
+    metered = {d.site for d in ctx.devices if d.kind == "energy"}
+    return [s for s in ctx.sites if s.id in metered]
+
+
+def balance_meters(ctx: Context) -> list[Device]:
+    """The meters whose profiles the site balances read: import, PV, whole-site loads."""
+    out = []
+    for site in _metered_sites(ctx):
+        out += ctx.energy_devices("grid_import", [site]) + ctx.energy_devices("pv_production", [site])
+        out += _whole_site_loads(ctx, site)
+    return out
+
+
 def balances(ctx: Context) -> list[SiteBalance]:
     """The balance of every site of the scope with an energy meter (computed once)."""
     if "balances" not in ctx.memo:
-        metered = {d.site for d in ctx.devices if d.kind == "energy"}
-        sites = [s for s in ctx.sites if s.id in metered]
-        ctx.prefetch_profiles([d for s in sites for d in _whole_site_loads(ctx, s)])
-        ctx.memo["balances"] = [site_balance(ctx, s) for s in sites]
+        ctx.memo["balances"] = [site_balance(ctx, s) for s in _metered_sites(ctx)]
     return ctx.memo["balances"]  # type: ignore[return-value]
 
 

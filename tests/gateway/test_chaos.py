@@ -13,9 +13,11 @@ import sys
 import threading
 import time
 
+import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from boucle import rollup
 from boucle.accounting import counter_deltas
 from boucle.protocol import vectors
 from boucle.storage import open_store
@@ -142,14 +144,23 @@ def test_nothing_lost_nothing_twice(tmp_path, mosquitto, influxdb):
             values = [r.values["energy_wh"] for r in stored]
             assert counter_deltas(values, [r.ts for r in stored], None).total_wh == values[-1] - values[0]
         assert sorted(d.error for d in store.dead_letters(1000)) == invalid_errors
-        # Windows, recomputed as readings (late ones too) landed, add up to the same energy.
+        # Rollups, recomputed as readings (late ones too) landed, add up to the same energy
+        # (each day's mWh rounded once), in their days and in their months.
         for device, readings in truth.items():
-            total = readings[-1]["energy_wh"] - readings[0]["energy_wh"]
-            for resolution in ("1m", "1h", "1d"):
-                def windows_total(device=device, resolution=resolution):
-                    return sum(w.energy_wh for w in store.windows([device], resolution, 0, 2**31))
+            total_mwh = 1000 * (readings[-1]["energy_wh"] - readings[0]["energy_wh"])
 
-                assert wait_until(lambda total=total: windows_total() == total, timeout=30), (device, resolution)
+            def rolled_up(device=device):
+                days = store.day_rollups([device], 0, 2**31)
+                months = store.month_rollups([device], 0, 2**31, slots=False)
+                by_day = sum(int(rollup.day_intervals_of(r).amount.sum()) for r in days)
+                by_month = sum(int(np.frombuffer(m.amount, dtype=np.int64).sum()) for m in months)
+                return by_day, by_month, len(days)
+
+            def adds_up(total_mwh=total_mwh, rolled_up=rolled_up):
+                by_day, by_month, days = rolled_up()
+                return by_day == by_month and abs(by_day - total_mwh) <= days
+
+            assert wait_until(adds_up, timeout=30), (device, rolled_up(), total_mwh)
         assert all(d.message for d in store.dead_letters(1000))
     finally:
         gateway.send_signal(signal.SIGTERM)

@@ -14,7 +14,7 @@ def readings(device="ecully-fablab-grid", boot=1, n=10, t0=1767225000):
 @pytest.fixture
 def store(influxdb):
     s = open_store(f"influx+http://127.0.0.1:{influxdb.port}/boucle_test",
-                   device_tags=lambda d: {"site": "ecully-fablab", "territory": "ecully", "kind": "energy"})
+                   device_tags=lambda d, ts: {"site": "ecully-fablab", "territory": "ecully", "kind": "energy"})
     yield s
     s.close()
 
@@ -68,7 +68,7 @@ def test_rows_with_awkward_tags_and_every_field_read_back(influxdb):
     from boucle.protocol import MEASUREMENT_FIELDS, reading_row
 
     tags = {"site": "atelier, bâtiment=B 2", "territory": "lyon", "kind": "energy", "stream": ""}
-    s = open_store(f"influx+http://127.0.0.1:{influxdb.port}/boucle_rows", device_tags=lambda d: tags)
+    s = open_store(f"influx+http://127.0.0.1:{influxdb.port}/boucle_rows", device_tags=lambda d, ts: tags)
     try:
         values = {"energy_wh": 12345, "power_w": 420, "voltage_v": 231.7, "current_a": 1.825, "power_factor": 0.97,
                   "weight_g": 8100, "fill_pct": 55.5, "temp_c": -3.25}
@@ -85,3 +85,34 @@ def test_rows_with_awkward_tags_and_every_field_read_back(influxdb):
         assert s.last_seen(["odd dev,1"])["odd dev,1"] == (1767225120, 1767226000.25)
     finally:
         s.close()
+
+
+def test_readings_are_tagged_with_the_site_they_were_taken_at(influxdb, tmp_path):
+    """A meter moved between two sites (registry `moves`): the gateway's tags follow the
+    reading's time, so Grafana's per-site queries on raw readings agree with the indicators."""
+    from boucle.settings import GatewaySettings, load_settings
+    from gateway.service import Gateway
+    from tests.conftest import EXAMPLE_REGISTRY
+
+    moved_at = 1767225000 + 600  # 2026-01-01T00:00:00Z
+    text = EXAMPLE_REGISTRY.read_text().replace(
+        'id = "ecully-fablab-grid"\nsite = "ecully-fablab"',
+        'id = "ecully-fablab-grid"\nsite = "ecully-bakery"\n'
+        'moves = [{ site = "ecully-fablab", until = 2026-01-01T00:00:00Z }]', 1)
+    assert "moves" in text
+    registry = tmp_path / "registry.toml"
+    registry.write_text(text)
+    gateway = Gateway(load_settings(GatewaySettings, {}, registry=str(registry), spool_path=str(tmp_path / "spool.db"),
+                                    store_url=f"sqlite:///{tmp_path / 'unused.db'}"))
+    assert gateway.device_tags("ecully-fablab-grid", moved_at - 1)["site"] == "ecully-fablab"
+    assert gateway.device_tags("ecully-fablab-grid", moved_at)["site"] == "ecully-bakery"
+    s = open_store(f"influx+http://127.0.0.1:{influxdb.port}/boucle_moves", device_tags=gateway.device_tags)
+    try:
+        s.write_readings(readings(n=20), 1767226000.0)  # 10 before the move, 10 after
+        counts = {x["tags"]["site"]: x["values"][0][1]
+                  for x in s.query_series('SELECT count("seq") FROM "readings" GROUP BY "site"')}
+        assert counts == {"ecully-fablab": 10, "ecully-bakery": 10}
+    finally:
+        s.close()
+        gateway.store.close()
+        gateway.spool.close()

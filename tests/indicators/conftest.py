@@ -2,8 +2,8 @@ import pytest
 
 from boucle.registry import load_registry
 from boucle.storage.sqlite import SQLiteStore
+from gateway.aggregate import recompute_rollups
 from gateway.parse import Rejected, parse_telemetry
-from gateway.service import recompute_windows
 from simulator.fleet import Fleet
 from simulator.ledger import Ledger, read_ledger
 from simulator.profiles import load_profiles
@@ -24,13 +24,13 @@ def store(tmp_path):
 @pytest.fixture(scope="session")
 def simulated(tmp_path_factory):
     """The example registry's fleet (3 territories, 34 devices) over two days, stored as the
-    gateway stores it: the real parser, hourly batches, windows recomputed every six batches
+    gateway stores it: the real parser, hourly batches, rollups recomputed every six batches
     (the aggregate stage lagging behind ingest, as it does under load).
 
     Yields (registry, store, ledger rows)."""
     folder = tmp_path_factory.mktemp("sim")
     registry = load_registry(EXAMPLE_REGISTRY)
-    rated = {d.id: d.rated_power_w for d in registry.devices}
+    devices = {d.id: d for d in registry.devices}
     ledger = Ledger(folder / "ledger.jsonl")
     fleet = Fleet(registry, load_profiles(), 11, ledger)
     store = SQLiteStore(folder / "x.db")
@@ -40,9 +40,9 @@ def simulated(tmp_path_factory):
         if ts % 3600 == 3600 - 60:
             _store_payloads(store, fleet.payloads(1), now=ts + 60, dirty=dirty)
             if ts % (6 * 3600) == 6 * 3600 - 60:
-                _recompute(store, dirty, rated)
+                _recompute(store, dirty, devices)
     _store_payloads(store, fleet.flush(), now=SIM_END, dirty=dirty)
-    _recompute(store, dirty, rated)
+    _recompute(store, dirty, devices)
     ledger.close()
     yield registry, store, read_ledger(folder / "ledger.jsonl")
     store.close()
@@ -64,8 +64,8 @@ def _store_payloads(store, payloads, now, dirty):
         dirty[r.device] = (min(lo, r.ts), max(hi, r.ts))
 
 
-def _recompute(store, dirty, rated):
+def _recompute(store, dirty, devices):
     """The gateway's aggregate stage: each dirty device's windows around its new readings."""
     for device, (lo, hi) in dirty.items():
-        assert recompute_windows(store, device, lo, hi, rated.get(device))
+        assert recompute_rollups(store, devices[device], lo, hi)
     dirty.clear()

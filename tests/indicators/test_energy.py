@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cloud.indicators import Period, Scope, compute_indicators
-from cloud.indicators.context import Context
+from cloud.indicators import Period, Scope, compute_indicators, load_context
 from cloud.indicators.energy import pooling
-from cloud.indicators.references import load_references
 from tests.indicators.builders import counter, paris, registry, utc, write
 
 # A and B are 0.78 km apart in the town; C is about 9.5 km away, in the zone.
@@ -99,25 +97,25 @@ A = Scope("site", ("site-a",))
 def test_peak_load_factor_and_base_load(store, reg):
     # 6 kW, except 12 kW during the second quarter hour; readings every minute
     minutes = [12000 if 15 <= i < 30 else 6000 for i in range(60)]
-    profile(store, "a-grid", T0 - 60, [6000] + minutes[:-1])
+    profile(store, "a-grid", T0 - 60, [6000] + minutes)
     hour = Period(T0, T0 + 3600)
     peak = one(store, reg, A, hour, "energy.peak_demand")
     assert peak.value == pytest.approx(12.0)
     assert peak.breakdown["at"] == T0 + 900
-    # energy: 45 minutes at 6 kW + 15 at 12 kW = 7.5 kWh (the last reading is at T0+59 min
-    # and covers minute 58; reading at T0 covers the minute before T0)
+    # energy: 45 minutes at 6 kW + 15 at 12 kW = 7.5 kWh (readings from the minute before
+    # T0 to T0 + 1 h: the hour's energy is known to its end)
     consumed = one(store, reg, A, hour, "energy.consumed").value
     assert consumed == pytest.approx(7.5)
     lf = one(store, reg, A, hour, "energy.load_factor")
     assert lf.value == pytest.approx(100 * 7.5 / (12.0 * 1.0))
     assert lf.unit == "%"
-    # 15-min mean power of the three quarter hours with readings on both sides: 6, 12, 6
+    # 15-min mean power of the four quarter hours: 6, 12, 6, 6
     assert one(store, reg, A, hour, "energy.base_load").value == pytest.approx(6.0)
 
 
 def test_a_gap_spreads_its_energy_instead_of_making_a_peak(store, reg):
     # 6 kW throughout, but the device was offline for 30 minutes (one delta of 3 kWh)
-    rows = [(T0 + 60 * i, {"energy_wh": 100 * (i + 1)}) for i in range(-1, 60) if not 10 < i < 40]
+    rows = [(T0 + 60 * i, {"energy_wh": 100 * (i + 1)}) for i in range(-1, 61) if not 10 < i < 40]
     write(store, "a-grid", rows)
     hour = Period(T0, T0 + 3600)
     assert one(store, reg, A, hour, "energy.peak_demand").value == pytest.approx(6.0)
@@ -142,7 +140,7 @@ def test_peak_is_the_coincident_peak_of_the_scope(store, reg):
 def test_off_hours_share_on_dst_change_days(store, reg, day, open_hours, total_hours):
     start = paris(f"{day}T00:00")
     end = start + total_hours * 3600
-    counter(store, "a-grid", start - 60, 6000, total_hours * 60 + 1)  # 6 kW steady
+    counter(store, "a-grid", start - 60, 6000, total_hours * 60 + 2)  # 6 kW steady, to the end
     v = one(store, reg, A, Period(start, end), "energy.off_hours_share")
     assert v.value == pytest.approx(100 * (total_hours - open_hours) / total_hours)
     assert v.breakdown["off_hours_kwh"] == pytest.approx(6 * (total_hours - open_hours))
@@ -151,14 +149,14 @@ def test_off_hours_share_on_dst_change_days(store, reg, day, open_hours, total_h
 def test_intensity_per_m2_and_per_inhabitant_on_a_leap_day(store, reg):
     start = paris("2028-02-29T00:00")
     day = Period(start, start + 86400)
-    counter(store, "a-grid", start - 60, 6000, 24 * 60 + 1)  # 144 kWh
+    counter(store, "a-grid", start - 60, 6000, 24 * 60 + 2)  # 144 kWh in the day
     site = one(store, reg, A, day, "energy.intensity")
     assert site.unit == "kWh/m²/yr"
     assert site.value == pytest.approx(144 / 100 * 366)
     town = one(store, reg, Scope("territory", ("town",)), day, "energy.intensity")
     assert town.unit == "kWh/inhabitant/yr"
     assert town.value == pytest.approx(144 / 1000 * 366)
-    counter(store, "b-grid", start - 60, 1200, 24 * 60 + 1)  # 28.8 kWh, 4 employees, no area
+    counter(store, "b-grid", start - 60, 1200, 24 * 60 + 2)  # 28.8 kWh, 4 employees, no area
     office = one(store, reg, Scope("site", ("site-b",)), day, "energy.intensity")
     assert office.unit == "kWh/employee/yr"
     assert office.value == pytest.approx(28.8 / 4 * 366)
@@ -166,8 +164,8 @@ def test_intensity_per_m2_and_per_inhabitant_on_a_leap_day(store, reg):
 
 def test_pv_produced_and_ghg(store, reg):
     hour = Period(T0, T0 + 3600)
-    counter(store, "a-pv", T0 - 60, 3000, 61)  # 3 kWh
-    counter(store, "a-grid", T0 - 60, 6000, 61)  # 6 kWh
+    counter(store, "a-pv", T0 - 60, 3000, 62)  # 3 kWh in the hour
+    counter(store, "a-grid", T0 - 60, 6000, 62)  # 6 kWh
     assert one(store, reg, A, hour, "energy.pv_produced").value == pytest.approx(3.0)
     ghg = one(store, reg, A, hour, "energy.ghg")
     assert ghg.value == pytest.approx(6.0 * 0.052)
@@ -182,11 +180,9 @@ def test_self_consumption_estimated_without_export_meter(store, reg):
     profile(store, "a-pv", T0, pv)
     profile(store, "a-grid", T0, grid)
     period = Period(T0, T0 + 7200)
-    # per quarter hour (Wh); the reading at T0 + 2 h is outside the period, so the last
-    # quarter hour is known for 14 minutes only
-    tail = 14 / 15
-    pv_q = [0, 0, 0, 0, 2250, 2250, 2250, 2250 * tail]
-    imp_q = [750, 750, 750, 750, 0, 0, 300, 300 * tail]
+    # per quarter hour (Wh); the reading at T0 + 2 h closes the last one
+    pv_q = [0, 0, 0, 0, 2250, 2250, 2250, 2250]
+    imp_q = [750, 750, 750, 750, 0, 0, 300, 300]
     base = 750  # 5th percentile of import over quarter hours without PV
     # importing quarter hours used all their PV; the others at most the base load
     used = [p if imp > 1 else min(p, base) for p, imp in zip(pv_q, imp_q)]
@@ -199,26 +195,26 @@ def test_self_consumption_estimated_without_export_meter(store, reg):
 
 def test_self_sufficiency_home_assistant_form_with_a_load_meter(store, reg):
     hour = Period(T0, T0 + 3600)
-    counter(store, "b-grid", T0 - 60, 1200, 61)   # 1.2 kWh imported
-    counter(store, "b-load", T0 - 60, 3600, 61)   # 3.6 kWh consumed
+    counter(store, "b-grid", T0 - 60, 1200, 62)   # 1.2 kWh imported
+    counter(store, "b-load", T0 - 60, 3600, 62)   # 3.6 kWh consumed
     v = one(store, reg, Scope("site", ("site-b",)), hour, "energy.self_sufficiency")
     assert v.value == pytest.approx(100 * (1 - 1.2 / 3.6))
 
 
 def test_a_load_meter_smaller_than_import_is_a_machine_not_the_site(store, reg):
     hour = Period(T0, T0 + 3600)
-    counter(store, "b-grid", T0 - 60, 3000, 61)
-    counter(store, "b-load", T0 - 60, 1000, 61)
+    counter(store, "b-grid", T0 - 60, 3000, 62)
+    counter(store, "b-load", T0 - 60, 1000, 62)
     v = one(store, reg, Scope("site", ("site-b",)), hour, "energy.self_sufficiency")
     assert v.value == pytest.approx(0.0)
 
 
 def test_pooling_gain_within_the_legal_perimeter(store, reg):
     hour = Period(T0, T0 + 3600)
-    counter(store, "a-pv", T0 - 60, 12000, 61)   # A exports 12 kW (no import, no night: base 0)
-    counter(store, "a-grid", T0 - 60, 0, 61)
-    counter(store, "b-grid", T0 - 60, 6000, 61)  # B, 0.78 km away, imports 6 kW
-    counter(store, "c-grid", T0 - 60, 6000, 61)  # C, 9.5 km away, imports 6 kW
+    counter(store, "a-pv", T0 - 60, 12000, 62)   # A exports 12 kW (no import, no night: base 0)
+    counter(store, "a-grid", T0 - 60, 0, 62)
+    counter(store, "b-grid", T0 - 60, 6000, 62)  # B, 0.78 km away, imports 6 kW
+    counter(store, "c-grid", T0 - 60, 6000, 62)  # C, 9.5 km away, imports 6 kW
     both = Scope("territories", ("town", "zone"))
     v = one(store, reg, both, hour, "energy.pooling_gain")
     # per quarter hour A's 3 kWh surplus covers B's 1.5 kWh; C is out of the 2 km perimeter
@@ -226,10 +222,10 @@ def test_pooling_gain_within_the_legal_perimeter(store, reg):
     assert v.breakdown["pairs"] == [{"from": "site-a", "to": "site-b", "distance_km": pytest.approx(0.777, abs=0.005),
                                      "kwh": pytest.approx(v.breakdown["kwh"])}]
     shared, load = v.breakdown["kwh"], 2 * v.breakdown["kwh"]  # B's import = C's import = shared
-    assert shared == pytest.approx(6.0 * (59 / 60), rel=1e-6)  # energy known up to T0+59 min
+    assert shared == pytest.approx(6.0, rel=1e-6)
     assert v.value == pytest.approx(100 * shared / load)
     # a 20 km perimeter includes C: the surplus (3 kWh) covers both (3 kWh) per quarter hour
-    ctx = Context(store, reg, both, hour, load_references())
+    ctx = load_context(store, reg, both, hour, ["energy.pooling_gain"])
     wide = pooling(ctx, max_distance_km=20)
     assert wide.gain_pp == pytest.approx(100.0)
     assert pooling(ctx, max_distance_km=0.5).shared_wh == 0

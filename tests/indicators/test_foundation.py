@@ -122,9 +122,9 @@ def test_counter_reset_and_glitch(store, reg):
 
 
 def test_territory_sums_its_sites_and_territories_sum_territories(store, reg):
-    counter(store, "shop-grid", T0 - 60, 6000, 61)   # 6 kWh in the hour
-    counter(store, "plant-grid", T0 - 60, 30000, 61)  # 30 kWh
-    counter(store, "shop-pv", T0 - 60, 3000, 61)     # PV is not consumption
+    counter(store, "shop-grid", T0 - 60, 6000, 62)   # 6 kWh in the hour
+    counter(store, "plant-grid", T0 - 60, 30000, 62)  # 30 kWh
+    counter(store, "shop-pv", T0 - 60, 3000, 62)     # PV is not consumption
     town = by_id(compute_indicators(store, reg, Scope("territory", ("town",)), HOUR))
     both = by_id(compute_indicators(store, reg, Scope("territories", ("town", "zone")), HOUR))
     assert town["energy.consumed"].value == pytest.approx(6.0)

@@ -103,3 +103,36 @@ def test_registry_file_reloads_and_keeps_last_good(tmp_path):
     path.write_text("not = [valid")
     os.utime(path, ns=(3, 4))
     assert watched.current().territory("ecully").population == 19000
+
+
+GRID = 'id = "ecully-fablab-grid"\nsite = "ecully-fablab"\n'
+
+
+def _moved(tmp_path, moves: str):
+    text = EXAMPLE_REGISTRY.read_text()
+    assert GRID in text
+    path = tmp_path / "r.toml"
+    path.write_text(text.replace(GRID, GRID + f"moves = [{moves}]\n", 1))
+    return path
+
+
+def test_a_device_that_moved_has_its_stays_in_order(tmp_path):
+    reg = load_registry(_moved(tmp_path, '{ site = "ecully-bakery", until = 2026-01-01T00:00:00Z }, '
+                                         '{ site = "ecully-school", until = 2026-03-01T10:15:00+01:00 }'))
+    device = reg.device("ecully-fablab-grid")
+    stays = device.tenures()
+    assert [s for s, _, _ in stays] == ["ecully-bakery", "ecully-school", "ecully-fablab"]
+    assert stays[1][1:] == (1767225600, 1772356500)
+    assert device.site_at(1767225599) == "ecully-bakery" and device.site_at(1772356500) == "ecully-fablab"
+
+
+@pytest.mark.parametrize("moves, problem", [
+    ('{ site = "nowhere", until = 2026-01-01T00:00:00Z }', "site 'nowhere' does not exist"),
+    ('{ site = "ecully-bakery", until = 2026-01-01T00:07:00Z }', "not on a quarter-hour"),
+    ('{ site = "ecully-bakery", until = 2026-02-01T00:00:00Z }, { site = "ecully-school", until = 2026-01-01T00:00:00Z }',
+     "not in time order"),
+])
+def test_bad_moves_name_the_key_and_the_fix(tmp_path, moves, problem):
+    with pytest.raises(RegistryError, match=problem) as err:
+        load_registry(_moved(tmp_path, moves))
+    assert err.value.key.endswith(".moves") and err.value.fix

@@ -62,22 +62,29 @@ def drive(registry: Path, tmp_path: Path, hours: float, faults: list[dict] | Non
     return cap
 
 
-def server_wh(capture: Capture) -> dict[tuple[str, int], int]:
+def server_wh(capture: Capture) -> dict[tuple[str, int], float]:
     """Wh per (device, hour) as the server counts it: readings deduplicated by
-    (device, boot, seq), ordered by time, deltas between consecutive readings, a counter
-    that went down restarted from zero (its new value counts in full)."""
+    (device, boot, seq), ordered by time, deltas between consecutive readings (a counter
+    that went down restarted from zero: its new value counts in full), each spread linearly
+    over the time between its two readings."""
     readings: dict[str, dict[tuple[int, int], tuple[int, int]]] = defaultdict(dict)
     for _at, body in capture.telemetry():
         for r in body["readings"]:
             if "energy_wh" in r:
                 readings[body["device"]][(body["boot"], r["seq"])] = (r["ts"], r["energy_wh"])
-    out: dict[tuple[str, int], int] = defaultdict(int)
+    out: dict[tuple[str, int], float] = defaultdict(float)
     for device, by_id in readings.items():
         last = None
-        for (boot, seq), (ts, wh) in sorted(by_id.items(), key=lambda kv: (kv[1][0], kv[0])):
+        for (_boot, _seq), (ts, wh) in sorted(by_id.items(), key=lambda kv: (kv[1][0], kv[0])):
             if last is not None:
-                out[(device, ts - ts % 3600)] += wh - last if wh >= last else wh
-            last = wh
+                last_ts, last_wh = last
+                delta = wh - last_wh if wh >= last_wh else wh
+                if ts == last_ts:
+                    out[(device, ts - ts % 3600)] += delta
+                for hour in range(last_ts - last_ts % 3600, ts, 3600):
+                    inside = min(ts, hour + 3600) - max(last_ts, hour)
+                    out[(device, hour)] += delta * inside / (ts - last_ts)
+            last = (ts, wh)
     return dict(out)
 
 

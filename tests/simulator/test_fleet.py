@@ -49,9 +49,16 @@ def test_same_seed_same_bytes(tmp_path, faulty):
     assert other.sent != faulty.sent
 
 
+def assert_ledger_is_what_the_server_counts(capture) -> dict:
+    counted = {k: v for k, v in server_wh(capture).items() if v}
+    ledger = {k: v for k, v in ledger_sum(capture.ledger_rows, "wh").items() if v}
+    assert counted.keys() == ledger.keys()
+    assert all(ledger[k] == pytest.approx(v, abs=1e-6) for k, v in counted.items())
+    return counted
+
+
 def test_the_ledger_equals_what_was_sent(faulty):
-    counted = {k: v for k, v in server_wh(faulty).items() if v}
-    assert counted == {k: v for k, v in ledger_sum(faulty.ledger_rows, "wh").items() if v}
+    counted = assert_ledger_is_what_the_server_counts(faulty)
     assert sum(counted.values()) > 10_000
     taken = ledger_sum(faulty.ledger_rows, "readings")
     per_device = Counter()
@@ -135,7 +142,7 @@ def test_a_full_buffer_drops_the_oldest_and_counts_them(tmp_path):
     assert dropped == 2 * (34 * 60 + 1 - 2000)
     stamps = [r["ts"] for _at, _boot, r in readings_of(capture, "t000-s0000-d00")]
     assert stamps[60] == START + 3600 + dropped // 2 * 60  # the oldest went first
-    assert {k: v for k, v in server_wh(capture).items() if v} == {k: v for k, v in ledger_sum(capture.ledger_rows, "wh").items() if v}
+    assert_ledger_is_what_the_server_counts(capture)
 
 
 def test_some_bins_overflow_and_some_rounds_come_early(tmp_path):

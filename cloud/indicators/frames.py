@@ -1,0 +1,527 @@
+"""The indicators' one data path: a Frame per device placement over a period.
+
+A **placement** is a device at one site for spans of the period (a device that moved has a
+placement per site it was at: its readings count where they were taken). Its **frame** is
+the sum of its intervals (boucle.rollup) over those spans: readings received, what they
+measured, the accepted energy or the deposited mass (exact integers), the events
+(emptyings, counter resets, rejected deltas), and, for the meters an indicator needs a
+profile of, the energy of each interval of the period's grid.
+
+`FrameLoader` reads them from the gateway's rollups: month rows for the whole UTC days,
+day rows for the partial days at the edges when those fall on quarter-hours (a local
+midnight always does), and the same computation on raw readings
+(`boucle.rollup.day_intervals`) for what the rollups do not hold: a partial quarter-hour
+at an edge, a day or month the gateway has not rolled up. With `raw=True` every day comes
+from raw readings: the reference path. Both give the same frames from the same readings.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from boucle import rollup
+from boucle.registry import Device
+from boucle.rollup import (
+    DAY,
+    MWH_PER_WH,
+    SLOT,
+    SLOTS_A_DAY,
+    DayRow,
+    Intervals,
+    MonthRow,
+    MonthSlots,
+    Readings,
+)
+from boucle.storage import Store
+from cloud.indicators.values import Period
+
+_EMPTY_EVENTS = np.zeros((0, 3))
+_EMPTY_EVENTS.flags.writeable = False
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A device at a site (`device.site`) during `spans` of a period."""
+
+    device: Device
+    spans: tuple[tuple[int, int], ...]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.device.id, self.device.site
+
+    @property
+    def seconds(self) -> int:
+        return sum(e - s for s, e in self.spans)
+
+
+@dataclass
+class Frame:
+    """What the indicators know of one placement over the period."""
+
+    placement: Placement
+    received: int = 0
+    measured: int = 0
+    """boucle.rollup WEIGHT | FILL bits of what its readings carried."""
+    amount: int = 0
+    """Accepted mWh (meters) or deposited g (bins)."""
+    emptied: np.ndarray = field(default_factory=lambda: _EMPTY_EVENTS)
+    """(ts, weight before g, fill before %) per emptying, oldest first."""
+    resets: int = 0
+    rejected: int = 0
+    slots_wh: np.ndarray | None = None
+    """Wh per interval of the period's grid (the integer mWh ÷ 1,000), when loaded."""
+    covered: np.ndarray | None = None
+    """Per grid interval: readings at or before its start and at or after its end."""
+    present: np.ndarray | None = None
+    """Per grid interval: inside the placement's spans."""
+
+    @property
+    def device(self) -> Device:
+        return self.placement.device
+
+
+class FrameLoader:
+    """Reads a period's frames, then the slots of some of them, sharing what both read
+    (the partial days' rows are decoded once)."""
+
+    def __init__(self, store: Store, period: Period, raw: bool = False):
+        self.store, self.period, self.raw = store, period, raw
+        self._spans: dict[tuple[int, int], _SpanData] = {}
+
+    def _span(self, span: tuple[int, int], group: dict[str, list[Placement]]) -> _SpanData:
+        if span not in self._spans:
+            self._spans[span] = _SpanData(self.store, group, span, self.raw)
+        return self._spans[span]
+
+    def frames(self, placements: Sequence[Placement]) -> dict[tuple[str, str], Frame]:
+        """Each placement's frame over the period, without slots (see `add_slots`)."""
+        frames = {p.key: Frame(p) for p in placements}
+        for span, group in _by_span(placements):
+            for device_id, totals in self._span(span, group).totals().items():
+                for p in group[device_id]:
+                    _add(frames[p.key], totals)
+        for f in frames.values():
+            f.emptied = _joined(f.emptied)
+        return frames
+
+    def add_slots(self, frames: dict[tuple[str, str], Frame], keys: Collection[tuple[str, str]]) -> None:
+        """Fill in the slots of these frames (meters whose profile an indicator needs)."""
+        grid = rollup.span_edges(self.period.start, self.period.end)
+        n = grid.size - 1
+        wanted = [frames[k] for k in keys if frames[k].slots_wh is None]
+        for span, group in _by_span([f.placement for f in wanted]):
+            lo = int(np.searchsorted(grid, span[0]))
+            hi = int(np.searchsorted(grid, span[1]))
+            for device_id, (wh, covered) in self._span(span, group).slots(list(group)).items():
+                if wh.size != hi - lo:
+                    raise AssertionError(f"{device_id}: {wh.size} intervals for {hi - lo} grid intervals")
+                for p in group[device_id]:
+                    f = frames[p.key]
+                    if (lo, hi) == (0, n) and len(p.spans) == 1:  # the whole period: the arrays as they are
+                        f.slots_wh, f.covered, f.present = wh, covered, _all(n)
+                        continue
+                    if f.slots_wh is None:
+                        f.slots_wh, f.covered, f.present = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+                    f.slots_wh[lo:hi] = wh
+                    f.covered[lo:hi] = covered
+                    f.present[lo:hi] = True
+        for f in wanted:
+            for a in (f.slots_wh, f.covered, f.present):
+                a.flags.writeable = False
+
+
+@lru_cache(maxsize=8)
+def _all(n: int) -> np.ndarray:
+    present = np.ones(n, dtype=bool)
+    present.flags.writeable = False
+    return present
+
+
+def _by_span(placements: Sequence[Placement]) -> list[tuple[tuple[int, int], dict[str, list[Placement]]]]:
+    """Placements grouped by span (usually one: the whole period), then by device id."""
+    groups: dict[tuple[int, int], dict[str, list[Placement]]] = defaultdict(lambda: defaultdict(list))
+    for p in placements:
+        for span in p.spans:
+            groups[span][p.device.id].append(p)
+    return sorted(groups.items())
+
+
+@dataclass
+class _Totals:
+    received: int = 0
+    measured: int = 0
+    amount: int = 0
+    emptied: list[np.ndarray] = field(default_factory=list)
+    resets: int = 0
+    rejected: int = 0
+
+    def add_intervals(self, iv: Intervals, lo: int, hi: int) -> None:
+        inside = (iv.edges[:-1] >= lo) & (iv.edges[1:] <= hi)
+        self.received += int(iv.received[inside].sum())
+        self.measured |= int(np.bitwise_or.reduce(iv.measured[inside])) if inside.any() else 0
+        self.amount += int(iv.amount[inside].sum())
+        self.add_events(iv.emptied, iv.flags, lo, hi)
+
+    def add_events(self, emptied: np.ndarray, flags: np.ndarray, lo: int, hi: int) -> None:
+        if emptied.size:
+            self.emptied.append(emptied[(emptied[:, 0] >= lo) & (emptied[:, 0] < hi)])
+        if flags.size:
+            mine = flags[(flags[:, 0] >= lo) & (flags[:, 0] < hi)]
+            self.resets += int((mine[:, 1] == rollup.RESET).sum())
+            self.rejected += int((mine[:, 1] == rollup.REJECTED).sum())
+
+
+def _add(frame: Frame, t: _Totals) -> None:
+    frame.received += t.received
+    frame.measured |= t.measured
+    frame.amount += t.amount
+    frame.resets += t.resets
+    frame.rejected += t.rejected
+    if t.emptied:
+        frame.emptied = [*_as_list(frame.emptied), *t.emptied]  # joined once all spans are in
+
+
+def _as_list(emptied) -> list[np.ndarray]:
+    return emptied if isinstance(emptied, list) else ([emptied] if emptied.size else [])
+
+
+def _joined(emptied) -> np.ndarray:
+    parts = _as_list(emptied)
+    if not parts:
+        return _EMPTY_EVENTS
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+class _SpanData:
+    """One span's data for a group of devices: whole UTC days from month rows (or raw
+    readings), the partial days at its edges from day rows (or raw readings)."""
+
+    def __init__(self, store: Store, group: dict[str, list[Placement]], span: tuple[int, int], raw: bool):
+        self.store, self.raw = store, raw
+        self.devices = {device_id: places[0].device for device_id, places in group.items()}
+        self.start, self.end = span
+        self.first = -(-self.start // DAY) * DAY
+        self.last = self.end - self.end % DAY
+        if self.first > self.last:  # inside one UTC day
+            self.first = self.last = self.end
+            self.pieces = [(self.start - self.start % DAY, self.start, self.end)]
+        else:
+            self.pieces = []
+            if self.start < self.first:
+                self.pieces.append((self.first - DAY, self.start, self.first))
+            if self.last < self.end:
+                self.pieces.append((self.last, self.last, self.end))
+        self.months = rollup.months(self.first, self.last) if self.first < self.last else []
+        self._raw_days: dict[str, dict[int, Intervals]] = {}
+        self._pieces: dict[int, _DayBlock] = {}
+
+    # --- what the frames get ------------------------------------------------------------
+
+    def totals(self) -> dict[str, _Totals]:
+        """Per device, its sums and events over the span, in time order."""
+        out = {device_id: _Totals() for device_id in self.devices}
+        for day, lo, hi in self.pieces:
+            if day < self.first:
+                self._add_piece(day, lo, hi, out)
+        if self.months:
+            complete, partial = self._month_rows()
+            self._add_complete(complete, out)
+            for device_id in self.devices:
+                if device_id in complete:
+                    continue
+                have = partial.get(device_id, {})
+                computed = self._computed(device_id, [m for m in self.months if m not in have])
+                for month in self.months:
+                    if month in have:
+                        self._add_month(have[month], out[device_id])
+                        continue
+                    for day in range(max(self.first, month), min(self.last, rollup.next_month(month)), DAY):
+                        out[device_id].add_intervals(computed[day], day, day + DAY)
+        for day, lo, hi in self.pieces:
+            if day >= self.first:
+                self._add_piece(day, lo, hi, out)
+        return out
+
+    def slots(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per device of `ids`, (Wh, covered) of each interval of the span, in order."""
+        whole: tuple[list[str], np.ndarray, np.ndarray] = ([], np.zeros((0, 0)), np.zeros((0, 0), dtype=bool))
+        partial: dict[str, dict[int, MonthSlots]] = {}
+        if self.months:
+            complete, partial = self._slot_rows(ids)
+            whole = self._complete_slots(complete)
+        out = self._with_pieces(whole)
+        for device_id in ids:
+            if device_id in out:
+                continue
+            amounts: list[np.ndarray] = []
+            covered: list[np.ndarray] = []
+            for day, lo, hi in self.pieces:
+                if day < self.first:
+                    self._piece(day).take(device_id, lo, hi, amounts, covered)
+            if self.months:
+                have = partial.get(device_id, {})
+                computed = self._computed(device_id, [m for m in self.months if m not in have])
+                for month in self.months:
+                    lo, hi = max(self.first, month), min(self.last, rollup.next_month(month))
+                    if month in have:
+                        part = slice((lo - month) // SLOT, (hi - month) // SLOT)
+                        amounts.append(np.frombuffer(have[month].slots, dtype=np.int32)[part] / MWH_PER_WH)
+                        covered.append(_unpacked([have[month].covered], rollup.days_in(month) * SLOTS_A_DAY)[part])
+                    else:
+                        for day in range(lo, hi, DAY):
+                            _take(computed[day], day, day + DAY, amounts, covered)
+            for day, lo, hi in self.pieces:
+                if day >= self.first:
+                    self._piece(day).take(device_id, lo, hi, amounts, covered)
+            out[device_id] = (np.concatenate(amounts), np.concatenate(covered))
+        return out
+
+    # --- month rows -----------------------------------------------------------------------
+
+    def _month_rows(self) -> tuple[dict[str, list[MonthRow]], dict[str, dict[int, MonthRow]]]:
+        """The span's month rows: (devices with all of them, by month; the others' by month)
+        (in raw mode none: every day is computed)."""
+        if self.raw:
+            return {}, {}
+        return _by_month(self.store.month_rollups(list(self.devices), self.months[0], self.last), self.months)
+
+    def _slot_rows(self, ids: Sequence[str]) -> tuple[dict[str, list[MonthSlots]], dict[str, dict[int, MonthSlots]]]:
+        """The same for the meters' slots."""
+        if self.raw:
+            return {}, {}
+        return _by_month(self.store.month_slots(list(ids), self.months[0], self.last), self.months)
+
+    def _day_range(self) -> slice:
+        """The whole days of the span within the joined per-day arrays of its months."""
+        return slice((self.first - self.months[0]) // DAY, (self.last - self.months[0]) // DAY)
+
+    def _add_complete(self, rows: dict[str, list[MonthRow]], out: dict[str, _Totals]) -> None:
+        """The whole days' sums and events of the devices with all their month rows, in one
+        decoding for all of them."""
+        ids = list(rows)
+        if not ids:
+            return
+        width = sum(rollup.days_in(m) for m in self.months)
+        days = self._day_range()
+        chained = [r for d in ids for r in rows[d]]
+        received = _decode(chained, "received", np.int32, len(ids), width)[:, days].sum(axis=1, dtype=np.int64)
+        amount = _decode(chained, "amount", np.int64, len(ids), width)[:, days].sum(axis=1)
+        measured = np.bitwise_or.reduce(_decode(chained, "measured", np.uint8, len(ids), width)[:, days], axis=1)
+        emptied = _events_by_device([[r.emptied for r in rows[d]] for d in ids], 3, np.float64, self.first, self.last)
+        flags = _events_by_device([[r.flags for r in rows[d]] for d in ids], 2, np.int64, self.first, self.last)
+        _add_sums(out, ids, received, amount, measured, emptied, flags, self.first, self.last)
+
+    def _add_month(self, row: MonthRow, t: _Totals) -> None:
+        """One month row's days inside the span's whole days."""
+        lo = (max(self.first, row.month) - row.month) // DAY
+        hi = (min(self.last, rollup.next_month(row.month)) - row.month) // DAY
+        t.received += int(np.frombuffer(row.received, dtype=np.int32)[lo:hi].sum())
+        t.amount += int(np.frombuffer(row.amount, dtype=np.int64)[lo:hi].sum())
+        measured = np.frombuffer(row.measured, dtype=np.uint8)[lo:hi]
+        t.measured |= int(np.bitwise_or.reduce(measured)) if measured.size else 0
+        t.add_events(rollup.events(row.emptied, 3, np.float64), rollup.events(row.flags, 2, np.int64),
+                     self.first, self.last)
+
+    def _complete_slots(self, rows: dict[str, list[MonthSlots]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The whole days' (Wh, covered) per slot of the devices with all their months' slots,
+        decoded in one pass for all of them: (ids, a row each of Wh, of covered)."""
+        ids = list(rows)
+        if not ids:
+            return [], np.zeros((0, 0)), np.zeros((0, 0), dtype=bool)
+        width = sum(rollup.days_in(m) for m in self.months) * SLOTS_A_DAY
+        days = self._day_range()
+        cut = slice(days.start * SLOTS_A_DAY, days.stop * SLOTS_A_DAY)
+        chained = [r for d in ids for r in rows[d]]
+        wh = _decode(chained, "slots", np.int32, len(ids), width)[:, cut] / MWH_PER_WH
+        covered = _unpacked([r.covered for r in chained], len(ids) * width).reshape(len(ids), width)[:, cut]
+        return ids, wh, covered
+
+    def _with_pieces(self, whole: tuple[list[str], np.ndarray, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The span's (Wh, covered) of the devices with all their months' slots: the partial
+        days' slots on either side of the whole days' block, in one block for all of them."""
+        ids, wh, covered = whole
+        if not ids:
+            return {}
+        if not self.pieces:
+            return {d: (wh[i], covered[i]) for i, d in enumerate(ids)}
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        for day, lo, hi in self.pieces:
+            block = self._piece(day)
+            if any(d in block.computed for d in ids):  # rare: left to the per-device path
+                return {}
+            at = [block.index[d] for d in ids]
+            a, b = (lo - day) // SLOT, (hi - day) // SLOT
+            parts.append((block.amount[at, a:b] / MWH_PER_WH, block.covered[at, a:b]))
+        if self.pieces[0][0] < self.first:  # a head piece: the whole days after it
+            parts.insert(1, (wh, covered))
+        else:
+            parts.insert(0, (wh, covered))
+        joined_wh = np.hstack([p[0] for p in parts])
+        joined_covered = np.hstack([p[1] for p in parts])
+        return {d: (joined_wh[i], joined_covered[i]) for i, d in enumerate(ids)}
+
+    # --- partial days and raw readings -----------------------------------------------------
+
+    def _piece(self, day: int) -> _DayBlock:
+        """Every device's intervals of one partial day: its day row when the span's edges in
+        it are quarter-hours, else (or without a day row) computed from raw readings."""
+        if day not in self._pieces:
+            on_slots = all(x % SLOT == 0 for d, lo, hi in self.pieces if d == day for x in (lo, hi))
+            rows = self.store.day_rollups(list(self.devices), day, day + DAY) if on_slots and not self.raw else []
+            block = _DayBlock(day, rows)
+            for device_id in self.devices:
+                if device_id not in block.index:
+                    block.computed[device_id] = (self._computed(device_id)[day] if self.raw
+                                                 else self._compute(device_id, [day])[day])
+            self._pieces[day] = block
+        return self._pieces[day]
+
+    def _add_piece(self, day: int, lo: int, hi: int, out: dict[str, _Totals]) -> None:
+        block = self._piece(day)
+        if block.index:
+            a, b = (lo - day) // SLOT, (hi - day) // SLOT
+            emptied = [e[(e[:, 0] >= lo) & (e[:, 0] < hi)] if e.size else None for e in block.emptied]
+            _add_sums(out, block.ids, block.received[:, a:b].sum(axis=1), block.amount[:, a:b].sum(axis=1),
+                      np.bitwise_or.reduce(block.measured[:, a:b], axis=1), emptied, block.flags, lo, hi)
+        for device_id, iv in block.computed.items():
+            out[device_id].add_intervals(iv, lo, hi)
+
+    def _computed(self, device_id: str, months: Sequence[int] | None = None) -> dict[int, Intervals]:
+        """Days of the span computed from raw readings, cut at the span's edges: every day in
+        raw mode, else the whole days of `months` (those without a month row)."""
+        if self.raw:
+            if device_id not in self._raw_days:
+                days = [p[0] for p in self.pieces if p[0] < self.first]
+                days += list(range(self.first, self.last, DAY))
+                days += [p[0] for p in self.pieces if p[0] >= self.first]
+                self._raw_days[device_id] = self._compute(device_id, sorted(set(days)))
+            return self._raw_days[device_id]
+        days = [d for m in months or () for d in range(max(self.first, m), min(self.last, rollup.next_month(m)), DAY)]
+        return self._compute(device_id, days) if days else {}
+
+    def _compute(self, device_id: str, days: list[int]) -> dict[int, Intervals]:
+        """day_intervals of these days, one store query per run of consecutive days."""
+        device = self.devices[device_id]
+        out = {}
+        for run in _runs(days):
+            readings = Readings.of(self.store.readings(device_id, run[0], run[-1] + DAY, rollup.FIELDS, after=True))
+            t = readings.times
+            for day in run:
+                lo = max(int(np.searchsorted(t, day, side="left")) - 1, 0)
+                hi = int(np.searchsorted(t, day + DAY, side="left")) + 1
+                out[day] = rollup.day_intervals(device.kind, day, readings.take(lo, hi), device.rated_power_w,
+                                                cuts=(self.start, self.end))
+        return out
+
+
+class _DayBlock:
+    """Many devices' day rows of one UTC day, decoded in one pass (a local-time period reads
+    the rows of its two edge days for every device); devices without a row, or an edge not
+    on a quarter-hour: their intervals computed from raw readings (`computed`)."""
+
+    def __init__(self, day: int, rows: Sequence[DayRow]):
+        self.day = day
+        self.ids = [r.device for r in rows]
+        self.index = {d: i for i, d in enumerate(self.ids)}
+        n = len(rows)
+
+        def column(name: str, dtype) -> np.ndarray:
+            return np.frombuffer(b"".join(getattr(r, name) for r in rows), dtype=dtype).reshape(n, SLOTS_A_DAY)
+
+        self.received = column("received", np.uint16).astype(np.int64)
+        self.measured = column("measured", np.uint8)
+        self.amount = column("amount", np.int32).astype(np.int64)
+        bits = b"".join(r.covered or _NO_COVERED for r in rows)
+        self.covered = np.unpackbits(np.frombuffer(bits, dtype=np.uint8)).reshape(n, SLOTS_A_DAY).astype(bool)
+        self.emptied = [rollup.events(r.emptied, 3, np.float64) for r in rows]
+        self.flags = [rollup.events(r.flags, 2, np.int64) if r.flags else None for r in rows]
+        self.computed: dict[str, Intervals] = {}
+
+    def take(self, device_id: str, lo: int, hi: int, amounts: list, covered: list) -> None:
+        """A device's Wh and covered flags of the intervals of [lo, hi) in this day."""
+        if device_id in self.computed:
+            _take(self.computed[device_id], lo, hi, amounts, covered)
+            return
+        i, a, b = self.index[device_id], (lo - self.day) // SLOT, (hi - self.day) // SLOT
+        amounts.append(self.amount[i, a:b] / MWH_PER_WH)
+        covered.append(self.covered[i, a:b])
+
+
+_NO_COVERED = bytes(SLOTS_A_DAY // 8)
+
+
+def _add_sums(out: dict[str, _Totals], ids: Sequence[str], received: np.ndarray, amount: np.ndarray,
+              measured: np.ndarray, emptied: Sequence[np.ndarray | None], flags: Sequence[np.ndarray | None],
+              lo: int, hi: int) -> None:
+    """Per-device sums (arrays in the order of `ids`) and events (None: none) into totals."""
+    for i, d in enumerate(ids):
+        t = out[d]
+        t.received += int(received[i])
+        t.amount += int(amount[i])
+        t.measured |= int(measured[i])
+        if emptied[i] is not None and emptied[i].size:
+            t.emptied.append(emptied[i])
+        if flags[i] is not None:
+            t.add_events(_EMPTY_EVENTS, flags[i], lo, hi)
+
+
+def _runs(days: list[int]) -> list[list[int]]:
+    """Sorted days split into runs of consecutive days."""
+    runs: list[list[int]] = []
+    for day in days:
+        if runs and day == runs[-1][-1] + DAY:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
+def _take(iv: Intervals, lo: int, hi: int, amounts: list, covered: list) -> None:
+    """The Wh and covered flags of the intervals of [lo, hi)."""
+    inside = (iv.edges[:-1] >= lo) & (iv.edges[1:] <= hi)
+    amounts.append(iv.amount[inside] / MWH_PER_WH)
+    covered.append(iv.covered[inside])
+
+
+def _by_month(rows, months: list[int]) -> tuple[dict[str, list], dict[str, dict[int, object]]]:
+    """Rows by device: (the devices with a row for every month, in month order; the others'
+    rows by month)."""
+    by_device: dict[str, list] = defaultdict(list)
+    for row in rows:
+        by_device[row.device].append(row)
+    complete = {d: mine for d, mine in by_device.items() if [r.month for r in mine] == months}
+    partial = {d: {r.month: r for r in mine} for d, mine in by_device.items() if d not in complete}
+    return complete, partial
+
+
+def _events_by_device(blobs: list[list[bytes]], width: int, dtype, lo: int, hi: int) -> list[np.ndarray | None]:
+    """Per device, its events with lo <= ts < hi (None without any), decoded in one pass."""
+    lengths = [sum(map(len, mine)) for mine in blobs]
+    if not any(lengths):
+        return [None] * len(blobs)
+    rows = rollup.events(b"".join(b for mine in blobs for b in mine), width, dtype)
+    edges = np.concatenate([[0], np.cumsum(lengths) // (width * np.dtype(dtype).itemsize)])
+    out: list[np.ndarray | None] = []
+    for i, n in enumerate(lengths):
+        if not n:
+            out.append(None)
+            continue
+        mine = rows[edges[i]:edges[i + 1]]
+        out.append(mine[(mine[:, 0] >= lo) & (mine[:, 0] < hi)])
+    return out
+
+
+def _unpacked(blobs: list[bytes], n: int) -> np.ndarray:
+    """Covered flags from their packed bits (a month's slots are a whole number of bytes)."""
+    return np.unpackbits(np.frombuffer(b"".join(blobs), dtype=np.uint8))[:n].astype(bool)
+
+
+def _decode(rows: list[MonthRow], name: str, dtype, n: int, width: int) -> np.ndarray:
+    """One column of many devices' month rows (the same months each) as an (n, width) array."""
+    return np.frombuffer(b"".join(getattr(r, name) for r in rows), dtype=dtype).reshape(n, width)

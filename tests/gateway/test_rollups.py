@@ -1,0 +1,154 @@
+"""Rollups (boucle.rollup): hand-computed days, and the gateway's aggregate stage, which
+recomputes them from stored readings so that late data updates them and the result does
+not depend on arrival order or on the store backend (real SQLite and InfluxDB)."""
+
+import numpy as np
+import pytest
+
+from boucle import rollup
+from boucle.protocol import Reading
+from boucle.registry import Device
+from boucle.rollup import DAY, FILL, REJECTED, RESET, WEIGHT, Readings
+from boucle.storage import StoredReading, open_store
+from gateway.aggregate import recompute_rollups
+
+H = 1767225600  # 2026-01-01 00:00 UTC
+METER = Device(id="ecully-fablab-grid", site="s", kind="energy", channel="grid_import", rated_power_w=36000)
+BIN = Device(id="ecully-fablab-bin", site="s", kind="waste", stream="residual", capacity_kg=60)
+
+
+def readings(ts_values) -> Readings:
+    return Readings.of([StoredReading(ts, 1, i, v) for i, (ts, v) in enumerate(ts_values)])
+
+
+def test_a_delta_accrues_linearly_between_its_readings():
+    r = readings([(H - 300, {"energy_wh": 100}),       # the reading before the day
+                  (H + 600, {"energy_wh": 190}),       # +90 Wh over 15 min: 30 before H, 60 after
+                  (H + 1200, {"energy_wh": 250})])     # +60 Wh over 10 min
+    iv = rollup.day_intervals("energy", H, r, METER.rated_power_w)
+    assert iv.amount[:3].tolist() == [60_000 + 30_000, 30_000, 0]  # mWh per slot
+    assert iv.received[:3].tolist() == [1, 1, 0]
+    # covered: readings at or before a slot's start and at or after its end
+    assert iv.covered[:2].tolist() == [True, False]
+    assert iv.amount.sum() == 120_000  # the 30 Wh before the day belong to the day before
+
+
+def test_resets_count_in_full_and_impossible_deltas_are_rejected():
+    r = readings([(H, {"energy_wh": 1000}), (H + 60, {"energy_wh": 1010}),
+                  (H + 120, {"energy_wh": 5}),          # reset: counts 5 Wh
+                  (H + 180, {"energy_wh": 90_000}),     # 36 kW × 60 s × 1.5 + 1 = 901 Wh: rejected
+                  (H + 240, {"energy_wh": 90_010})])
+    iv = rollup.day_intervals("energy", H, r, METER.rated_power_w)
+    assert iv.amount.sum() == (10 + 5 + 10) * 1000
+    assert iv.flags.tolist() == [[H + 120, RESET], [H + 180, REJECTED]]
+    # without a rated power the protocol's 1 MW bound applies: a 10 MWh jump is rejected
+    glitch = readings([(H, {"energy_wh": 0}), (H + 60, {"energy_wh": 10_000_000})])
+    assert rollup.day_intervals("energy", H, glitch).amount.sum() == 0
+
+
+def test_cutting_a_day_keeps_its_slots_and_adds_up_to_them():
+    r = readings([(H - 60 + 60 * i, {"energy_wh": 7 * i}) for i in range(1442)])
+    whole = rollup.day_intervals("energy", H, r)
+    cut = rollup.day_intervals("energy", H, r, cuts=[H + 4000, H + 50_000])
+    assert cut.amount.size == whole.amount.size + 2
+    assert cut.amount.sum() == whole.amount.sum() == 7 * 1440 * 1000
+    inside = np.isin(cut.edges[:-1], whole.edges[:-1]) & np.isin(cut.edges[1:], whole.edges[1:])
+    assert np.isin(cut.amount[inside], whole.amount).all()
+
+
+def test_a_scale_bin_deposits_emptyings_and_its_fill_reading():
+    weights = [0, 0, 2000, 2010, 5000, 4990, 100, 3000]
+    r = readings([(H + 60 * i, {"weight_g": w, "fill_pct": w / 100}) for i, w in enumerate(weights)])
+    iv = rollup.day_intervals("waste", H, r)
+    # 2 kg, 3 kg, then after the emptying (to 100 g, counted as a deposit) 2.9 kg
+    assert iv.amount.sum() == 2000 + 3000 + 100 + 2900
+    assert iv.emptied.tolist() == [[H + 360, 5000.0, 50.0]]  # the top (5 kg) and its fill reading
+    assert iv.measured[0] == WEIGHT | FILL
+
+
+def test_a_fill_only_bin_has_emptyings_and_no_mass():
+    fills = [10.0, 30.0, 55.0, 80.0, 5.0, 12.0]
+    r = readings([(H + 900 * i, {"fill_pct": f}) for i, f in enumerate(fills)])
+    iv = rollup.day_intervals("waste", H, r)
+    assert iv.amount.sum() == 0
+    assert iv.emptied.tolist() == [[H + 3600, pytest.approx(np.nan, nan_ok=True), 80.0]]
+    assert iv.measured[0] == FILL
+
+
+def test_bin_levels_start_from_the_reading_before_the_day():
+    # 900 g at 23:50 was already counted the day before: the day's rise to 1,000 g adds nothing
+    r = readings([(H - 600, {"weight_g": 900}), (H + 600, {"weight_g": 1000}), (H + 1200, {"weight_g": 1500})])
+    assert rollup.day_intervals("waste", H, r).amount.sum() == 600
+
+
+def test_rows_round_trip_and_months_sum_their_days():
+    r = readings([(H - 60 + 60 * i, {"energy_wh": 5 * i}) for i in range(3 * 1440 + 2)])
+    days = [rollup.day_row(METER.id, "energy", rollup.day_intervals(
+        "energy", d, r.take(max(int(np.searchsorted(r.times, d)) - 1, 0), int(np.searchsorted(r.times, d + DAY)) + 1)))
+        for d in (H, H + DAY, H + 2 * DAY)]
+    back = rollup.day_intervals_of(days[1])
+    assert back.amount.sum() == 5 * 1440 * 1000 and back.covered.all()
+    month = rollup.month_row(METER.id, "energy", H, days)
+    per_day = np.frombuffer(month.amount, dtype=np.int64)
+    assert per_day[:4].tolist() == [5 * 1440 * 1000] * 3 + [0]
+    assert np.frombuffer(month.slots, dtype=np.int32)[: 3 * 96].sum() == per_day.sum()
+
+
+@pytest.fixture(params=["sqlite", "influx"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = open_store(f"sqlite:///{tmp_path / 'w.db'}")
+    else:
+        server = request.getfixturevalue("influxdb")
+        s = open_store(f"influx+http://127.0.0.1:{server.port}/rollups")
+    yield s
+    s.close()
+
+
+def _hours_wh(store, device, day):
+    (row,) = store.day_rollups([device], day, day + DAY)
+    amount = rollup.day_intervals_of(row).amount
+    return amount.reshape(24, 4).sum(axis=1)
+
+
+def test_a_late_reading_updates_the_days_it_touches(store):
+    device = METER.id
+    on_time = [Reading(device, 1, s, H + 60 * s, {"energy_wh": 1000 + 10 * s}) for s in range(120) if s != 60]
+    store.write_readings(on_time, H + 7200.0)
+    assert recompute_rollups(store, METER, H, H + 60 * 119)
+    hours = _hours_wh(store, device, H)
+    # from the first reading (at H) to the last (1 min before H + 2 h); the missing reading at
+    # H + 1 h is interpolated
+    assert hours[:2].tolist() == [600_000, 590_000]
+    late = Reading(device, 1, 60, H + 3600, {"energy_wh": 1604})  # 4 Wh more than linear
+    store.write_readings([late], H + 9000.0)
+    assert recompute_rollups(store, METER, late.ts, late.ts)
+    hours = _hours_wh(store, device, H)
+    assert hours[:2].tolist() == [604_000, 586_000]
+    (month,) = store.month_rollups([device], H, H + 31 * DAY)
+    assert np.frombuffer(month.amount, dtype=np.int64)[0] == 1_190_000
+    assert np.frombuffer(month.received, dtype=np.int32)[0] == 120
+    assert store.month_rollups([device], H, H + DAY, slots=False)[0].slots == b""
+
+
+def test_a_gap_spreads_its_delta_over_the_days_it_spans(store):
+    device = METER.id
+    store.write_readings([Reading(device, 1, 0, H + 3 * 3600, {"energy_wh": 0}),
+                          Reading(device, 1, 1, H + 2 * DAY + 3 * 3600, {"energy_wh": 4800})], 0.0)
+    assert recompute_rollups(store, METER, H + 2 * DAY + 3 * 3600, H + 2 * DAY + 3 * 3600)
+    rows = store.day_rollups([device], H, H + 3 * DAY)
+    amounts = [int(rollup.day_intervals_of(r).amount.sum()) for r in rows]
+    assert [r.day for r in rows] == [H, H + DAY, H + 2 * DAY]
+    assert amounts == [2_100_000, 2_400_000, 300_000]  # 21 h, 24 h and 3 h of 100 W
+
+
+def test_bins_roll_up_on_both_stores(store):
+    weights = [0, 0, 2000, 2010, 5000, 4990, 100, 3000]
+    store.write_readings([Reading(BIN.id, 1, i, H + 60 * i, {"weight_g": w}) for i, w in enumerate(weights)], 0.0)
+    assert recompute_rollups(store, BIN, H, H + 420)
+    (row,) = store.day_rollups([BIN.id], H, H + DAY)
+    iv = rollup.day_intervals_of(row)
+    assert iv.amount.sum() == 8000 and iv.emptied[:, :2].tolist() == [[H + 360, 5000.0]]
+    (month,) = store.month_rollups([BIN.id], H, H + DAY)
+    assert rollup.events(month.emptied, 3, np.float64)[:, 0].tolist() == [H + 360]
+    assert month.slots == b"" and month.covered == b""
