@@ -51,7 +51,7 @@ from gateway.aggregate import recompute_rollups
 from simulator.generate import generate_registry
 
 START = 1735689600  # 2025-01-01 00:00 UTC
-RAW_START = 1738368000  # 2025-02-01 00:00 UTC: a whole month for the packs of the raw set
+RAW_START = 1738368000  # 2025-02-01 00:00 UTC: a whole month of month rows for the raw set
 READING_S = 60
 
 

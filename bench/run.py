@@ -108,8 +108,8 @@ def _storage(sizes: Sizes, workdir: Path) -> Outcome:
             notes=f"{c['points']:,} points in {c['wall_s']} s"),
         Row("storage", "gateway write rate into the same InfluxDB, 10 readings/payload", g["readings_per_s"],
             "readings/s", c["points_per_s"], "raw write ceiling",
-            notes=f"{g['readings']:,} readings of {g['devices']:,} devices; windows up to date "
-                  f"{g['windows_after_s']} s later"),
+            notes=f"{g['readings']:,} readings of {g['devices']:,} devices; rollups up to date "
+                  f"{g['rollups_after_s']} s later"),
     ], {"storage": got})
 
 

@@ -9,8 +9,8 @@ Both figures are taken on the same InfluxDB server in the same run:
 - gateway: `messages` QoS 1 telemetry messages are queued on the gateway's persistent
   session while it is stopped, then the gateway starts (store_url influx+http://...) and
   the clock runs until its `readings_stored` counter reaches every reading: broker →
-  spool (SQLite, fsync) → parse → dedup → InfluxDB. Windows are recomputed alongside;
-  `windows_after_s` is how long the aggregator still needed once every reading was stored.
+  spool (SQLite, fsync) → parse → dedup → InfluxDB. Rollups are recomputed alongside;
+  `rollups_after_s` is how long the aggregator still needed once every reading was stored.
 Nothing here is a test: numbers are returned, never asserted.
 """
 
@@ -84,16 +84,16 @@ def gateway_write_rate(mqtt_port: int, influx_url: str, messages: int, readings_
                 raise TimeoutError(f"gateway stored {_stored(gateway)} of {expected} readings in {timeout:.0f} s")
             time.sleep(0.02)
         wall = time.perf_counter() - t0
-        while gateway.spool.dirty(1):  # devices whose windows the aggregator has not redone yet
+        while gateway.spool.dirty(1):  # devices whose rollups the aggregator has not redone yet
             if time.monotonic() > deadline:
-                raise TimeoutError(f"windows not up to date after {timeout:.0f} s")
+                raise TimeoutError(f"rollups not up to date after {timeout:.0f} s")
             time.sleep(0.05)
-        windows = time.perf_counter() - t0 - wall
+        rollups = time.perf_counter() - t0 - wall
     finally:
         gateway.stop()
     return {"messages": messages, "readings_per_payload": readings_per_payload, "readings": expected,
             "devices": len(devices), "wall_s": round(wall, 2), "readings_per_s": round(expected / wall),
-            "windows_after_s": round(windows, 2)}
+            "rollups_after_s": round(rollups, 2)}
 
 
 def bench_storage(points: int, messages: int, readings_per_payload: int = 10, n_devices: int = 1000,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from boucle.protocol import Reading, ReadingRow
-from boucle.storage.dead_letters import DeadLetter, DeadLetterBounds, DeadLetterTrim
 from boucle.rollup import DayRow, MonthRow, MonthSlots
+from boucle.storage.dead_letters import DeadLetter, DeadLetterBounds, DeadLetterTrim
 
 
 @dataclass(frozen=True, slots=True)

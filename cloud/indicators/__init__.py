@@ -16,6 +16,7 @@ from boucle.storage import Store
 from cloud.indicators import caveats as caveat_texts
 from cloud.indicators.catalogue import CATALOGUE, IndicatorSpec
 from cloud.indicators.context import Context, UnknownScope
+from cloud.indicators.frames import ComputedDays
 from cloud.indicators.references import References, ReferencesError, load_references, standing
 from cloud.indicators.values import IndicatorValue, Period, Scope, significant
 
@@ -72,11 +73,12 @@ def _evaluate(ctx: Context, indicator_id: str) -> IndicatorValue:
 
 
 def load_context(store: Store, registry: Registry, scope: Scope, period: Period, ids: Sequence[str] | None = None,
-                 references: References | None = None, raw: bool = False) -> Context:
+                 references: References | None = None, raw: bool = False,
+                 computed: ComputedDays | None = None) -> Context:
     """A computation's Context: the scope's frames and the profiles `ids` need."""
     wanted = _check_ids(ids)
     profiles = list(dict.fromkeys(CATALOGUE[i].profiles for i in wanted if CATALOGUE[i].profiles))
-    return Context.load(store, registry, scope, period, references or load_references(), profiles, raw)
+    return Context.load(store, registry, scope, period, references or load_references(), profiles, raw, computed)
 
 
 def compute_indicators(
@@ -119,12 +121,13 @@ def indicator_series(
     if period.seconds / step_s > 10_000:
         raise ValueError(f"{period.seconds // step_s} steps is too many: use a longer step (at most 10,000 steps)")
     references = references or load_references()
+    computed: ComputedDays = {}  # raw days shared by the steps that cut them
     out = []
     for start in range(period.start, period.end, step_s):
         if each_step is not None:
             each_step()
         step = Period(start, min(start + step_s, period.end))
-        ctx = load_context(store, registry, scope, step, [indicator_id], references, raw)
+        ctx = load_context(store, registry, scope, step, [indicator_id], references, raw, computed)
         out.append(_evaluate(ctx, indicator_id))
     return out
 

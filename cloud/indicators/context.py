@@ -19,7 +19,7 @@ from boucle.registry import Device, Registry, Site, Territory
 from boucle.rollup import MWH_PER_WH, span_edges
 from boucle.storage import Store
 from cloud.indicators.calendar import open_intervals, open_shares, years_in
-from cloud.indicators.frames import Frame, FrameLoader, Placement
+from cloud.indicators.frames import ComputedDays, Frame, FrameLoader, Placement
 from cloud.indicators.references import References
 from cloud.indicators.values import Period, Scope
 
@@ -67,12 +67,13 @@ class Context:
 
     @classmethod
     def load(cls, store: Store, registry: Registry, scope: Scope, period: Period, references: References,
-             profiles: Sequence[Profiles] = (), raw: bool = False) -> Context:
+             profiles: Sequence[Profiles] = (), raw: bool = False, computed: ComputedDays | None = None) -> Context:
         """Read what a computation needs: every placement's frame, and the profiles of the
         meters `profiles` name (asked once the totals are known: a site's load meter is a
-        whole-site meter or a machine by its energy). `raw`: from raw readings only."""
+        whole-site meter or a machine by its energy). `raw`: from raw readings only;
+        `computed`: days already computed from raw readings (a series' earlier steps)."""
         _, sites = resolve(registry, scope)
-        loader = FrameLoader(store, period, raw)
+        loader = FrameLoader(store, period, raw, computed)
         frames = loader.frames(placements(registry, sites, period))
         ctx = cls(registry, scope, period, references, frames)
         wanted = {(d.id, d.site) for need in profiles for d in need(ctx)}

@@ -86,29 +86,33 @@ class Frame:
         return self.placement.device
 
 
+ComputedDays = dict[tuple[str, int, tuple[int, ...]], Intervals]
+"""Days computed from raw readings, by (device, day, cuts inside it): what the periods of a
+series share (its steps cut the same days)."""
+
+
 class FrameLoader:
     """Reads a period's frames, then the slots of some of them, sharing what both read
-    (the partial days' rows are decoded once)."""
+    (the partial days' rows are decoded once; `computed` keeps raw days for later periods)."""
 
-    def __init__(self, store: Store, period: Period, raw: bool = False):
+    def __init__(self, store: Store, period: Period, raw: bool = False, computed: ComputedDays | None = None):
         self.store, self.period, self.raw = store, period, raw
+        self.computed = {} if computed is None else computed
         self._spans: dict[tuple[int, int], _SpanData] = {}
 
     def _span(self, span: tuple[int, int], group: dict[str, list[Placement]]) -> _SpanData:
         if span not in self._spans:
-            self._spans[span] = _SpanData(self.store, group, span, self.raw)
+            self._spans[span] = _SpanData(self.store, group, span, self.raw, self.computed)
         return self._spans[span]
 
     def frames(self, placements: Sequence[Placement]) -> dict[tuple[str, str], Frame]:
         """Each placement's frame over the period, without slots (see `add_slots`)."""
-        frames = {p.key: Frame(p) for p in placements}
-        for span, group in _by_span(placements):
-            for device_id, totals in self._span(span, group).totals().items():
+        totals = {p.key: _Totals() for p in placements}
+        for span, group in _by_span(placements):  # in time order
+            for device_id, t in self._span(span, group).totals().items():
                 for p in group[device_id]:
-                    _add(frames[p.key], totals)
-        for f in frames.values():
-            f.emptied = _joined(f.emptied)
-        return frames
+                    totals[p.key].merge(t)
+        return {p.key: totals[p.key].frame(p) for p in placements}
 
     def add_slots(self, frames: dict[tuple[str, str], Frame], keys: Collection[tuple[str, str]]) -> None:
         """Fill in the slots of these frames (meters whose profile an indicator needs)."""
@@ -154,6 +158,8 @@ def _by_span(placements: Sequence[Placement]) -> list[tuple[tuple[int, int], dic
 
 @dataclass
 class _Totals:
+    """A frame's sums and events while its pieces are read."""
+
     received: int = 0
     measured: int = 0
     amount: int = 0
@@ -176,34 +182,28 @@ class _Totals:
             self.resets += int((mine[:, 1] == rollup.RESET).sum())
             self.rejected += int((mine[:, 1] == rollup.REJECTED).sum())
 
+    def merge(self, other: _Totals) -> None:
+        self.received += other.received
+        self.measured |= other.measured
+        self.amount += other.amount
+        self.emptied += other.emptied
+        self.resets += other.resets
+        self.rejected += other.rejected
 
-def _add(frame: Frame, t: _Totals) -> None:
-    frame.received += t.received
-    frame.measured |= t.measured
-    frame.amount += t.amount
-    frame.resets += t.resets
-    frame.rejected += t.rejected
-    if t.emptied:
-        frame.emptied = [*_as_list(frame.emptied), *t.emptied]  # joined once all spans are in
-
-
-def _as_list(emptied) -> list[np.ndarray]:
-    return emptied if isinstance(emptied, list) else ([emptied] if emptied.size else [])
-
-
-def _joined(emptied) -> np.ndarray:
-    parts = _as_list(emptied)
-    if not parts:
-        return _EMPTY_EVENTS
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    def frame(self, placement: Placement) -> Frame:
+        emptied = [e for e in self.emptied if e.size]
+        return Frame(placement, self.received, self.measured, self.amount,
+                     np.concatenate(emptied) if len(emptied) > 1 else emptied[0] if emptied else _EMPTY_EVENTS,
+                     self.resets, self.rejected)
 
 
 class _SpanData:
     """One span's data for a group of devices: whole UTC days from month rows (or raw
     readings), the partial days at its edges from day rows (or raw readings)."""
 
-    def __init__(self, store: Store, group: dict[str, list[Placement]], span: tuple[int, int], raw: bool):
-        self.store, self.raw = store, raw
+    def __init__(self, store: Store, group: dict[str, list[Placement]], span: tuple[int, int], raw: bool,
+                 computed: ComputedDays):
+        self.store, self.raw, self.cache = store, raw, computed
         self.devices = {device_id: places[0].device for device_id, places in group.items()}
         self.start, self.end = span
         self.first = -(-self.start // DAY) * DAY
@@ -406,18 +406,20 @@ class _SpanData:
         return self._compute(device_id, days) if days else {}
 
     def _compute(self, device_id: str, days: list[int]) -> dict[int, Intervals]:
-        """day_intervals of these days, one store query per run of consecutive days."""
+        """day_intervals of these days (cut at the span's edges inside them), one store query
+        per run of consecutive days not computed yet."""
         device = self.devices[device_id]
-        out = {}
-        for run in _runs(days):
+        keys = {day: (device_id, day, tuple(c for c in (self.start, self.end) if day < c < day + DAY and c % SLOT))
+                for day in days}
+        for run in _runs([d for d in days if keys[d] not in self.cache]):
             readings = Readings.of(self.store.readings(device_id, run[0], run[-1] + DAY, rollup.FIELDS, after=True))
             t = readings.times
             for day in run:
                 lo = max(int(np.searchsorted(t, day, side="left")) - 1, 0)
                 hi = int(np.searchsorted(t, day + DAY, side="left")) + 1
-                out[day] = rollup.day_intervals(device.kind, day, readings.take(lo, hi), device.rated_power_w,
-                                                cuts=(self.start, self.end))
-        return out
+                self.cache[keys[day]] = rollup.day_intervals(device.kind, day, readings.take(lo, hi),
+                                                             device.rated_power_w, cuts=keys[day][2])
+        return {day: self.cache[keys[day]] for day in days}
 
 
 class _DayBlock:

@@ -151,7 +151,7 @@ def test_nothing_lost_nothing_twice(tmp_path, mosquitto, influxdb):
 
             def rolled_up(device=device):
                 days = store.day_rollups([device], 0, 2**31)
-                months = store.month_rollups([device], 0, 2**31, slots=False)
+                months = store.month_rollups([device], 0, 2**31)
                 by_day = sum(int(rollup.day_intervals_of(r).amount.sum()) for r in days)
                 by_month = sum(int(np.frombuffer(m.amount, dtype=np.int64).sum()) for m in months)
                 return by_day, by_month, len(days)
