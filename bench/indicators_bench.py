@@ -139,23 +139,17 @@ def _month(device: Device, month: int, slots: dict[str, np.ndarray]) -> MonthRow
     days = rollup.days_in(month)
     first_day = (int(slots["start"][lo]) - month) // DAY
     span = slice(first_day, first_day + (hi - lo) // SLOTS_A_DAY)
-
-    def daily(values: np.ndarray, dtype) -> bytes:
-        out = np.zeros(days, dtype=dtype)
-        out[span] = values[lo:hi].reshape(-1, SLOTS_A_DAY).sum(axis=1)
-        return out.tobytes()
-
     meter = device.kind == "energy"
-    measured = np.zeros(days, dtype=np.uint8)
+    sums = np.zeros(days, dtype=rollup.DAY_CELL)
+    for name in ("received", "amount"):
+        sums[name][span] = slots[name][lo:hi].reshape(-1, SLOTS_A_DAY).sum(axis=1)
+    events = b""
     if not meter:
-        measured[span] = rollup.WEIGHT
-    emptied = b""
-    if not meter:
+        sums["measured"][span] = rollup.WEIGHT
         e = slots["emptied"][lo:hi]
-        emptied = np.column_stack([slots["start"][lo:hi][e] + 1, slots["before"][lo:hi][e],
-                                   np.full(int(e.sum()), np.nan)]).astype(np.float64).tobytes()
-    row = MonthRow(device.id, month, daily(slots["received"], np.int32), measured.tobytes(),
-                   daily(slots["amount"], np.int64), emptied, b"")
+        emptied = np.column_stack([slots["start"][lo:hi][e] + 1, slots["before"][lo:hi][e], np.full(int(e.sum()), np.nan)])
+        events = rollup.events_blob(emptied, np.zeros((0, 2), dtype=np.int64))
+    row = MonthRow(device.id, month, sums.tobytes(), events)
     if not meter:
         return row
     amount = np.zeros(days * SLOTS_A_DAY, dtype=np.int32)

@@ -207,8 +207,16 @@ def _bin(edges: np.ndarray, day: int, readings: Readings, inside: np.ndarray):
 
 
 # --- stored rows --------------------------------------------------------------------------
-# A column per array, each of a fixed type, so that the rows of many devices decode in one
-# numpy call (b"".join, frombuffer, reshape): a year of 1,000 devices is 12,000 month rows.
+# Few columns of fixed layouts, so that the rows of many devices decode in one numpy call
+# (b"".join, frombuffer, reshape) and a year of 1,000 devices (12,000 month rows) is a few
+# Python objects a row.
+
+SLOT_CELL = np.dtype([("received", "<u2"), ("measured", "u1"), ("amount", "<i4")])
+"""A day row's slot: readings, measured bits, mWh or g."""
+DAY_CELL = np.dtype([("received", "<i4"), ("measured", "u1"), ("amount", "<i8")])
+"""A month row's day: the sums of its slots."""
+EMPTIED = 0
+"""`events` kind of an emptying (beside RESET and REJECTED)."""
 
 
 class DayRow(NamedTuple):
@@ -216,36 +224,25 @@ class DayRow(NamedTuple):
 
     device: str
     day: int
-    received: bytes
-    """uint16 per slot."""
-    measured: bytes
-    """uint8 per slot."""
-    amount: bytes
-    """int32 per slot: mWh or g."""
+    slots: bytes
+    """SLOT_CELL per slot."""
     covered: bytes
     """packbits of the slots (meters; empty for bins)."""
-    emptied: bytes
-    """float64 rows of 3."""
-    flags: bytes
-    """int64 rows of 2."""
+    events: bytes
+    """float64 rows (ts, kind, weight before g, fill before %): emptyings, resets, rejected deltas."""
 
 
 class MonthRow(NamedTuple):
-    """One device's UTC month: per-day sums and events, and meters' slots (stored apart,
+    """One device's UTC month: per-day sums and its events, and meters' slots (stored apart,
     read back as MonthSlots: a read of sums leaves them empty)."""
 
     device: str
     month: int
-    received: bytes
-    """int32 per day."""
-    measured: bytes
-    """uint8 per day: the OR of its slots."""
-    amount: bytes
-    """int64 per day."""
-    emptied: bytes
-    flags: bytes
+    days: bytes
+    """DAY_CELL per day of the month."""
+    events: bytes
     slots: bytes = b""
-    """int32 per slot of the month (meters)."""
+    """int32 mWh per slot of the month (meters)."""
     covered: bytes = b""
     """packbits of the month's slots (meters)."""
 
@@ -265,57 +262,103 @@ MONTH_SLOT_COLUMNS = ("slots", "covered")
 MONTH_SUM_COLUMNS = tuple(c for c in MONTH_COLUMNS if c not in MONTH_SLOT_COLUMNS)
 
 
+def events_blob(emptied: np.ndarray, flags: np.ndarray) -> bytes:
+    """The stored form of emptyings (ts, weight, fill) and flags (ts, RESET or REJECTED), in
+    time order."""
+    rows = np.zeros((len(emptied) + len(flags), 4))
+    rows[:len(emptied), 0] = emptied[:, 0]
+    rows[:len(emptied), 2:] = emptied[:, 1:]
+    rows[len(emptied):, :2] = flags
+    rows[len(emptied):, 2:] = np.nan
+    return rows[np.argsort(rows[:, 0], kind="stable")].tobytes()
+
+
+def split_events(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Event rows (ts, kind, weight, fill) as (emptyings (ts, weight, fill), flags (ts, kind))."""
+    emptied = rows[:, 1] == EMPTIED
+    return rows[emptied][:, (0, 2, 3)], rows[~emptied][:, :2].astype(np.int64)
+
+
+def events(blob: bytes) -> np.ndarray:
+    """Event rows from their bytes: (ts, kind, weight before g, fill before %)."""
+    return np.frombuffer(blob, dtype=np.float64).reshape(-1, 4)
+
+
 def day_row(device: str, kind: str, iv: Intervals) -> DayRow:
     """The stored form of a day's intervals (its 96 slots, without cuts)."""
     if iv.received.size != SLOTS_A_DAY:
         raise ValueError("a day row holds a day's 96 slots: compute it without cuts")
-    return DayRow(device, int(iv.edges[0]), iv.received.astype(np.uint16).tobytes(),
-                  iv.measured.astype(np.uint8).tobytes(), iv.amount.astype(np.int32).tobytes(),
+    cells = np.empty(SLOTS_A_DAY, dtype=SLOT_CELL)
+    cells["received"], cells["measured"], cells["amount"] = iv.received, iv.measured, iv.amount
+    return DayRow(device, int(iv.edges[0]), cells.tobytes(),
                   np.packbits(iv.covered).tobytes() if kind == "energy" else b"",
-                  iv.emptied.astype(np.float64).tobytes(), iv.flags.astype(np.int64).tobytes())
+                  events_blob(iv.emptied, iv.flags))
 
 
 def day_intervals_of(row: DayRow) -> Intervals:
     """A stored day row as intervals."""
-    covered = (np.unpackbits(np.frombuffer(row.covered, dtype=np.uint8))[:SLOTS_A_DAY].astype(bool)
-               if row.covered else np.zeros(SLOTS_A_DAY, dtype=bool))
-    return Intervals(day_edges(row.day), np.frombuffer(row.received, dtype=np.uint16).astype(np.int64),
-                     np.frombuffer(row.measured, dtype=np.uint8),
-                     np.frombuffer(row.amount, dtype=np.int32).astype(np.int64), covered,
-                     events(row.emptied, 3, np.float64), events(row.flags, 2, np.int64))
+    return DayBlock([row]).intervals(0)
 
 
-def events(blob: bytes, width: int, dtype) -> np.ndarray:
-    """Event rows from their bytes."""
-    return np.frombuffer(blob, dtype=dtype).reshape(-1, width)
+class DayBlock:
+    """Many devices' day rows of one UTC day, decoded in one pass: arrays of a row per device
+    (in the order of `ids`) and a column per slot."""
+
+    def __init__(self, rows: Sequence[DayRow]):
+        self.ids = [r.device for r in rows]
+        self.index = {d: i for i, d in enumerate(self.ids)}
+        self.day = rows[0].day if rows else 0
+        n = len(rows)
+        cells = np.frombuffer(b"".join(r.slots for r in rows), dtype=SLOT_CELL).reshape(n, SLOTS_A_DAY)
+        self.received = cells["received"].astype(np.int64)
+        self.measured = cells["measured"]
+        self.amount = cells["amount"].astype(np.int64)
+        bits = b"".join(r.covered or _NOT_COVERED for r in rows)
+        self.covered = np.unpackbits(np.frombuffer(bits, dtype=np.uint8)).reshape(n, SLOTS_A_DAY).astype(bool)
+        self.events = [events(r.events) for r in rows]
+
+    def intervals(self, i: int) -> Intervals:
+        emptied, flags = split_events(self.events[i])
+        return Intervals(day_edges(self.day), self.received[i], self.measured[i], self.amount[i], self.covered[i],
+                         emptied, flags)
+
+
+_NOT_COVERED = bytes(SLOTS_A_DAY // 8)
 
 
 def month_row(device: str, kind: str, month: int, days: Sequence[DayRow]) -> MonthRow:
     """A month row from the month's day rows (days without a row: nothing received, no
     energy known)."""
     n = days_in(month)
-    received = np.zeros(n, dtype=np.int32)
-    measured = np.zeros(n, dtype=np.uint8)
-    amount = np.zeros(n, dtype=np.int64)
+    sums = np.zeros(n, dtype=DAY_CELL)
     slots = np.zeros(n * SLOTS_A_DAY, dtype=np.int32)
     covered = np.zeros(n * SLOTS_A_DAY, dtype=bool)
-    emptied, flags = [], []
-    for row in sorted(days, key=lambda r: r.day):
-        i = (row.day - month) // DAY
-        if not 0 <= i < n:
-            raise ValueError(f"day {row.day} is not in the month starting {month}")
-        iv = day_intervals_of(row)
-        received[i] = iv.received.sum()
-        measured[i] = np.bitwise_or.reduce(iv.measured)
-        amount[i] = iv.amount.sum()
-        slots[i * SLOTS_A_DAY:(i + 1) * SLOTS_A_DAY] = iv.amount
-        covered[i * SLOTS_A_DAY:(i + 1) * SLOTS_A_DAY] = iv.covered
-        emptied.append(row.emptied)
-        flags.append(row.flags)
+    rows = sorted(days, key=lambda r: r.day)
+    if any(not 0 <= (r.day - month) // DAY < n for r in rows):
+        raise ValueError(f"a day row is not in the month starting {month}")
+    if rows:
+        block = DayBlock(rows)
+        at = (np.array([r.day for r in rows]) - month) // DAY
+        sums["received"][at] = block.received.sum(axis=1)
+        sums["measured"][at] = np.bitwise_or.reduce(block.measured, axis=1)
+        sums["amount"][at] = block.amount.sum(axis=1)
+        cells = (at[:, None] * SLOTS_A_DAY + np.arange(SLOTS_A_DAY)).reshape(-1)
+        slots[cells] = block.amount.reshape(-1)
+        covered[cells] = block.covered.reshape(-1)
     meter = kind == "energy"
-    return MonthRow(device, month, received.tobytes(), measured.tobytes(), amount.tobytes(),
-                    b"".join(emptied), b"".join(flags),
+    return MonthRow(device, month, sums.tobytes(), b"".join(r.events for r in rows),
                     slots.tobytes() if meter else b"", np.packbits(covered).tobytes() if meter else b"")
+
+
+def month_sums(rows: Sequence[MonthRow], n: int) -> np.ndarray:
+    """The DAY_CELL arrays of n devices' month rows (the same months each, device after
+    device) as an (n, days) array."""
+    return np.frombuffer(b"".join(r.days for r in rows), dtype=DAY_CELL).reshape(n, -1)
+
+
+def covered_bits(blobs: Sequence[bytes], n: int) -> np.ndarray:
+    """Covered flags from their packed bits (a day's or month's slots are whole bytes)."""
+    return np.unpackbits(np.frombuffer(b"".join(blobs), dtype=np.uint8))[:n].astype(bool)
 
 
 # --- UTC months ------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from boucle.rollup import (
     MWH_PER_WH,
     SLOT,
     SLOTS_A_DAY,
-    DayRow,
+    DayBlock,
     Intervals,
     MonthRow,
     MonthSlots,
@@ -167,20 +167,29 @@ class _Totals:
     resets: int = 0
     rejected: int = 0
 
+    def add(self, received: int, measured: int, amount: int, events: np.ndarray | None, lo: int, hi: int) -> None:
+        """Sums, and the event rows (boucle.rollup.events) with lo <= ts < hi."""
+        self.received += received
+        self.measured |= measured
+        self.amount += amount
+        if events is not None and events.size:
+            emptied, flags = rollup.split_events(events[(events[:, 0] >= lo) & (events[:, 0] < hi)])
+            if emptied.size:
+                self.emptied.append(emptied)
+            self.resets += int((flags[:, 1] == rollup.RESET).sum())
+            self.rejected += int((flags[:, 1] == rollup.REJECTED).sum())
+
     def add_intervals(self, iv: Intervals, lo: int, hi: int) -> None:
         inside = (iv.edges[:-1] >= lo) & (iv.edges[1:] <= hi)
         self.received += int(iv.received[inside].sum())
         self.measured |= int(np.bitwise_or.reduce(iv.measured[inside])) if inside.any() else 0
         self.amount += int(iv.amount[inside].sum())
-        self.add_events(iv.emptied, iv.flags, lo, hi)
-
-    def add_events(self, emptied: np.ndarray, flags: np.ndarray, lo: int, hi: int) -> None:
+        emptied = iv.emptied[(iv.emptied[:, 0] >= lo) & (iv.emptied[:, 0] < hi)]
         if emptied.size:
-            self.emptied.append(emptied[(emptied[:, 0] >= lo) & (emptied[:, 0] < hi)])
-        if flags.size:
-            mine = flags[(flags[:, 0] >= lo) & (flags[:, 0] < hi)]
-            self.resets += int((mine[:, 1] == rollup.RESET).sum())
-            self.rejected += int((mine[:, 1] == rollup.REJECTED).sum())
+            self.emptied.append(emptied)
+        flags = iv.flags[(iv.flags[:, 0] >= lo) & (iv.flags[:, 0] < hi)]
+        self.resets += int((flags[:, 1] == rollup.RESET).sum())
+        self.rejected += int((flags[:, 1] == rollup.REJECTED).sum())
 
     def merge(self, other: _Totals) -> None:
         self.received += other.received
@@ -191,10 +200,30 @@ class _Totals:
         self.rejected += other.rejected
 
     def frame(self, placement: Placement) -> Frame:
-        emptied = [e for e in self.emptied if e.size]
+        emptied = self.emptied
         return Frame(placement, self.received, self.measured, self.amount,
                      np.concatenate(emptied) if len(emptied) > 1 else emptied[0] if emptied else _EMPTY_EVENTS,
                      self.resets, self.rejected)
+
+
+@dataclass
+class _Piece:
+    """Every device's intervals of one partial day of a span: its day rows (`block`), and
+    for the devices without one, or an edge not on a quarter-hour, computed from raw
+    readings (`computed`)."""
+
+    day: int
+    block: DayBlock
+    computed: dict[str, Intervals]
+
+    def take(self, device_id: str, lo: int, hi: int, amounts: list, covered: list) -> None:
+        """A device's Wh and covered flags of the intervals of [lo, hi) in this day."""
+        if device_id in self.computed:
+            _take(self.computed[device_id], lo, hi, amounts, covered)
+            return
+        i, a, b = self.block.index[device_id], (lo - self.day) // SLOT, (hi - self.day) // SLOT
+        amounts.append(self.block.amount[i, a:b] / MWH_PER_WH)
+        covered.append(self.block.covered[i, a:b])
 
 
 class _SpanData:
@@ -219,7 +248,7 @@ class _SpanData:
                 self.pieces.append((self.last, self.last, self.end))
         self.months = rollup.months(self.first, self.last) if self.first < self.last else []
         self._raw_days: dict[str, dict[int, Intervals]] = {}
-        self._pieces: dict[int, _DayBlock] = {}
+        self._pieces: dict[int, _Piece] = {}
 
     # --- what the frames get ------------------------------------------------------------
 
@@ -250,12 +279,11 @@ class _SpanData:
 
     def slots(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per device of `ids`, (Wh, covered) of each interval of the span, in order."""
-        whole: tuple[list[str], np.ndarray, np.ndarray] = ([], np.zeros((0, 0)), np.zeros((0, 0), dtype=bool))
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         partial: dict[str, dict[int, MonthSlots]] = {}
         if self.months:
             complete, partial = self._slot_rows(ids)
-            whole = self._complete_slots(complete)
-        out = self._with_pieces(whole)
+            out = self._block_slots(complete)
         for device_id in ids:
             if device_id in out:
                 continue
@@ -272,7 +300,8 @@ class _SpanData:
                     if month in have:
                         part = slice((lo - month) // SLOT, (hi - month) // SLOT)
                         amounts.append(np.frombuffer(have[month].slots, dtype=np.int32)[part] / MWH_PER_WH)
-                        covered.append(_unpacked([have[month].covered], rollup.days_in(month) * SLOTS_A_DAY)[part])
+                        n = rollup.days_in(month) * SLOTS_A_DAY
+                        covered.append(rollup.covered_bits([have[month].covered], n)[part])
                     else:
                         for day in range(lo, hi, DAY):
                             _take(computed[day], day, day + DAY, amounts, covered)
@@ -297,99 +326,90 @@ class _SpanData:
             return {}, {}
         return _by_month(self.store.month_slots(list(ids), self.months[0], self.last), self.months)
 
-    def _day_range(self) -> slice:
-        """The whole days of the span within the joined per-day arrays of its months."""
-        return slice((self.first - self.months[0]) // DAY, (self.last - self.months[0]) // DAY)
-
     def _add_complete(self, rows: dict[str, list[MonthRow]], out: dict[str, _Totals]) -> None:
         """The whole days' sums and events of the devices with all their month rows, in one
         decoding for all of them."""
         ids = list(rows)
         if not ids:
             return
-        width = sum(rollup.days_in(m) for m in self.months)
-        days = self._day_range()
-        chained = [r for d in ids for r in rows[d]]
-        received = _decode(chained, "received", np.int32, len(ids), width)[:, days].sum(axis=1, dtype=np.int64)
-        amount = _decode(chained, "amount", np.int64, len(ids), width)[:, days].sum(axis=1)
-        measured = np.bitwise_or.reduce(_decode(chained, "measured", np.uint8, len(ids), width)[:, days], axis=1)
-        emptied = _events_by_device([[r.emptied for r in rows[d]] for d in ids], 3, np.float64, self.first, self.last)
-        flags = _events_by_device([[r.flags for r in rows[d]] for d in ids], 2, np.int64, self.first, self.last)
-        _add_sums(out, ids, received, amount, measured, emptied, flags, self.first, self.last)
+        days = slice((self.first - self.months[0]) // DAY, (self.last - self.months[0]) // DAY)
+        sums = rollup.month_sums([r for d in ids for r in rows[d]], len(ids))[:, days]
+        received = sums["received"].sum(axis=1, dtype=np.int64)
+        amount = sums["amount"].sum(axis=1)
+        measured = np.bitwise_or.reduce(sums["measured"], axis=1)
+        for i, d in enumerate(ids):
+            mine = rows[d]
+            blob = b"".join(r.events for r in mine) if any(r.events for r in mine) else b""
+            out[d].add(int(received[i]), int(measured[i]), int(amount[i]), rollup.events(blob) if blob else None,
+                       self.first, self.last)
 
     def _add_month(self, row: MonthRow, t: _Totals) -> None:
         """One month row's days inside the span's whole days."""
         lo = (max(self.first, row.month) - row.month) // DAY
         hi = (min(self.last, rollup.next_month(row.month)) - row.month) // DAY
-        t.received += int(np.frombuffer(row.received, dtype=np.int32)[lo:hi].sum())
-        t.amount += int(np.frombuffer(row.amount, dtype=np.int64)[lo:hi].sum())
-        measured = np.frombuffer(row.measured, dtype=np.uint8)[lo:hi]
-        t.measured |= int(np.bitwise_or.reduce(measured)) if measured.size else 0
-        t.add_events(rollup.events(row.emptied, 3, np.float64), rollup.events(row.flags, 2, np.int64),
-                     self.first, self.last)
+        sums = rollup.month_sums([row], 1)[0, lo:hi]
+        t.add(int(sums["received"].sum()), int(np.bitwise_or.reduce(sums["measured"])) if sums.size else 0,
+              int(sums["amount"].sum()), rollup.events(row.events), self.first, self.last)
 
-    def _complete_slots(self, rows: dict[str, list[MonthSlots]]) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """The whole days' (Wh, covered) per slot of the devices with all their months' slots,
-        decoded in one pass for all of them: (ids, a row each of Wh, of covered)."""
+    def _block_slots(self, rows: dict[str, list[MonthSlots]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The span's (Wh, covered) per interval of the devices with all their months' slots,
+        written into one block for all of them: the whole days from the month rows, month by
+        month, the partial days' slots from their day rows on either side. (Devices whose
+        partial days had to be computed from raw readings are left to the per-device path.)"""
         ids = list(rows)
         if not ids:
-            return [], np.zeros((0, 0)), np.zeros((0, 0), dtype=bool)
-        width = sum(rollup.days_in(m) for m in self.months) * SLOTS_A_DAY
-        days = self._day_range()
-        cut = slice(days.start * SLOTS_A_DAY, days.stop * SLOTS_A_DAY)
-        chained = [r for d in ids for r in rows[d]]
-        wh = _decode(chained, "slots", np.int32, len(ids), width)[:, cut] / MWH_PER_WH
-        covered = _unpacked([r.covered for r in chained], len(ids) * width).reshape(len(ids), width)[:, cut]
-        return ids, wh, covered
-
-    def _with_pieces(self, whole: tuple[list[str], np.ndarray, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """The span's (Wh, covered) of the devices with all their months' slots: the partial
-        days' slots on either side of the whole days' block, in one block for all of them."""
-        ids, wh, covered = whole
-        if not ids:
             return {}
-        if not self.pieces:
-            return {d: (wh[i], covered[i]) for i, d in enumerate(ids)}
-        parts: list[tuple[np.ndarray, np.ndarray]] = []
-        for day, lo, hi in self.pieces:
-            block = self._piece(day)
-            if any(d in block.computed for d in ids):  # rare: left to the per-device path
-                return {}
-            at = [block.index[d] for d in ids]
-            a, b = (lo - day) // SLOT, (hi - day) // SLOT
-            parts.append((block.amount[at, a:b] / MWH_PER_WH, block.covered[at, a:b]))
-        if self.pieces[0][0] < self.first:  # a head piece: the whole days after it
-            parts.insert(1, (wh, covered))
-        else:
-            parts.insert(0, (wh, covered))
-        joined_wh = np.hstack([p[0] for p in parts])
-        joined_covered = np.hstack([p[1] for p in parts])
-        return {d: (joined_wh[i], joined_covered[i]) for i, d in enumerate(ids)}
+        pieces = [(self._piece(day), lo, hi) for day, lo, hi in self.pieces]
+        if any(d in piece.computed for piece, _, _ in pieces for d in ids):
+            return {}
+        width = sum((hi - lo) // SLOT for _, lo, hi in pieces) + (self.last - self.first) // SLOT
+        wh, covered = np.empty((len(ids), width)), np.empty((len(ids), width), dtype=bool)
+        col = 0
+        for piece, lo, hi in pieces:
+            if piece.day < self.first:
+                col = _put_piece(ids, piece, lo, hi, wh, covered, col)
+        for k, month in enumerate(self.months):
+            lo, hi = max(self.first, month), min(self.last, rollup.next_month(month))
+            part = slice((lo - month) // SLOT, (hi - month) // SLOT)
+            n = part.stop - part.start
+            mine = [rows[d][k] for d in ids]
+            amounts = np.frombuffer(b"".join(r.slots for r in mine), dtype=np.int32).reshape(len(ids), -1)
+            np.divide(amounts[:, part], MWH_PER_WH, out=wh[:, col:col + n])
+            bits = rollup.covered_bits([r.covered for r in mine], amounts.size).reshape(len(ids), -1)
+            covered[:, col:col + n] = bits[:, part]
+            col += n
+        for piece, lo, hi in pieces:
+            if piece.day >= self.first:
+                col = _put_piece(ids, piece, lo, hi, wh, covered, col)
+        for a in (wh, covered):
+            a.flags.writeable = False
+        return {d: (wh[i], covered[i]) for i, d in enumerate(ids)}
 
     # --- partial days and raw readings -----------------------------------------------------
 
-    def _piece(self, day: int) -> _DayBlock:
+    def _piece(self, day: int) -> _Piece:
         """Every device's intervals of one partial day: its day row when the span's edges in
         it are quarter-hours, else (or without a day row) computed from raw readings."""
         if day not in self._pieces:
             on_slots = all(x % SLOT == 0 for d, lo, hi in self.pieces if d == day for x in (lo, hi))
             rows = self.store.day_rollups(list(self.devices), day, day + DAY) if on_slots and not self.raw else []
-            block = _DayBlock(day, rows)
-            for device_id in self.devices:
-                if device_id not in block.index:
-                    block.computed[device_id] = (self._computed(device_id)[day] if self.raw
-                                                 else self._compute(device_id, [day])[day])
-            self._pieces[day] = block
+            block = DayBlock(rows)
+            computed = {d: self._computed(d)[day] if self.raw else self._compute(d, [day])[day]
+                        for d in self.devices if d not in block.index}
+            self._pieces[day] = _Piece(day, block, computed)
         return self._pieces[day]
 
     def _add_piece(self, day: int, lo: int, hi: int, out: dict[str, _Totals]) -> None:
-        block = self._piece(day)
-        if block.index:
+        piece = self._piece(day)
+        block = piece.block
+        if block.ids:
             a, b = (lo - day) // SLOT, (hi - day) // SLOT
-            emptied = [e[(e[:, 0] >= lo) & (e[:, 0] < hi)] if e.size else None for e in block.emptied]
-            _add_sums(out, block.ids, block.received[:, a:b].sum(axis=1), block.amount[:, a:b].sum(axis=1),
-                      np.bitwise_or.reduce(block.measured[:, a:b], axis=1), emptied, block.flags, lo, hi)
-        for device_id, iv in block.computed.items():
+            received = block.received[:, a:b].sum(axis=1)
+            amount = block.amount[:, a:b].sum(axis=1)
+            measured = np.bitwise_or.reduce(block.measured[:, a:b], axis=1)
+            for i, d in enumerate(block.ids):
+                out[d].add(int(received[i]), int(measured[i]), int(amount[i]), block.events[i], lo, hi)
+        for device_id, iv in piece.computed.items():
             out[device_id].add_intervals(iv, lo, hi)
 
     def _computed(self, device_id: str, months: Sequence[int] | None = None) -> dict[int, Intervals]:
@@ -422,55 +442,14 @@ class _SpanData:
         return {day: self.cache[keys[day]] for day in days}
 
 
-class _DayBlock:
-    """Many devices' day rows of one UTC day, decoded in one pass (a local-time period reads
-    the rows of its two edge days for every device); devices without a row, or an edge not
-    on a quarter-hour: their intervals computed from raw readings (`computed`)."""
-
-    def __init__(self, day: int, rows: Sequence[DayRow]):
-        self.day = day
-        self.ids = [r.device for r in rows]
-        self.index = {d: i for i, d in enumerate(self.ids)}
-        n = len(rows)
-
-        def column(name: str, dtype) -> np.ndarray:
-            return np.frombuffer(b"".join(getattr(r, name) for r in rows), dtype=dtype).reshape(n, SLOTS_A_DAY)
-
-        self.received = column("received", np.uint16).astype(np.int64)
-        self.measured = column("measured", np.uint8)
-        self.amount = column("amount", np.int32).astype(np.int64)
-        bits = b"".join(r.covered or _NO_COVERED for r in rows)
-        self.covered = np.unpackbits(np.frombuffer(bits, dtype=np.uint8)).reshape(n, SLOTS_A_DAY).astype(bool)
-        self.emptied = [rollup.events(r.emptied, 3, np.float64) for r in rows]
-        self.flags = [rollup.events(r.flags, 2, np.int64) if r.flags else None for r in rows]
-        self.computed: dict[str, Intervals] = {}
-
-    def take(self, device_id: str, lo: int, hi: int, amounts: list, covered: list) -> None:
-        """A device's Wh and covered flags of the intervals of [lo, hi) in this day."""
-        if device_id in self.computed:
-            _take(self.computed[device_id], lo, hi, amounts, covered)
-            return
-        i, a, b = self.index[device_id], (lo - self.day) // SLOT, (hi - self.day) // SLOT
-        amounts.append(self.amount[i, a:b] / MWH_PER_WH)
-        covered.append(self.covered[i, a:b])
-
-
-_NO_COVERED = bytes(SLOTS_A_DAY // 8)
-
-
-def _add_sums(out: dict[str, _Totals], ids: Sequence[str], received: np.ndarray, amount: np.ndarray,
-              measured: np.ndarray, emptied: Sequence[np.ndarray | None], flags: Sequence[np.ndarray | None],
-              lo: int, hi: int) -> None:
-    """Per-device sums (arrays in the order of `ids`) and events (None: none) into totals."""
-    for i, d in enumerate(ids):
-        t = out[d]
-        t.received += int(received[i])
-        t.amount += int(amount[i])
-        t.measured |= int(measured[i])
-        if emptied[i] is not None and emptied[i].size:
-            t.emptied.append(emptied[i])
-        if flags[i] is not None:
-            t.add_events(_EMPTY_EVENTS, flags[i], lo, hi)
+def _put_piece(ids: Sequence[str], piece: _Piece, lo: int, hi: int, wh: np.ndarray, covered: np.ndarray,
+               col: int) -> int:
+    """Write the partial day's slots of [lo, hi) into the block's columns from `col`."""
+    at = [piece.block.index[d] for d in ids]
+    a, b = (lo - piece.day) // SLOT, (hi - piece.day) // SLOT
+    np.divide(piece.block.amount[at, a:b], MWH_PER_WH, out=wh[:, col:col + b - a])
+    covered[:, col:col + b - a] = piece.block.covered[at, a:b]
+    return col + b - a
 
 
 def _runs(days: list[int]) -> list[list[int]]:
@@ -500,30 +479,3 @@ def _by_month(rows, months: list[int]) -> tuple[dict[str, list], dict[str, dict[
     complete = {d: mine for d, mine in by_device.items() if [r.month for r in mine] == months}
     partial = {d: {r.month: r for r in mine} for d, mine in by_device.items() if d not in complete}
     return complete, partial
-
-
-def _events_by_device(blobs: list[list[bytes]], width: int, dtype, lo: int, hi: int) -> list[np.ndarray | None]:
-    """Per device, its events with lo <= ts < hi (None without any), decoded in one pass."""
-    lengths = [sum(map(len, mine)) for mine in blobs]
-    if not any(lengths):
-        return [None] * len(blobs)
-    rows = rollup.events(b"".join(b for mine in blobs for b in mine), width, dtype)
-    edges = np.concatenate([[0], np.cumsum(lengths) // (width * np.dtype(dtype).itemsize)])
-    out: list[np.ndarray | None] = []
-    for i, n in enumerate(lengths):
-        if not n:
-            out.append(None)
-            continue
-        mine = rows[edges[i]:edges[i + 1]]
-        out.append(mine[(mine[:, 0] >= lo) & (mine[:, 0] < hi)])
-    return out
-
-
-def _unpacked(blobs: list[bytes], n: int) -> np.ndarray:
-    """Covered flags from their packed bits (a month's slots are a whole number of bytes)."""
-    return np.unpackbits(np.frombuffer(b"".join(blobs), dtype=np.uint8))[:n].astype(bool)
-
-
-def _decode(rows: list[MonthRow], name: str, dtype, n: int, width: int) -> np.ndarray:
-    """One column of many devices' month rows (the same months each) as an (n, width) array."""
-    return np.frombuffer(b"".join(getattr(r, name) for r in rows), dtype=dtype).reshape(n, width)
