@@ -176,8 +176,9 @@ class _Totals:
             emptied, flags = rollup.split_events(events[(events[:, 0] >= lo) & (events[:, 0] < hi)])
             if emptied.size:
                 self.emptied.append(emptied)
-            self.resets += int((flags[:, 1] == rollup.RESET).sum())
-            self.rejected += int((flags[:, 1] == rollup.REJECTED).sum())
+            if flags.size:
+                self.resets += int((flags[:, 1] == rollup.RESET).sum())
+                self.rejected += int((flags[:, 1] == rollup.REJECTED).sum())
 
     def add_intervals(self, iv: Intervals, lo: int, hi: int) -> None:
         inside = (iv.edges[:-1] >= lo) & (iv.edges[1:] <= hi)
@@ -334,14 +335,11 @@ class _SpanData:
             return
         days = slice((self.first - self.months[0]) // DAY, (self.last - self.months[0]) // DAY)
         sums = rollup.month_sums([r for d in ids for r in rows[d]], len(ids))[:, days]
-        received = sums["received"].sum(axis=1, dtype=np.int64)
-        amount = sums["amount"].sum(axis=1)
-        measured = np.bitwise_or.reduce(sums["measured"], axis=1)
-        for i, d in enumerate(ids):
-            mine = rows[d]
-            blob = b"".join(r.events for r in mine) if any(r.events for r in mine) else b""
-            out[d].add(int(received[i]), int(measured[i]), int(amount[i]), rollup.events(blob) if blob else None,
-                       self.first, self.last)
+        totals = zip(sums["received"].sum(axis=1, dtype=np.int64).tolist(),
+                     np.bitwise_or.reduce(sums["measured"], axis=1).tolist(), sums["amount"].sum(axis=1).tolist())
+        for d, (received, measured, amount) in zip(ids, totals):
+            blob = b"".join(r.events for r in rows[d])
+            out[d].add(received, measured, amount, rollup.events(blob) if blob else None, self.first, self.last)
 
     def _add_month(self, row: MonthRow, t: _Totals) -> None:
         """One month row's days inside the span's whole days."""
@@ -404,11 +402,11 @@ class _SpanData:
         block = piece.block
         if block.ids:
             a, b = (lo - day) // SLOT, (hi - day) // SLOT
-            received = block.received[:, a:b].sum(axis=1)
-            amount = block.amount[:, a:b].sum(axis=1)
-            measured = np.bitwise_or.reduce(block.measured[:, a:b], axis=1)
-            for i, d in enumerate(block.ids):
-                out[d].add(int(received[i]), int(measured[i]), int(amount[i]), block.events[i], lo, hi)
+            sums = zip(block.received[:, a:b].sum(axis=1).tolist(),
+                       np.bitwise_or.reduce(block.measured[:, a:b], axis=1).tolist(),
+                       block.amount[:, a:b].sum(axis=1).tolist(), block.events)
+            for d, (received, measured, amount, events) in zip(block.ids, sums):
+                out[d].add(received, measured, amount, events, lo, hi)
         for device_id, iv in piece.computed.items():
             out[device_id].add_intervals(iv, lo, hi)
 
