@@ -128,6 +128,13 @@ def day_intervals(kind: str, day: int, readings: Readings, rated_power_w: float 
     """
     edges = day_edges(day, cuts)
     t = readings.times
+    if not t.size or t[0] >= day + DAY or t[-1] < day:
+        # no reading in the day, none on one side of it: nothing (the days of a device's
+        # life before its first reading or after its last)
+        n = edges.size - 1
+        zeros = np.zeros(n, dtype=np.int64)
+        return Intervals(edges, zeros, np.zeros(n, dtype=np.uint8), zeros, np.zeros(n, dtype=bool), _NO_EMPTYINGS,
+                         _NO_FLAGS)
     inside = (t >= day) & (t < day + DAY)
     slot_of = np.searchsorted(edges, t[inside], side="right") - 1
     n = edges.size - 1

@@ -181,6 +181,8 @@ class _Totals:
                 self.rejected += int((flags[:, 1] == rollup.REJECTED).sum())
 
     def add_intervals(self, iv: Intervals, lo: int, hi: int) -> None:
+        if not (iv.received.any() or iv.amount.any() or iv.emptied.size or iv.flags.size):
+            return  # a day without data (received 0 means measured 0)
         inside = (iv.edges[:-1] >= lo) & (iv.edges[1:] <= hi)
         self.received += int(iv.received[inside].sum())
         self.measured |= int(np.bitwise_or.reduce(iv.measured[inside])) if inside.any() else 0
