@@ -177,11 +177,12 @@ def test_last_will_and_commands_over_the_broker(mosquitto, umqtt, tmp_path):
         sub.close()
 
 
-def test_pings_when_idle_and_backs_off_when_the_broker_is_gone(mosquitto, umqtt):
-    now = [0]
+@pytest.mark.parametrize("start", [0, (1 << 30) - 7000], ids=["boot", "before-ticks-wrap"])
+def test_pings_when_idle_and_backs_off_when_the_broker_is_gone(mosquitto, umqtt, start):
+    now = [start]
 
     def ticks():
-        return now[0]
+        return now[0] & ((1 << 30) - 1)  # time.ticks_ms() on the ESP32
 
     def factory(tls):
         return umqtt.MQTTClient(DEVICE, "127.0.0.1", mosquitto.port, DEVICE, "pw", 10, tls)

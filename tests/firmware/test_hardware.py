@@ -155,6 +155,51 @@ def test_pulse_input_prefers_the_hardware_counter(board, monkeypatch):
     assert s0.read()["pulses"] == 3
 
 
+class Pcnt:
+    """esp32.PCNT as the ESP32 has it: a 16-bit counter that returns to 0 on reaching max."""
+
+    INCREMENT = 1
+
+    def __init__(self, unit, pin=None, falling=None, filter=0, min=0, max=0):
+        assert -32768 <= min <= 0 < max <= 32767, "PCNT limits are 16-bit"
+        self.max = max
+        self.count = 0
+        self.started = False
+
+    def start(self):
+        self.started = True
+
+    def pulse(self, n=1):
+        for _ in range(n):
+            self.count += 1
+            if self.count == self.max:
+                self.count = 0
+
+    def value(self):
+        return self.count
+
+
+def test_pulse_input_on_pcnt_counts_across_its_16_bit_limit_and_the_ticks_wrap(board):
+    import types
+
+    import machine
+    from boucle_fw.drivers.pulse import PulseInput
+    board.virtual_us = ((1 << 30) - 30000) * 1000  # ticks_ms 30 s before its wrap
+    esp32 = types.SimpleNamespace(PCNT=Pcnt)
+    s0 = PulseInput(27, pulses_per_kwh=1000, esp32_mod=esp32, machine_mod=machine)
+    assert isinstance(s0.hw, Pcnt) and s0.hw.started
+    counted = 0
+    for read in range(6):
+        for _ in range(10):  # pulses 1.2 s apart (3 kW) seen by the pin IRQ, which times them
+            board.sleep_ms(1200)
+            s0._irq(None)
+        s0.hw.pulse(30010 if read % 2 == 0 else 10)  # PCNT counts; every other read it wraps
+        counted += s0.read()["pulses"]
+    assert counted == 3 * 10 + 3 * 30010
+    assert board.ticks_ms() < 60000  # the ticks wrapped meanwhile
+    assert abs(s0.read()["power_w"] - 3000.0) < 1
+
+
 class Hx711Pins:
     """DOUT/SCK of an HX711 holding a conversion: each SCK rising edge shifts the next bit
     (MSB first) onto DOUT; the 25th pulse ends the read; DOUT low means ready."""

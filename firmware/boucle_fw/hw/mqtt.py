@@ -97,7 +97,8 @@ class MqttLink:
         self.pings = 0
         self.last_error = None
         self.inbox = []
-        self._next_try = None
+        self._failed_at = None  # ticks of the last failure; the next try waits _wait_ms
+        self._wait_ms = 0
         self._last_out = 0
 
     # --- connection -------------------------------------------------------------------
@@ -107,8 +108,8 @@ class MqttLink:
         than the socket timeout (plus the Wi-Fi join)."""
         if self.connected:
             return True
-        now = self.ticks_ms()
-        if self._next_try is not None and self.ticks_diff(self._next_try, now) > 0:
+        if self._failed_at is not None and \
+                self.ticks_diff(self.ticks_ms(), self._failed_at) < self._wait_ms:
             return False
         if self.wifi is not None and not self.wifi.ensure():
             self._failed("wifi down")
@@ -122,7 +123,7 @@ class MqttLink:
         self.connected = True
         self.connects += 1
         self.backoff = self.backoff_min
-        self._next_try = None
+        self._failed_at = None
         return True
 
     def _open(self):
@@ -147,7 +148,8 @@ class MqttLink:
     def _failed(self, error):
         self.failures += 1
         self.last_error = str(error)
-        self._next_try = self.ticks_ms() + self.backoff
+        self._failed_at = self.ticks_ms()
+        self._wait_ms = self.backoff
         self.backoff = min(self.backoff * 2, self.backoff_max)
 
     def _close(self):

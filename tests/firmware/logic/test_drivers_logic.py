@@ -173,6 +173,54 @@ def test_pulse_timer_debounce_and_power():
     assert abs(t.power_w(3600 + 36000) - 100.0) < 1e-6
 
 
+WRAP = 1 << 30  # time.ticks_ms() on the ESP32 wraps here (12.4 days)
+
+
+def test_pulse_timer_counts_across_the_ticks_wrap():
+    t = pulse.PulseTimer(1000, debounce_ms=5)
+    assert t.edge(WRAP - 5) and t.edge(3)  # 8 ms apart across the wrap: a pulse, not bounce
+    assert t.interval_ms == 8
+    t = pulse.PulseTimer(1000, debounce_ms=20)
+    start = WRAP - 10 * 3600
+    for i in range(20):  # 1 kW: a pulse every 3.6 s, the wrap halfway through
+        assert t.edge((start + i * 3600) % WRAP)
+        assert not t.edge((start + i * 3600 + 4) % WRAP)  # bounce, also across it
+    assert t.count == 20
+    last = (start + 19 * 3600) % WRAP
+    assert abs(t.power_w(last) - 1000.0) < 1e-3
+    assert abs(t.power_w((last + 36000) % WRAP) - 100.0) < 1e-3
+
+
+def test_pulse_power_stops_after_a_quiet_day_instead_of_wrapping_back():
+    t = pulse.PulseTimer(1000)
+    t.edge(WRAP - 1000)
+    t.edge(WRAP - 1000 + 3600)
+    day = 86400000
+    assert t.power_w((WRAP - 1000 + 3600 + day - 1) % WRAP) > 0
+    # a day and more without a pulse: off, even where ticks_diff would later wrap around
+    # (6.2 days) and make the old interval look recent
+    assert t.power_w((WRAP - 1000 + 3600 + day + 1) % WRAP) == 0.0
+    assert t.power_w((WRAP - 1000 + 3600 + (1 << 29) + 5) % WRAP) == 0.0
+    assert t.edge(12345) and t.interval_ms is None  # a new start, not a 6-day interval
+    assert t.edge(12345 + 1800) and abs(t.power_w(12345 + 1800) - 2000.0) < 1e-3
+
+
+def test_pcnt_count_modulo_its_limit_loses_no_pulse():
+    # esp32.PCNT returns to 0 on reaching max (PCNT_LIMIT): 31990 -> 40 is 50 pulses
+    lim = pulse.PCNT_LIMIT
+    assert pulse.counter_delta(40, lim - 10, lim) == 50
+    assert pulse.counter_delta(lim - 10, 40, lim) == lim - 50
+    assert pulse.counter_delta(7, 7, lim) == 0
+    assert pulse.counter_delta(2**40 + 3, 2**40 - 2) == 5  # machine.Counter: no wrap
+    total = 0
+    value = lim - 300
+    for step in (100, 250, 31999, 1, 0, 500):  # counts between reads, wrapping twice
+        before = value
+        value = (value + step) % lim
+        total += pulse.counter_delta(value, before, lim)
+    assert total == 100 + 250 + 31999 + 1 + 0 + 500
+
+
 def test_hx711_median_tare_scale_and_zero_tracking():
     assert hx711.median([5, 1, 900000, 3, 2]) == 3
     assert hx711.signed24(0xFFFFFF) == -1 and hx711.signed24(0x7FFFFF) == 8388607
