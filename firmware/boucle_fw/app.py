@@ -146,10 +146,12 @@ def _loop(cfg, dev, wifi, machine, system, apps):
                 print("boucle: Wi-Fi lost after %d attempts, resetting" % wifi.failures)
                 dev.shutdown()
                 machine.reset()
+            # After the cycle, which allocates (a reading, its payload); the idle turns
+            # between cycles allocate next to nothing and need no collection each second.
+            gc.collect()
         dev.link.poll(dev.on_command)
         if dev.reboot_requested or dev.ota_request:
             _restart(dev, machine, apps)
-        gc.collect()
         time.sleep_ms(min(dev.scheduler.wait_ms(dev.tb.now_ms()), 1000))
 
 

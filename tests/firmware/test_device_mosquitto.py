@@ -218,3 +218,43 @@ def test_pings_when_idle_and_backs_off_when_the_broker_is_gone(mosquitto, umqtt,
     now[0] += 4000
     assert link.connect() and link.backoff == 1000
     link.close()
+
+
+class CountingSocket:
+    """Counts the writes that reach the socket under MqttLink's TimeoutSocket."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.writes = []
+
+    def write(self, data, n=None):
+        self.writes.append(bytes(data if n is None else data[:n]))
+        return self.sock.write(data, n)
+
+    def read(self, n):
+        return self.sock.read(n)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_one_write_per_mqtt_packet_without_nagle(mosquitto, umqtt, tmp_path):
+    import socket
+
+    dev, link = _device(umqtt, mosquitto.port, tmp_path, boot=7)
+    try:
+        assert link.connect()
+        wrapped = link.client.sock
+        # umqtt.simple writes header, topic, packet id and payload separately; Nagle would
+        # hold each piece after the first until the broker's delayed ACK (40 ms)
+        assert wrapped.raw.s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        counting = CountingSocket(wrapped.sock)
+        wrapped.sock = counting
+        assert link.publish(f"{PREFIX}/{DEVICE}/telemetry", b'{"v":1}', 1, False)
+        assert link.publish(f"{PREFIX}/{DEVICE}/health", b'{"v":1}', 0, False)
+        assert len(counting.writes) == 2  # one per packet
+        qos1, qos0 = counting.writes
+        assert qos1[0] == 0x32 and f"{DEVICE}/telemetry".encode() in qos1 and qos1.endswith(b'{"v":1}')
+        assert qos0[0] == 0x30 and b"/health" in qos0  # QoS 0: sent at once, nothing to read back
+    finally:
+        link.close()

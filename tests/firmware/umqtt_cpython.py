@@ -63,6 +63,9 @@ class MicroSocket:
     def setblocking(self, flag):
         self.s.setblocking(flag)
 
+    def setsockopt(self, level, option, value):
+        self.s.setsockopt(level, option, value)
+
     def write(self, data, n=None):
         if isinstance(data, str):
             data = data.encode()
