@@ -216,7 +216,23 @@ class Device:
     # --- shutdown ----------------------------------------------------------------------
 
     def shutdown(self):
-        """Orderly stop (reboot command, OTA): exact energy total to NVS, readings to flash."""
+        """Orderly stop (reboot command, OTA, Wi-Fi given up): energy counted up to now
+        and saved exactly to NVS, readings to flash."""
         if self.counter is not None and self.counter_store is not None:
+            self._count_energy_since_sample()
             self.counter_store.shutdown(self.counter, self.tb.now_ms() // 1000)
         self.buffer.sync()
+
+    def _count_energy_since_sample(self):
+        # The pulses (or power) since the last reading would be lost with the reset: a
+        # pulse counter restarts from zero. Counted now, they are in the next boot's first
+        # reading, from the saved total.
+        now = self.tb.now_ms()
+        dt = 0 if self._last_sample_ms is None else now - self._last_sample_ms
+        self._last_sample_ms = now
+        for kind, driver in self.sensors:
+            if kind in ENERGY_SENSORS:
+                try:
+                    self._account(driver.read(), dt)
+                except Exception as e:  # a sensor that stopped answering: nothing to count
+                    self.last_error = "%s: %s" % (kind, e)

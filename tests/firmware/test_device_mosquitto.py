@@ -241,7 +241,7 @@ class CountingSocket:
 def test_one_write_per_mqtt_packet_without_nagle(mosquitto, umqtt, tmp_path):
     import socket
 
-    dev, link = _device(umqtt, mosquitto.port, tmp_path, boot=7)
+    _dev, link = _device(umqtt, mosquitto.port, tmp_path, boot=7)
     try:
         assert link.connect()
         wrapped = link.client.sock

@@ -117,6 +117,35 @@ def test_outage_then_replay_in_order_with_energy_counted():
     assert energies == sorted(energies)
 
 
+class Pulses:
+    """An S0 input: pulses counted since the last read (1 Wh each at 1000/kWh)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def read(self):
+        n, self.count = self.count, 0
+        return {"pulses": n, "pulses_per_kwh": 1000, "power_w": 0.0}
+
+
+def test_orderly_stop_counts_the_pulses_since_the_last_reading():
+    rtc, nvs = Cell(), Cell()
+    meter = Pulses()
+    ticks = Ticks()
+    store = CounterStore(rtc, nvs, 100, 900)
+    d = Device(_cfg("energy-pulse"), 3, Timebase(ticks), MemoryLink(), ReadingBuffer(500, 16, 8, None),
+               [("pulse", meter)], store.restore(), store, None, None, "0.1.0")
+    d.tb.sync(1767225600)
+    meter.count = 40
+    d.cycle()
+    ticks.t += 30000
+    meter.count = 17  # after the last reading, before the reboot command's reset
+    d.shutdown()
+    again = CounterStore(Cell(), nvs, 100, 900).restore()  # RTC lost too: NVS is exact
+    assert d.link.telemetry()[-1][1]["energy_wh"] == 40
+    assert again.total_wh == 57
+
+
 def test_unsynced_readings_wait_then_go_out_stamped():
     d, ticks, link = _device()
     for _ in range(3):
