@@ -125,12 +125,19 @@ def _sync_clock(dev, cfg, system):
     return True
 
 
+WDT_MS = 120000  # a loop turn blocks at most a Wi-Fi join, a socket timeout and NTP
+
+
 def _loop(cfg, dev, wifi, machine, system, apps):
-    # The watchdog is fed only after a good cycle: a loop wedged in a driver or a socket
-    # resets the board instead of sitting there.
-    wdt = machine.WDT(timeout=max(120000, 3 * dev.interval_s * 1000))
+    # The watchdog is fed at every turn of the loop while the sensors answered within the
+    # last three intervals: a loop wedged in a driver or a socket, or sensors gone for
+    # three intervals, reset the board instead of leaving it there. Its timeout does not
+    # follow the interval (set_interval may change that at any time; the ESP32's WDT
+    # cannot be re-armed with another timeout).
+    wdt = machine.WDT(timeout=WDT_MS)
     resync_ms = cfg["ntp"]["resync_s"] * 1000
     last_sync = None
+    last_good = dev.tb.now_ms()
     while True:
         now = dev.tb.now_ms()
         if "sample" in dev.scheduler.due(now):
@@ -139,7 +146,7 @@ def _loop(cfg, dev, wifi, machine, system, apps):
                 last_sync = now
             sampled, delivered = dev.cycle()
             if sampled:
-                wdt.feed()
+                last_good = now
                 if delivered:
                     ota.mark_good(apps)
             if wifi.gave_up:
@@ -152,6 +159,8 @@ def _loop(cfg, dev, wifi, machine, system, apps):
         dev.link.poll(dev.on_command)
         if dev.reboot_requested or dev.ota_request:
             _restart(dev, machine, apps)
+        if now - last_good < 3 * dev.interval_s * 1000:
+            wdt.feed()
         time.sleep_ms(min(dev.scheduler.wait_ms(dev.tb.now_ms()), 1000))
 
 

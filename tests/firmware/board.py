@@ -42,6 +42,7 @@ class Board:
         self.ntp_up = True
         self.virtual_us = 0
         self.wdt_feeds = 0
+        self.wdt_fed_ms: list[int] = []
         self.wdt_timeout = None
         self.current_a = 5.0  # what the CT clamp sees
         self.adc_broken = False
@@ -158,6 +159,7 @@ class Board:
 
             def feed(self):
                 board.wdt_feeds += 1
+                board.wdt_fed_ms.append(board.virtual_us // 1000)
 
         def time_pulse_us(pin, level, timeout_us):
             # echo of the HC-SR04 at 15 degC, there and back
