@@ -1,13 +1,16 @@
-"""Fixtures for the firmware tests: the real MicroPython interpreter (WebAssembly, npm)."""
+"""Fixtures for the firmware tests: the real MicroPython interpreters, WebAssembly (npm)
+and the unix port (built from firmware/unix-port/, once per tarball)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from simulator.boards import Interpreter, build_interpreter, build_tools_missing
 from tests.conftest import require_binary
 
 HERE = Path(__file__).resolve().parent
@@ -48,3 +51,16 @@ def micropython() -> MicroPython:
         subprocess.run([shutil.which("npm") or "npm", "install", "--no-audit", "--no-fund"],
                        cwd=HERE, check=True, capture_output=True, timeout=300)
     return MicroPython(shutil.which("node") or "node")
+
+
+@pytest.fixture(scope="session")
+def unix_micropython() -> Interpreter:
+    """MicroPython 1.28's unix port, 32-bit with single-precision floats as on the ESP32,
+    built by firmware/unix-port/build.sh into its cache (about 45 s the first time)."""
+    missing = build_tools_missing()
+    if missing:
+        message = f"cannot build the unix-port MicroPython: {missing}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must not skip this test)")
+        pytest.skip(message)
+    return build_interpreter()
