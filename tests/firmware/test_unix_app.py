@@ -1,0 +1,183 @@
+"""The whole firmware (boot.py, main.py, boucle_fw) on MicroPython's unix port, 32-bit as
+the ESP32, with the real umqtt.simple, sockets and file system; stand-ins only for
+machine, network, esp32, ntptime and time (firmware/unix-port/board/). Against a real
+Mosquitto with per-device passwords and the shipped ACL, and the real gateway."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+
+import pytest
+from boucle_fw.accounting import EnergyCounter
+
+from tests.firmware.virtual import (
+    BIN,
+    DEVICE,
+    MINUTE,
+    Observer,
+    device_config,
+    new_board,
+    secured_broker,
+    start_gateway,
+)
+
+WRAP = 1 << 30  # time.ticks_ms() wraps here on the ESP32 and on this 32-bit build
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = secured_broker(tmp_path / "broker", [DEVICE, BIN])
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def observer(broker):
+    o = Observer(broker)
+    yield o
+    o.close()
+
+
+@pytest.fixture
+def boards():
+    made = []
+    yield made
+    for b in made:
+        b.close()
+
+
+def _segments(board) -> list[str]:
+    folder = board.flash / "buffer"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_broker_outage_of_an_hour_spills_to_flash_and_the_gateway_stores_each_reading_once(
+        unix_micropython, broker, observer, boards, tmp_path):
+    gateway, store = start_gateway(broker, tmp_path)
+    # a PZEM meter on UART2, as the registry says; the ticks wrap 30 minutes in
+    board = new_board(unix_micropython, tmp_path / "board", device_config(DEVICE, broker, "energy-pzem"),
+                      ticks_start=WRAP - 30 * MINUTE, params={"power_w": 2400.0})
+    boards.append(board)
+    try:
+        assert board.start()["boot"]["cause"] == 1  # power-on
+        t0 = board.world_ms
+        board.run(t0 + 20 * MINUTE)
+        observer.wait(lambda: len(observer.readings(DEVICE)) >= 19, "readings before the outage")
+        birth = observer.on(DEVICE, "status")[0]
+        assert birth == {"v": 1, "online": True, "boot": 0, "fw": "0.1.0", "reset_cause": "power_on"}
+        assert _segments(board) == []  # online: flash is not written
+
+        broker.stop()
+        board.run(t0 + 80 * MINUTE)  # an hour without the broker: sampling goes on
+        spilled = _segments(board)
+        assert spilled and all(name.isdigit() for name in spilled)
+        on_flash = sum(len(board.flash.joinpath("buffer", n).read_text().splitlines()) - 1 for n in spilled)
+        assert on_flash >= 59  # a reading a minute, each cycle written through to flash
+
+        broker.start()
+        board.run(t0 + 100 * MINUTE)
+        observer.wait(lambda: len({r["seq"] for _, r in observer.readings(DEVICE)}) >= 99, "the replay")
+        got = observer.readings(DEVICE)
+        seqs = [r["seq"] for _, r in got]
+        first_seen = list(dict.fromkeys(seqs))
+        assert first_seen == list(range(len(first_seen)))  # oldest first, no gap
+        assert {b for b, _ in got} == {0}
+        assert _segments(board) == []  # replayed and removed
+
+        # The gateway stored every reading once, with the device's values
+        n = len(first_seen)
+        deadline = time.monotonic() + 60
+        while store.reading_counts([DEVICE], 0, 2**31)[DEVICE] < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stored = store.readings(DEVICE, 0, 2**31, ["energy_wh", "power_w"])
+        assert [(r.boot, r.seq) for r in stored] == [(0, s) for s in range(n)]
+        published = {r["seq"]: r for _, r in got}
+        assert all(r.values["energy_wh"] == published[r.seq]["energy_wh"] for r in stored)
+        assert store.dead_letters() == []
+
+        # Energy exact against the meter: each reading counts the register's increase
+        # since the first one (the PZEM's own integer Wh), across the ticks wrap
+        reads = board.reads[0]
+        assert len(reads) == n
+        assert [published[s]["energy_wh"] for s in range(n)] == [w - reads[0] for w in reads]
+        assert published[n - 1]["energy_wh"] > 99 * 39  # 2.4 kW for 99 minutes
+        assert board.last["ticks_ms"] < 100 * MINUTE  # the ticks wrapped on the way
+
+        board.kill()  # the power goes: the broker publishes the last will
+        observer.wait(lambda: observer.on(DEVICE, "status")[-1] == {"v": 1, "online": False}, "last will")
+    finally:
+        gateway.stop()
+
+
+def test_commands_tare_calibrate_set_interval_reboot(unix_micropython, broker, observer, boards, tmp_path):
+    # A bin on a load cell: the cell gives 8000 counts empty and 400 counts per gram; the
+    # config says 420 (uncalibrated), and there is no tare at boot
+    board = new_board(unix_micropython, tmp_path / "bin", device_config(BIN, broker, "waste-scale"),
+                      params={"weight_g": 0.0}, bench={"hx711": {"zero_counts": 8000, "counts_per_g": 400}})
+    boards.append(board)
+    board.start()
+    t0 = board.world_ms
+    board.run(t0 + 3 * MINUTE)
+    observer.wait(lambda: observer.readings(BIN), "a reading")
+    assert observer.readings(BIN)[0][1]["weight_g"] == round(8000 / 420)  # then zero tracking
+
+    observer.command(BIN, "t1", "tare")
+    board.run(t0 + 4 * MINUTE)
+    observer.wait(lambda: observer.ack(BIN, "t1"), "tare ack")
+    assert observer.ack(BIN, "t1") == {"v": 1, "id": "t1", "cmd": "tare", "ok": True,
+                                        "result": {"tare_counts": 8000}}
+
+    board.set(weight_g=2500.0)
+    observer.command(BIN, "c1", "calibrate", known_g=2500)
+    board.run(t0 + 5 * MINUTE)
+    observer.wait(lambda: observer.ack(BIN, "c1"), "calibrate ack")
+    assert observer.ack(BIN, "c1")["result"] == {"scale": 400.0}
+    board.set(weight_g=12840.0)
+    observer.command(BIN, "i1", "set_interval", seconds=300)
+    observer.command(BIN, "bad", "set_interval", seconds=0)
+    board.run(t0 + 26 * MINUTE)
+    observer.wait(lambda: observer.ack(BIN, "bad"), "refused set_interval")
+    assert observer.ack(BIN, "i1")["result"] == {"interval_s": 300}
+    assert observer.ack(BIN, "bad")["ok"] is False and "seconds must be an int" in observer.ack(BIN, "bad")["error"]
+    later = [r for _, r in observer.readings(BIN) if r["ts"] * 1000 > t0 + 6 * MINUTE]
+    assert [r["weight_g"] for r in later] == [12840] * len(later) and len(later) >= 3
+    gaps = {b["ts"] - a["ts"] for a, b in itertools.pairwise(later)}
+    assert gaps == {300}
+
+    observer.command(BIN, "r1", "reboot")
+    report = board.run(t0 + 30 * MINUTE)
+    assert report["reset"] == "soft"  # the process ended in machine.reset()
+    observer.wait(lambda: observer.ack(BIN, "r1"), "reboot ack")
+    observer.wait(lambda: observer.on(BIN, "status")[-1] == {"v": 1, "online": False}, "orderly offline")
+    board.world_ms = report["world_ms"] + 1500
+    assert board.start()["boot"]["cause"] == 5  # soft reset: RTC memory kept
+    board.run(board.world_ms + 11 * MINUTE)
+    observer.wait(lambda: any(b == 1 for b, _ in observer.readings(BIN)), "a reading of boot 1")
+    observer.wait(lambda: sum(b == 1 for b, _ in observer.readings(BIN)) >= 3, "three readings of boot 1")
+    again = [r for b, r in observer.readings(BIN) if b == 1]
+    assert [r["weight_g"] for r in again] == [12840] * len(again)  # tare and scale kept in NVS
+    # and the interval: the first reading waits for the Wi-Fi join, then the 300 s grid
+    assert again[2]["ts"] - again[1]["ts"] == 300
+    status = observer.on(BIN, "status")[-1]
+    assert status == {"v": 1, "online": True, "boot": 1, "fw": "0.1.0", "reset_cause": "soft"}
+    settings = json.loads(bytes.fromhex(board.nvs()["boucle"]["settings"][1]))
+    assert settings == {"hx711": [8000, 400.0], "interval_s": 300}
+
+
+def test_wrong_password_is_refused_and_nothing_is_published(unix_micropython, broker, observer, boards,
+                                                            tmp_path):
+    cfg = device_config(DEVICE, broker, "energy-pzem")
+    cfg["mqtt"]["password"] = "not-its-password"
+    board = new_board(unix_micropython, tmp_path / "board", cfg, params={"power_w": 500.0})
+    boards.append(board)
+    board.start()
+    board.run(board.world_ms + 10 * MINUTE)
+    time.sleep(0.5)
+    assert observer.on(DEVICE, "status") == [] and observer.readings(DEVICE) == []
+    # it kept sampling into its buffer and waits for a broker that lets it in
+    on_flash = [p for p in (board.flash / "buffer").iterdir() if p.name.isdigit()]
+    assert on_flash
+    nvs = board.nvs()["boucle"]
+    assert EnergyCounter.from_bytes(bytes.fromhex(nvs["energy"][1])) is not None
