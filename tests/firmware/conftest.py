@@ -64,3 +64,29 @@ def unix_micropython() -> Interpreter:
             pytest.fail(message + " (CI must not skip this test)")
         pytest.skip(message)
     return build_interpreter()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """Mosquitto as production runs it, knowing the devices the unix-port tests use."""
+    from tests.firmware.virtual import BIN, DEVICE, LASER, PV, secured_broker
+    b = secured_broker(tmp_path / "broker", [DEVICE, BIN, LASER, PV])
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def observer(broker):
+    from tests.firmware.virtual import Observer
+    o = Observer(broker)
+    yield o
+    o.close()
+
+
+@pytest.fixture
+def boards():
+    """Virtual boards made by a test, killed at its end."""
+    made = []
+    yield made
+    for b in made:
+        b.close()

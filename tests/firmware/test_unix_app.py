@@ -9,43 +9,20 @@ import itertools
 import json
 import time
 
-import pytest
 from boucle_fw.accounting import EnergyCounter
 
 from tests.firmware.virtual import (
     BIN,
     DEVICE,
+    LASER,
     MINUTE,
-    Observer,
     device_config,
+    make_certs,
     new_board,
-    secured_broker,
     start_gateway,
 )
 
 WRAP = 1 << 30  # time.ticks_ms() wraps here on the ESP32 and on this 32-bit build
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = secured_broker(tmp_path / "broker", [DEVICE, BIN])
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def observer(broker):
-    o = Observer(broker)
-    yield o
-    o.close()
-
-
-@pytest.fixture
-def boards():
-    made = []
-    yield made
-    for b in made:
-        b.close()
 
 
 def _segments(board) -> list[str]:
@@ -181,3 +158,35 @@ def test_wrong_password_is_refused_and_nothing_is_published(unix_micropython, br
     assert on_flash
     nvs = board.nvs()["boucle"]
     assert EnergyCounter.from_bytes(bytes.fromhex(nvs["energy"][1])) is not None
+
+
+def test_tls_with_the_ca_from_the_config_and_refused_with_another(unix_micropython, broker, observer, boards,
+                                                                  tmp_path):
+    # A CT clamp over MQTT/TLS: mbedtls checks the broker's certificate against mqtt.ca
+    # (the CA of deploy/certs/make-certs.sh) and its name, "localhost"
+    cfg = device_config(LASER, broker, "energy-ct", tls=True)
+    assert cfg["mqtt"]["port"] == broker.tls_port and "BEGIN CERTIFICATE" in cfg["mqtt"]["ca"]
+    board = new_board(unix_micropython, tmp_path / "laser", cfg, params={"power_w": 1150.0})
+    boards.append(board)
+    board.start()
+    board.run(board.world_ms + 5 * MINUTE)
+    observer.wait(lambda: len(observer.readings(LASER)) >= 5, "readings over TLS")
+    assert observer.on(LASER, "status")[0]["online"] is True
+    # 1150 W at 230 V through the clamp's calibration: 5 A
+    assert all(abs(r["current_a"] - 5.0) < 0.05 for _, r in observer.readings(LASER))
+    board.close()
+    time.sleep(0.3)
+    published = len(observer.readings(LASER))
+
+    # the same board, the same broker, another CA: the handshake fails, nothing goes out
+    other = make_certs(tmp_path / "other-ca")
+    cfg = device_config(LASER, broker, "energy-ct", tls=True, ca=(other / "ca.crt").read_text())
+    board = new_board(unix_micropython, tmp_path / "laser-wrong-ca", cfg, params={"power_w": 1150.0})
+    boards.append(board)
+    before = len(observer.on(LASER, "status"))
+    board.start()
+    board.run(board.world_ms + 10 * MINUTE)
+    time.sleep(0.5)
+    assert len(observer.on(LASER, "status")) == before  # no connection: no birth
+    assert len(observer.readings(LASER)) == published
+    assert _segments(board)  # its readings wait on flash for a broker it can trust
