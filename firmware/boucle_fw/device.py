@@ -10,19 +10,22 @@ from boucle_fw.scheduler import Scheduler
 
 ENERGY_SENSORS = ("pzem", "ct", "pulse")
 MAX_BATCHES_PER_CYCLE = 10
-# Readings looked at per batch: an energy reading encodes to ~110 bytes, so ~70 fill the
-# 8 KiB payload; more would only cost heap (each reading is a dict in RAM).
-PEEK = 100
+# Readings looked at per batch: an energy reading encodes to ~110 bytes, so 48 make a
+# payload of ~5.5 KiB (the protocol allows 8). Each is a dict in RAM while it is encoded:
+# on the unix-port MicroPython with an ESP32's heap, 100 of them and their 7 KiB payload
+# failed to allocate after a long outage, at every boot. 480 readings a minute still go
+# out when the link is back.
+PEEK = 48
 _KEEP = []
 for _name, _dec in protocol.FIELDS:
     _KEEP.append(_name)
 
 
-def next_batch(buffer, device_id, boot):
+def next_batch(buffer, device_id, boot, peek=PEEK):
     """The next telemetry payload a buffer can send: its oldest readings of one boot, as
-    many of the next PEEK as fit one payload, stopping at a reading that waits for the
+    many of the next `peek` as fit one payload, stopping at a reading that waits for the
     clock. Returns (payload, count) without dropping anything, or None."""
-    head = buffer.peek(PEEK)
+    head = buffer.peek(peek)
     if not head:
         return None
     boot = head[0].get("boot", boot)
@@ -131,8 +134,15 @@ class Device:
         """Publish buffered readings oldest first, one batch at a time, dropping each batch
         only once the broker acknowledged it. Returns the number of batches sent."""
         sent = 0
+        peek = PEEK
         while sent < max_batches and self.buffer.depth:
-            batch = next_batch(self.buffer, self.device_id, self.boot)
+            try:
+                batch = next_batch(self.buffer, self.device_id, self.boot, peek)
+            except MemoryError:
+                if peek == 1:
+                    return sent  # not even one reading: the next cycle tries again
+                peek //= 2  # a smaller payload from a fragmented heap
+                continue
             if batch is None:
                 return sent  # the oldest reading waits for the clock
             payload, count = batch

@@ -59,8 +59,19 @@ def _header(device, boot):
 
 
 def encode_batch(device, boot, readings):
-    """The telemetry payload (bytes) for one batch of already-encoded reading strings."""
-    return (_header(device, boot) + ",".join(readings) + "]}").encode()
+    """The telemetry payload (bytes) for one batch of already-encoded reading strings.
+
+    One join of small bytes, so the payload is allocated once: on the board it is the
+    largest object (up to 8 KiB), and each intermediate copy (joined str, concatenations,
+    encode()) is another large block a fragmented heap may not have.
+    """
+    parts = [_header(device, boot).encode()]
+    for text in readings:
+        if len(parts) > 1:
+            parts.append(b",")
+        parts.append(text.encode())
+    parts.append(b"]}")
+    return b"".join(parts)
 
 
 def batches(device, boot, readings, limit=MAX_PAYLOAD_BYTES, max_readings=MAX_READINGS):

@@ -21,8 +21,9 @@ class TimeoutSocket:
     follows one the broker has not answered (any piece after the first, the packet after
     a QoS 0 publish or a PUBACK) waits for the broker's delayed ACK: a QoS 1 publish took
     44 ms on the loopback, and one in ten took 40 ms more after a health report. So
-    TCP_NODELAY is set, and the pieces are gathered to leave as one segment, before the
-    next read, before the socket turns non-blocking, and on flush() and close().
+    TCP_NODELAY is set, and the small pieces are gathered to leave as one segment, before
+    a payload (written as it is, not copied), the next read, the socket turning
+    non-blocking, flush() and close().
     """
 
     def __init__(self, sock, timeout_s, raw=None):
@@ -49,7 +50,11 @@ class TimeoutSocket:
             data = data.encode()
         elif not isinstance(data, bytes):
             data = bytes(data)  # a copy: umqtt.simple reuses its packet buffer
-        self.out.append(data)
+        if len(data) > 256:  # a payload goes as it is: no copy of the largest object
+            self.flush()
+            self.sock.write(data)
+        else:
+            self.out.append(data)
         return len(data)
 
     def flush(self):

@@ -146,6 +146,33 @@ def test_orderly_stop_counts_the_pulses_since_the_last_reading():
     assert again.total_wh == 57
 
 
+class TightBuffer(ReadingBuffer):
+    """A buffer on a fragmented heap: looking at more than 12 readings runs out of memory."""
+
+    def peek(self, n):
+        if n > 12:
+            raise MemoryError("memory allocation failed, allocating 6459 bytes")
+        return ReadingBuffer.peek(self, n)
+
+
+def test_flush_sends_smaller_batches_when_the_heap_is_short():
+    ticks = Ticks()
+    link = MemoryLink()
+    store = CounterStore(Cell(), Cell(), 10, 900)
+    d = Device(_cfg(), 3, Timebase(ticks), link, TightBuffer(500, 16, 8, None), [("ct", PowerSensor(600.0))],
+               store.restore(), store, None, None, "0.1.0")
+    d.tb.sync(1767225600)
+    link.up = False
+    for _ in range(40):
+        d.cycle()
+        ticks.t += 60000
+    link.up = True
+    d.cycle()  # 41 readings wait: batches of 12 (48 halved twice), not a crash
+    assert [r["seq"] for _, r in link.telemetry()] == list(range(41))
+    sizes = [len(json.loads(p)["readings"]) for t, p in link.messages if t.endswith("/telemetry")]
+    assert sizes == [12, 12, 12, 5]
+
+
 def test_unsynced_readings_wait_then_go_out_stamped():
     d, ticks, link = _device()
     for _ in range(3):
