@@ -111,10 +111,22 @@ def run(root="/"):
     apps = root + "apps"
     if cfg["deep_sleep"]["enabled"]:
         return _wake(cfg, dev, rtc, wifi, machine, system, apps)
-    return _loop(cfg, dev, wifi, machine, system, apps)
+    _clock_from_rtc(dev, rtc)
+    return _loop(cfg, dev, wifi, machine, system, apps, rtc)
 
 
-def _sync_clock(dev, cfg, system):
+def _clock_from_rtc(dev, rtc):
+    """After a reset or a wake that kept RTC memory, the RTC kept its clock too (same power
+    domain): readings are stamped at once instead of waiting for NTP. A board that reset
+    itself because the Wi-Fi was gone would otherwise take readings it cannot place."""
+    if rtc.data.get("unix") is None or dev.tb.synced:
+        return
+    from boucle_fw.timebase import ntp_to_unix
+    dev.tb.sync(ntp_to_unix(time.time(), time.gmtime(0)[0]))
+    dev.on_clock_synced()
+
+
+def _sync_clock(dev, cfg, system, rtc=None):
     unix = system.ntp_unix(cfg["ntp"]["host"])
     if unix is None:
         return False
@@ -122,13 +134,16 @@ def _sync_clock(dev, cfg, system):
     dev.tb.sync(unix)
     if first:
         dev.on_clock_synced()
+    if rtc is not None and rtc.data.get("unix") is None:
+        rtc.data["unix"] = True  # the RTC is set: a reset that keeps RTC memory keeps it
+        rtc.save()
     return True
 
 
 WDT_MS = 120000  # a loop turn blocks at most a Wi-Fi join, a socket timeout and NTP
 
 
-def _loop(cfg, dev, wifi, machine, system, apps):
+def _loop(cfg, dev, wifi, machine, system, apps, rtc):
     # The watchdog is fed at every turn of the loop while the sensors answered within the
     # last three intervals: a loop wedged in a driver or a socket, or sensors gone for
     # three intervals, reset the board instead of leaving it there. Its timeout does not
@@ -142,7 +157,7 @@ def _loop(cfg, dev, wifi, machine, system, apps):
         now = dev.tb.now_ms()
         if "sample" in dev.scheduler.due(now):
             due = last_sync is None or now - last_sync >= resync_ms or not dev.tb.synced
-            if due and wifi.ensure() and _sync_clock(dev, cfg, system):
+            if due and wifi.ensure() and _sync_clock(dev, cfg, system, rtc):
                 last_sync = now
             sampled, delivered = dev.cycle()
             if sampled:
@@ -186,10 +201,7 @@ def _wake(cfg, dev, rtc, wifi, machine, system, apps):
     for r in rtc.data.get("pending", []):
         dev.buffer.push(r)
     wakes = rtc.data.get("wakes", 0) + 1
-    if rtc.data.get("unix") is not None:
-        # the RTC keeps counting in deep sleep: time.time() stays valid between wakes
-        from boucle_fw.timebase import ntp_to_unix
-        dev.tb.sync(ntp_to_unix(time.time(), time.gmtime(0)[0]))
+    _clock_from_rtc(dev, rtc)  # the RTC keeps counting in deep sleep
     dev.sample()
     publish = wakes % cfg["deep_sleep"]["publish_every"] == 0 or not dev.tb.synced
     if publish and wifi.ensure():
