@@ -129,6 +129,8 @@ class WifiRelay:
             except OSError:
                 board.close()  # the broker is down: the board sees its connection closed
                 return
+            for sock in (board, upstream):  # a relay must not add Nagle's delays of its own
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.pairs.append((board, upstream))
             self.selector.register(board, selectors.EVENT_READ, upstream)
             self.selector.register(upstream, selectors.EVENT_READ, board)
@@ -184,13 +186,14 @@ class BoardStats:
     wdt_feeds: int = 0
     ntp_syncs: int = 0
     wifi_joins: int = 0
+    ticks_wraps: int = 0
     boots: int = 0
 
     def add(self, s: dict[str, Any]) -> None:
         self.pulses += s.get("pulses", 0)
         for k, v in s.get("nvs_writes", {}).items():
             self.nvs_writes[k] = self.nvs_writes.get(k, 0) + v
-        for name in ("nvs_commits", "rtc_writes", "wdt_feeds", "ntp_syncs", "wifi_joins"):
+        for name in ("nvs_commits", "rtc_writes", "wdt_feeds", "ntp_syncs", "wifi_joins", "ticks_wraps"):
             setattr(self, name, getattr(self, name) + s.get(name, 0))
 
 
@@ -225,6 +228,7 @@ class VirtualBoard:
         self.output: list[str] = []
         self.stats = BoardStats()
         self.reads: list[list[int]] = []  # per boot: what each meter read saw (world.py)
+        self.boot_stats: list[dict[str, Any]] = []  # per boot that ended: its stand-ins' counts
         self._boot_stats: dict[str, Any] = {}
         self.last: dict[str, Any] = {}
         self.log = self.folder / "board.log"
@@ -315,23 +319,36 @@ class VirtualBoard:
 
     def _ended(self) -> None:
         """The process is gone: count its boot's stats."""
-        if self.proc is not None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdin:
             try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            if self.proc.stdin:
                 self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
         self.proc = None
         self.stats.add(self._boot_stats)
+        self.boot_stats.append(self._boot_stats)
         self._boot_stats = {}
 
     def run(self, until_ms: int, heap: bool = False) -> dict:
         """Let the board run up to world time until_ms. Returns its report: {"at": ...} when
         it got there, {"reset": ..., "sleep": ...} when it reset or went to deep sleep (the
         process has ended; start() it again), {"repl": ...} when main.py stopped."""
+        self.grant(until_ms, heap)
+        return self.report()
+
+    def grant(self, until_ms: int, heap: bool = False) -> None:
+        """Let the board go on up to until_ms without waiting (several boards run at once)."""
         self._send({"run": until_ms, "heap": heap})
+
+    def report(self) -> dict:
+        """Wait for the board to stop after a grant: what run() returns."""
         while True:
             msg = self._next()
             if "at" in msg or "repl" in msg:
@@ -349,7 +366,8 @@ class VirtualBoard:
         self.params.update(params)
         if self.relay is not None and "wifi" in params:
             self.relay.set_up(bool(params["wifi"]))
-        self._send({"set": params})
+        if self.running:
+            self._send({"set": params})  # else it starts in this world (board.json)
 
     def power_cut(self, after_touches: int, until_ms: int) -> dict:
         """Run towards until_ms and cut the power at the after_touches-th hardware touch

@@ -8,6 +8,12 @@ state device cycle (sample, account, buffer, encode, publish, health every 10th 
 on the real MicroPython interpreter (WebAssembly), from gc.mem_alloc() with the collector
 off, averaged over 100 cycles after 20 warm-up cycles. The link is in memory (no umqtt
 socket in WebAssembly), so the broker round trip's own allocations are not included.
+
+unix_port (measure_unix_port()): the same on MicroPython 1.28's unix port (32-bit, as the
+ESP32), with the real umqtt.simple and MqttLink over a real socket to Mosquitto, in plain
+MQTT and over TLS: a QoS 1 publish and its PUBACK, the command poll, every 10th cycle a
+health report. Also the heap in use once started (app modules loaded as .mpy, connected),
+after a collection, and the app's .mpy size from this interpreter's own mpy-cross.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ REPO = HERE.parent.parent
 APP = REPO / "firmware" / "boucle_fw"
 MPY_BUDGET = 60 * 1024
 HEAP_BUDGET = 20 * 1024
+# An ESP32 without PSRAM gives MicroPython's heap ~110 KB: the app running, connected,
+# must leave room for a replay batch and for what mbedtls takes from the IDF heap.
+HEAP_IN_USE_BUDGET = 72 * 1024
 
 
 def mpy_cross_command() -> list[str]:
@@ -92,7 +101,7 @@ dev = Device(cfg, 3, tb, link, buf, [("ct", Clamp())], store.restore(), store, N
 for _ in range(20):
     dev.cycle()
     ticks.t += 60000
-N = 100
+N = int(arg.get("n", 100))
 gc.collect()
 gc.disable()
 before = gc.mem_alloc()
@@ -144,5 +153,121 @@ def measure_firmware() -> dict:
     }
 
 
+
+
+UNIX_HEAP_SCRIPT = r"""
+import gc, json, sys, time
+with open(sys.argv[1]) as f:
+    arg = json.load(f)
+from boucle_fw import config
+from boucle_fw.accounting import CounterStore
+from boucle_fw.buffer import ReadingBuffer
+from boucle_fw.device import Device
+from boucle_fw.hw.mqtt import MqttLink, tls_context
+from boucle_fw.timebase import Timebase
+from umqtt.simple import MQTTClient
+
+class Ticks:
+    t = 0
+    def __call__(self):
+        return self.t
+
+class Clamp:
+    n = 0
+    def read(self):
+        self.n += 1
+        return {"power_w": 2310.5 + (self.n % 7), "current_a": 10.412, "voltage_v": 231.2}
+
+class Cell:
+    data = None
+    def get(self):
+        return self.data
+    def set(self, d):
+        self.data = d
+
+dev_id, host, port, pw, ca = arg["device"], arg["host"], arg["port"], arg["password"], arg["ca"]
+cfg = config.make_config(dev_id, "w", "p", host, port, dev_id, pw, ca, "energy-ct")
+ticks = Ticks()
+tb = Timebase(ticks)
+tb.sync(1767225600)
+store = CounterStore(Cell(), Cell(), 10, 900)
+buf = ReadingBuffer(2000, 64, 32, arg["buffer"])
+
+def factory(tls):
+    return MQTTClient(dev_id, host, port, dev_id, pw, 60, tls)
+
+link = MqttLink(factory, dev_id, "boucle/v1", 3, "0.1.0", "power_on", ticks, time.ticks_diff, 10, 60,
+                tls=tls_context(ca) if ca else None)
+dev = Device(cfg, 3, tb, link, buf, [("ct", Clamp())], store.restore(), store, None,
+             lambda: {"heap_free": 0, "rssi": -60, "reset_cause": "power_on"}, "0.1.0")
+for _ in range(20):
+    dev.cycle()
+    link.poll(dev.on_command)
+    ticks.t += 60000
+if not link.connected:
+    raise SystemExit("not connected: %s" % link.last_error)
+gc.collect()
+in_use = gc.mem_alloc()
+N = int(arg.get("n", 100))
+gc.disable()
+before = gc.mem_alloc()
+for _ in range(N):
+    dev.cycle()
+    link.poll(dev.on_command)
+    ticks.t += 60000
+after = gc.mem_alloc()
+gc.enable()
+print("HEAP", json.dumps({"per_cycle": (after - before) // N, "in_use": in_use, "connects": link.connects,
+                          "depth": buf.depth, "failures": link.failures}))
+"""
+
+
+def unix_heap(interpreter, app: Path, broker_host: str, port: int, device: str, password: str,
+              ca: str | None, buffer_dir: Path) -> dict:
+    """Heap per cycle and in use on the unix port, with a real MQTT connection."""
+    arg = {"device": device, "host": broker_host, "port": port, "password": password, "ca": ca,
+           "buffer": str(buffer_dir)}
+    script = buffer_dir.parent / "heap.py"
+    script.write_text(UNIX_HEAP_SCRIPT)
+    args = buffer_dir.parent / "heap.json"  # a file: a long argv (the CA) kills MicroPython 1.28 at start
+    args.write_text(json.dumps(arg))
+    env = {"MICROPYPATH": f".frozen:{app}:{interpreter.umqtt}"}
+    proc = subprocess.run([str(interpreter.binary), "-X", "heapsize=2M", str(script), str(args)],
+                          capture_output=True, text=True, timeout=300, check=False, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith("HEAP "):
+            result = json.loads(line[5:])
+            if result["connects"] != 1 or result["depth"] != 0 or result["failures"]:
+                raise RuntimeError(f"the link did not stay up: {result}")
+            return result
+    raise RuntimeError(f"unix-port heap measurement failed:\n{proc.stdout}\n{proc.stderr}")
+
+
+def measure_unix_port() -> dict:
+    """.mpy size and heap on MicroPython 1.28's unix port, plain MQTT and TLS."""
+    from simulator.boards import build_interpreter, compile_app
+    from tests.firmware.virtual import LASER, secured_broker
+
+    interpreter = build_interpreter()
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        sizes = compile_app(interpreter, work / "app")
+        broker = secured_broker(work / "broker", [LASER])
+        try:
+            out = {"mpy_bytes": sum(sizes.values())}
+            for name, tls in (("mqtt", False), ("tls", True)):
+                buffer_dir = work / name / "buffer"
+                buffer_dir.mkdir(parents=True)
+                ca = (broker.certs / "ca.crt").read_text() if tls else None
+                got = unix_heap(interpreter, work / "app", "localhost" if tls else "127.0.0.1",
+                                broker.tls_port if tls else broker.port, LASER, broker.passwords[LASER],
+                                ca, buffer_dir)
+                out[f"heap_per_cycle_{name}_bytes"] = got["per_cycle"]
+                out[f"heap_in_use_{name}_bytes"] = got["in_use"]
+        finally:
+            broker.stop()
+    return out
+
+
 if __name__ == "__main__":
-    print(json.dumps(measure_firmware(), indent=2))
+    print(json.dumps({**measure_firmware(), "unix_port": measure_unix_port()}, indent=2))

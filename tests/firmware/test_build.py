@@ -39,3 +39,15 @@ def test_app_within_size_and_heap_budgets(micropython):
     assert len(result["mpy_files"]) == len(list(Path(measure.APP).rglob("*.py")))
     assert 0 < result["mpy_bytes"] <= measure.MPY_BUDGET
     assert 0 < result["heap_per_cycle_bytes"] <= measure.HEAP_BUDGET
+
+
+def test_app_within_budgets_on_the_unix_port_with_real_sockets(unix_micropython):
+    result = measure.measure_unix_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "firmware-unix-measure.json").write_text(json.dumps(result, indent=2))
+    print(f"\nfirmware on the unix port: {result}")
+    assert 0 < result["mpy_bytes"] <= measure.MPY_BUDGET
+    for link in ("mqtt", "tls"):
+        assert 0 < result[f"heap_per_cycle_{link}_bytes"] <= measure.HEAP_BUDGET
+        assert 0 < result[f"heap_in_use_{link}_bytes"] <= measure.HEAP_IN_USE_BUDGET
+    assert result["heap_in_use_tls_bytes"] > result["heap_in_use_mqtt_bytes"]  # mbedtls is in it
