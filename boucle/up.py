@@ -40,6 +40,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", type=float, default=3600,
                         help="simulated seconds per second while catching up (default 3600: an hour a second)")
     parser.add_argument("--no-simulator", action="store_true", help="run without the simulated fleet")
+    parser.add_argument("--firmware", type=int, default=0, metavar="N",
+                        help="run N of the fleet's devices on the firmware itself (MicroPython unix port, "
+                             "one process each; built on first use) instead of the simulator's model")
     parser.add_argument("--seed", type=int, default=1, help="simulator seed")
 
 
@@ -65,6 +68,16 @@ def run(args: argparse.Namespace) -> int:
         registry = RegistryFile(args.registry)
     except RegistryError as exc:
         raise UserError(str(exc)) from None
+    if args.firmware:
+        from simulator.boards import build_tools_missing
+        from simulator.firmware_devices import pick
+
+        if missing := build_tools_missing():
+            raise UserError(f"--firmware needs the MicroPython unix port, which cannot be built here: {missing}")
+        try:
+            pick(registry.current(), args.firmware)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
 
     store_url = f"sqlite:///{data / 'boucle.db'}"
     from boucle.broker import mosquitto_binary
@@ -103,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     run_simulation(sim_settings, start=parse_time(f"-{args.backfill}"), end=None,
                                    speed=args.speed, batch=10, state_path=data / "simulator-state.json",
-                                   stop=stopping)
+                                   stop=stopping, firmware=args.firmware, boards_path=data / "boards")
                 except Exception:
                     log.exception("simulator stopped")
 
@@ -112,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
             stack.append(lambda: (stopping.set(), sim_thread.join(15)))
             print(f"simulator  {len(registry.current().devices)} devices, from {args.backfill} ago "
                   f"at {args.speed:g}× until caught up, then real time", flush=True)
+            if args.firmware:
+                print(f"boards     {args.firmware} of them on the firmware (MicroPython unix port), "
+                      f"in {data / 'boards'}", flush=True)
 
         url = f"http://127.0.0.1:{args.port}"
         print(f"\nAPI:       {url}\nAPI docs:  {url}/docs\nAPI key:   {demo_key}\n"

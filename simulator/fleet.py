@@ -59,13 +59,19 @@ class Fleet:
 
     def __init__(self, registry: Registry, profiles: Profiles, seed: int, ledger: Ledger,
                  state: dict[str, NvsState] | None = None, prefix: str = DEFAULT_PREFIX,
-                 faults: list[Fault] | None = None, start_ts: int = 0, interval_s: int = 60):
+                 faults: list[Fault] | None = None, start_ts: int = 0, interval_s: int = 60,
+                 external: frozenset[str] = frozenset()):
         self.registry = registry
         self.profiles = profiles
         self.seed = seed
         self.ledger = ledger
         self.prefix = prefix
         self.state = state if state is not None else {}
+        # Devices whose readings come from elsewhere (virtual boards running the firmware,
+        # simulator/firmware_devices.py): the fleet models their world (power, bin content)
+        # and its truth in the ledger, and neither samples, publishes nor answers for them.
+        self.external = external
+        self.world: dict[str, dict[str, float]] = {}  # external device -> what its sensors see
         self.groups: list[SiteGroup] = []
         self.devices: dict[str, VirtualDevice] = {}
         self.faults = sorted(faults or [], key=lambda f: f.start)
@@ -190,6 +196,9 @@ class Fleet:
                 m.gain += m.rng.gauss(0, drift)
             before = m.true_wh
             reading = m.measure(ts, powers[m.device.id], dt_s, noise)
+            if m.device.id in self.external:
+                self.world[m.device.id] = {"power_w": max(0.0, powers[m.device.id])}
+                reading = None
             self._keep(m, reading, ts)
             self.ledger.add(m.device.id, ts, true_wh=m.true_wh - before, readings=int(reading is not None))
             self.state[m.device.id].energy_wh = m.counter.total_wh
@@ -235,6 +244,9 @@ class Fleet:
                 rate -= 1
         general = self.profiles.general
         reading = b.measure(ts, general["scale_noise_g"], general["scale_drift_g_per_day"] / 1440)
+        if b.device.id in self.external:
+            self.world[b.device.id] = {"weight_g": b.raw_g(), "fill": b.content_kg / b.capacity_kg}
+            reading = None
         self._keep(b, reading, ts)
         self.ledger.add(b.device.id, ts, deposited_kg=deposited, collected_kg=collected,
                         emptyings=emptyings, overflows=overflows, readings=int(reading is not None))
@@ -265,12 +277,13 @@ class Fleet:
     def _apply_faults(self, ts: int) -> None:
         for i, fault in enumerate(self.faults):
             phase = self._fault_phase[i]
+            modelled = [d for d in fault.devices if d not in self.external]
             if phase == 0 and ts >= fault.start:
-                for dev_id in fault.devices:
+                for dev_id in modelled:
                     self._begin(fault, self.devices[dev_id], ts)
                 phase = 1 if fault.end is not None else 2
             if phase == 1 and ts >= fault.end:
-                for dev_id in fault.devices:
+                for dev_id in modelled:
                     self._finish(fault, self.devices[dev_id], ts)
                 phase = 2
             self._fault_phase[i] = phase
@@ -317,8 +330,8 @@ class Fleet:
         """Run a command sent to {prefix}/{device}/cmd through the firmware's CommandHandler;
         returns the (topic, ack) to publish, or None for a device this fleet does not have."""
         dev = self.devices.get(device_id)
-        if dev is None:
-            return None
+        if dev is None or device_id in self.external:
+            return None  # not ours to answer (a virtual board answers for itself)
         if dev.commands is None:
             dev.commands = CommandHandler(self._handlers(dev))
         return topic(self.prefix, device_id, "cmd/ack"), dev.commands.handle(payload)

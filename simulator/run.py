@@ -28,6 +28,7 @@ from boucle.cli import UserError
 from boucle.mqtt import BrokerUnavailable, close_session, open_session
 from boucle.registry import RegistryError, load_registry
 from boucle.settings import SettingsError, SimulatorSettings, load_settings
+from simulator.boards import InterpreterUnavailable
 from simulator.faults import FaultError, load_fault_file, parse_flag, resolve
 from simulator.fleet import FIRMWARE, Fleet, load_state, save_state
 from simulator.generate import generate_registry, parse_shape
@@ -63,11 +64,15 @@ def run_simulation(
     progress: bool = False,
     faults: list[dict] | None = None,
     publish_hook: Callable[[str, bytes], None] | None = None,
+    firmware: int = 0,
+    boards_path: Path | None = None,
 ) -> SimulationReport:
     """Simulate from `start` to `end` (None: forever, real time once caught up) and publish.
 
     `faults`: fault descriptions (simulator.faults, docs/simulator.md), times relative to
     `start`. `publish_hook(topic, payload)` sees every publish in order (tests, captures).
+    `firmware`: that many registry devices run the firmware itself on virtual boards
+    (simulator/firmware_devices.py), in folders under `boards_path`.
     """
     stop = stop or threading.Event()
     registry = load_registry(settings.registry)
@@ -75,13 +80,25 @@ def run_simulation(
     start -= start % interval_s
     resolved = resolve(faults or [], [d.id for d in registry.devices], start, settings.seed)
     ledger = Ledger(settings.ledger)
-    fleet = Fleet(registry, load_profiles(profiles_path), settings.seed, ledger, state, settings.topic_prefix,
-                  faults=resolved, start_ts=start, interval_s=interval_s)
     prefix = settings.topic_prefix
-    inbox: queue.SimpleQueue = queue.SimpleQueue()  # commands, from paho's thread to ours
+    boards = None
+    if firmware:
+        from simulator.firmware_devices import FirmwareDevices, pick
+
+        folder = boards_path or (state_path.parent if state_path else Path(".boucle")) / "boards"
+        boards = FirmwareDevices(pick(registry, firmware), folder, settings.mqtt_host, settings.mqtt_port,
+                                 prefix, start, speed, ledger)
+    fleet = Fleet(registry, load_profiles(profiles_path), settings.seed, ledger, state, settings.topic_prefix,
+                  faults=resolved, start_ts=start, interval_s=interval_s,
+                  external=boards.ids if boards else frozenset())
+    inbox: queue.SimpleQueue = queue.SimpleQueue()  # commands (and boards' telemetry), from paho's thread
+
+    def subscribe(c, _present) -> None:
+        c.subscribe([(f"{prefix}/+/cmd", 1)] + [(t, 1) for t in (boards.topics() if boards else [])])
+
     session = open_session(settings, f"boucle-simulator-{settings.seed}", persistent=False, max_inflight=1000,
                            on_message=lambda _c, _u, msg: inbox.put((msg.topic, msg.payload)),
-                           on_connect=lambda c, _present: c.subscribe(f"{prefix}/+/cmd", qos=1))
+                           on_connect=subscribe)
     client = session.client
     # Acknowledgements by message id, from paho's on_publish: a message published while the
     # broker is away is kept by paho and sent again after it reconnects (same id), but its
@@ -110,8 +127,11 @@ def run_simulation(
 
     def answer_commands() -> None:
         while not inbox.empty():
-            cmd_topic, body = inbox.get()
-            answer = fleet.command(cmd_topic[len(prefix) + 1:-len("/cmd")], body)
+            got, body = inbox.get()
+            if got.endswith("/telemetry"):
+                boards.on_telemetry(got, body)
+                continue
+            answer = fleet.command(got[len(prefix) + 1:-len("/cmd")], body)
             if answer is not None:
                 publish(*answer)
 
@@ -125,8 +145,9 @@ def run_simulation(
         return stop.is_set()
 
     for dev in fleet.devices.values():
-        publish(topic(settings.topic_prefix, dev.device.id, "status"),
-                encode_status(True, dev.boot, FIRMWARE, "power_on"), retain=True)
+        if dev.device.id not in fleet.external:  # a virtual board announces itself
+            publish(topic(settings.topic_prefix, dev.device.id, "status"),
+                    encode_status(True, dev.boot, FIRMWARE, "power_on"), retain=True)
 
     t = start
     wall0 = time.monotonic()
@@ -140,6 +161,8 @@ def run_simulation(
                 break
             answer_commands()
             fleet.step(t, interval_s)
+            if boards is not None:
+                boards.step(t, fleet.world)
             while fleet.status_out:
                 publish(*fleet.status_out.pop(0), retain=True)
             for tp, payload in fleet.payloads(batch if t < time.time() - interval_s else 1):
@@ -155,18 +178,23 @@ def run_simulation(
         while unacked and time.monotonic() < deadline:
             time.sleep(0.005)
             settle()
+        if boards is not None:
+            pause(1.0)  # the boards' last telemetry reaches the ledger
         if unacked:
             log.warning("%d publishes not acknowledged by the broker at %s:%s after %d s; they are lost "
                         "(is the broker running?)", len(unacked), settings.mqtt_host, settings.mqtt_port,
                         UNACKED_GRACE_S)
     finally:
+        if boards is not None:
+            boards.close()
         ledger.close()
         save_state(state_path, fleet.state)
         close_session(session)
         if progress:
             _progress(start, t, end, fleet.readings, time.monotonic() - wall0)
             print(file=sys.stderr)
-    return SimulationReport(start, t, fleet.readings, payloads, fleet.sent["duplicates"], fleet.sent["garbage"])
+    readings = fleet.readings + (boards.readings if boards else 0)
+    return SimulationReport(start, t, readings, payloads, fleet.sent["duplicates"], fleet.sent["garbage"])
 
 
 def _progress(start: int, t: int, end: int | None, readings: int, wall_s: float) -> None:
@@ -219,6 +247,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--faults", metavar="FILE", help="TOML file of [[faults]] tables (docs/simulator.md)")
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
                         help="one fault, e.g. kind=outage,start=+2h,duration=30m,devices=ecully-* (repeatable)")
+    parser.add_argument("--firmware", type=int, default=0, metavar="N",
+                        help="run N registry devices on the firmware itself: one MicroPython process "
+                             "(unix port, built on first use) per device, instead of the Python model")
     parser.add_argument("--generate-registry", metavar="TxSxD",
                         help="print a registry of T territories x S sites x D devices (TOML) and exit")
 
@@ -241,10 +272,12 @@ def run(args: argparse.Namespace) -> int:
                                  mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port)
         start = parse_time(args.start)
         end = parse_time(args.end) if args.end else None
+        if args.firmware < 0:
+            raise UserError("--firmware must be 0 or more (devices run on virtual boards)")
         report = run_simulation(settings, start=start, end=end, speed=args.speed, batch=max(1, args.batch),
                                 state_path=Path(args.state), profiles_path=args.profiles, progress=True,
-                                faults=faults)
-    except (SettingsError, RegistryError, BrokerUnavailable, FaultError) as exc:
+                                faults=faults, firmware=args.firmware)
+    except (SettingsError, RegistryError, BrokerUnavailable, FaultError, ValueError, InterpreterUnavailable) as exc:
         raise UserError(str(exc)) from None
     extra = ""
     if report.duplicates or report.garbage:

@@ -1,0 +1,91 @@
+"""`boucle simulate --firmware N`: registry devices run by the firmware itself on virtual
+boards (unix-port MicroPython), beside the modelled fleet, through the gateway into
+SQLite; the ledger's truth holds for them as for the modelled devices."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from boucle.registry import load_registry
+from boucle.settings import GatewaySettings, SimulatorSettings, load_settings
+from boucle.storage.sqlite import SQLiteStore
+from gateway.service import Gateway
+from simulator.firmware_devices import pick
+from simulator.ledger import read_ledger, totals
+from simulator.run import run_simulation
+from tests.conftest import EXAMPLE_REGISTRY, require_binary
+
+HOURS = 3
+
+
+def test_three_registry_devices_on_the_firmware_beside_the_model(unix_micropython, mosquitto, tmp_path):
+    start = int(time.time()) - 86400
+    start -= start % 3600
+    end = start + HOURS * 3600
+    registry = load_registry(EXAMPLE_REGISTRY)
+    boards = [d.id for d in pick(registry, 3)]
+    assert boards == ["ecully-fablab-grid", "ecully-fablab-pv", "ecully-fablab-laser"]  # PZEM, S0, CT
+    db = tmp_path / "boucle.db"
+    gateway = Gateway(load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
+                                    metrics_port=0, spool_path=str(tmp_path / "spool.db"))).start()
+    try:
+        sim = load_settings(SimulatorSettings, {}, mqtt_port=mosquitto.port, ledger=str(tmp_path / "ledger.jsonl"))
+        report = run_simulation(sim, start=start, end=end, speed=0, batch=10, state_path=tmp_path / "state.json",
+                                firmware=3)
+        devices = [d.id for d in registry.devices]
+        store = SQLiteStore(db)
+        deadline = time.monotonic() + 60
+        while sum(store.reading_counts(devices, 0, 2**31).values()) < report.readings and time.monotonic() < deadline:
+            time.sleep(0.2)
+        counts = store.reading_counts(devices, 0, 2**31)
+        assert sum(counts.values()) == report.readings
+        assert store.dead_letters() == []
+    finally:
+        gateway.stop()
+
+    rows = read_ledger(tmp_path / "ledger.jsonl")
+    ledger_readings = totals(rows, "device", "readings")
+    for device in boards:
+        # a reading a minute from each board, as counted by the ledger from what it published
+        assert HOURS * 60 - 2 <= counts[device] == ledger_readings[device]
+        stored = store.readings(device, 0, 2**31, ["energy_wh"])
+        increments = sum(max(0, b.values["energy_wh"] - a.values["energy_wh"]) for a, b in itertools.pairwise(stored))
+        assert increments == totals(rows, "device", "wh", device=device)[device]
+    # the grid meter's PZEM counted the modelled energy to the Wh (its own register) from
+    # its first reading on: what flowed before it (its baseline) and after the last is
+    # outside, less than two minutes of the site's mean power
+    true = totals(rows, "device", "true_wh")["ecully-fablab-grid"]
+    assert 0 <= true - totals(rows, "device", "wh")["ecully-fablab-grid"] <= 2 * true / (HOURS * 60) + 2
+    # the boards reported their health with the firmware's version, not the model's, and
+    # left their last will when the simulation powered them off
+    states = store.device_states(boards)
+    assert all(states[d]["health"].doc["fw"] == "0.1.0" for d in boards), states
+    assert all(states[d]["status"].doc == {"v": 1, "online": False} for d in boards), states
+
+
+def test_boucle_up_with_two_devices_on_the_firmware(unix_micropython, tmp_path):
+    import sqlite3
+
+    from tests.e2e.test_up import start_up, stop
+
+    require_binary("mosquitto", "mosquitto")
+    proc, _url, _key, lines = start_up(tmp_path, "--firmware", "2", "--backfill", "6h")
+    try:
+        assert any(line.startswith("boards     2 of them on the firmware") for line in lines), lines
+        db = tmp_path / "data" / "boucle.db"
+        deadline = time.monotonic() + 90
+        got = {}
+        while time.monotonic() < deadline and len(got) < 2:
+            time.sleep(1)
+            with sqlite3.connect(db) as c:
+                got = dict(c.execute("SELECT device, count(*) FROM readings WHERE device IN (?, ?) GROUP BY device",
+                                     ("ecully-fablab-grid", "ecully-fablab-pv")).fetchall())
+        assert set(got) == {"ecully-fablab-grid", "ecully-fablab-pv"}, got
+        boards = tmp_path / "data" / "boards"
+        assert sorted(p.name for p in boards.iterdir()) == ["ecully-fablab-grid", "ecully-fablab-pv"]
+        assert (boards / "ecully-fablab-pv" / "flash" / "lib" / "boucle_fw" / "app.mpy").exists()
+    finally:
+        out = stop(proc)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out
