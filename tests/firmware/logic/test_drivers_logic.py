@@ -243,7 +243,7 @@ def test_ultrasonic_speed_of_sound_and_fill():
     assert abs(ultrasonic.sound_mm_per_us(20) - 0.34342) < 1e-6
     # 1 m at 20 degC takes 5823.7 us there and back; at 0 degC the same echo reads shorter
     us = 2000 / ultrasonic.sound_mm_per_us(20)
-    assert abs(ultrasonic.echo_to_mm(us, 20) - 1000) < 1e-6
+    assert abs(ultrasonic.echo_to_mm(us, 20) - 1000) < 1e-3  # single-precision floats, as on the ESP32
     assert ultrasonic.echo_to_mm(us, 0) < 966
     assert ultrasonic.fill_pct(1000, 1000, 100) == 0.0
     assert ultrasonic.fill_pct(550, 1000, 100) == 50.0
