@@ -53,8 +53,10 @@ def compile_app(out_dir: Path, src: Path = APP) -> dict[str, int]:
     return sizes
 
 
-HEAP_SCRIPT = r"""
-import gc, json
+# The pieces both heap scripts put around a Device: a clock the script moves, a clamp
+# that reads a steady load, cells for the counter's RTC and NVS state.
+DEVICE_PARTS = r"""
+import gc, json, sys, time
 from boucle_fw import config
 from boucle_fw.accounting import CounterStore
 from boucle_fw.buffer import ReadingBuffer
@@ -65,15 +67,6 @@ class Ticks:
     t = 0
     def __call__(self):
         return self.t
-
-class Link:
-    connected = True
-    sent = 0
-    def connect(self):
-        return True
-    def publish(self, topic, payload, qos=0, retain=False):
-        self.sent += len(payload)
-        return True
 
 class Clamp:
     n = 0
@@ -87,6 +80,17 @@ class Cell:
         return self.data
     def set(self, d):
         self.data = d
+"""
+
+HEAP_SCRIPT = DEVICE_PARTS + r"""
+class Link:
+    connected = True
+    sent = 0
+    def connect(self):
+        return True
+    def publish(self, topic, payload, qos=0, retain=False):
+        self.sent += len(payload)
+        return True
 
 cfg = config.make_config("ecully-fablab-grid", "w", "p", "b", 1883, "ecully-fablab-grid", "x",
                          None, "energy-ct")
@@ -101,7 +105,7 @@ dev = Device(cfg, 3, tb, link, buf, [("ct", Clamp())], store.restore(), store, N
 for _ in range(20):
     dev.cycle()
     ticks.t += 60000
-N = int(arg.get("n", 100))
+N = 100
 gc.collect()
 gc.disable()
 before = gc.mem_alloc()
@@ -155,36 +159,12 @@ def measure_firmware() -> dict:
 
 
 
-UNIX_HEAP_SCRIPT = r"""
-import gc, json, sys, time
-with open(sys.argv[1]) as f:
-    arg = json.load(f)
-from boucle_fw import config
-from boucle_fw.accounting import CounterStore
-from boucle_fw.buffer import ReadingBuffer
-from boucle_fw.device import Device
+UNIX_HEAP_SCRIPT = DEVICE_PARTS + r"""
 from boucle_fw.hw.mqtt import MqttLink, tls_context
-from boucle_fw.timebase import Timebase
 from umqtt.simple import MQTTClient
 
-class Ticks:
-    t = 0
-    def __call__(self):
-        return self.t
-
-class Clamp:
-    n = 0
-    def read(self):
-        self.n += 1
-        return {"power_w": 2310.5 + (self.n % 7), "current_a": 10.412, "voltage_v": 231.2}
-
-class Cell:
-    data = None
-    def get(self):
-        return self.data
-    def set(self, d):
-        self.data = d
-
+with open(sys.argv[1]) as f:
+    arg = json.load(f)
 dev_id, host, port, pw, ca = arg["device"], arg["host"], arg["port"], arg["password"], arg["ca"]
 cfg = config.make_config(dev_id, "w", "p", host, port, dev_id, pw, ca, "energy-ct")
 ticks = Ticks()

@@ -78,29 +78,32 @@ def test_mains_device_loop_then_reboot_command(board, mosquitto, tmp_path):
         sub.close()
 
 
-def test_reset_keeps_the_rtc_clock_readings_stamped_without_ntp(board, mosquitto, tmp_path):
+@pytest.fixture
+def sub(mosquitto):
+    s = Subscriber(mosquitto.port)
+    s.wait(lambda: s.c.is_connected(), "subscriber")
+    yield s
+    s.close()
+
+
+def test_reset_keeps_the_rtc_clock_readings_stamped_without_ntp(board, mosquitto, sub, tmp_path):
     root = _root(tmp_path, mosquitto.port, "energy-ct", interval_s=1)
-    sub = Subscriber(mosquitto.port)
-    sub.wait(lambda: sub.c.is_connected(), "subscriber")
-    try:
-        board.stop_after_sleeps = 3
-        with pytest.raises(KeyboardInterrupt):
-            app.run(root)  # NTP answers: the RTC is set
-        board.ntp_up = False
-        board.cause = Board.SOFT_RESET  # RTC memory (and the RTC's clock) kept
-        board.sleeps, board.stop_after_sleeps = 0, 4
-        with pytest.raises(KeyboardInterrupt):
-            app.run(root)
-        sub.wait(lambda: [r for b, r in _readings(sub) if b == 1], "readings of the second boot")
-        assert all(abs(r["ts"] - time.time()) < 120 for b, r in _readings(sub) if b == 1)
-        board.power_cut()  # RTC memory lost: no clock until NTP answers
-        board.sleeps, board.stop_after_sleeps = 0, 4
-        with pytest.raises(KeyboardInterrupt):
-            app.run(root)
-        time.sleep(0.5)
-        assert not [r for b, r in _readings(sub) if b == 2]  # they wait for NTP, on flash
-    finally:
-        sub.close()
+    board.stop_after_sleeps = 3
+    with pytest.raises(KeyboardInterrupt):
+        app.run(root)  # NTP answers: the RTC is set
+    board.ntp_up = False
+    board.cause = Board.SOFT_RESET  # RTC memory (and the RTC's clock) kept
+    board.sleeps, board.stop_after_sleeps = 0, 4
+    with pytest.raises(KeyboardInterrupt):
+        app.run(root)
+    sub.wait(lambda: [r for b, r in _readings(sub) if b == 1], "readings of the second boot")
+    assert all(abs(r["ts"] - time.time()) < 120 for b, r in _readings(sub) if b == 1)
+    board.power_cut()  # RTC memory lost: no clock until NTP answers
+    board.sleeps, board.stop_after_sleeps = 0, 4
+    with pytest.raises(KeyboardInterrupt):
+        app.run(root)
+    time.sleep(0.5)
+    assert not [r for b, r in _readings(sub) if b == 2]  # they wait for NTP, on flash
 
 
 def test_battery_bin_publishes_every_fourth_wake(board, mosquitto, tmp_path):

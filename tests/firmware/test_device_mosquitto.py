@@ -17,6 +17,7 @@ from boucle_fw.hw.mqtt import MqttLink
 from boucle_fw.timebase import Timebase, ticks_diff
 
 from tests.firmware import umqtt_cpython
+from tests.firmware.virtual import wait_until
 
 DEVICE = "ecully-fablab-grid"
 PREFIX = "boucle/v1"
@@ -81,12 +82,7 @@ class Subscriber:
         return out
 
     def wait(self, predicate, what: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}")
+        wait_until(predicate, what, timeout)
 
     def close(self):
         self.c.loop_stop()

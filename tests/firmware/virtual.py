@@ -126,16 +126,21 @@ class Observer:
         return next((a for a in self.on(device, "cmd/ack") if a["id"] == cmd_id), None)
 
     def wait(self, predicate, what: str, timeout: float = WAIT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}")
+        wait_until(predicate, what, timeout)
 
     def close(self) -> None:
         self.c.loop_stop()
         self.c.disconnect()
+
+
+def wait_until(predicate, what: str, timeout: float = WAIT) -> None:
+    """Poll predicate() until true; AssertionError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start_gateway(broker: Broker, workdir: Path) -> tuple[Gateway, SQLiteStore]:
