@@ -89,9 +89,13 @@ def run(root="/"):
     tb = Timebase(time.ticks_ms)
     b = cfg["buffer"]
     buf = ReadingBuffer(b["capacity"], b["ram"], b["segment"], root + "buffer")
-    store = CounterStore(rtc.cell("e"), nvs.cell("energy"), cfg["energy"]["persist_wh"],
-                         cfg["energy"]["persist_s"])
-    counter = store.restore()
+    store = counter = None
+    for s in cfg["sensors"]:
+        if s["type"] in config_mod.ENERGY_TYPES:  # a bin counts no energy, writes none to NVS
+            store = CounterStore(rtc.cell("e"), nvs.cell("energy"), cfg["energy"]["persist_wh"],
+                                 cfg["energy"]["persist_s"])
+            counter = store.restore()
+            break
     wifi = Wifi(cfg["wifi"]["ssid"], cfg["wifi"]["password"], cfg["wifi"]["reconnects"])
     retained = []
     if cfg["ha_discovery"]:

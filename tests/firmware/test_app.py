@@ -121,6 +121,8 @@ def test_battery_bin_publishes_every_fourth_wake(board, mosquitto, tmp_path):
         assert [r["seq"] for _, r in got] == list(range(8))
         assert {boot for boot, _ in got} == {0}  # a wake is not a new boot
         assert [round(r["fill_pct"]) for _, r in got] == [round(100 * w / 9) for w in range(8)]
+        assert not any("energy_wh" in r for _, r in got)  # a bin counts no energy...
+        assert ("boucle", "energy") not in board.nvs  # ...and writes none to flash
         ts = [r["ts"] for _, r in got]
         assert ts == sorted(ts) and ts[1] - ts[0] >= 899
         # first wake (clock unknown), then every 4th: three connections, no more

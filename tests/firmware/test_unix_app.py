@@ -141,6 +141,8 @@ def test_commands_tare_calibrate_set_interval_reboot(unix_micropython, broker, o
     assert status == {"v": 1, "online": True, "boot": 1, "fw": "0.1.0", "reset_cause": "soft"}
     settings = json.loads(bytes.fromhex(board.nvs()["boucle"]["settings"][1]))
     assert settings == {"hx711": [8000, 400.0], "interval_s": 300}
+    assert sorted(board.nvs()["boucle"]) == ["boot", "settings"]  # no energy counter in a bin
+    assert not any("energy_wh" in r for _, r in observer.readings(BIN))
 
 
 def test_wrong_password_is_refused_and_nothing_is_published(unix_micropython, broker, observer, boards,
