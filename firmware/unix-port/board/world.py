@@ -73,7 +73,7 @@ class World:
         self.reads = []
         self.nvs = self._load("nvs.json") or {}
         self.stats = {"nvs_writes": {}, "nvs_commits": 0, "rtc_writes": 0, "wdt_feeds": 0,
-                      "pulses": 0, "ntp_syncs": 0, "wifi_joins": 0}
+                      "pulses": 0, "ntp_syncs": 0, "wifi_joins": 0, "ticks_wraps": 0}
 
     # --- board files (host side) -------------------------------------------------------
 
@@ -194,6 +194,7 @@ class World:
         if self.ms > MASK:
             self.ms &= MASK
             self.wraps += 1
+            self.stats["ticks_wraps"] += 1
         self.grant_left -= n
         if self.wdt_left is not None:
             self.wdt_left -= n
