@@ -50,11 +50,16 @@ def test_sixty_days(unix_micropython, broker, tmp_path):
     lost = report.lost()
     in_flight = {(b.index, report.taken(b) - 1) for b in boots if b.ended == "cut"}
     dropped = [k for k in lost if k not in in_flight]
-    assert len(dropped) == report.dropped(), (len(dropped), report.dropped(), report.health[-1:])
-    assert 0 < len(dropped) <= (5 * 60 - soak.CAPACITY) + 32  # the 5 h outage: excess + a segment
-    assert len({b for b, _ in dropped}) == 1
-    dropped_seqs = sorted(s for _, s in dropped)
-    assert dropped_seqs == list(range(dropped_seqs[0], dropped_seqs[-1] + 1))  # the oldest, in a row
+    # Mosquitto 2.0.11 has crashed (double free) under this traffic once in a dozen runs
+    # while developing the soak: the harness starts it again. What it had accepted and not
+    # yet delivered is its loss, not the board's, and is allowed for, a few per crash.
+    by_broker = len(dropped) - report.dropped()
+    assert 0 <= by_broker <= 10 * len(report.broker_crashes), (len(dropped), report.dropped(), report.health[-1:])
+    assert 0 < report.dropped() <= (5 * 60 - soak.CAPACITY) + 32  # the 5 h outage: excess + a segment
+    if not by_broker:  # then every loss is the buffer's: the oldest of one outage, in a row
+        assert len({b for b, _ in dropped}) == 1
+        seqs = sorted(s for _, s in dropped)
+        assert seqs == list(range(seqs[0], seqs[-1] + 1))
 
     # Clock: the k-th reading of a boot is stamped k minutes after it started (plus the
     # Wi-Fi join and NTP of that cycle), off by the last NTP answer's error: the resyncs
