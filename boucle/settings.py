@@ -64,7 +64,7 @@ class GatewaySettings(MqttSettings):
     session_expiry_s: int = setting(7 * 86400, "How long the broker keeps the gateway's session and queue while it is away.")
     share_group: str = setting("", "Shared-subscription group ($share/GROUP/...) for running several gateways; "
                                    "empty: a plain subscription. Give each process its own client_id.")
-    aggregate_interval_s: float = setting(5.0, "How often windows (1 min, 15 min, 1 h, 1 day) are brought up to date.")
+    aggregate_interval_s: float = setting(5.0, "How often the rollups (day and month rows) of devices with new readings are recomputed.")
     dedup_days: int = setting(35, "How long the dedup index remembers a reading identity (days of event time).")
     dead_letters_max_per_device: int = setting(1000, "Dead letters kept per device (the topic's device segment); past "
                                                      "it the device's oldest are dropped, counted, and an ALARM logged.")

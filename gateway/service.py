@@ -304,7 +304,7 @@ class Gateway:
         self._trim_failing = False
         return False
 
-    # --- aggregator: dirty devices → windows recomputed from stored readings -------------
+    # --- aggregator: dirty devices → rollups recomputed from stored readings -------------
 
     def _aggregate_loop(self) -> None:
         while True:
