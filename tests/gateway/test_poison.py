@@ -97,15 +97,20 @@ def test_a_poison_message_in_the_spool_at_start_is_dead_lettered(tmp_path, mosqu
         stop(gateway, tmp_path)
 
 
+def local_gateway(tmp_path, mosquitto, client_id: str, registry=EXAMPLE_REGISTRY, **settings):
+    """A gateway on the test broker and a SQLite store in tmp_path: (gateway, store path,
+    metrics port), not started."""
+    db, metrics_port = tmp_path / "store.db", free_port()
+    config = load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
+                           registry=str(registry), metrics_port=metrics_port, client_id=client_id,
+                           spool_path=str(tmp_path / "spool.db"), **settings)
+    return Gateway(config), db, metrics_port
+
+
 def test_a_failing_stage_is_restarted_and_shown_in_healthz(tmp_path, mosquitto, monkeypatch):
     """Expected failures are handled inside the stages; this injects an unexpected one (a
     bug) into the parser stage's spool read, once."""
-    db = tmp_path / "store.db"
-    metrics_port = free_port()
-    settings = load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
-                             registry=str(EXAMPLE_REGISTRY), metrics_port=metrics_port,
-                             client_id="restart-gateway", spool_path=str(tmp_path / "spool.db"))
-    gateway = Gateway(settings)
+    gateway, db, metrics_port = local_gateway(tmp_path, mosquitto, "restart-gateway")
     real_oldest = gateway.spool.oldest
     failures = []
 
@@ -133,12 +138,7 @@ def test_a_failing_stage_is_restarted_and_shown_in_healthz(tmp_path, mosquitto, 
 
 
 def test_healthz_fails_while_a_stage_is_down(tmp_path, mosquitto, monkeypatch):
-    db = tmp_path / "store.db"
-    metrics_port = free_port()
-    settings = load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
-                             registry=str(EXAMPLE_REGISTRY), metrics_port=metrics_port,
-                             client_id="down-gateway", spool_path=str(tmp_path / "spool.db"))
-    gateway = Gateway(settings)
+    gateway, _db, metrics_port = local_gateway(tmp_path, mosquitto, "down-gateway")
 
     def always_failing(*_args, **_kwargs):
         raise RuntimeError("injected bug")
@@ -158,12 +158,9 @@ def test_a_registry_edit_that_is_not_utf8_keeps_the_last_good_one(tmp_path, mosq
     nor change what is served; /healthz names the rejected edit."""
     registry = tmp_path / "registry.toml"
     registry.write_bytes(EXAMPLE_REGISTRY.read_bytes())
-    db = tmp_path / "store.db"
-    metrics_port = free_port()
-    settings = load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
-                             registry=str(registry), metrics_port=metrics_port, client_id="utf8-gateway",
-                             spool_path=str(tmp_path / "spool.db"), aggregate_interval_s=0.2)
-    gateway = Gateway(settings).start()
+    gateway, db, metrics_port = local_gateway(tmp_path, mosquitto, "utf8-gateway", registry,
+                                              aggregate_interval_s=0.2)
+    gateway.start()
     try:
         registry.write_bytes(EXAMPLE_REGISTRY.read_bytes() + b"\n# caf\xe9\n")
         os.utime(registry, ns=(time.time_ns(), time.time_ns() + 10**9))
