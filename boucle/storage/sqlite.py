@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -112,8 +113,8 @@ class SQLiteStore:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+            _use_wal(conn)
             # FULL: a commit is on disk before the gateway acks the MQTT message.
             conn.execute("PRAGMA synchronous=FULL")
             # Reads map the file instead of copying pages through SQLite's cache: a year's
@@ -273,6 +274,25 @@ class SQLiteStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+BUSY_TIMEOUT_S = 30.0
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (it stays so). Switching takes an exclusive lock and SQLite
+    answers "database is locked" at once, without waiting, while another process holds the
+    file: two services opening a new store together (the gateway and the API of `boucle
+    up`) would fail one of them. So the switch is retried for as long as a busy write waits."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _bound_dead_letters(conn: sqlite3.Connection) -> None:

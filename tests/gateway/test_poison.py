@@ -91,7 +91,7 @@ def test_a_poison_message_in_the_spool_at_start_is_dead_lettered(tmp_path, mosqu
         assert wait_until(store_ready, WAIT)
         store = SQLiteStore(tmp_path / "store.db")
         assert wait_until(lambda: stored(store) == 5 and [d.error for d in store.dead_letters()] == ["too_deep"],
-                          WAIT)
+                          WAIT), (tmp_path / "gateway.log").read_text()
         assert wait_until(lambda: health(metrics_port).get("ok"), WAIT)
     finally:
         stop(gateway, tmp_path)
