@@ -72,7 +72,9 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
         ],
     )
     app.state.context = Context(
-        settings, registry_file or RegistryFile(settings.registry), store or open_store(settings.store_url, token=settings.influx_token),
+        settings, registry_file or RegistryFile(settings.registry),
+        store or open_store(settings.store_url, token=settings.influx_token,
+                            rollup_cache_bytes=settings.rollup_cache_mb * 2**20),
         list(extra_keys or []), references or load_references(), ResultCache(settings.cache_entries))
     install_problem_handlers(app)
 

@@ -6,12 +6,19 @@ a reading is keyed by (device, boot, seq), so rewriting it leaves the same state
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from boucle.protocol import Reading, ReadingRow
-from boucle.rollup import DayRow, MonthRow, MonthSlots
+from boucle.protocol import MEASUREMENT_FIELDS, Reading, ReadingRow
+from boucle.rollup import (
+    DAY_COLUMNS,
+    MONTH_SLOT_COLUMNS,
+    MONTH_SUM_COLUMNS,
+    DayRow,
+    MonthRow,
+    MonthSlots,
+)
 from boucle.storage.dead_letters import DeadLetter, DeadLetterBounds, DeadLetterTrim
 
 
@@ -23,6 +30,33 @@ class StoredReading:
     boot: int
     seq: int
     values: dict[str, float | int]
+
+
+RECEIVED = "received"
+"""When the gateway stored a reading (its clock): readable beside the measurement fields."""
+READABLE_FIELDS = frozenset((*MEASUREMENT_FIELDS, RECEIVED))
+
+ROLLUP_TABLES = {"rollup_days": DAY_COLUMNS, "rollup_months": MONTH_SUM_COLUMNS,
+                 "rollup_month_slots": MONTH_SLOT_COLUMNS}
+"""The stores' rollup tables (measurements) and the boucle.rollup columns each holds; every
+row also keeps its `row_digest` of them."""
+
+
+def check_fields(fields: Sequence[str]) -> None:
+    unknown = set(fields) - READABLE_FIELDS
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingMarks:
+    """A device's stored readings from a time on, in a few numbers (what the gateway checks
+    its memory of them against): how many, the latest `received` among them, and the last
+    reading before that time (rollup fields and `received`)."""
+
+    count: int
+    received: float | None
+    before: StoredReading | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +99,12 @@ class Store(Protocol):
                  after: bool = False) -> list[StoredReading]:
         """A device's readings with start <= ts < end, oldest first, plus the last one
         before `start` (the baseline for counter deltas) when there is one, and with
-        `after` the first one at or after `end` when there is one."""
+        `after` the first one at or after `end` when there is one. `fields`: measurement
+        fields and RECEIVED."""
+
+    def reading_marks(self, since: Mapping[str, int]) -> dict[str, ReadingMarks]:
+        """Per device of `since`: the marks of its readings with ts >= since[device] (the
+        last one before: boucle.rollup.FIELDS and RECEIVED), for all of them at once."""
 
     def reading_counts(self, devices: Sequence[str], start: int, end: int) -> dict[str, int]:
         """Number of readings per device with start <= ts < end."""
@@ -92,19 +131,28 @@ class Store(Protocol):
     def month_slots(self, devices: Sequence[str], start: int, end: int) -> list[MonthSlots]:
         """The meters' slots of the month rows with start <= month < end, by device then month."""
 
+    def rollup_digests(self, table: str, devices: Sequence[str], start: int, end: int
+                       ) -> dict[tuple[str, int], int | None]:
+        """The row digests of a ROLLUP_TABLES table with start <= day or month < end, by
+        (device, day or month); None for a row stored without one."""
+
     def data_version(self) -> int:
         """A number that changes whenever stored data changes (for caches)."""
 
     def close(self) -> None: ...
 
 
-def open_store(url: str, token: str = "", precision: str = "s", device_tags=None) -> Store:
+def open_store(url: str, token: str = "", precision: str = "s", device_tags=None, rollup_cache_bytes: int = 0) -> Store:
     """Open a store from a URL: `sqlite:///PATH` (or a bare path), or
-    `influx+http://HOST:PORT/DATABASE` (InfluxDB v1-compatible API; influx+https for TLS)."""
+    `influx+http://HOST:PORT/DATABASE` (InfluxDB v1-compatible API; influx+https for TLS).
+
+    `rollup_cache_bytes`: keep up to this many bytes of rollup rows in this process, checked
+    against the store before each use (boucle.storage.rollup_cache; the API's). Only for
+    InfluxDB: the embedded store reads its own file, already mapped in memory."""
     if url.startswith(("influx+http://", "influx+https://")):
         from boucle.storage.influx import influx_from_url
 
-        return influx_from_url(url, token, precision, device_tags=device_tags)
+        return influx_from_url(url, token, precision, device_tags=device_tags, rollup_cache_bytes=rollup_cache_bytes)
     from boucle.storage.sqlite import SQLiteStore
 
     if url.startswith("sqlite:///"):

@@ -6,13 +6,14 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import msgspec
 
+from boucle import rollup
 from boucle.private_files import create_private_file
-from boucle.protocol import MEASUREMENT_FIELDS, ROW_FIELDS, Reading, ReadingRow, reading_row
+from boucle.protocol import ROW_FIELDS, Reading, ReadingRow, reading_row
 from boucle.rollup import (
     DAY_COLUMNS,
     MONTH_SLOT_COLUMNS,
@@ -20,8 +21,17 @@ from boucle.rollup import (
     DayRow,
     MonthRow,
     MonthSlots,
+    row_digest,
 )
-from boucle.storage import DeadLetter, DeviceState, StoredReading
+from boucle.storage import (
+    RECEIVED,
+    ROLLUP_TABLES,
+    DeadLetter,
+    DeviceState,
+    ReadingMarks,
+    StoredReading,
+    check_fields,
+)
 from boucle.storage.dead_letters import (
     DeadLetterBounds,
     DeadLetterTrim,
@@ -49,16 +59,16 @@ CREATE TABLE IF NOT EXISTS device_state (
     PRIMARY KEY (device, channel)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_days (
-    device TEXT NOT NULL, day INTEGER NOT NULL, {day_columns},
+    device TEXT NOT NULL, day INTEGER NOT NULL, {day_columns}, digest INTEGER,
     PRIMARY KEY (device, day)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_months (
-    device TEXT NOT NULL, month INTEGER NOT NULL, {month_columns},
+    device TEXT NOT NULL, month INTEGER NOT NULL, {month_columns}, digest INTEGER,
     PRIMARY KEY (device, month)
 ) WITHOUT ROWID;
 -- meters' slots apart: a year's sums read 12,000 small rows without their 12 KB of slots
 CREATE TABLE IF NOT EXISTS rollup_month_slots (
-    device TEXT NOT NULL, month INTEGER NOT NULL, {slot_columns},
+    device TEXT NOT NULL, month INTEGER NOT NULL, {slot_columns}, digest INTEGER,
     PRIMARY KEY (device, month)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -109,6 +119,7 @@ class SQLiteStore:
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
             _bound_dead_letters(conn)
+            _digest_rollups(conn)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -181,9 +192,7 @@ class SQLiteStore:
 
     def readings(self, device: str, start: int, end: int, fields: Sequence[str],
                  after: bool = False) -> list[StoredReading]:
-        unknown = set(fields) - set(MEASUREMENT_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown fields {sorted(unknown)}")
+        check_fields(fields)
         cols = ", ".join(fields)
         conn = self._conn()
         base = conn.execute(
@@ -234,36 +243,52 @@ class SQLiteStore:
         row = self._conn().execute("SELECT min(ts) FROM readings WHERE device = ? AND ts > ?", (device, after)).fetchone()
         return row[0]
 
+    def reading_marks(self, since: Mapping[str, int]) -> dict[str, ReadingMarks]:
+        conn = self._conn()
+        fields = (*rollup.FIELDS, RECEIVED)
+        out = {}
+        for device, t in since.items():
+            count, received = conn.execute("SELECT count(*), max(received) FROM readings WHERE device = ? AND ts >= ?",
+                                           (device, t)).fetchone()
+            row = conn.execute(f"SELECT ts, boot, seq, {', '.join(fields)} FROM readings WHERE device = ? AND ts < ? "
+                               "ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1", (device, t)).fetchone()
+            before = StoredReading(row[0], row[1], row[2], dict(zip(fields, row[3:]))) if row else None
+            out[device] = ReadingMarks(count, received, before)
+        return out
+
     def write_rollups(self, days: Sequence[DayRow], months: Sequence[MonthRow]) -> None:
         conn = self._conn()
         with conn:
-            if days:
-                conn.executemany(f"INSERT OR REPLACE INTO rollup_days VALUES ({', '.join('?' * len(DayRow._fields))})",
-                                 days)
-            if months:
-                sums = ("device", "month", *MONTH_SUM_COLUMNS)
-                conn.executemany(f"INSERT OR REPLACE INTO rollup_months VALUES ({', '.join('?' * len(sums))})",
-                                 [tuple(getattr(m, c) for c in sums) for m in months])
-                conn.executemany("INSERT OR REPLACE INTO rollup_month_slots VALUES (?, ?, ?, ?)",
-                                 [(m.device, m.month, m.slots, m.covered) for m in months if m.slots])
+            for table, rows in (("rollup_days", days), ("rollup_months", months),
+                                ("rollup_month_slots", [m for m in months if m.slots])):
+                if rows:
+                    columns = ROLLUP_TABLES[table]
+                    conn.executemany(
+                        f"INSERT OR REPLACE INTO {table} (device, {_START[table]}, {', '.join(columns)}, digest) "
+                        f"VALUES ({', '.join('?' * (len(columns) + 3))})",
+                        [(r[0], r[1], *(cells := [getattr(r, c) for c in columns]), row_digest(cells)) for r in rows])
             conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'data_version'")
 
+    def _rollup_rows(self, table: str, devices: Sequence[str], start: int, end: int):
+        return self._conn().execute(
+            f"SELECT device, {_START[table]}, {', '.join(ROLLUP_TABLES[table])} FROM {table} WHERE device IN "
+            f"(SELECT value FROM json_each(?)) AND {_START[table]} >= ? AND {_START[table]} < ? "
+            f"ORDER BY device, {_START[table]}", (json.dumps(sorted(set(devices))), start, end))
+
     def day_rollups(self, devices: Sequence[str], start: int, end: int) -> list[DayRow]:
-        return list(map(DayRow._make, self._conn().execute(
-            "SELECT * FROM rollup_days WHERE device IN (SELECT value FROM json_each(?)) AND day >= ? AND day < ? "
-            "ORDER BY device, day", (json.dumps(sorted(set(devices))), start, end))))
+        return list(map(DayRow._make, self._rollup_rows("rollup_days", devices, start, end)))
 
     def month_rollups(self, devices: Sequence[str], start: int, end: int) -> list[MonthRow]:
-        sums = ", ".join(("device", "month", *MONTH_SUM_COLUMNS, *("x''" for _ in MONTH_SLOT_COLUMNS)))
-        return list(map(MonthRow._make, self._conn().execute(
-            f"SELECT {sums} FROM rollup_months WHERE device IN (SELECT value FROM json_each(?)) "
-            "AND month >= ? AND month < ? ORDER BY device, month", (json.dumps(sorted(set(devices))), start, end))))
+        return [MonthRow(*row) for row in self._rollup_rows("rollup_months", devices, start, end)]
 
     def month_slots(self, devices: Sequence[str], start: int, end: int) -> list[MonthSlots]:
-        return list(map(MonthSlots._make, self._conn().execute(
-            "SELECT device, month, slots, covered FROM rollup_month_slots WHERE device IN "
-            "(SELECT value FROM json_each(?)) AND month >= ? AND month < ? ORDER BY device, month",
-            (json.dumps(sorted(set(devices))), start, end))))
+        return list(map(MonthSlots._make, self._rollup_rows("rollup_month_slots", devices, start, end)))
+
+    def rollup_digests(self, table: str, devices: Sequence[str], start: int, end: int
+                       ) -> dict[tuple[str, int], int | None]:
+        return {(d, t): digest for d, t, digest in self._conn().execute(
+            f"SELECT device, {_START[table]}, digest FROM {table} WHERE device IN (SELECT value FROM json_each(?)) "
+            f"AND {_START[table]} >= ? AND {_START[table]} < ?", (json.dumps(sorted(set(devices))), start, end))}
 
     def data_version(self) -> int:
         (v,) = self._conn().execute("SELECT value FROM meta WHERE key = 'data_version'").fetchone()
@@ -311,6 +336,20 @@ def _bound_dead_letters(conn: sqlite3.Connection) -> None:
     conn.executescript(_DEAD_LETTER_BOUNDS)
     if fresh:
         conn.execute("INSERT INTO dead_letter_tally SELECT device, count(*), sum(size) FROM dead_letters GROUP BY device")
+
+
+_START = {"rollup_days": "day", "rollup_months": "month", "rollup_month_slots": "month"}
+
+
+def _digest_rollups(conn: sqlite3.Connection) -> None:
+    """Rollup rows written before their digests get them (one pass, on the first open)."""
+    for table, columns in ROLLUP_TABLES.items():
+        if "digest" in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+            continue
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN digest INTEGER")
+        rows = conn.execute(f"SELECT device, {_START[table]}, {', '.join(columns)} FROM {table}").fetchall()
+        conn.executemany(f"UPDATE {table} SET digest = ? WHERE device = ? AND {_START[table]} = ?",
+                         [(row_digest(row[2:]), row[0], row[1]) for row in rows])
 
 
 def _topic_device(topic: str) -> str:
