@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Collection, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from operator import itemgetter
 
@@ -20,6 +21,7 @@ from boucle.storage import DeadLetter, DeadLetterBounds, DeviceState, Store
 from gateway.input import split_topic
 from gateway.metrics import GatewayMetrics
 from gateway.parse import Rejected, parse_rows, parse_state
+from gateway.recent import RecentReadings
 from gateway.spool import Spool, Spooled, content_digest
 
 _IDENTITY = itemgetter(0, 1, 2)  # a row's (device, boot, seq)
@@ -134,11 +136,19 @@ def drop_repeats(parsed: Parsed, spool: Spool, store_dedups: bool = False) -> No
     parsed.letters = letters
 
 
-def write_parsed(parsed: Parsed, store: Store) -> None:
+def write_parsed(parsed: Parsed, store: Store, recent: RecentReadings | None = None) -> None:
     """The synchronous store write; raises if the store did not confirm. Called again
-    after a failure, it writes only what the store has not confirmed yet."""
+    after a failure, it writes only what the store has not confirmed yet. `recent`, the
+    aggregate stage's memory, gets the readings the store confirmed."""
     if parsed.readings and "readings" not in parsed.written:
-        new = store.write_rows(parsed.readings, time.time())
+        received = time.time()
+        with recent.lock if recent is not None else nullcontext():
+            new = store.write_rows(parsed.readings, received)
+            if recent is not None:
+                if new == len(parsed.readings) or not store.dedups:
+                    recent.add(parsed.readings, received)
+                else:  # some were repeats the store kept its own copy of: not what the memory would say
+                    recent.forget(list(dict.fromkeys(map(itemgetter(0), parsed.readings))))
         repeats = len(parsed.readings) - new
         if repeats and store.dedups:
             stored = store.stored_rows(list(map(_IDENTITY, parsed.readings)))

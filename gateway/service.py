@@ -32,7 +32,7 @@ from boucle.mqtt import BrokerUnavailable, Session, close_session
 from boucle.registry import RegistryError, RegistryFile
 from boucle.settings import GatewaySettings, SettingsError, env_name, load_settings
 from boucle.storage import DeadLetterBounds, Store, open_store
-from gateway.aggregate import rebuild_rollups, recompute_rollups
+from gateway.aggregate import rebuild_rollups, roll_up
 from gateway.input import Inbox, subscribe
 from gateway.metrics import GatewayMetrics, serve_metrics
 from gateway.output import (
@@ -43,9 +43,12 @@ from gateway.output import (
     record_metrics,
     write_parsed,
 )
+from gateway.recent import RecentReadings
 from gateway.spool import Spool, Spooled, SpoolFull
 
 log = logging.getLogger("boucle.gateway")
+QUIET_S = 0.25
+"""How long the writer pauses before the aggregate stage starts a round (Gateway._settle)."""
 
 
 def dead_letter_bounds(settings: GatewaySettings) -> DeadLetterBounds:
@@ -80,11 +83,14 @@ class Gateway:
         self.store = store or open_store(settings.store_url, token=settings.influx_token,
                                          precision=settings.influx_precision, device_tags=self.device_tags)
         self.spool = Spool(settings.spool_path, settings.spool_max_rows)
+        self.recent = RecentReadings(settings.aggregate_memory_readings)
+        """What this process stored, for the aggregate stage (gateway.recent)."""
         self.metrics = GatewayMetrics()
         self.inbox = Inbox(maxsize=max(1000, settings.batch_size * 4))
         self.session: Session | None = None
         self._stopping = threading.Event()
         self._spooled = threading.Event()
+        self._dirtied = threading.Event()  # readings stored: the aggregator has work
         self._parsed: queue.Queue[tuple[list[Spooled], Parsed]] = queue.Queue(maxsize=2)
         self._stages: dict[str, str] = {}  # stage -> running | restarting | stopped
         self._threads = {name: self._stage(name, loop) for name, loop in (
@@ -260,7 +266,7 @@ class Gateway:
             attempt = 0
             while True:
                 try:
-                    write_parsed(parsed, self.store)
+                    write_parsed(parsed, self.store, self.recent)
                     self._store_ok = True
                     break
                 except Exception as exc:  # noqa: BLE001 - any store failure: keep the batch, retry
@@ -274,6 +280,8 @@ class Gateway:
                         return  # stopping: the spool is durable, the next start drains it
             self.spool.remove([m.id for m in spooled], parsed.readings, [(d.key, d.received) for d in parsed.letters],
                               remember=not store_dedups)
+            if parsed.readings:
+                self._dirtied.set()
             record_metrics(parsed, self.metrics, len(spooled), self._noticed)
             if letters_due or parsed.letters:
                 letters_due = self._bound_letters()
@@ -304,40 +312,40 @@ class Gateway:
         self._trim_failing = False
         return False
 
-    # --- aggregator: dirty devices → rollups recomputed from stored readings -------------
+    # --- aggregator: dirty devices → rollups recomputed (gateway.aggregate) ---------------
 
     def _aggregate_loop(self) -> None:
         while True:
-            dirty = self.spool.dirty()
-            if not dirty:
+            if not self.spool.dirty(1):
                 if self._stopping.is_set() and not self._writer.is_alive():
                     return
-                self._stopping.wait(self.settings.aggregate_interval_s)
+                self._dirtied.wait(self.settings.aggregate_interval_s)  # set as soon as readings are stored
                 continue
+            self._settle()
+            dirty = self.spool.dirty()
             devices = {d.id: d for d in self.registry.current().devices}
-            # a device no longer in the registry has no kind to roll up by: its span is dropped
-            done = self._each(dirty, lambda d, t0, t1, devices=devices: d not in devices or recompute_rollups(
-                self.store, devices[d], t0, t1))
-            self.spool.clean(done)
-            if self._stopping.is_set() and not self._writer.is_alive() and not done:
-                return
-
-    def _each(self, spans, work) -> list[tuple[str, int, int]]:
-        """Run `work(device, t_min, t_max)` per span; the spans it completed. A store error
-        stops the round (the rest stays dirty and is retried)."""
-        done = []
-        for device, t_min, t_max in spans:
             try:
-                if work(device, t_min, t_max):
-                    done.append((device, t_min, t_max))
-            except Exception as exc:  # noqa: BLE001 - store trouble: stays dirty, retried
-                log.warning("aggregates of %s not updated (%s); retrying", device, exc)
+                done = roll_up(self.store, self.recent, devices, dirty)
+            except Exception as exc:  # noqa: BLE001 - store trouble: the spans stay dirty, retried
+                log.warning("rollups of %d devices not updated (%s); retrying", len(dirty), exc)
                 self._stopping.wait(1)
-                break
-            # Background work: let the spooler, parser and writer (acks, ingest latency) take the
-            # interpreter between two devices.
-            time.sleep(0.001)
-        return done
+                continue
+            self.spool.clean(done)
+            if not done:
+                if self._stopping.is_set() and not self._writer.is_alive():
+                    return
+                self._stopping.wait(0.2)  # readings landing meanwhile (another process): again shortly
+
+    def _settle(self) -> None:
+        """Let a burst of writes finish before a round: wait until the writer stored nothing
+        for QUIET_S, at most `aggregate_interval_s`. A round during a burst would be redone
+        by the next batches, and it takes the cores the writer needs."""
+        deadline = time.monotonic() + self.settings.aggregate_interval_s
+        while not self._stopping.is_set():
+            self._dirtied.clear()
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._dirtied.wait(min(QUIET_S, left)):
+                return
 
     def stop(self, drain_timeout: float = 30) -> None:
         """SIGTERM path: stop consuming, spool what arrived, flush to the store, close."""

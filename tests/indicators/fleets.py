@@ -17,10 +17,11 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
-from boucle.protocol import Reading
+from boucle.protocol import Reading, reading_row
 from boucle.registry import Registry
 from cloud.indicators import Period
-from gateway.aggregate import recompute_rollups
+from gateway.aggregate import recompute_rollups, roll_up
+from gateway.recent import RecentReadings
 
 DAY = 86400
 SPRING = datetime(2026, 3, 29)  # Europe/Paris: a 23-hour day
@@ -182,20 +183,31 @@ def _bin(device: str, b: Bin, spans, rng: random.Random) -> list[Reading]:
 
 
 def fill_as_the_gateway_does(store, registry: Registry, readings: list[Reading], batches: int,
-                             seed: int) -> None:
+                             seed: int, recent: RecentReadings | None = None) -> None:
     """Write the readings in shuffled batches and recompute each batch's rollups as it
-    lands, as the gateway's writer and aggregator do (late data included)."""
+    lands, as the gateway's writer and aggregator do (late data included): with `recent`,
+    the aggregate stage's round (`roll_up`, from the memory of what was written, falling
+    back to the store for what it does not hold); without, `recompute_rollups` a device at
+    a time from the store's readings."""
     rng = random.Random(seed)
     shuffled = list(readings)
     rng.shuffle(shuffled)
     devices = {d.id: d for d in registry.devices}
     size = max(1, len(shuffled) // batches + 1)
-    for i in range(0, len(shuffled), size):
+    for n, i in enumerate(range(0, len(shuffled), size)):
         batch = shuffled[i:i + size]
-        store.write_readings(batch, received=0.0)
         spans: dict[str, tuple[int, int]] = {}
         for r in batch:
             lo, hi = spans.get(r.device, (r.ts, r.ts))
             spans[r.device] = (min(lo, r.ts), max(hi, r.ts))
-        for device, (lo, hi) in spans.items():
-            assert recompute_rollups(store, devices[device], lo, hi)
+        if recent is None:
+            store.write_readings(batch, received=0.0)
+            for device, (lo, hi) in spans.items():
+                assert recompute_rollups(store, devices[device], lo, hi)
+            continue
+        rows = [reading_row(r) for r in batch]
+        with recent.lock:  # as the writer does: the store's confirmation, then the memory
+            store.write_rows(rows, received=float(n))
+            recent.add(rows, float(n))
+        dirty = [(d, lo, hi) for d, (lo, hi) in spans.items()]
+        assert sorted(roll_up(store, recent, devices, dirty)) == sorted(dirty)

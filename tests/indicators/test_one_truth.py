@@ -4,8 +4,11 @@
   filling or both, with and without a profile; intervals of 60, 300 and 900 s; a territory
   in UTC or in Europe/Paris across a DST change; periods partial, of a local day and of two
   months; a meter moving between sites) stored as the gateway stores them, on real SQLite
-  and on a real InfluxDB. Every indicator of the catalogue from the rollups equals the one
-  from raw readings, value, coverage and breakdown, and the two stores agree.
+  (rollups recomputed from the stored readings) and on a real InfluxDB (rollups from the
+  aggregate stage's memory of what it wrote). Every indicator of the catalogue from the
+  rollups equals the one from raw readings, value, coverage and breakdown; the two stores
+  hold the same rollup rows, byte for byte, and give the same values, read directly and
+  through the API's rollup cache (cold, then warm).
 - Hand-computed waste cases (emptyings, overflows, avoidable collections, fill at
   collection) and a moved sensor, on both paths and both stores.
 """
@@ -22,6 +25,7 @@ from boucle.protocol import Reading
 from boucle.storage import open_store
 from boucle.storage.sqlite import SQLiteStore
 from cloud.indicators import CATALOGUE, Period, Scope, compute_indicators
+from gateway.recent import RecentReadings
 from tests.indicators.builders import registry, utc
 from tests.indicators.fleets import fill_as_the_gateway_does, fleets, readings_of, registry_of
 
@@ -60,6 +64,12 @@ SETTINGS = settings(max_examples=15, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
+def rollup_rows(store, devices):
+    everything = (0, 2**33)
+    return (store.day_rollups(devices, *everything), store.month_rollups(devices, *everything),
+            store.month_slots(devices, *everything))
+
+
 @SETTINGS
 @given(fleet=fleets)
 def test_rollups_and_raw_readings_give_every_indicator_the_same_value(tmp_path_factory, influx_server, fleet):
@@ -67,14 +77,21 @@ def test_rollups_and_raw_readings_give_every_indicator_the_same_value(tmp_path_f
     readings = readings_of(fleet)
     period = fleet.period
     sqlite = SQLiteStore(tmp_path_factory.mktemp("truth") / "x.db")
-    influx = open_store(f"influx+http://127.0.0.1:{influx_server.port}/truth{next(_databases)}")
+    url = f"influx+http://127.0.0.1:{influx_server.port}/truth{next(_databases)}"
+    influx = open_store(url)
+    cached = open_store(url, rollup_cache_bytes=2**26)
     try:
-        for store in (sqlite, influx):
-            fill_as_the_gateway_does(store, reg, readings, fleet.batches, fleet.seed)
+        fill_as_the_gateway_does(sqlite, reg, readings, fleet.batches, fleet.seed)
+        fill_as_the_gateway_does(influx, reg, readings, fleet.batches, fleet.seed, RecentReadings(10**6))
+        devices = [d.id for d in reg.devices]
+        assert rollup_rows(influx, devices) == rollup_rows(sqlite, devices)
         raw, rolled = both_paths(sqlite, reg, TERRITORY, period)
         assert_same(raw, rolled, "SQLite, raw readings vs rollups")
         influx_rolled = by_id(compute_indicators(influx, reg, TERRITORY, period))
         assert_same(rolled, influx_rolled, "rollups, SQLite vs InfluxDB")
+        for attempt in ("cold", "warm"):
+            assert_same(rolled, by_id(compute_indicators(cached, reg, TERRITORY, period)),
+                        f"rollups, SQLite vs InfluxDB through the rollup cache ({attempt})")
         # and a site's values (a moved meter counts at each site for its stay)
         for site in ("lab", "shop"):
             raw, rolled = both_paths(sqlite, reg, Scope("site", (site,)), period)
@@ -82,6 +99,7 @@ def test_rollups_and_raw_readings_give_every_indicator_the_same_value(tmp_path_f
     finally:
         sqlite.close()
         influx.close()
+        cached.close()
 
 
 # --- hand-computed cases ---------------------------------------------------------------
