@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
+from boucle.rollup import SLOT
 from cloud.indicators import CATALOGUE, Period
 from cloud.problems import invalid_parameter
 
@@ -49,9 +50,12 @@ def parse_instant(name: str, text: str) -> int:
 
 
 def default_end(now: float | None = None) -> int:
-    """Now, rounded up to the next minute (so that repeated queries share a cache entry)."""
+    """Now, rounded up to the next quarter-hour: the default period's edges fall on the
+    rollups' slots, so it is read from rollups alone (an edge inside a quarter-hour is
+    computed from every device's raw readings of that day), and repeated queries share a
+    cache entry."""
     now = time.time() if now is None else now
-    return int(math.ceil(now / 60) * 60)
+    return int(math.ceil(now / SLOT) * SLOT)
 
 
 def get_period(
@@ -61,7 +65,7 @@ def get_period(
         openapi_examples={"date": {"value": "2026-03-28"}, "unix": {"value": "1774656000"}})] = None,
     end: Annotated[str | None, Query(
         alias="to", max_length=40,
-        description="End (exclusive): ISO 8601 date/time or Unix seconds. Default: now (rounded up to the minute).",
+        description="End (exclusive): ISO 8601 date/time or Unix seconds. Default: now (rounded up to the quarter-hour).",
         openapi_examples={"date": {"value": "2026-03-30"}})] = None,
 ) -> Period:
     t1 = parse_instant("to", end) if end else default_end()

@@ -31,7 +31,8 @@ from boucle.storage import ROLLUP_TABLES
 
 Key = tuple[str, int]
 """(device, start of the row's day or month)."""
-Digests = Callable[[], dict[Key, int | None]]
+Digests = Callable[[], list]
+"""The stored rows' (start, digest, device)."""
 Fetch = Callable[[Collection[Key] | None], list[NamedTuple]]
 """The rows of these keys (None: every row of the query), as the store holds them: rollup
 rows (boucle.rollup DayRow, MonthRow, MonthSlots: device, start, then the columns)."""
@@ -47,6 +48,7 @@ class RollupCache:
         self._rows: OrderedDict[tuple[str, str, int], tuple[int, NamedTuple, int]] = OrderedDict()
         self._size = 0
         self._queries: OrderedDict[tuple, tuple[Hashable, list[Key]]] = OrderedDict()
+        """query → (data version, its rows' keys in order)."""
         self._lock = threading.Lock()
         self.fetched = 0
         """Rows read from the store so far (for benchmarks and tests)."""
@@ -74,14 +76,10 @@ class RollupCache:
             fresh = fetch(None)
             out = {(r[0], r[1]): r for r in fresh}
         else:
-            stored = digests()
-            out = {}
+            answer = digests()
             with self._lock:
-                for key, digest in stored.items():
-                    row = self._rows.get((table, *key))
-                    if row is not None and row[0] == digest:
-                        out[key] = row[1]
-            changed = [key for key in stored if key not in out]
+                out = self._unchanged(table, answer)
+            changed = [(device, t) for t, _, device in answer if (device, t) not in out]
             fresh = fetch(changed) if changed else []
             out.update(((r[0], r[1]), r) for r in fresh)
         keys = sorted(out)
@@ -93,6 +91,16 @@ class RollupCache:
             while len(self._queries) > MAX_QUERIES:
                 self._queries.popitem(last=False)
         return [out[k] for k in keys]
+
+    def _unchanged(self, table: str, answer: list) -> dict[Key, NamedTuple]:
+        """The held rows whose stored digest is the held one."""
+        rows = self._rows
+        out = {}
+        for t, digest, device in answer:
+            row = rows.get((table, device, t))
+            if row is not None and row[0] == digest:
+                out[(device, t)] = row[1]
+        return out
 
     def _held(self, table: str, keys: list[Key]) -> list[NamedTuple] | None:
         """These rows from the copy, or None when one was evicted. (Rows are evicted in the

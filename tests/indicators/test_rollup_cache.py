@@ -1,0 +1,79 @@
+"""The API's rollup cache (boucle/storage/rollup_cache.py) gives the store's values, whatever
+was written since it read: late readings, new ones, rows rewritten by the gateway; it reads
+only the rows that changed, and a cache too small for the data still gives the same values.
+Real InfluxDB, against the embedded store filled with the same readings."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from boucle.storage import ROLLUP_TABLES, open_store
+from boucle.storage.sqlite import SQLiteStore
+from cloud.indicators import Scope, compute_indicators
+from gateway.recent import RecentReadings
+from tests.indicators.fleets import (
+    AUTUMN,
+    Bin,
+    Fleet,
+    Meter,
+    fill_as_the_gateway_does,
+    readings_of,
+    registry_of,
+)
+
+FLEET = Fleet("Europe/Paris", AUTUMN, "months",
+              (Meter("grid_import", 300, True, True, True, False, True, 4000), Meter("pv_production", 900, False, True,
+                                                                                      False, False, False, 2500),
+               Meter("load", 60, True, True, False, True, True, 1500)),
+              (Bin("both", 300, True, True), Bin("fill", 900, False, False)), seed=7, moved=True)
+TERRITORY = Scope("territory", ("terr",))
+
+
+def values(store, reg, period) -> dict:
+    return {v.id: dataclasses.asdict(v) for v in compute_indicators(store, reg, TERRITORY, period)}
+
+
+@pytest.fixture
+def stores(influxdb, tmp_path):
+    url = f"influx+http://127.0.0.1:{influxdb.port}/cache"
+    opened = [open_store(url), open_store(url, rollup_cache_bytes=2**26), open_store(url, rollup_cache_bytes=20_000),
+              SQLiteStore(tmp_path / "x.db")]
+    yield opened
+    for store in opened:
+        store.close()
+
+
+def test_the_cache_follows_what_is_written_and_reads_only_what_changed(stores):
+    influx, cached, small, sqlite = stores
+    reg, period = registry_of(FLEET), FLEET.period
+    readings = readings_of(FLEET)
+    rng = random.Random(1)
+    last = max(r.ts for r in readings) - 3 * 86400
+    late = set(rng.sample(range(len(readings)), len(readings) // 20))
+    phases = [[r for i, r in enumerate(readings) if r.ts < last and i not in late],
+              [r for i, r in enumerate(readings) if r.ts >= last and i not in late],  # new data: the last month
+              [r for i, r in enumerate(readings) if i in late]]  # late data, anywhere
+    recent = RecentReadings(10**6)
+    devices = [d.id for d in reg.devices]
+    for n, phase in enumerate(phases):
+        before = digests(influx, devices)
+        fill_as_the_gateway_does(influx, reg, phase, 3, seed=n, recent=recent)
+        fill_as_the_gateway_does(sqlite, reg, phase, 3, seed=n)
+        changed = sum(1 for k, d in digests(influx, devices).items() if before.get(k) != d)
+        want = values(sqlite, reg, period)
+        read = cached.rollup_cache.fetched
+        assert values(influx, reg, period) == want  # read in full
+        assert values(cached, reg, period) == want
+        if n:  # only rows that changed were read again (the first time: every row)
+            assert 0 < cached.rollup_cache.fetched - read <= changed
+        read = cached.rollup_cache.fetched
+        assert values(cached, reg, period) == want and cached.rollup_cache.fetched == read  # nothing written: none
+        assert values(small, reg, period) == want and small.rollup_cache.size <= 20_000 + 12_500
+
+
+def digests(store, devices) -> dict:
+    return {(table, *key): digest for table in ROLLUP_TABLES
+            for key, digest in store.rollup_digests(table, devices, 0, 2**33).items()}
