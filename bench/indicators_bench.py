@@ -1,14 +1,15 @@
 """Indicators benchmark: the full catalogue for one territory over a long period, from the
-gateway's rollups (boucle.rollup: month rows, day rows) on the embedded store, beside the
-same query answered from raw readings.
+gateway's rollups (boucle.rollup: month rows, day rows) on the embedded store and on
+InfluxDB (the same rows, the same run), beside the same query answered from raw readings.
 
     .venv/bin/python -m bench.indicators_bench --devices 1000 --days 365
 
-Two data sets, both synthetic (deterministic seeds), both on SQLite:
+Two data sets, both synthetic (deterministic seeds):
 - rollups at full size: `devices` devices (generated registry, 10 a site: a grid meter, a PV
   meter, machine sub-meters and scale bins) over `days` days from 2025-01-01 UTC (and the
-  day before, where the same days in Paris time start), written through the store API as
-  the gateway would leave them: a month row per device and month, day rows for the first
+  day before, where the same days in Paris time start), written through the store API
+  into SQLite and into a real InfluxDB (tests/servers.py starts one) as the gateway would
+  leave them: a month row per device and month, day rows for the first
   and last days (what a period in local time reads as partial days). A year of raw readings
   of 1,000 devices (525 million at one a minute) is too big to generate here, and so are its
   365,000 day rows: the month rows are made from synthetic 15-min arrays with numpy, and one
@@ -22,7 +23,12 @@ Two data sets, both synthetic (deterministic seeds), both on SQLite:
 
 Timings: `first` is the first computation on a fresh connection (the OS page cache is warm:
 the data was just written); p50/p99 over `repeats` fresh computations; `cached` is the
-API's ResultCache hit per (query, data version). Nothing here is a test: numbers are
+API's ResultCache hit per (query, data version). InfluxDB is read as the API reads it,
+through its rollup cache (boucle/storage/rollup_cache.py): `first` fills it, the repeats
+find the data version unchanged; `after_write` times each computation after the last month
+of every device was written again with other values (as the gateway rewrites the current
+month), so the cache reads the rows' digests and the changed rows; `no_cache` reads every
+row every time. SQLite is timed after the same writes. Nothing here is a test: numbers are
 printed, never asserted.
 """
 
@@ -36,6 +42,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +52,7 @@ from boucle import rollup
 from boucle.protocol import Reading
 from boucle.registry import Device, Registry
 from boucle.rollup import DAY, SLOT, SLOTS_A_DAY, Intervals, MonthRow
+from boucle.storage import Store, open_store
 from boucle.storage.sqlite import SQLiteStore
 from cloud.cache import ResultCache
 from cloud.indicators import Period, Scope, compute_indicators
@@ -159,10 +168,11 @@ def _month(device: Device, month: int, slots: dict[str, np.ndarray]) -> MonthRow
     return row._replace(slots=amount.tobytes(), covered=np.packbits(covered).tobytes())
 
 
-def write_rollups(store: SQLiteStore, registry: Registry, start: int, end: int) -> dict:
+def write_rollups(store: Store, registry: Registry, start: int, end: int, every_day: bool = False) -> dict:
     """What the gateway leaves for [start, end) (whole UTC days): a month row per device and
     month, and day rows for the first and last days (what a period in local time reads as
-    partial days), none for the days between (365,000 rows for a year of 1,000 devices)."""
+    partial days), or with `every_day` for every day as the gateway does (365,000 rows for
+    a year of 1,000 devices: too many for the year benchmark)."""
     touched = rollup.months(start, end)
     months = days = 0
     bin_checked = False
@@ -170,7 +180,7 @@ def write_rollups(store: SQLiteStore, registry: Registry, start: int, end: int) 
     for n, device in enumerate(registry.devices):
         slots = _slots(device, start, end, seed=n, site_grid_w=grid.get(device.site, 60_000))
         edge_days = [rollup.day_row(device.id, device.kind, _day_intervals(device, slots, d))
-                     for d in (start, end - DAY)]
+                     for d in (range(start, end, DAY) if every_day else (start, end - DAY))]
         rows = [_month(device, m, slots) for m in touched]
         store.write_rollups(edge_days, rows)
         months += len(rows)
@@ -185,6 +195,20 @@ def write_rollups(store: SQLiteStore, registry: Registry, start: int, end: int) 
                 raise AssertionError(f"synthetic month row of {device.id} differs from boucle.rollup.month_row")
             bin_checked = device.kind == "waste"
     return {"month_rows": months, "day_rows": days}
+
+
+def rewrite_last_month(store: Store, registry: Registry, end: int, seed: int) -> int:
+    """Write the last month's rows (month rows, the last day's rows) of every device again
+    with other values, as the gateway rewrites the current month; one write. The rows written."""
+    month = rollup.month_start(end - 1)
+    grid = _grid_w(registry)
+    days, months = [], []
+    for n, device in enumerate(registry.devices):
+        slots = _slots(device, month, end, seed=seed * 100_003 + n, site_grid_w=grid.get(device.site, 60_000))
+        days.append(rollup.day_row(device.id, device.kind, _day_intervals(device, slots, end - DAY)))
+        months.append(_month(device, month, slots))
+    store.write_rollups(days, months)
+    return len(days) + len(months)
 
 
 def write_raw(store: SQLiteStore, registry: Registry, start: int, end: int) -> int:
@@ -219,20 +243,24 @@ def _stats(ms: list[float]) -> dict:
             "min_ms": round(ordered[0], 1), "runs": len(ordered)}
 
 
-def time_query(path: Path, registry: Registry, period: Period, raw: bool, repeats: int) -> dict:
-    """First run on a fresh connection, then `repeats` fresh computations, then cache hits.
+def time_query(open_: Callable[[], Store], registry: Registry, period: Period, raw: bool, repeats: int,
+               before_each: Callable[[Store, int], object] | None = None) -> dict:
+    """First run on a fresh store object, then `repeats` fresh computations (each after
+    `before_each(store, i)` when given, not timed), then cache hits.
 
     Wall time, and the process's CPU time (less sensitive to other load on the machine)."""
     scope = Scope("territory", (registry.territories[0].id,))
-    store = SQLiteStore(path)
+    store = open_()
     try:
         t0 = time.perf_counter()
         values = compute_indicators(store, registry, scope, period, raw=raw)
         first = (time.perf_counter() - t0) * 1000
         runs, cpu = [], []
-        for _ in range(repeats):
+        for i in range(repeats):
+            if before_each is not None:
+                before_each(store, i)
             t0, c0 = time.perf_counter(), time.process_time()
-            compute_indicators(store, registry, scope, period, raw=raw)
+            values = compute_indicators(store, registry, scope, period, raw=raw)
             runs.append((time.perf_counter() - t0) * 1000)
             cpu.append((time.process_time() - c0) * 1000)
         cache = ResultCache(64)
@@ -253,11 +281,46 @@ def time_query(path: Path, registry: Registry, period: Period, raw: bool, repeat
     return out
 
 
+def _on_influxdb(registry: Registry, period: Period, local: Period, repeats: int, folder: Path,
+                 sqlite: Callable[[], Store]) -> dict:
+    """The same rollups in a real InfluxDB (tests/servers.py), timed as the API reads them
+    (rollup cache), after writes (the cache reads what changed), and without the cache;
+    SQLite after the same writes, in the same run."""
+    from tests.servers import InfluxDB
+
+    server = InfluxDB(folder / "influxdb").start()
+    try:
+        url = f"influx+http://127.0.0.1:{server.port}/bench"
+        store = open_store(url)
+        t0 = time.perf_counter()
+        write_rollups(store, registry, period.start - DAY, period.end)
+        written_s = time.perf_counter() - t0
+        store.close()
+        cached = partial(open_store, url, rollup_cache_bytes=1 << 30)
+        out = {"write_s": round(written_s, 1),
+               "rollups": time_query(cached, registry, period, False, repeats),
+               "rollups_local_time": time_query(cached, registry, local, False, repeats),
+               "no_cache": time_query(partial(open_store, url), registry, period, False, max(3, repeats // 4))}
+
+        def rewrite(store: Store, i: int) -> None:
+            rewrite_last_month(store, registry, period.end, seed=1 + i)
+
+        # the same writes on both stores: SQLite first, then InfluxDB (whose values are compared)
+        out["sqlite_after_write"] = time_query(sqlite, registry, period, False, repeats, rewrite)
+        out["after_write"] = time_query(cached, registry, period, False, repeats, rewrite)
+        same = out["sqlite_after_write"].pop("values") == out["after_write"]["values"]
+        out["after_write_values_equal_sqlite"] = same
+        return out
+    finally:
+        server.stop()
+
+
 def bench_indicators(devices: int, days: int, workdir: Path | str | None = None, repeats: int = 20,
-                     raw_devices: int = 50, raw_days: int = 28) -> dict:
+                     raw_devices: int = 50, raw_days: int = 28, influx: bool = True) -> dict:
     """The full indicator set of one territory of `devices` devices over `days` days, from
-    rollups, beside the same query from raw readings (measured on raw_devices × raw_days,
-    at most the full size, and extrapolated per device-day)."""
+    rollups on SQLite and (with `influx`) on InfluxDB, beside the same query from raw
+    readings (measured on raw_devices × raw_days, at most the full size, and extrapolated
+    per device-day)."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         folder = Path(tmp)
         registry = bench_registry(devices)
@@ -268,12 +331,25 @@ def bench_indicators(devices: int, days: int, workdir: Path | str | None = None,
         written = write_rollups(store, registry, period.start - DAY, period.end)
         store.close()
         generate_s = time.perf_counter() - t0
-        rollups = time_query(folder / "rollups.db", registry, period, False, repeats)
+        sqlite = partial(SQLiteStore, folder / "rollups.db")
+        rollups = time_query(sqlite, registry, period, False, repeats)
         # the same days in the territory's time zone (Paris: UTC+1 in winter): partial UTC days
         # at both edges, from the day rows of those days
         local = Period(period.start - 3600, period.end - 3600)
-        rollups_local = time_query(folder / "rollups.db", registry, local, False, repeats)
+        rollups_local = time_query(sqlite, registry, local, False, repeats)
         rollups_local.pop("values")
+        on_influx = _on_influxdb(registry, period, local, repeats, folder, sqlite) if influx else None
+        if on_influx is not None:
+            differ = {i: (rollups["values"][i], on_influx["rollups"]["values"][i]) for i in rollups["values"]
+                      if rollups["values"][i] != on_influx["rollups"]["values"].get(i)}
+            on_influx["values_differing_sqlite_vs_influxdb"] = differ
+            for timing in ("rollups", "rollups_local_time", "no_cache", "after_write"):
+                on_influx[timing].pop("values")
+            on_influx["ratio_p50"] = round(on_influx["rollups"]["p50_ms"] / rollups["p50_ms"], 2)
+            on_influx["ratio_p50_local_time"] = round(on_influx["rollups_local_time"]["p50_ms"]
+                                                      / rollups_local["p50_ms"], 2)
+            on_influx["ratio_p50_after_write"] = round(on_influx["after_write"]["p50_ms"]
+                                                       / on_influx["sqlite_after_write"]["p50_ms"], 2)
 
         raw_devices, raw_days = min(raw_devices, devices), min(raw_days, days)
         raw_registry = bench_registry(raw_devices)
@@ -284,7 +360,7 @@ def bench_indicators(devices: int, days: int, workdir: Path | str | None = None,
         store.close()
         raw_write_s = time.perf_counter() - t0
         small = max(3, min(repeats, 5))
-        same = {name: time_query(folder / "raw.db", raw_registry, raw_period, raw, small)
+        same = {name: time_query(partial(SQLiteStore, folder / "raw.db"), raw_registry, raw_period, raw, small)
                 for name, raw in [("raw", True), ("rollups", False)]}
 
     device_days = len(registry.devices) * days
@@ -302,7 +378,8 @@ def bench_indicators(devices: int, days: int, workdir: Path | str | None = None,
     return {
         "devices": len(registry.devices), "days": days, "load_average": round(os.getloadavg()[0], 2),
         "cores": os.cpu_count(), "period": [period.start, period.end],
-        "rollups": rollups, "rollups_local_time": rollups_local, "raw": raw, **written, "generate_s": round(generate_s, 1),
+        "rollups": rollups, "rollups_local_time": rollups_local, "influxdb": on_influx, "raw": raw, **written,
+        "generate_s": round(generate_s, 1),
         "same_query": {"devices": len(raw_registry.devices), "days": raw_days, "readings": readings,
                        "write_and_aggregate_s": round(raw_write_s, 1), **same,
                        "speedup_rollups_vs_raw": round(same["raw"]["p50_ms"] / same["rollups"]["p50_ms"], 1),
@@ -318,8 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-devices", type=int, default=50)
     parser.add_argument("--raw-days", type=int, default=28)
     parser.add_argument("--workdir", default=None, help="where the temporary stores go (default: system temp)")
+    parser.add_argument("--no-influxdb", action="store_true", help="SQLite only (no influxd needed)")
     args = parser.parse_args(argv)
-    got = bench_indicators(args.devices, args.days, args.workdir, args.repeats, args.raw_devices, args.raw_days)
+    got = bench_indicators(args.devices, args.days, args.workdir, args.repeats, args.raw_devices, args.raw_days,
+                           influx=not args.no_influxdb)
     json.dump(got, sys.stdout, indent=2)
     print()
     return 0

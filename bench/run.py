@@ -45,18 +45,23 @@ class Sizes:
     simulator_devices: int
     simulator_seconds: float
     publish_messages: int
+    api_devices: int
+    api_cold_runs: int
+    api_repeats: int
 
 
 QUICK = Sizes(gateway_messages=300, storage_points=20_000, storage_messages=200, storage_devices=100,
               latency_devices=1000, latency_seconds=4, latency_period=4,
               indicator_devices=20, indicator_days=35, indicator_repeats=3,
               indicator_raw_devices=5, indicator_raw_days=3,
-              simulator_devices=1000, simulator_seconds=2, publish_messages=2000)
+              simulator_devices=1000, simulator_seconds=2, publish_messages=2000,
+              api_devices=20, api_cold_runs=2, api_repeats=3)
 FULL = Sizes(gateway_messages=20_000, storage_points=500_000, storage_messages=5000, storage_devices=1000,
              latency_devices=1000, latency_seconds=60, latency_period=10,
              indicator_devices=1000, indicator_days=365, indicator_repeats=20,
              indicator_raw_devices=50, indicator_raw_days=28,
-             simulator_devices=10_000, simulator_seconds=20, publish_messages=50_000)
+             simulator_devices=10_000, simulator_seconds=20, publish_messages=50_000,
+             api_devices=1000, api_cold_runs=5, api_repeats=20)
 
 
 @dataclass
@@ -152,7 +157,51 @@ def _indicators(sizes: Sizes, workdir: Path) -> Outcome:
             Row("indicators", f"{label}, p99 from rollups, days in local time (UTC+1)", local["p99_ms"], "ms",
                 raw["p99_ms"], "same query from raw readings", notes=f"{local['runs']} runs"),
         ]
+    influx = got.get("influxdb")
+    if influx:
+        rows += _indicator_influx_rows(label, rollups, local, influx)
     return Outcome(rows, {"indicators": got})
+
+
+def _indicator_influx_rows(label: str, sqlite: dict, sqlite_local: dict | None, influx: dict) -> list[Row]:
+    """The same rollups on InfluxDB, each figure beside SQLite's in the same run."""
+    target = "< 200 ms p50, < 400 ms p99, ≤ 1.5× SQLite"
+    same = "values equal SQLite's" if not influx["values_differing_sqlite_vs_influxdb"] else \
+        f"values DIFFER from SQLite's: {sorted(influx['values_differing_sqlite_vs_influxdb'])}"
+    cached, aw = influx["rollups"], influx["after_write"]
+    rows = [
+        Row("indicators", f"{label}, p50 on InfluxDB (API's rollup cache)", cached["p50_ms"], "ms",
+            sqlite["p50_ms"], "SQLite p50, same run", target=target,
+            notes=f"{same}; p99 {cached['p99_ms']} ms; first run (cache empty) {cached['first_ms']} ms"),
+    ]
+    local = influx.get("rollups_local_time")
+    if local and sqlite_local:
+        rows.append(Row("indicators", f"{label}, p50 on InfluxDB, days in local time (UTC+1)", local["p50_ms"], "ms",
+                        sqlite_local["p50_ms"], "SQLite p50, same run", target=target,
+                        notes=f"p99 {local['p99_ms']} ms"))
+    rows += [
+        Row("indicators", f"{label}, p50 on InfluxDB after the gateway rewrote every device's month",
+            aw["p50_ms"], "ms", influx["sqlite_after_write"]["p50_ms"], "SQLite p50 after the same writes",
+            notes=f"p99 {aw['p99_ms']} ms; values equal SQLite's: {influx['after_write_values_equal_sqlite']}"),
+        Row("indicators", f"{label}, p50 on InfluxDB without the rollup cache", influx["no_cache"]["p50_ms"], "ms",
+            sqlite["p50_ms"], "SQLite p50, same run", notes=f"{influx['no_cache']['runs']} runs"),
+    ]
+    return rows
+
+
+def _api(sizes: Sizes, workdir: Path) -> Outcome:
+    from bench.api_bench import bench_api
+
+    got = bench_api(sizes.api_devices, sizes.api_cold_runs, sizes.api_repeats, workdir)
+    label = f"GET /v1/territories/{{id}}/indicators, default period, {got['devices']:,} devices"
+    rows = []
+    for timing, what in (("cold", "first request after start"), ("after_write", "after the gateway wrote"),
+                         ("cached", "result cache hit")):
+        i, s = got["influxdb"][timing], got["sqlite"][timing]
+        rows.append(Row("api", f"{label}, InfluxDB, {what}, p50", i["p50_ms"], "ms", s["p50_ms"],
+                        "SQLite p50, same run", notes=f"p99 {i['p99_ms']} ms (SQLite {s['p99_ms']} ms); "
+                                                      f"{i['runs']} runs; values equal: {got['values_equal']}"))
+    return Outcome(rows, {"api": got})
 
 
 def _simulator(sizes: Sizes, workdir: Path) -> Outcome:
@@ -218,7 +267,7 @@ def _firmware(sizes: Sizes, workdir: Path) -> Outcome:
 # The simulator runs first: its memory figure is this process's peak RSS.
 BENCHMARKS: dict[str, Benchmark] = {
     "simulator": _simulator, "gateway": _gateway, "storage": _storage, "latency": _latency,
-    "indicators": _indicators, "firmware": _firmware,
+    "indicators": _indicators, "api": _api, "firmware": _firmware,
 }
 
 
