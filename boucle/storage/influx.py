@@ -21,6 +21,7 @@ import binascii
 import json
 import logging
 import re
+import threading
 import time
 import zlib
 from collections import defaultdict
@@ -31,6 +32,7 @@ from urllib.parse import parse_qs, urlparse
 
 import msgspec
 from influxdb_client import InfluxDBClient, Point, WritePrecision
+from influxdb_client.rest import ApiException
 
 from boucle import rollup
 from boucle.protocol import INTEGER_FIELDS, MEASUREMENT_FIELDS, Reading, ReadingRow, reading_row
@@ -61,6 +63,10 @@ _PRECISION = {"s": (WritePrecision.S, 1), "ms": (WritePrecision.MS, 10**3),
 
 class StoreError(Exception):
     """The store did not confirm a write or answer a query."""
+
+
+class StoreUnreachable(StoreError):
+    """No answer at all (connection refused, timeout): the server may be restarting."""
 
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
@@ -124,12 +130,39 @@ class InfluxStore:
         self._client = InfluxDBClient(url=url, token=token or None, org="-", timeout=timeout_ms)
         self._api = self._client.api_client
         self._headers = {"Authorization": f"Token {token}"} if token else {}
+        self._rollups_rp: str | None = None
+        self._setup_lock, self._setting_up = threading.RLock(), False
         try:
-            self._query("CREATE DATABASE " + json.dumps(database), method="POST", database=None)
-        except StoreError as exc:  # 2.x / 3: buckets and DBRP mappings are made by their own tools
-            log.debug("CREATE DATABASE not accepted (%s); assuming the database/bucket exists", exc)
-        self.rollups_rp = self._rollups_policy()
+            self._set_up()
+        except StoreUnreachable as exc:  # an outage at start delays the set-up, never settles it
+            log.info("InfluxDB does not answer yet (%s): database and retention policy on first use", exc)
+
+    def _set_up(self) -> None:
+        """Make the database and the rollups' retention policy, once the server answers:
+        at start, or on first use when it did not answer then. (A choice made on a refused
+        connection would send the rollups where the readers do not look.)"""
+        if self._rollups_rp is not None:
+            return
+        with self._setup_lock:
+            if self._rollups_rp is not None or self._setting_up:
+                return  # set up meanwhile, or this thread's own set-up queries
+            self._setting_up = True
+            try:
+                try:
+                    self._query("CREATE DATABASE " + json.dumps(self.database), method="POST", database=None)
+                except StoreUnreachable:
+                    raise
+                except StoreError as exc:  # 2.x / 3: buckets and DBRP mappings are made by their own tools
+                    log.debug("CREATE DATABASE not accepted (%s); assuming the database/bucket exists", exc)
+                self._rollups_rp = self._rollups_policy()
+            finally:
+                self._setting_up = False
+
+    @property
+    def rollups_rp(self) -> str:
         """The retention policy holding the rollups ("" for the database's default)."""
+        self._set_up()
+        return self._rollups_rp or ""
 
     # --- HTTP ----------------------------------------------------------------------
 
@@ -150,8 +183,10 @@ class InfluxStore:
             response = self._api.call_api(path, method, query_params=params, header_params=headers, body=body,
                                           post_params=form, auth_settings=[], _preload_content=False,
                                           _return_http_data_only=True)
-        except Exception as exc:  # noqa: BLE001 - network, HTTP status, anything: not confirmed
+        except ApiException as exc:  # the server answered: refused
             raise StoreError(f"InfluxDB {path} at {self.url}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - network, timeout, anything: no answer
+            raise StoreUnreachable(f"InfluxDB {path} at {self.url}: {exc}") from None
         if response.status not in (200, 204):
             raise StoreError(f"InfluxDB {path} answered {response.status}: {response.data[:200]!r}")
         return response.data, response.headers.get("Content-Type", "")
@@ -164,9 +199,13 @@ class InfluxStore:
         try:
             self._query(statement, method="POST")
             return ROLLUPS_RP
+        except StoreUnreachable:
+            raise
         except StoreError as exc:
             try:  # it exists already, with other settings (an operator's)
                 series = self.query_series(f"SHOW RETENTION POLICIES ON {json.dumps(self.database)}")
+            except StoreUnreachable:
+                raise
             except StoreError:
                 series = []
             if any(v[0] == ROLLUPS_RP for s in series for v in s["values"]):
@@ -184,6 +223,7 @@ class InfluxStore:
     def write_lines(self, lines: Sequence[str], precision: str = "", rp: str | None = None) -> None:
         """Write line protocol synchronously, in bodies of at most WRITE_BYTES; raises
         StoreError unless confirmed (204). `rp`: a retention policy other than the store's."""
+        self._set_up()
         params = [("db", self.database), ("precision", precision or self.precision)]
         policy = self.rp if rp is None else rp
         if policy:
@@ -208,6 +248,7 @@ class InfluxStore:
 
     def _query(self, q: str, method: str = "GET", database: str | None = "", epoch: str = "s") -> list[dict]:
         """The results of InfluxQL statements (several: separated by `;`, one round trip)."""
+        self._set_up()
         params = [("q", q), ("epoch", epoch)]
         if database is not None:
             params.append(("db", database or self.database))

@@ -116,3 +116,30 @@ def test_readings_are_tagged_with_the_site_they_were_taken_at(influxdb, tmp_path
         s.close()
         gateway.store.close()
         gateway.spool.close()
+
+
+def test_a_store_opened_while_the_server_is_down_puts_its_rollups_where_readers_look(influxdb):
+    """A gateway restarted during an InfluxDB outage must not settle for the default retention
+    policy: its rollups would be written where no reader looks (seen in the chaos test)."""
+    from boucle import rollup
+    from boucle.rollup import DAY, Readings
+
+    influxdb.stop()
+    url = f"influx+http://127.0.0.1:{influxdb.port}/boucle_late"
+    early = open_store(url)  # no server: no error, nothing settled
+    with pytest.raises(StoreError):
+        early.write_readings(readings(), 1767226000.0)
+    influxdb.start()
+    early.write_readings(readings(), 1767226000.0)
+    day = rollup.day_start(1767225000)
+    stored = Readings.of(early.readings("ecully-fablab-grid", day, day + DAY, rollup.FIELDS, after=True))
+    row = rollup.day_row("ecully-fablab-grid", "energy", rollup.day_intervals("energy", day, stored, None))
+    early.write_rollups([row], [])
+    reader = open_store(url)
+    try:
+        assert reader.day_rollups(["ecully-fablab-grid"], day, day + DAY) == [row]
+        policies = reader.query_series('SHOW RETENTION POLICIES ON "boucle_late"')[0]["values"]
+        assert "boucle_rollups" in [p[0] for p in policies]
+    finally:
+        reader.close()
+        early.close()
