@@ -62,8 +62,18 @@ class GatewaySettings(MqttSettings):
     max_payload_bytes: int = setting(8192, "Larger telemetry payloads are dead-lettered (protocol limit 8192).")
     batch_size: int = setting(500, "Messages committed to the store in one transaction at most.")
     session_expiry_s: int = setting(7 * 86400, "How long the broker keeps the gateway's session and queue while it is away.")
-    share_group: str = setting("", "Shared-subscription group ($share/GROUP/...) for running several gateways; "
-                                   "empty: a plain subscription. Give each process its own client_id.")
+    share_group: str = setting("", "The group of gateways that share the work. mqtt input: the shared-subscription "
+                                   "group ($share/GROUP/...), empty for a plain subscription; give each process its "
+                                   "own client_id. jetstream input: the durable consumer's name (empty: boucle-gateway).")
+    input: str = setting("mqtt", "Where the gateway takes messages from: mqtt (a persistent session on one MQTT broker: "
+                                 "Mosquitto, amqtt) or jetstream (a durable pull consumer on a NATS cluster whose MQTT "
+                                 "gateway the devices publish to; docs/gateway.md).")
+    nats_servers: str = setting("nats://127.0.0.1:4222", "jetstream input: comma-separated NATS URLs of the cluster's "
+                                                         "nodes (any one is enough to join; the client learns the others). "
+                                                         "The MQTT user name, password and CA apply to them too.")
+    nats_ack_wait_s: float = setting(60.0, "jetstream input: a message delivered to a gateway and not acked within this "
+                                           "is handed to another (a gateway died holding it); longer than a spool "
+                                           "commit takes on a loaded machine.")
     aggregate_interval_s: float = setting(5.0, "The longest the aggregate stage waits before looking for rollups to bring up "
                                           "to date (it starts as soon as readings are stored).")
     aggregate_memory_readings: int = setting(3_000_000, "Readings the aggregate stage keeps in memory (the devices' "

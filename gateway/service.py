@@ -28,12 +28,12 @@ from collections.abc import Callable
 
 from boucle.cli import UserError
 from boucle.logs import configure_logging
-from boucle.mqtt import BrokerUnavailable, Session, close_session
+from boucle.mqtt import BrokerUnavailable
 from boucle.registry import RegistryError, RegistryFile
 from boucle.settings import GatewaySettings, SettingsError, env_name, load_settings
 from boucle.storage import DeadLetterBounds, Store, open_store
 from gateway.aggregate import rebuild_rollups, roll_up
-from gateway.input import Inbox, subscribe
+from gateway.input import Inbox, open_input
 from gateway.metrics import GatewayMetrics, serve_metrics
 from gateway.output import (
     Parsed,
@@ -72,7 +72,7 @@ def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
 
 
 class Gateway:
-    """One gateway process: MQTT session → durable spool → store."""
+    """One gateway process: input (MQTT session or JetStream consumer) → durable spool → store."""
 
     def __init__(self, settings: GatewaySettings, store: Store | None = None,
                  registry: RegistryFile | None = None):
@@ -87,7 +87,8 @@ class Gateway:
         """What this process stored, for the aggregate stage (gateway.recent)."""
         self.metrics = GatewayMetrics()
         self.inbox = Inbox(maxsize=max(1000, settings.batch_size * 4))
-        self.session: Session | None = None
+        self.input = open_input(settings)
+        self._started = False
         self._stopping = threading.Event()
         self._spooled = threading.Event()
         self._dirtied = threading.Event()  # readings stored: the aggregator has work
@@ -134,7 +135,8 @@ class Gateway:
     def start(self) -> Gateway:
         for thread in self._threads.values():
             thread.start()
-        self.session = subscribe(self.settings, self.inbox, self._on_session)
+        self.input.start(self.inbox, self._on_session)
+        self._started = True
         self.metrics.connected.set(1)
         if self.settings.metrics_port:
             self._http = serve_metrics(self.metrics, self.health, self.settings.metrics_port)
@@ -181,7 +183,7 @@ class Gateway:
                       "was away may be lost; raise the broker's session expiry and keep its persistence on")
 
     def health(self) -> dict:
-        connected = bool(self.session and self.session.client.is_connected())
+        connected = self._started and self.input.connected()
         stages = {name: self._stages.get(name, "stopped") if thread.is_alive() else "stopped"
                   for name, thread in self._threads.items()}
         alive = all(state == "running" for state in stages.values())
@@ -216,9 +218,7 @@ class Gateway:
                     attempt += 1
             self._spool_full = False
             self.metrics.spool_full.set(0)
-            for m in batch:
-                if m.qos > 0:
-                    m.client.ack(m.mid, m.qos)
+            self.input.ack(batch)
             self.metrics.spool_depth.set(self.spool.depth)
             self._spooled.set()
 
@@ -349,8 +349,8 @@ class Gateway:
 
     def stop(self, drain_timeout: float = 30) -> None:
         """SIGTERM path: stop consuming, spool what arrived, flush to the store, close."""
-        if self.session is not None:
-            close_session(self.session)  # unacked messages stay with the broker's session
+        if self._started:
+            self.input.close()  # unacked messages stay with the broker
             self.metrics.connected.set(0)
         self._stopping.set()
         self._spooler.join(timeout=10)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import InfluxDB, Mosquitto
+from tests.servers import InfluxDB, Mosquitto, NatsCluster
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_REGISTRY = REPO / "boucle" / "examples" / "registry.toml"
@@ -41,6 +41,15 @@ def influxdb(tmp_path):
     server = InfluxDB(tmp_path / "influxdb").start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path):
+    """A 3-node NATS cluster with JetStream and MQTT, each node with its own ports and data."""
+    require_binary("nats-server", "nats-server")
+    cluster = NatsCluster(tmp_path / "nats").start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Real servers for the tests: Mosquitto and InfluxDB on free ports, own config and data.
+"""Real servers for the tests: Mosquitto, InfluxDB and a NATS cluster on free ports, own
+config and data.
 
 Each server is a subprocess with its config and data folder under a pytest tmp dir.
 `stop()` and `start()` may be called again to simulate an outage (same port, same data).
@@ -6,8 +7,10 @@ Each server is a subprocess with its config and data folder under a pytest tmp d
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
@@ -15,7 +18,7 @@ from pathlib import Path
 
 from boucle.broker import free_port, stop_process, wait_listening
 
-__all__ = ["InfluxDB", "Mosquitto", "free_port", "wait_port"]
+__all__ = ["InfluxDB", "Mosquitto", "NatsCluster", "free_port", "wait_port"]
 
 
 def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
@@ -147,3 +150,102 @@ bind-address = "127.0.0.1:{self.bind_port}"
     def stop(self) -> None:
         stop_process(self.proc, 15)
         self.proc = None
+
+
+class NatsCluster:
+    """A real NATS cluster (Debian's `nats-server`, 2.9): `size` nodes on the loopback,
+    each with JetStream (its own store folder), an MQTT listener and a monitoring port.
+    Devices publish MQTT to any node; the gateway consumes from JetStream.
+
+    A node can be SIGKILLed (`kill`) and started again on the same ports and data
+    (`start_node`), as a crashed machine comes back."""
+
+    def __init__(self, workdir: Path, size: int = 3):
+        self.binary = shutil.which("nats-server") or ("/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.names = [f"n{i + 1}" for i in range(size)]
+        self.client_ports = [free_port() for _ in self.names]
+        self.route_ports = [free_port() for _ in self.names]
+        self.mqtt_ports = [free_port() for _ in self.names]
+        self.monitor_ports = [free_port() for _ in self.names]
+        self.procs: list[subprocess.Popen | None] = [None] * size
+
+    @property
+    def urls(self) -> str:
+        """BOUCLE_NATS_SERVERS: every node."""
+        return ",".join(f"nats://127.0.0.1:{p}" for p in self.client_ports)
+
+    def config(self, i: int) -> Path:
+        routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.route_ports)
+        conf = self.workdir / f"{self.names[i]}.conf"
+        conf.write_text(f"""server_name: {self.names[i]}
+listen: 127.0.0.1:{self.client_ports[i]}
+http: 127.0.0.1:{self.monitor_ports[i]}
+jetstream {{ store_dir: "{self.workdir / self.names[i]}" }}
+cluster {{ name: boucle, listen: 127.0.0.1:{self.route_ports[i]}, routes: [{routes}] }}
+mqtt {{ listen: 127.0.0.1:{self.mqtt_ports[i]} }}
+""")
+        return conf
+
+    def start(self) -> NatsCluster:
+        if self.binary is None:
+            raise FileNotFoundError("nats-server binary not found (apt-get install nats-server)")
+        for i in range(len(self.names)):
+            self._spawn(i)
+        for i in range(len(self.names)):
+            self.wait_ready(i)
+        return self
+
+    def _spawn(self, i: int) -> None:
+        log = (self.workdir / f"{self.names[i]}.log").open("ab")
+        self.procs[i] = subprocess.Popen([self.binary, "-c", str(self.config(i))],
+                                         stdout=subprocess.DEVNULL, stderr=log)
+
+    def start_node(self, i: int) -> None:
+        """Start node `i` again (same ports, same JetStream data) and wait until it is ready."""
+        self._spawn(i)
+        self.wait_ready(i)
+
+    def wait_ready(self, i: int, timeout: float = 60) -> None:
+        """Until the node serves MQTT and its /healthz says its JetStream joined the cluster's
+        metadata. (Not the full /healthz: nats-server 2.9.10 can report another node's
+        retained-messages consumer "not current" for minutes after a restart, seen here.)"""
+        wait_port(self.mqtt_ports[i], timeout, self.procs[i])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_ports[i]}/healthz?js-server-only=true", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.procs[i].poll() is not None:
+                raise RuntimeError(f"nats-server {self.names[i]} exited with {self.procs[i].returncode}")
+            time.sleep(0.2)
+        raise TimeoutError(f"nats-server {self.names[i]} not healthy after {timeout} s")
+
+    def kill(self, i: int) -> None:
+        """SIGKILL node `i`: no goodbye to its peers, nothing flushed."""
+        self.procs[i].send_signal(signal.SIGKILL)
+        self.procs[i].wait()
+        self.procs[i] = None
+
+    def stream_leader(self, stream: str) -> int:
+        """The index of the node that leads `stream` (the JetStream RAFT group's leader)."""
+        for i, port in enumerate(self.monitor_ports):
+            if self.procs[i] is None:
+                continue
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/jsz?streams=true", timeout=5) as r:
+                report = json.loads(r.read())
+            for account in report.get("account_details") or []:
+                for detail in account.get("stream_detail") or []:
+                    leader = (detail.get("cluster") or {}).get("leader")
+                    if detail["name"] == stream and leader:
+                        return self.names.index(leader)
+        raise LookupError(f"no node leads {stream}")
+
+    def stop(self) -> None:
+        for i, proc in enumerate(self.procs):
+            stop_process(proc)
+            self.procs[i] = None

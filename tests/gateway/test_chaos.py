@@ -3,13 +3,9 @@ messages — published while the gateway is SIGKILLed, InfluxDB is stopped, and 
 restarts. Afterwards the store holds exactly the truth, once, and every invalid message
 is a dead letter with its reason."""
 
-import contextlib
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -17,61 +13,20 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from boucle import rollup
-from boucle.accounting import counter_deltas
-from boucle.protocol import vectors
 from boucle.storage import open_store
-from tests.conftest import EXAMPLE_REGISTRY, REPO
+from tests.gateway.known_stream import (
+    assert_holds_the_truth,
+    gateway_process,
+    make_stream,
+    wait_until,
+)
 from tests.servers import free_port
-
-DEVICES = ["ecully-fablab-grid", "ecully-bakery-grid", "zim-metal-grid"]
-T0 = int(time.time()) - 6 * 3600
-
-
-def make_stream(rng: random.Random):
-    """(messages, truth): payloads to publish in order, and the true per-device readings."""
-    messages, truth = [], {}
-    for device in DEVICES:
-        energy, readings = 5000, []
-        for boot in (1, 2):  # a reboot halfway: the counter continues, seq restarts
-            for seq in range(1, 151):
-                energy += rng.randint(0, 40)
-                readings.append({"boot": boot, "seq": seq, "ts": T0 + 60 * len(readings), "energy_wh": energy})
-        truth[device] = readings
-        for i in range(0, len(readings), 5):
-            chunk = readings[i:i + 5]
-            assert len({r["boot"] for r in chunk}) == 1
-            body = {"v": 1, "device": device, "boot": chunk[0]["boot"],
-                    "readings": [{k: r[k] for k in ("seq", "ts", "energy_wh")} for r in chunk]}
-            messages.append((f"boucle/v1/{device}/telemetry", json.dumps(body).encode()))
-    late = [messages.pop(rng.randrange(len(messages))) for _ in range(15)]  # held back, sent at the end
-    rng.shuffle(messages)                                                    # out of order
-    repeats = [messages[rng.randrange(len(messages))] for _ in range(30)]     # published twice
-    invalid = [v for v in vectors()["vectors"] if not v["valid"] and v["error"] not in ("future_timestamp", "retained")]
-    bad = [(f"boucle/v1/{v.get('topic_device', 'ecully-fablab-grid')}/telemetry",
-            v["raw"].encode() if "raw" in v else json.dumps(v["payload"]).encode()) for v in invalid]
-    stream = messages + repeats + bad
-    rng.shuffle(stream)
-    return stream + late, truth, sorted(v["error"] for v in invalid)
 
 
 def start_gateway(tmp_path, mosquitto, influxdb, metrics_port):
-    env = {**os.environ, "BOUCLE_MQTT_PORT": str(mosquitto.port), "BOUCLE_CLIENT_ID": "chaos-gateway",
-           "BOUCLE_STORE_URL": f"influx+http://127.0.0.1:{influxdb.port}/chaos",
-           "BOUCLE_SPOOL_PATH": str(tmp_path / "spool.db"), "BOUCLE_REGISTRY": str(EXAMPLE_REGISTRY),
-           "BOUCLE_METRICS_PORT": str(metrics_port), "BOUCLE_BATCH_SIZE": "20",
-           "BOUCLE_LOG_FORMAT": "json"}
-    return subprocess.Popen([sys.executable, "-m", "boucle", "gateway"], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "gateway.log").open("ab"))
-
-
-def wait_until(predicate, timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):  # the store may be down at this moment
-            if predicate():
-                return True
-        time.sleep(0.25)
-    return False
+    return gateway_process(tmp_path / "gateway.log", MQTT_PORT=mosquitto.port, CLIENT_ID="chaos-gateway",
+                           STORE_URL=f"influx+http://127.0.0.1:{influxdb.port}/chaos",
+                           SPOOL_PATH=tmp_path / "spool.db", METRICS_PORT=metrics_port)
 
 
 def test_nothing_lost_nothing_twice(tmp_path, mosquitto, influxdb):
@@ -129,20 +84,8 @@ def test_nothing_lost_nothing_twice(tmp_path, mosquitto, influxdb):
         action()
     assert done.wait(120), "the publisher could not deliver its stream"
 
-    expected = sum(len(r) for r in truth.values())
     try:
-        assert wait_until(lambda: sum(store.reading_counts(DEVICES, 0, 2**31).values()) == expected
-                          and len(store.dead_letters(1000)) == len(invalid_errors), timeout=60), (
-            store.reading_counts(DEVICES, 0, 2**31), expected, sorted(d.error for d in store.dead_letters(1000)),
-            invalid_errors, (tmp_path / "gateway.log").read_text()[-3000:])
-        # Exactly the truth: every reading, once, with its value; the same energy totals.
-        for device, readings in truth.items():
-            stored = store.readings(device, 0, 2**31, ["energy_wh"])
-            assert [(r.boot, r.seq, r.ts, r.values["energy_wh"]) for r in stored] == \
-                   [(r["boot"], r["seq"], r["ts"], r["energy_wh"]) for r in readings]
-            values = [r.values["energy_wh"] for r in stored]
-            assert counter_deltas(values, [r.ts for r in stored], None).total_wh == values[-1] - values[0]
-        assert sorted(d.error for d in store.dead_letters(1000)) == invalid_errors
+        assert_holds_the_truth(store, truth, invalid_errors, lambda: (tmp_path / "gateway.log").read_text()[-3000:])
         # Rollups, recomputed as readings (late ones too) landed, add up to the same energy
         # (each day's mWh rounded once), in their days and in their months.
         for device, readings in truth.items():
@@ -160,7 +103,6 @@ def test_nothing_lost_nothing_twice(tmp_path, mosquitto, influxdb):
                 return by_day == by_month and abs(by_day - total_mwh) <= days
 
             assert wait_until(adds_up, timeout=30), (device, rolled_up(), total_mwh)
-        assert all(d.message for d in store.dead_letters(1000))
     finally:
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(30)
