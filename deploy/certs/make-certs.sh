@@ -30,7 +30,7 @@ command -v openssl >/dev/null || { echo "make-certs: openssl not found; install 
 mkdir -p "$out"
 cd "$out"
 
-san="DNS:mosquitto,DNS:localhost,IP:127.0.0.1"
+san="DNS:mosquitto,DNS:nats-1,DNS:nats-2,DNS:nats-3,DNS:localhost,IP:127.0.0.1"
 cn=mosquitto
 for name in "$@"; do
   if printf '%s' "$name" | grep -Eq '^[0-9.]+$|:'; then

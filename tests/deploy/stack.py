@@ -5,7 +5,10 @@ Pure functions, so the deployment tests can check the stack without a Docker eng
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -121,3 +124,20 @@ def under_volume(service: dict[str, Any], container_path: str, named: bool) -> b
         if m.is_bind != named and container_path.startswith(m.target.rstrip("/") + "/"):
             return True
     return False
+
+
+def nats_server_check(config: str, workdir: Path, env: dict[str, str], certs_at: str,
+                      cert_name: str) -> subprocess.CompletedProcess:
+    """`nats-server -t` on a NATS config meant for a container: its certificate folder
+    (`certs_at`, files `{cert_name}.crt` and `.key`) and /data moved under `workdir`, with a
+    throwaway certificate, and only `env` (and PATH) as its environment."""
+    certs = workdir / "certs"
+    certs.mkdir(exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=nats",
+                    "-keyout", str(certs / f"{cert_name}.key"), "-out", str(certs / f"{cert_name}.crt")],
+                   check=True, capture_output=True)
+    conf = workdir / "nats.conf"
+    conf.write_text(config.replace(certs_at, str(certs)).replace("/data", str(workdir / "data")))
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    return subprocess.run([binary, "-t", "-c", str(conf), "--name", "nats-check"],
+                          env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, check=False)

@@ -34,6 +34,7 @@ from tests.deploy.stack import (
     interpolate,
     load_compose,
     mounts,
+    nats_server_check,
     read_env_file,
     stack_env,
     under_volume,
@@ -68,7 +69,8 @@ def python_services(compose: dict) -> dict[str, tuple[dict, type]]:
 
 def test_compose_file_parses_and_has_the_stack(compose):
     services = compose["services"]
-    assert set(services) == {"mosquitto", "influxdb", "gateway", "api", "simulator", "grafana"}
+    assert set(services) == {"mosquitto", "influxdb", "gateway", "api", "simulator", "grafana",
+                             "nats-1", "nats-2", "nats-3", "cluster-gateway-1", "cluster-gateway-2"}
     assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:2.")
     assert services["influxdb"]["image"].startswith("influxdb:2.7")
     assert services["simulator"]["profiles"] == ["demo"]
@@ -77,7 +79,7 @@ def test_compose_file_parses_and_has_the_stack(compose):
     for name, svc in services.items():
         assert svc.get("restart") == "unless-stopped", name
         image = svc["image"]
-        assert re.search(r":\d+\.\d+\.\d+$", image), f"{name}: image {image} is not pinned to a version"
+        assert re.search(r":\d+\.\d+\.\d+(-[a-z]+)?$", image), f"{name}: image {image} is not pinned to a version"
         if name != "simulator":  # a batch-like demo client: nothing to probe
             assert svc["healthcheck"]["test"], name
     for volume in compose["volumes"]:
@@ -94,9 +96,10 @@ def test_docker_compose_validates_the_file(tmp_path):
     generated = tmp_path / ".env"
     generated.write_text("".join(f"{k}={v}\n" for k, v in stack_env().items()))
     env_file = ["--env-file", str(generated)]
-    ok = subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), *env_file, "--profile", "demo", "config", "-q"],
-                        check=False, capture_output=True, text=True, cwd=REPO)
-    assert ok.returncode == 0, ok.stderr
+    for profile in ("demo", "cluster"):
+        ok = subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), *env_file, "--profile", profile, "config", "-q"],
+                            check=False, capture_output=True, text=True, cwd=REPO)
+        assert ok.returncode == 0, (profile, ok.stderr)
     # Without the secrets (nothing, or .env.example as shipped) it refuses to start,
     # naming what is missing.
     for unset in (REPO / "tests" / "deploy" / "empty.env", ENV_EXAMPLE):
@@ -164,7 +167,7 @@ def test_boucle_settings_in_env_example_default_to_the_code_defaults():
 
 def test_python_services_get_only_settings_their_code_reads(compose):
     services = python_services(compose)
-    assert set(services) == {"gateway", "api", "simulator"}
+    assert set(services) == {"gateway", "api", "simulator", "cluster-gateway-1", "cluster-gateway-2"}
     for name, (svc, cls) in services.items():
         known = {env_name(f.name) for f in dataclasses.fields(cls)} | {"BOUCLE_CONFIG"}
         unknown = set(svc["environment"]) - known
@@ -181,7 +184,11 @@ def test_python_services_get_every_setting_they_need_and_the_loader_accepts_them
         settings = load_settings(cls, env)  # the real loader: types, unknown keys
         if hasattr(settings, "mqtt_host"):
             assert settings.mqtt_host in services
-            assert settings.mqtt_port == 1883
+            # Mosquitto's plain listener inside the network; NATS's MQTT listener is TLS only.
+            assert (settings.mqtt_port, bool(settings.mqtt_tls_ca)) == \
+                ((8883, True) if settings.mqtt_host.startswith("nats-") else (1883, False))
+            if settings.mqtt_tls_ca:
+                assert host_path_of(svc, settings.mqtt_tls_ca) == REPO / "deploy" / "certs" / "ca.crt"
         if hasattr(settings, "store_url"):
             assert settings.store_url == "influx+http://influxdb:8086/boucle"
             assert settings.influx_token == stack_env()["INFLUXDB_ADMIN_TOKEN"]
@@ -373,3 +380,62 @@ def test_the_build_context_builds_every_package(tmp_path):
         folder = out / package.replace(".", "/")
         assert any(folder.glob("*.py")), f"{package} missing from the build"
     assert (out / "boucle" / "examples" / "registry.toml").is_file()
+
+
+# --- the `cluster` profile ------------------------------------------------------------------
+
+NATS_CONF = REPO / "deploy" / "nats" / "nats.conf"
+
+
+def test_cluster_profile_has_three_nodes_each_with_its_own_name_and_data(compose):
+    services = compose["services"]
+    nodes = {name: svc for name, svc in services.items() if name.startswith("nats-")}
+    assert sorted(nodes) == ["nats-1", "nats-2", "nats-3"]
+    for name, svc in nodes.items():
+        assert svc["profiles"] == ["cluster"]
+        command = svc["command"]
+        assert command[command.index("--name") + 1] == name
+        assert host_path_of(svc, command[command.index("--config") + 1]) == NATS_CONF
+        data = [m.source for m in mounts(svc) if m.target == "/data"]
+        assert data == [f"{name}-data"] and data[0] in compose["volumes"]
+    # Every node routes to the three (the same file), by their service names.
+    routes = re.findall(r"nats-route://([\w-]+):6222", NATS_CONF.read_text())
+    assert sorted(routes) == sorted(nodes)
+    # The devices' TLS listener on a host port of each node, all different.
+    ports = [svc["ports"][0].split(":")[0] for svc in nodes.values()]
+    assert len(set(ports)) == 3
+
+
+def test_cluster_gateways_share_one_consumer_and_differ_only_by_their_id_and_spool(compose):
+    services = compose["services"]
+    first, second = services["cluster-gateway-1"], services["cluster-gateway-2"]
+    settings = [load_settings(GatewaySettings, {k: str(v) for k, v in g["environment"].items()}) for g in (first, second)]
+    for s in settings:
+        assert s.input == "jetstream"
+        assert sorted(url.split("//")[1].split(":")[0] for url in s.nats_servers.split(",")) == \
+            ["nats-1", "nats-2", "nats-3"]
+        assert s.share_group == "boucle-gateway"
+    differ = {k for k in first["environment"].keys() | second["environment"].keys()
+              if first["environment"].get(k) != second["environment"].get(k)}
+    assert differ == {"BOUCLE_CLIENT_ID"}
+    spools = [next(m.source for m in mounts(g) if m.target == "/var/lib/boucle/spool") for g in (first, second)]
+    assert spools[0] != spools[1] and all(s in compose["volumes"] for s in spools)
+    # The gateway's MQTT user is one the NATS config knows, with the same password variable.
+    text = NATS_CONF.read_text()
+    assert "{user: boucle-gateway, password: $MQTT_GATEWAY_PASSWORD}" in text
+    assert "MQTT_GATEWAY_PASSWORD" in services["nats-1"]["environment"]
+    # make-certs.sh names the nodes, so TLS to nats-1 verifies.
+    script = (REPO / "deploy" / "certs" / "make-certs.sh").read_text()
+    assert all(f"DNS:{node}" in script for node in ("nats-1", "nats-2", "nats-3"))
+
+
+def test_nats_config_is_accepted_by_the_real_server(tmp_path):
+    """`nats-server -t` (Debian's 2.9) on the shipped file; without its password variables it fails."""
+    require_binary("nats-server", "nats-server")
+    require_binary("openssl", "openssl")
+    env = {"MQTT_GATEWAY_PASSWORD": "x" * 24, "MQTT_SIMULATOR_PASSWORD": "y" * 24}
+    ok = nats_server_check(NATS_CONF.read_text(), tmp_path, env, "/etc/nats/certs", "server")
+    assert ok.returncode == 0, ok.stderr
+    del env["MQTT_GATEWAY_PASSWORD"]
+    bad = nats_server_check(NATS_CONF.read_text(), tmp_path, env, "/etc/nats/certs", "server")
+    assert bad.returncode != 0 and "MQTT_GATEWAY_PASSWORD" in bad.stderr
