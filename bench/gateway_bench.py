@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -52,9 +53,10 @@ def payloads(messages: int, readings_per_payload: int, t0: int | None = None) ->
     return out
 
 
-def _publish(port: int, messages: list[tuple[str, bytes]]) -> None:
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-publisher",
-                         protocol=MQTTProtocolVersion.MQTTv5)
+def _publish(port: int, messages: list[tuple[str, bytes]], client_id: str = "bench-publisher",
+             protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5) -> None:
+    """Publish QoS 1 and wait for every PUBACK."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
@@ -66,8 +68,65 @@ def _publish(port: int, messages: list[tuple[str, bytes]]) -> None:
     client.loop_stop()
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) the processes used so far, from /proc (Linux)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat(5)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+PUBLISHERS = 12
+"""MQTT clients that publish a backlog, each device's messages through one of them: a
+broker serves many devices at once (NATS stores each QoS 1 message before the next of
+the same connection, so one connection alone measures its round trip, not the broker)."""
+
+
+def publish_spread(ports: list[int], messages: list[tuple[str, bytes]], protocol: MQTTProtocolVersion,
+                   clients: int = PUBLISHERS) -> float:
+    """Publish from `clients` connections in parallel, spread over the brokers' `ports`,
+    each device's messages through one connection; the seconds until every PUBACK."""
+    shares: list[list[tuple[str, bytes]]] = [[] for _ in range(clients)]
+    homes: dict[str, int] = {}
+    for name, payload in messages:
+        shares[homes.setdefault(name.split("/")[2], len(homes) % clients)].append((name, payload))
+    threads = [threading.Thread(target=_publish, args=(ports[i % len(ports)], share, f"bench-publisher-{i}", protocol))
+               for i, share in enumerate(shares) if share]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
 def _broker(workdir: Path) -> Mosquitto:
     return Mosquitto(workdir / "mosquitto", extra_config="max_inflight_messages 1000\n").start()
+
+
+class MosquittoPath:
+    """One Mosquitto: the gateways on its persistent sessions, a shared subscription when
+    more than one."""
+
+    name = "mosquitto"
+
+    def __init__(self, workdir: Path):
+        self.server = _broker(workdir)
+
+    def gateway_env(self, processes: int) -> dict[str, str]:
+        return {"BOUCLE_MQTT_PORT": str(self.server.port), "BOUCLE_SHARE_GROUP": "bench" if processes > 1 else ""}
+
+    def publish(self, messages: list[tuple[str, bytes]]) -> float:
+        """Publish and wait for the broker's acks; the seconds it took."""
+        return publish_spread([self.server.port], messages, MQTTProtocolVersion.MQTTv5)
+
+    def pids(self) -> list[int]:
+        return [self.server.proc.pid]
+
+    def stop(self) -> None:
+        self.server.stop()
 
 
 def _bare(port: int, client_id: str, share: str, *create: str) -> subprocess.Popen:
@@ -97,10 +156,10 @@ def bench_paho_ceiling(readings_per_payload: int, messages: int, workdir: str | 
         broker.stop()
 
 
-def _gateway(broker: Mosquitto, store: Path, spool: Path, client_id: str, share: str,
+def _gateway(broker_env: dict[str, str], store: Path, spool: Path, client_id: str,
              metrics_port: int) -> subprocess.Popen:
-    env = {**os.environ, "BOUCLE_MQTT_PORT": str(broker.port), "BOUCLE_STORE_URL": f"sqlite:///{store}",
-           "BOUCLE_SPOOL_PATH": str(spool), "BOUCLE_CLIENT_ID": client_id, "BOUCLE_SHARE_GROUP": share,
+    env = {**os.environ, **broker_env, "BOUCLE_STORE_URL": f"sqlite:///{store}",
+           "BOUCLE_SPOOL_PATH": str(spool), "BOUCLE_CLIENT_ID": client_id,
            "BOUCLE_METRICS_PORT": str(metrics_port), "BOUCLE_MAX_FUTURE_SKEW_S": "300"}
     log = (spool.parent / f"{client_id}.log").open("ab")  # the gateway's own log, if it fails
     return subprocess.Popen([sys.executable, "-m", "boucle", "gateway"], env=env, cwd=REPO,
@@ -124,20 +183,22 @@ def _wait_started(proc: subprocess.Popen, metrics_port: int, log: Path, timeout:
     raise TimeoutError(f"gateway did not start within {timeout:.0f} s")
 
 
-def bench_gateway(processes: int, readings_per_payload: int, messages: int, workdir: str | Path) -> dict:
-    """`processes` gateways (a shared subscription when more than one) into the embedded store."""
-    workdir = Path(workdir) / f"gateway-{processes}-{readings_per_payload}"
+def bench_gateway(processes: int, readings_per_payload: int, messages: int, workdir: str | Path,
+                  path: type = MosquittoPath) -> dict:
+    """`processes` gateways (sharing the broker's messages when more than one) into the
+    embedded store, on the ingest path `path` (a MosquittoPath, bench.cluster_bench.ClusterPath)."""
+    workdir = Path(workdir) / f"gateway-{path.name}-{processes}-{readings_per_payload}"
     workdir.mkdir(parents=True, exist_ok=True)
-    broker = _broker(workdir)
+    broker = path(workdir)
     store_path = workdir / "boucle.db"
-    share = "bench" if processes > 1 else ""
+    broker_env = broker.gateway_env(processes)
     procs: list[subprocess.Popen] = []
     try:
         def start(i: int) -> subprocess.Popen:
             log = workdir / f"bench-gw-{i}.log"
             for attempt in range(3):  # a free port can be taken before the gateway binds it
                 port = free_port()
-                proc = _gateway(broker, store_path, workdir / f"spool-{i}.db", f"bench-gw-{i}", share, port)
+                proc = _gateway(broker_env, store_path, workdir / f"spool-{i}.db", f"bench-gw-{i}", port)
                 try:
                     _wait_started(proc, port, log)
                     return proc
@@ -164,19 +225,25 @@ def bench_gateway(processes: int, readings_per_payload: int, messages: int, work
         # the gateways measured. The store is counted once at the end.
         states = [sqlite3.connect(f"file:{workdir / f'spool-{i}.state.db'}?mode=ro", uri=True)
                   for i in range(processes)]
-        _publish(broker.port, payloads(messages, readings_per_payload))
+        backlog = payloads(messages, readings_per_payload)
+        broker_cpu = cpu_seconds(broker.pids())
+        publish_s = broker.publish(backlog)
+        broker_cpu = cpu_seconds(broker.pids()) - broker_cpu
         launched = time.perf_counter()
         procs = start_all()
         first: tuple[float, int] | None = None  # (time, messages) at the first poll that saw some stored
+        gateways_cpu = 0.0
         deadline = time.monotonic() + 900
         while True:
             done = sum(c.execute("SELECT drained FROM watermark").fetchone()[0] for c in states)
             now = time.perf_counter()
             if done and first is None:
                 first = (now, done)
+                gateways_cpu = cpu_seconds([p.pid for p in procs])
             if done >= messages or time.monotonic() > deadline:
                 break
             time.sleep(0.005)
+        gateways_cpu = cpu_seconds([p.pid for p in procs]) - gateways_cpu
         if first is not None and done > first[1]:
             rate = (done - first[1]) * readings_per_payload / (now - first[0])
         else:
@@ -187,7 +254,13 @@ def bench_gateway(processes: int, readings_per_payload: int, messages: int, work
         devices = {d.id for d in load_registry(DEFAULT_REGISTRY).devices}
         n = sum(store.reading_counts(sorted(devices), 0, 2**31).values())
         expected = messages * readings_per_payload
-        return {"processes": processes, "readings": n, "expected": expected, "readings_per_s": rate}
+        drained = (done - first[1]) if first else done
+        return {"processes": processes, "readings": n, "expected": expected, "readings_per_s": rate,
+                "broker": path.name, "published_messages_per_s": messages / publish_s,
+                # Per core: what one fully busy core would do, from the CPU time the broker's
+                # processes (all nodes) spent accepting the backlog, and the gateways draining it.
+                "broker_messages_per_cpu_s": messages / broker_cpu if broker_cpu else None,
+                "gateway_readings_per_cpu_s": drained * readings_per_payload / gateways_cpu if gateways_cpu else None}
     finally:
         if procs:
             for p in procs:

@@ -48,6 +48,8 @@ class Sizes:
     api_devices: int
     api_cold_runs: int
     api_repeats: int
+    cluster_messages: int
+    cluster_gateways: tuple[int, ...]
 
 
 QUICK = Sizes(gateway_messages=300, storage_points=20_000, storage_messages=200, storage_devices=100,
@@ -55,13 +57,13 @@ QUICK = Sizes(gateway_messages=300, storage_points=20_000, storage_messages=200,
               indicator_devices=20, indicator_days=35, indicator_repeats=3,
               indicator_raw_devices=5, indicator_raw_days=3,
               simulator_devices=1000, simulator_seconds=2, publish_messages=2000,
-              api_devices=20, api_cold_runs=2, api_repeats=3)
+              api_devices=20, api_cold_runs=2, api_repeats=3, cluster_messages=300, cluster_gateways=(1,))
 FULL = Sizes(gateway_messages=20_000, storage_points=500_000, storage_messages=5000, storage_devices=1000,
              latency_devices=1000, latency_seconds=60, latency_period=10,
              indicator_devices=1000, indicator_days=365, indicator_repeats=20,
              indicator_raw_devices=50, indicator_raw_days=28,
              simulator_devices=10_000, simulator_seconds=20, publish_messages=50_000,
-             api_devices=1000, api_cold_runs=5, api_repeats=20)
+             api_devices=1000, api_cold_runs=5, api_repeats=20, cluster_messages=20_000, cluster_gateways=(1, 2))
 
 
 @dataclass
@@ -101,6 +103,28 @@ def _gateway(sizes: Sizes, workdir: Path) -> Outcome:
                         "×", bare, "2 bare paho subscribers vs 1", target="≥ 1.8×",
                         notes=f"two bare subscribers reach {bare:.2f}× one on this machine"))
     return Outcome(rows, {"gateway": runs, "paho_ceiling": ceilings, "paho_ceiling_2_processes": bare_two})
+
+
+def _cluster(sizes: Sizes, workdir: Path) -> Outcome:
+    from bench.cluster_bench import bench_paths
+
+    runs = bench_paths(sizes.cluster_messages, 1, workdir, sizes.cluster_gateways)
+    by = {(r["broker"], r["processes"]): r for r in runs}
+    rows = []
+    for processes in sizes.cluster_gateways:
+        cluster, mosquitto = by["cluster", processes], by["mosquitto", processes]
+        rows.append(Row("cluster", f"ingest through 3 NATS nodes (JetStream), {_n(processes, 'gateway')}, 1 reading/payload",
+                        cluster["readings_per_s"], "readings/s", mosquitto["readings_per_s"],
+                        f"one Mosquitto, {_n(processes, 'gateway')}",
+                        notes=f"{cluster['readings']:,}/{cluster['expected']:,} stored; "
+                              f"{cluster['gateway_readings_per_cpu_s'] or 0:,.0f} readings per gateway CPU-second"))
+    cluster, mosquitto = by["cluster", 1], by["mosquitto", 1]
+    rows.append(Row("cluster", "broker: QoS 1 messages accepted per CPU-second (all 3 nodes, R3)",
+                    cluster["broker_messages_per_cpu_s"], "messages/s", mosquitto["broker_messages_per_cpu_s"],
+                    "one Mosquitto, per CPU-second",
+                    notes=f"accepted {cluster['published_messages_per_s']:,.0f} messages/s from 12 connections "
+                          f"(Mosquitto {mosquitto['published_messages_per_s']:,.0f}); the publishers share the cores"))
+    return Outcome(rows, {"cluster": runs})
 
 
 def _storage(sizes: Sizes, workdir: Path) -> Outcome:
@@ -266,7 +290,7 @@ def _firmware(sizes: Sizes, workdir: Path) -> Outcome:
 
 # The simulator runs first: its memory figure is this process's peak RSS.
 BENCHMARKS: dict[str, Benchmark] = {
-    "simulator": _simulator, "gateway": _gateway, "storage": _storage, "latency": _latency,
+    "simulator": _simulator, "gateway": _gateway, "cluster": _cluster, "storage": _storage, "latency": _latency,
     "indicators": _indicators, "api": _api, "firmware": _firmware,
 }
 
