@@ -27,29 +27,28 @@ def require_binary(name: str, apt_package: str) -> None:
     pytest.skip(message)
 
 
+def running(binary: str, apt_package: str, server):
+    """A test server started for a fixture (skipped without its binary outside CI), stopped after."""
+    require_binary(binary, apt_package)
+    started = server.start()
+    yield started
+    started.stop()
+
+
 @pytest.fixture
 def mosquitto(tmp_path):
-    require_binary("mosquitto", "mosquitto")
-    broker = Mosquitto(tmp_path / "mosquitto").start()
-    yield broker
-    broker.stop()
+    yield from running("mosquitto", "mosquitto", Mosquitto(tmp_path / "mosquitto"))
 
 
 @pytest.fixture
 def influxdb(tmp_path):
-    require_binary("influxd", "influxdb")
-    server = InfluxDB(tmp_path / "influxdb").start()
-    yield server
-    server.stop()
+    yield from running("influxd", "influxdb", InfluxDB(tmp_path / "influxdb"))
 
 
 @pytest.fixture
 def nats_cluster(tmp_path):
     """A 3-node NATS cluster with JetStream and MQTT, each node with its own ports and data."""
-    require_binary("nats-server", "nats-server")
-    cluster = NatsCluster(tmp_path / "nats").start()
-    yield cluster
-    cluster.stop()
+    yield from running("nats-server", "nats-server", NatsCluster(tmp_path / "nats"))
 
 
 @pytest.fixture
