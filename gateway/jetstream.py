@@ -188,8 +188,8 @@ class JetStreamInput:
                 continue
             try:
                 fetched = await subscription.fetch(min(self.batch, room), timeout=1)
-            except NatsTimeout:
-                continue  # nothing waiting
+            except (TimeoutError, NatsTimeout):
+                continue  # nothing waiting (nats-py raises its own or the builtin one)
             except Exception as exc:  # noqa: BLE001 - leader elections, reconnections: retried
                 if not self._closing:
                     failures += 1

@@ -231,6 +231,25 @@ mqtt {{ listen: 127.0.0.1:{self.mqtt_ports[i]} }}
         self.procs[i].wait()
         self.procs[i] = None
 
+    def consumers(self, stream: str) -> list[dict]:
+        """What each live node reports of the stream's consumers (for failure messages)."""
+        out = []
+        for i, port in enumerate(self.monitor_ports):
+            if self.procs[i] is None:
+                continue
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/jsz?consumers=true", timeout=5) as r:
+                    report = json.loads(r.read())
+            except OSError as exc:
+                out.append({"node": self.names[i], "error": str(exc)})
+                continue
+            for account in report.get("account_details") or []:
+                for detail in account.get("stream_detail") or []:
+                    if detail["name"] == stream:
+                        out.append({"node": self.names[i], "stream": detail.get("state"),
+                                    "consumers": detail.get("consumer_detail")})
+        return out
+
     def stream_leader(self, stream: str) -> int:
         """The index of the node that leads `stream` (the JetStream RAFT group's leader)."""
         for i, port in enumerate(self.monitor_ports):

@@ -6,6 +6,7 @@ SIGKILLed with a full spool and a full inbox, then restarted. Afterwards the sto
 holds exactly the truth, once, and every invalid message is a dead letter. Once with a node
 that does not lead the messages stream, once with the one that does."""
 
+import json
 import random
 import signal
 import threading
@@ -131,8 +132,9 @@ def test_node_and_gateway_loss_lose_nothing_store_nothing_twice(victim, tmp_path
         assert wait_until(lambda: logs[1].read_bytes().count(b"consuming") == 2, timeout=60), \
             logs[1].read_text()[-2000:]
         store = open_store(f"influx+http://127.0.0.1:{influxdb.port}/{database}")
-        assert_holds_the_truth(store, truth, invalid_errors,
-                               lambda: "\n".join(log.read_text()[-2000:] for log in logs), timeout=90)
+        assert_holds_the_truth(store, truth, invalid_errors, lambda: "\n".join(
+            [log.read_text()[-2000:] for log in logs] + [json.dumps(cluster.consumers(STREAM), default=str)]),
+            timeout=90)
     finally:
         for device in devices:
             device.close()
