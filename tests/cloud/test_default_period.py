@@ -4,7 +4,6 @@ rollups alone: no raw reading is read to answer it, and its values are the raw p
 from __future__ import annotations
 
 import time
-from collections import Counter
 
 from fastapi.testclient import TestClient
 
@@ -17,6 +16,7 @@ from cloud.indicators import Period, Scope, compute_indicators, load_references
 from cloud.params import parse_instant
 from tests.indicators.builders import BASE_TOML, registry
 from tests.indicators.fleets import fill_as_the_gateway_does
+from tests.store_calls import Counting
 
 FLEET = """
 [[sites]]
@@ -45,24 +45,6 @@ capacity_kg = 120
 interval_s = 600
 """
 KEY = "bk_default-period-test-key"
-
-
-class Counting:
-    """A real store, with its calls counted."""
-
-    def __init__(self, store):
-        self.store, self.calls = store, Counter()
-
-    def __getattr__(self, name):
-        found = getattr(self.store, name)
-        if not callable(found):
-            return found
-
-        def call(*args, **kwargs):
-            self.calls[name] += 1
-            return found(*args, **kwargs)
-
-        return call
 
 
 def test_the_default_period_is_answered_from_rollups_alone(tmp_path):

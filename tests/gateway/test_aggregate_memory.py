@@ -8,10 +8,7 @@ Right means: every stored rollup row is what the store's own readings give
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
-import pytest
 
 from boucle import rollup
 from boucle.protocol import Reading, ReadingRow, reading_row
@@ -20,37 +17,12 @@ from boucle.rollup import DAY, Readings
 from boucle.storage import open_store
 from gateway.aggregate import FAR, day_rows, roll_up
 from gateway.recent import RecentReadings
+from tests.store_calls import Counting
 
 H = 1767225600  # 2026-01-01 00:00 UTC
 METER = Device(id="ecully-fablab-grid", site="s", kind="energy", channel="grid_import", rated_power_w=36000)
 BIN = Device(id="ecully-fablab-bin", site="s", kind="waste", stream="residual", capacity_kg=60)
 DEVICES = {d.id: d for d in (METER, BIN)}
-
-
-@pytest.fixture(params=["sqlite", "influx"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'a.db'}"
-    server = request.getfixturevalue("influxdb")
-    return f"influx+http://127.0.0.1:{server.port}/memory"
-
-
-class Counting:
-    """A real store, with its calls counted."""
-
-    def __init__(self, store):
-        self.store, self.calls = store, Counter()
-
-    def __getattr__(self, name):
-        found = getattr(self.store, name)
-        if not callable(found):
-            return found
-
-        def call(*args, **kwargs):
-            self.calls[name] += 1
-            return found(*args, **kwargs)
-
-        return call
 
 
 def stream(start: int, minutes: int, boot: int = 1, first_seq: int = 0) -> list[Reading]:
