@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 
 # mosquitto_passwd's default. Device passwords are 192 random bits, so the KDF cost
 # protects nothing a brute force could reach; a low count keeps broker CONNECTs cheap.
@@ -61,11 +62,27 @@ def with_password(text: str, username: str, hashed: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class DeviceGrants:
+    """What a device's MQTT user may do, as MQTT topic filters (docs/protocol.md, "Topics")."""
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+
+def device_grants(device_id: str, prefix: str) -> DeviceGrants:
+    """The one rule for every broker: a device writes only under its own id and reads only
+    its own `cmd` topic. Mosquitto's ACL (acl_block) and the NATS authorization
+    (workshop.nats_authorization) are both written from it."""
+    return DeviceGrants(publish=(f"{prefix}/{device_id}/#",), subscribe=(f"{prefix}/{device_id}/cmd",))
+
+
 def acl_block(username: str, prefix: str) -> str:
-    """ACL lines that let a device write only under its own id and read only its `cmd`."""
-    return (f"user {username}\n"
-            f"topic write {prefix}/{username}/#\n"
-            f"topic read {prefix}/{username}/cmd\n")
+    """Mosquitto ACL lines granting a device its device_grants."""
+    grants = device_grants(username, prefix)
+    return "".join([f"user {username}\n",
+                    *(f"topic write {topic}\n" for topic in grants.publish),
+                    *(f"topic read {topic}\n" for topic in grants.subscribe)])
 
 
 _USER_LINE = re.compile(r"^\s*user\s+(\S+)\s*$")

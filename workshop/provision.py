@@ -2,10 +2,10 @@
 
 Order matters for safety. Everything that can be decided without touching the board
 or the files (image, credentials, config, registry/password/ACL texts, compiled app,
-label) is prepared first; then the board is erased, flashed and loaded; the three files
-are swapped in together only after that; if the device then does not report, they are
-put back. So a failure at any stage leaves the registry, password file and ACL as they
-were.
+label) is prepared first; then the board is erased, flashed and loaded; the files
+(registry, Mosquitto password file and ACL, and the NATS users if asked) are swapped in
+together only after that; if the device then does not report, they are put back. So a
+failure at any stage leaves them as they were.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from boucle.cli import UserError
 from boucle.registry import DEVICE_ID
 
-from . import credentials, images, install, label, registry_edit, verify
+from . import credentials, images, install, label, nats_authorization, registry_edit, verify
 from .board import Board, ChipInfo, ProgressFn
 from .transaction import FileTransaction, TransactionError
 
@@ -67,6 +67,7 @@ class BenchPlan:
     label_dir: Path | None = None
     label_format: str = "png"
     firmware_dir: Path = install.FIRMWARE_DIR
+    nats_authorization_file: Path | None = None  # the clustered broker's users (deploy/nats)
 
 
 @dataclass
@@ -143,6 +144,8 @@ def _prepare(plan: BenchPlan, info: ChipInfo, family: images.ChipFamily,
     transaction.stage(plan.password_file, credentials.with_password(
         old_passwd, device_id, credentials.hash_password(password)))
     transaction.stage(plan.acl_file, credentials.with_acl(old_acl, device_id, plan.prefix))
+    if plan.nats_authorization_file is not None:
+        transaction.stage(plan.nats_authorization_file, _with_nats_user(plan, device_id, password))
     app = install.app_files(family.mpy_arch, plan.firmware_dir)
     label_bytes = None
     if plan.label_dir is not None:
@@ -151,6 +154,15 @@ def _prepare(plan: BenchPlan, info: ChipInfo, family: images.ChipFamily,
                                                    plan.profile, info.mac), plan.label_format)
     return _Prepared(device_id, family, image, json.dumps(config).encode(), password, app,
                      transaction, label_bytes)
+
+
+def _with_nats_user(plan: BenchPlan, device_id: str, password: str) -> str:
+    path = plan.nats_authorization_file
+    try:
+        return nats_authorization.with_device(path.read_text("utf-8"), device_id,
+                                              nats_authorization.hash_password(password), plan.prefix)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--nats-authorization-file {path}: {exc}") from None
 
 
 def _find_image(plan: BenchPlan, family: images.ChipFamily) -> images.Image:
