@@ -160,7 +160,12 @@ class NatsCluster:
     A node can be SIGKILLed (`kill`) and started again on the same ports and data
     (`start_node`), as a crashed machine comes back."""
 
-    def __init__(self, workdir: Path, size: int = 3):
+    def __init__(self, workdir: Path, size: int = 3, authorization: Path | None = None,
+                 env: dict[str, str] | None = None):
+        """`authorization`: a users file each node includes (deploy/nats/authorization.conf's
+        format); `env`: variables its `$NAME`s read (the service passwords)."""
+        self.authorization = authorization
+        self.env = {**os.environ, **(env or {})}
         self.binary = shutil.which("nats-server") or ("/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -185,8 +190,15 @@ http: 127.0.0.1:{self.monitor_ports[i]}
 jetstream {{ store_dir: "{self.workdir / self.names[i]}" }}
 cluster {{ name: boucle, listen: 127.0.0.1:{self.route_ports[i]}, routes: [{routes}] }}
 mqtt {{ listen: 127.0.0.1:{self.mqtt_ports[i]} }}
-""")
+""" + self._include())
         return conf
+
+    def _include(self) -> str:
+        """NATS reads an include relative to the including file: a copy beside the configs."""
+        if self.authorization is None:
+            return ""
+        shutil.copyfile(self.authorization, self.workdir / "authorization.conf")
+        return "include ./authorization.conf\n"
 
     def start(self) -> NatsCluster:
         if self.binary is None:
@@ -200,7 +212,7 @@ mqtt {{ listen: 127.0.0.1:{self.mqtt_ports[i]} }}
     def _spawn(self, i: int) -> None:
         log = (self.workdir / f"{self.names[i]}.log").open("ab")
         self.procs[i] = subprocess.Popen([self.binary, "-c", str(self.config(i))],
-                                         stdout=subprocess.DEVNULL, stderr=log)
+                                         stdout=subprocess.DEVNULL, stderr=log, env=self.env)
 
     def start_node(self, i: int) -> None:
         """Start node `i` again (same ports, same JetStream data) and wait until it is ready."""

@@ -138,6 +138,8 @@ def nats_server_check(config: str, workdir: Path, env: dict[str, str], certs_at:
                    check=True, capture_output=True)
     conf = workdir / "nats.conf"
     conf.write_text(config.replace(certs_at, str(certs)).replace("/data", str(workdir / "data")))
+    for name in re.findall(r"^include \./(\S+)$", config, re.MULTILINE):  # read beside the config
+        shutil.copyfile(REPO / "deploy" / "nats" / name, workdir / name)
     binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
     return subprocess.run([binary, "-t", "-c", str(conf), "--name", "nats-check"],
                           env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, check=False)

@@ -129,8 +129,8 @@ def test_rewrite_touches_only_ports_and_paths(broker):
 class Client:
     """A paho client that waits for CONNACK and collects messages, for assertions."""
 
-    def __init__(self, username: str, password: str, client_id: str):
-        self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    def __init__(self, username: str, password: str, client_id: str, protocol=mqtt.MQTTv5, **client_options):
+        self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **client_options)
         self.mqtt.username_pw_set(username, password)
         self.connected = threading.Event()
         self.reason: ReasonCode | None = None
@@ -139,13 +139,15 @@ class Client:
         self.subacks: list[list[ReasonCode]] = []
         self.subscribed = threading.Event()
         self.dropped = threading.Event()
+        self.session_present: bool | None = None
         self.mqtt.on_connect = self._on_connect
         self.mqtt.on_disconnect = lambda *_args: self.dropped.set()
         self.mqtt.on_message = self._on_message
         self.mqtt.on_subscribe = self._on_subscribe
 
-    def _on_connect(self, _c, _u, _flags, reason, _props) -> None:
+    def _on_connect(self, _c, _u, flags, reason, _props) -> None:
         self.reason = reason
+        self.session_present = flags.session_present
         self.connected.set()
 
     def _on_message(self, _c, _u, msg) -> None:
@@ -183,14 +185,6 @@ class Client:
     def close(self) -> None:
         self.mqtt.disconnect()
         self.mqtt.loop_stop()
-
-
-@pytest.fixture
-def clients() -> Iterator[list[Client]]:
-    made: list[Client] = []
-    yield made
-    for c in made:
-        c.close()
 
 
 def connect(clients: list[Client], broker: Broker, username: str, password: str,

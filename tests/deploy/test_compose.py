@@ -421,8 +421,9 @@ def test_cluster_gateways_share_one_consumer_and_differ_only_by_their_id_and_spo
     spools = [next(m.source for m in mounts(g) if m.target == "/var/lib/boucle/spool") for g in (first, second)]
     assert spools[0] != spools[1] and all(s in compose["volumes"] for s in spools)
     # The gateway's MQTT user is one the NATS config knows, with the same password variable.
-    text = NATS_CONF.read_text()
-    assert "{user: boucle-gateway, password: $MQTT_GATEWAY_PASSWORD}" in text
+    assert "include ./authorization.conf" in NATS_CONF.read_text()
+    text = (NATS_CONF.parent / "authorization.conf").read_text()
+    assert "{user: boucle-gateway, password: $MQTT_GATEWAY_PASSWORD," in text
     assert "MQTT_GATEWAY_PASSWORD" in services["nats-1"]["environment"]
     # make-certs.sh names the nodes, so TLS to nats-1 verifies.
     script = (REPO / "deploy" / "certs" / "make-certs.sh").read_text()
