@@ -107,13 +107,21 @@ def test_broker_is_three_nodes_each_with_its_volume_and_routes_to_its_pods(tmp_p
     assert "store_dir: /data" in config
     routes = re.findall(r"nats-route://([\w.-]+):6222", config)
     assert sorted(routes) == [f"nats-{i}.{spec['serviceName']}" for i in range(3)]
-    # Every variable the config reads reaches the container.
-    for var in re.findall(r"\$([A-Z][A-Z0-9_]+)", config):
+    # Every variable the config reads (itself and the files it includes) reaches the container.
+    includes = re.findall(r"^include \./(\S+)$", config, re.MULTILINE)
+    included = [(REPO / "deploy" / "nats" / name).read_text() for name in includes]
+    assert included, "the broker's config reads deploy/nats/authorization.conf"
+    # (a variable is a value `$NAME`; "$MQTT.sub.>" and "$JS.API..." in quotes are subjects)
+    variables = set(re.findall(r":\s*\$([A-Z][A-Z0-9_]+)", "\n".join([config, *included])))
+    assert {"MQTT_GATEWAY_PASSWORD", "MQTT_SIMULATOR_PASSWORD"} <= variables
+    for var in variables:
         assert any(e["name"] == var for e in container["env"]), var
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/etc/nats/authorization.conf"]["subPath"] == "authorization.conf"
     assert one("PodDisruptionBudget", "nats")["spec"]["maxUnavailable"] == 1
     require_binary("nats-server", "nats-server")
     require_binary("openssl", "openssl")
-    checked = nats_server_check(config, tmp_path, {"MQTT_GATEWAY_PASSWORD": "x" * 24}, "/etc/nats/certs", "tls")
+    checked = nats_server_check(config, tmp_path, {var: "x" * 24 for var in variables}, "/etc/nats/certs", "tls")
     assert checked.returncode == 0, checked.stderr
 
 
