@@ -181,14 +181,14 @@ class Registry(_Model):
 
 
 def profile_fields(profile: str | None) -> frozenset[str]:
-    """The reading fields a firmware sensor profile's sensors produce (its sensors in
-    boucle_fw.config.PROFILES, their fields in boucle_fw.discovery): empty for a device
-    without a profile or with one the firmware does not know."""
-    from boucle_fw.config import PROFILES
-    from boucle_fw.discovery import FIELDS_BY_SENSOR
+    """The reading fields a firmware sensor profile's sensors produce (the profile's sensor
+    types' descriptors, boucle_fw.sensors): empty for a device without a profile or with
+    one the firmware does not know."""
+    from boucle_fw.config import profiles
+    from boucle_fw.discovery import fields_of
 
-    sensors = PROFILES.get(profile or "", {}).get("sensors", ())
-    return frozenset(f for sensor in sensors for f in FIELDS_BY_SENSOR.get(sensor["type"], ()))
+    sensors = profiles().get(profile or "", {}).get("sensors", ())
+    return frozenset(fields_of([sensor["type"] for sensor in sensors]))
 
 
 def hash_key(key: str) -> str:

@@ -96,11 +96,12 @@ def device_id_for(mac: str, prefix: str = "esp32", style: str = "short") -> str:
 
 
 def profile_kind(profile: str) -> str:
-    from boucle_fw.config import PROFILES
+    from boucle_fw.config import profiles
 
-    if profile not in PROFILES:
-        raise UserError(f"unknown profile {profile!r}; use one of {', '.join(sorted(PROFILES))}")
-    return PROFILES[profile]["kind"]
+    catalogue = profiles()
+    if profile not in catalogue:
+        raise UserError(f"unknown profile {profile!r}; use one of {', '.join(sorted(catalogue))}")
+    return catalogue[profile]["kind"]
 
 
 @dataclass

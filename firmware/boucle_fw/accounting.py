@@ -10,7 +10,10 @@ MWMS_PER_WH = 3600000000  # mW*ms in one Wh
 
 
 class EnergyCounter:
-    """Cumulative energy in integer Wh, fed by power samples, pulses or a meter's register."""
+    """Cumulative energy in integer Wh, fed by power samples, pulses or a meter's register.
+
+    A water meter's litre counter is the same counter (`total_wh` holds litres then, fed by
+    add_pulses_ml): one persistence, one ceiling rule, for every counting kind."""
 
     def __init__(self, total_wh=0):
         self.total_wh = int(total_wh)
@@ -42,6 +45,18 @@ class EnergyCounter:
             self.total_wh += wh
             self.rem_pulses -= wh * pulses_per_kwh
         return wh
+
+    def add_pulses_ml(self, pulses, ml_per_pulse):
+        """Count water meter pulses of ml_per_pulse mL each into whole litres, the mL
+        remainder kept exactly (in rem_pulses)."""
+        if pulses <= 0:
+            return 0
+        self.rem_pulses += int(pulses) * int(ml_per_pulse)
+        litres = self.rem_pulses // 1000
+        if litres:
+            self.total_wh += litres
+            self.rem_pulses -= litres * 1000
+        return litres
 
     def add_meter(self, meter_wh):
         """Follow a meter's own cumulative register (PZEM); a register that went down

@@ -5,7 +5,8 @@ import gc
 import time
 
 from boucle_fw import config as config_mod
-from boucle_fw import ota, protocol
+from boucle_fw import kinds, ota, protocol
+from boucle_fw import sensors as sensors_mod
 from boucle_fw.accounting import CounterStore
 from boucle_fw.buffer import ReadingBuffer
 from boucle_fw.device import Device
@@ -15,37 +16,9 @@ FW_VERSION = "0.1.0"
 
 
 def build_sensors(cfg, settings):
-    """[(type, driver)] from the config's sensors section."""
-    out = []
-    for s in cfg["sensors"]:
-        t = s["type"]
-        if t == "pzem":
-            from boucle_fw.drivers.pzem import Pzem
-            d = Pzem(s["uart"], s["tx"], s["rx"], s.get("addresses", [1]))
-        elif t == "ct":
-            from boucle_fw.drivers.ct import CtClamp
-            cal = settings.get("ct_calibration") or s["calibration"]
-            d = CtClamp(s["pin"], s["mains_hz"], s.get("cycles", 10), s["voltage_v"],
-                        s.get("power_factor", 1.0), s.get("noise_a", 0.05), cal, store=settings)
-        elif t == "pulse":
-            import esp32
-
-            from boucle_fw.drivers.pulse import PulseInput
-            d = PulseInput(s["pin"], s["pulses_per_kwh"], s.get("debounce_ms", 20), esp32_mod=esp32)
-        elif t == "hx711":
-            from boucle_fw.drivers.hx711 import Hx711
-            d = Hx711(s["dout"], s["sck"], s.get("samples", 9), s["scale"],
-                      s.get("zero_track_g", 20), store=settings)
-        elif t == "hcsr04":
-            from boucle_fw.drivers.ultrasonic import HcSr04
-            d = HcSr04(s["trigger"], s["echo"], s.get("samples", 5), s["empty_mm"], s["full_mm"],
-                       s.get("temp_c", 15.0))
-        else:
-            from boucle_fw.drivers.vl53l0x import Vl53l0x
-            d = Vl53l0x(s["sda"], s["scl"], s.get("address", 0x29), s.get("samples", 5),
-                        s["empty_mm"], s["full_mm"])
-        out.append((t, d))
-    return out
+    """[(type, driver)] from the config's sensors section (each type's descriptor builds it)."""
+    from boucle_fw import sensors
+    return [(s["type"], sensors.get(s["type"]).build(s, settings)) for s in cfg["sensors"]]
 
 
 def _client_factory(cfg):
@@ -90,12 +63,11 @@ def run(root="/"):
     b = cfg["buffer"]
     buf = ReadingBuffer(b["capacity"], b["ram"], b["segment"], root + "buffer")
     store = counter = None
-    for s in cfg["sensors"]:
-        if s["type"] in config_mod.ENERGY_TYPES:  # a bin counts no energy, writes none to NVS
-            store = CounterStore(rtc.cell("e"), nvs.cell("energy"), cfg["energy"]["persist_wh"],
-                                 cfg["energy"]["persist_s"])
-            counter = store.restore()
-            break
+    spec = kinds.get(sensors_mod.kind_of(cfg["sensors"][0]["type"])).COUNTER
+    if spec is not None:  # a bin counts nothing, writes nothing to NVS
+        section, units, _, seconds, _ = spec[1]
+        store = CounterStore(rtc.cell(spec[2][0]), nvs.cell(spec[2]), cfg[section][units], cfg[section][seconds])
+        counter = store.restore()
     wifi = Wifi(cfg["wifi"]["ssid"], cfg["wifi"]["password"], cfg["wifi"]["reconnects"])
     retained = []
     if cfg["ha_discovery"]:

@@ -4,17 +4,12 @@
 # (the workshop tool builds and checks configs with make_config/validate).
 # No typing, no dataclasses, no f-strings: MicroPython compatibility.
 
+from boucle_fw import checks, kinds, sensors
+
 CONFIG_PATH = "/config.json"
 
-# ESP32 ADC1 channels. ADC2 (GPIO 0, 2, 4, 12-15, 25-27) cannot be read while Wi-Fi is on.
-ADC1_PINS = (32, 33, 34, 35, 36, 37, 38, 39)
-# GPIO 34-39 are input only; 6-11 are wired to the SPI flash; 20, 24, 28-31 do not exist.
-INPUT_ONLY_PINS = (34, 35, 36, 37, 38, 39)
-FLASH_PINS = (6, 7, 8, 9, 10, 11)
-MISSING_PINS = (20, 24, 28, 29, 30, 31)
-
-SENSOR_TYPES = ("pzem", "ct", "pulse", "hx711", "hcsr04", "vl53l0x")
-ENERGY_TYPES = ("pzem", "ct", "pulse")
+_num = checks.num
+_str = checks.text
 
 DEFAULTS = {
     "prefix": "boucle/v1",
@@ -23,73 +18,23 @@ DEFAULTS = {
     "mqtt": {"port": 8883, "keepalive_s": 60, "timeout_s": 10, "ca": None},
     "ntp": {"host": "pool.ntp.org", "resync_s": 3600},
     "buffer": {"capacity": 2000, "ram": 64, "segment": 32},
-    "energy": {"persist_wh": 100, "persist_s": 900},
     "deep_sleep": {"enabled": False, "publish_every": 10},
     "health_every": 10,
     "ota": {"max_boots": 3},
     "ha_discovery": False,
     "sensors": [],
 }
-
-# Named sensor profiles for the workshop tool: device kind, sensors with default pins
-# and calibration, and top-level overrides (deep sleep for battery bins).
-PROFILES = {
-    "energy-pzem": {
-        "kind": "energy",
-        "description": "PZEM-004T v3 meter on UART2 (Modbus-RTU, address 1)",
-        "sensors": [
-            {"type": "pzem", "uart": 2, "tx": 17, "rx": 16, "addresses": [1]},
-        ],
-    },
-    "energy-ct": {
-        "kind": "energy",
-        "description": "SCT-013-030 CT clamp (30 A / 1 V) on GPIO34 (ADC1), mains voltage assumed",
-        "sensors": [
-            {
-                "type": "ct", "pin": 34, "mains_hz": 50, "cycles": 10, "voltage_v": 230.0,
-                "power_factor": 1.0, "noise_a": 0.05,
-                # two points (ADC RMS counts, amps): 1 V RMS at 11 dB attenuation ~ 1241 counts
-                "calibration": [[0, 0.0], [1241, 30.0]],
-            },
-        ],
-    },
-    "energy-pulse": {
-        "kind": "energy",
-        "description": "S0 pulse output of a DIN-rail meter on GPIO27, 1000 pulses/kWh",
-        "sensors": [
-            {"type": "pulse", "pin": 27, "pulses_per_kwh": 1000, "debounce_ms": 20},
-        ],
-    },
-    "waste-scale": {
-        "kind": "waste",
-        "description": "Bin on a load cell through an HX711 (DOUT GPIO19, SCK GPIO18)",
-        "sensors": [
-            {
-                "type": "hx711", "dout": 19, "sck": 18, "samples": 9,
-                "scale": 420.0, "zero_track_g": 20,
-            },
-        ],
-    },
-    "waste-ultrasonic": {
-        "kind": "waste",
-        "description": "Bin fill level by HC-SR04 (TRIG GPIO5, ECHO GPIO23 via divider), battery",
-        "sensors": [
-            {
-                "type": "hcsr04", "trigger": 5, "echo": 23, "samples": 5,
-                "empty_mm": 1000, "full_mm": 100, "temp_c": 15.0,
-            },
-        ],
-        "overrides": {"interval_s": 900, "deep_sleep": {"enabled": True, "publish_every": 4}},
-    },
-}
+# each counting kind's persistence section: "energy": {"persist_wh": 100, "persist_s": 900}...
+for _k in kinds.KINDS:
+    _c = kinds.get(_k).COUNTER
+    if _c is not None:
+        DEFAULTS[_c[1][0]] = {_c[1][1]: _c[1][2], _c[1][3]: _c[1][4]}
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v):
-    return (isinstance(v, (int, float))) and not isinstance(v, bool)
+def profiles():
+    """Named sensor profiles for the workshop tool (every sensor type's, boucle_fw.sensors):
+    device kind, sensors with default pins and calibration, top-level overrides."""
+    return sensors.profiles()
 
 
 def _device_id_ok(s):
@@ -104,60 +49,6 @@ def _device_id_ok(s):
     return True
 
 
-class _Errors:
-    def __init__(self):
-        self.items = []
-
-    def add(self, path, problem, fix):
-        self.items.append(path + ": " + problem + " — " + fix)
-
-
-def _num(errs, obj, key, path, lo, hi, integer=False, required=True):
-    if key not in obj:
-        if required:
-            errs.add(path + "." + key, "missing", "add it (a number from %s to %s)" % (lo, hi))
-        return
-    v = obj[key]
-    ok = _is_int(v) if integer else _is_num(v)
-    if not ok:
-        errs.add(path + "." + key, "%r is not %s" % (v, "an int" if integer else "a number"),
-                 "write a number from %s to %s without quotes" % (lo, hi))
-    elif not lo <= v <= hi:
-        errs.add(path + "." + key, "%r is out of range" % (v,), "use a value from %s to %s" % (lo, hi))
-
-
-def _str(errs, obj, key, path, fix, required=True, empty_ok=False):
-    if key not in obj:
-        if required:
-            errs.add(path + "." + key, "missing", fix)
-        return
-    v = obj[key]
-    if not isinstance(v, str) or (not empty_ok and not v):
-        errs.add(path + "." + key, "%r is not a non-empty string" % (v,), fix)
-
-
-def _pin(errs, obj, key, path, output=False, adc=False):
-    if key not in obj:
-        errs.add(path + "." + key, "missing",
-                 "add the GPIO number" + (" of an ADC1 pin (32-39)" if adc else ""))
-        return
-    v = obj[key]
-    if not _is_int(v):
-        errs.add(path + "." + key, "%r is not an int" % (v,),
-                 "write the GPIO number without quotes" + (", an ADC1 pin (32-39)" if adc else ""))
-        return
-    if adc and v not in ADC1_PINS:
-        errs.add(path + "." + key, "GPIO%d is not an ADC1 pin" % v,
-                 "use an ADC1 pin (32-39): ADC2 cannot be read while Wi-Fi is on")
-    elif not 0 <= v <= 39 or v in MISSING_PINS:
-        errs.add(path + "." + key, "GPIO%d does not exist on the ESP32" % v, "use a GPIO from 0 to 39")
-    elif v in FLASH_PINS:
-        errs.add(path + "." + key, "GPIO%d is wired to the SPI flash" % v, "use another GPIO")
-    elif output and v in INPUT_ONLY_PINS:
-        errs.add(path + "." + key, "GPIO%d is input only and cannot drive %s" % (v, key),
-                 "use an output-capable GPIO (not 34-39)")
-
-
 def _section(errs, cfg, key, fix):
     v = cfg.get(key)
     if v is None:
@@ -169,85 +60,23 @@ def _section(errs, cfg, key, fix):
 
 
 def _sensor(errs, s, path):
+    """A sensor entry's type and keys; its kind, or None when the type is unknown."""
     if not isinstance(s, dict):
         errs.add(path, "%r is not an object" % (s,), 'write {"type": ..., pins...}')
-        return
+        return None
     t = s.get("type")
-    if t not in SENSOR_TYPES:
+    if t not in sensors.TYPES:
         errs.add(path + ".type", "%r is not a known sensor type" % (t,),
-                 "use one of " + ", ".join(SENSOR_TYPES))
-        return
-    if t == "pzem":
-        _num(errs, s, "uart", path, 1, 2, integer=True)
-        _pin(errs, s, "tx", path, output=True)
-        _pin(errs, s, "rx", path)
-        addrs = s.get("addresses", [1])
-        if not isinstance(addrs, list) or not addrs:
-            errs.add(path + ".addresses", "%r is not a non-empty list" % (addrs,),
-                     "list the Modbus addresses of the meters on the bus, e.g. [1, 2]")
-        else:
-            seen = []
-            for i, a in enumerate(addrs):
-                if not _is_int(a) or not 1 <= a <= 247:
-                    errs.add("%s.addresses[%d]" % (path, i), "%r is not a Modbus address" % (a,),
-                             "use an int from 1 to 247 (each meter set to its own address)")
-                elif a in seen:
-                    errs.add("%s.addresses[%d]" % (path, i), "address %d is repeated" % a,
-                             "give each meter on the bus its own address")
-                else:
-                    seen.append(a)
-    elif t == "ct":
-        _pin(errs, s, "pin", path, adc=True)
-        _num(errs, s, "mains_hz", path, 45, 65)
-        _num(errs, s, "cycles", path, 1, 100, integer=True, required=False)
-        _num(errs, s, "voltage_v", path, 90, 260)
-        _num(errs, s, "power_factor", path, 0.1, 1.0, required=False)
-        _num(errs, s, "noise_a", path, 0, 10, required=False)
-        cal = s.get("calibration")
-        ok = isinstance(cal, list) and len(cal) == 2
-        if ok:
-            for p in cal:
-                if not (isinstance(p, list) and len(p) == 2 and _is_num(p[0]) and _is_num(p[1])):
-                    ok = False
-        if not ok:
-            errs.add(path + ".calibration", "%r is not two [counts, amps] points" % (cal,),
-                     "write [[counts1, amps1], [counts2, amps2]] from two reference loads")
-        elif cal[0][0] == cal[1][0]:
-            errs.add(path + ".calibration", "both points have the same counts",
-                     "measure two different loads (e.g. 0 A and a known heater)")
-    elif t == "pulse":
-        _pin(errs, s, "pin", path)
-        _num(errs, s, "pulses_per_kwh", path, 1, 100000, integer=True)
-        _num(errs, s, "debounce_ms", path, 0, 1000, integer=True, required=False)
-    elif t == "hx711":
-        _pin(errs, s, "dout", path)
-        _pin(errs, s, "sck", path, output=True)
-        _num(errs, s, "samples", path, 1, 50, integer=True, required=False)
-        _num(errs, s, "scale", path, -1e7, 1e7)
-        if _is_num(s.get("scale")) and s.get("scale") == 0:
-            errs.add(path + ".scale", "0 counts per gram", "calibrate with a known weight")
-        _num(errs, s, "zero_track_g", path, 0, 1000, required=False)
-    elif t in ("hcsr04", "vl53l0x"):
-        if t == "hcsr04":
-            _pin(errs, s, "trigger", path, output=True)
-            _pin(errs, s, "echo", path)
-            _num(errs, s, "temp_c", path, -40, 85, required=False)
-        else:
-            _pin(errs, s, "sda", path, output=True)
-            _pin(errs, s, "scl", path, output=True)
-            _num(errs, s, "address", path, 8, 119, integer=True, required=False)
-        _num(errs, s, "samples", path, 1, 25, integer=True, required=False)
-        _num(errs, s, "empty_mm", path, 20, 4000)
-        _num(errs, s, "full_mm", path, 0, 4000)
-        e, f = s.get("empty_mm"), s.get("full_mm")
-        if _is_num(e) and _is_num(f) and f >= e:
-            errs.add(path + ".full_mm", "full_mm (%s) is not below empty_mm (%s)" % (f, e),
-                     "measure the distance to the bottom (empty) and to the full mark")
+                 "use one of " + ", ".join(sensors.TYPES))
+        return None
+    d = sensors.get(t)
+    d.check(errs, s, path)
+    return d.KIND
 
 
 def validate(cfg):
     """Problems in a config dict, one string each ("path: problem — fix"); [] when valid."""
-    errs = _Errors()
+    errs = checks.Errors()
     if not isinstance(cfg, dict):
         errs.add("(top)", "the config is not a JSON object", "start the file with {")
         return errs.items
@@ -298,9 +127,13 @@ def validate(cfg):
     _num(errs, buf, "ram", "buffer", 4, 1000, integer=True, required=False)
     _num(errs, buf, "segment", "buffer", 1, 200, integer=True, required=False)
 
-    en = _section(errs, cfg, "energy", '{"persist_wh": 10}')
-    _num(errs, en, "persist_wh", "energy", 1, 100000, integer=True, required=False)
-    _num(errs, en, "persist_s", "energy", 60, 86400, integer=True, required=False)
+    for k in kinds.KINDS:
+        c = kinds.get(k).COUNTER
+        if c is not None:
+            name, units, _u, seconds, _s = c[1]
+            sec = _section(errs, cfg, name, '{"%s": %d}' % (units, _u))
+            _num(errs, sec, units, name, 1, 100000, integer=True, required=False)
+            _num(errs, sec, seconds, name, 60, 86400, integer=True, required=False)
 
     ds = _section(errs, cfg, "deep_sleep", '{"enabled": false}')
     if "enabled" in ds and not isinstance(ds["enabled"], bool):
@@ -312,19 +145,18 @@ def validate(cfg):
     if "ha_discovery" in cfg and not isinstance(cfg["ha_discovery"], bool):
         errs.add("ha_discovery", "%r is not true/false" % (cfg["ha_discovery"],), "write true or false")
 
-    sensors = cfg.get("sensors")
-    if not isinstance(sensors, list) or not sensors:
-        errs.add("sensors", "%r is not a non-empty list" % (sensors,),
-                 "list the sensors, e.g. from a profile: " + ", ".join(sorted(PROFILES)))
+    sensor_list = cfg.get("sensors")
+    if not isinstance(sensor_list, list) or not sensor_list:
+        errs.add("sensors", "%r is not a non-empty list" % (sensor_list,),
+                 "list the sensors, e.g. from a profile: " + ", ".join(sorted(profiles())))
     else:
-        for i, s in enumerate(sensors):
-            _sensor(errs, s, "sensors[%d]" % i)
-        kinds = []
-        for s in sensors:
-            if isinstance(s, dict) and s.get("type") in SENSOR_TYPES:
-                kinds.append("energy" if s["type"] in ENERGY_TYPES else "waste")
-        if "energy" in kinds and "waste" in kinds:
-            errs.add("sensors", "mixes energy and waste sensors",
+        found = []
+        for i, s in enumerate(sensor_list):
+            k = _sensor(errs, s, "sensors[%d]" % i)
+            if k is not None and k not in found:
+                found.append(k)
+        if len(found) > 1:
+            errs.add("sensors", "mixes " + " and ".join(found) + " sensors",
                      "use one device (and one device id) per kind")
     return errs.items
 
@@ -350,9 +182,10 @@ def with_defaults(cfg):
 def make_config(device_id, wifi_ssid, wifi_password, broker_host, broker_port, mqtt_username,
                 mqtt_password, ca_pem, profile, **overrides):
     """A complete, valid config for one device from a named profile; ValueError if invalid."""
-    if profile not in PROFILES:
-        raise ValueError("unknown profile %r: use one of %s" % (profile, ", ".join(sorted(PROFILES))))
-    prof = PROFILES[profile]
+    catalogue = profiles()
+    if profile not in catalogue:
+        raise ValueError("unknown profile %r: use one of %s" % (profile, ", ".join(sorted(catalogue))))
+    prof = catalogue[profile]
     cfg = {
         "device_id": device_id,
         "wifi": {"ssid": wifi_ssid, "password": wifi_password},

@@ -3,12 +3,12 @@
 # Hardware comes in as objects (sensors, link, clock, stores), so the same loop runs on
 # the ESP32 and on CPython against a real broker. Runs unchanged on both interpreters.
 
-from boucle_fw import protocol
+from boucle_fw import kinds, protocol
+from boucle_fw import sensors as sensor_types
 from boucle_fw.accounting import EnergyCounter
 from boucle_fw.commands import CommandError, CommandHandler, interval_arg
 from boucle_fw.scheduler import Scheduler
 
-ENERGY_SENSORS = ("pzem", "ct", "pulse")
 MAX_BATCHES_PER_CYCLE = 10
 # Readings looked at per batch: an energy reading encodes to ~110 bytes, so 48 make a
 # payload of ~5.5 KiB (the protocol allows 8). Each is a dict in RAM while it is encoded:
@@ -55,8 +55,12 @@ class Device:
         self.link = link
         self.buffer = buffer
         self.sensors = sensors  # [(type, driver)]
+        # the device's kind (one per device, config.validate) says what it counts
+        self.kind = kinds.get(sensor_types.kind_of(sensors[0][0])) if sensors else None
+        spec = self.kind.COUNTER if self.kind is not None else None
+        self.counter_field = spec[0] if spec else None
         self.counter = counter
-        if counter is None and any(t in ENERGY_SENSORS for t, _ in sensors):
+        if counter is None and spec:
             self.counter = EnergyCounter(0)
         self.counter_store = counter_store
         self.settings = settings
@@ -96,14 +100,13 @@ class Device:
                 self.sensor_errors += 1
                 self.last_error = "%s: %s" % (kind, e)
                 continue
-            if kind in ENERGY_SENSORS:
-                self._account(fields, dt)
+            self._account(fields, dt)
             for k in fields:
                 if k in _KEEP:
                     reading[k] = fields[k]
             got = got or bool(fields)
         if self.counter is not None and got:
-            reading["energy_wh"] = self.counter.total_wh
+            reading[self.counter_field] = self.counter.total_wh
             if self.counter_store is not None:
                 self.counter_store.cycle(self.counter, now // 1000)
         if not got:
@@ -114,13 +117,8 @@ class Device:
         return reading
 
     def _account(self, fields, dt_ms):
-        c = self.counter
-        if "energy_delta_wh" in fields:
-            c.total_wh += fields["energy_delta_wh"]
-        elif "pulses" in fields:
-            c.add_pulses(fields["pulses"], fields["pulses_per_kwh"])
-        elif "power_w" in fields:
-            c.add_power(fields["power_w"], dt_ms)
+        if self.counter is not None:
+            self.kind.account(self.counter, fields, dt_ms)
 
     def on_clock_synced(self):
         """After the first NTP answer: stamp the readings taken before it, drop those of
@@ -192,8 +190,8 @@ class Device:
         for i, (kind, driver) in enumerate(self.sensors):
             if (index is None or index == i) and hasattr(driver, method):
                 return driver
-        raise CommandError("no sensor here can %s — it applies to %s" % (
-            method, "the load cell (hx711)" if method == "tare" else "hx711 or ct sensors"))
+        able = [t for t in sensor_types.TYPES if _has_step(t, method)]
+        raise CommandError("no sensor here can %s — it applies to %s sensors" % (method, ", ".join(able)))
 
     def _handlers(self):
         def tare(args):
@@ -241,8 +239,18 @@ class Device:
         dt = 0 if self._last_sample_ms is None else now - self._last_sample_ms
         self._last_sample_ms = now
         for kind, driver in self.sensors:
-            if kind in ENERGY_SENSORS:
-                try:
-                    self._account(driver.read(), dt)
-                except Exception as e:  # a sensor that stopped answering: nothing to count
-                    self.last_error = "%s: %s" % (kind, e)
+            try:
+                self._account(driver.read(), dt)
+            except Exception as e:  # a sensor that stopped answering: nothing to count
+                self.last_error = "%s: %s" % (kind, e)
+
+
+def _has_step(sensor_type, command):
+    """Whether a sensor type's calibration uses this command (tare, calibrate)."""
+    cal = sensor_types.get(sensor_type).CALIBRATION
+    if not cal:
+        return False
+    for step in cal["steps"]:
+        if step[1] == command:
+            return True
+    return False

@@ -5,38 +5,25 @@
 
 import json
 
-# field -> (device_class, unit, state_class)
-_HA = {
-    "energy_wh": ("energy", "Wh", "total_increasing"),
-    "power_w": ("power", "W", "measurement"),
-    "voltage_v": ("voltage", "V", "measurement"),
-    "current_a": ("current", "A", "measurement"),
-    "power_factor": ("power_factor", None, "measurement"),
-    "weight_g": ("weight", "g", "measurement"),
-    "fill_pct": (None, "%", "measurement"),
-    "temp_c": ("temperature", "\u00b0C", "measurement"),
-}
+from boucle_fw import kinds, sensors
 
-FIELDS_BY_SENSOR = {
-    "pzem": ("energy_wh", "power_w", "voltage_v", "current_a", "power_factor"),
-    "ct": ("energy_wh", "power_w", "current_a"),
-    "pulse": ("energy_wh", "power_w"),
-    "hx711": ("weight_g",),
-    "hcsr04": ("fill_pct",),
-    "vl53l0x": ("fill_pct",),
-}
+
+def fields_of(sensor_types):
+    """The reading fields these sensor types produce, each once, in their order."""
+    out = []
+    for t in sensor_types:
+        for f in sensors.get(t).FIELDS:
+            if f not in out:
+                out.append(f)
+    return out
 
 
 def messages(device_id, telemetry_topic, status_topic, sensor_types, fw, prefix="homeassistant"):
     """[(topic, payload bytes)] to publish retained once connected."""
     out = []
-    fields = []
-    for t in sensor_types:
-        for f in FIELDS_BY_SENSOR.get(t, ()):
-            if f not in fields:
-                fields.append(f)
-    for f in fields:
-        dev_class, unit, state_class = _HA[f]
+    for f in fields_of(sensor_types):
+        spec = kinds.field(f)
+        unit, dev_class, state_class = spec[2], spec[6], spec[7]
         uid = device_id + "_" + f
         body = {
             "name": f,

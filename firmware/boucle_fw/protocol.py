@@ -5,22 +5,16 @@
 # ESP32's single-precision floats never leak digits like 230.1000061 and the
 # same reading gives the same bytes on CPython and MicroPython.
 
+from boucle_fw import kinds as _kinds
+
 VERSION = 1
 DEFAULT_PREFIX = "boucle/v1"
 MAX_PAYLOAD_BYTES = 8192
 MAX_READINGS = 200
 
-# field name -> decimals (None: integer field)
-FIELDS = (
-    ("energy_wh", None),
-    ("power_w", 1),
-    ("voltage_v", 1),
-    ("current_a", 3),
-    ("power_factor", 2),
-    ("weight_g", None),
-    ("fill_pct", 1),
-    ("temp_c", 1),
-)
+# (field name, decimals (None: integer field)) in wire order: the device kinds' fields
+# (boucle_fw/kinds/), which also give their units and bounds.
+FIELDS = tuple((_f[0], _f[1]) for _f in _kinds.fields())
 
 _FORMATS = {}
 for _name, _dec in FIELDS:

@@ -63,18 +63,24 @@ class PulseTimer:
         self.count += 1
         return True
 
-    def power_w(self, now_ms):
-        """Power from the last interval, decaying when the next pulse is late (a load that
-        stopped must not keep reading its last power)."""
+    def interval_now(self, now_ms):
+        """The time between pulses as of now: the last interval, or the time since the last
+        pulse when the next one is late (a load that stopped must not keep reading its last
+        rate); None when there is no rate (no interval yet, or silence beyond QUIET_MS)."""
         if self.last_ms is None:
-            return 0.0
+            return None
         since = self.diff(now_ms, self.last_ms)
         if since > QUIET_MS:
             self.interval_ms = None  # off: no interval across the silence either
             self.last_ms = None
         if self.interval_ms is None:
-            return 0.0
-        return power_from_interval(self.ppk, max(self.interval_ms, since))
+            return None
+        return max(self.interval_ms, since)
+
+    def power_w(self, now_ms):
+        """Power from the time between pulses (0 when stopped)."""
+        dt = self.interval_now(now_ms)
+        return 0.0 if dt is None else power_from_interval(self.ppk, dt)
 
 
 class PulseInput:

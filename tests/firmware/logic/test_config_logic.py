@@ -8,17 +8,17 @@ def _valid(profile="energy-ct", **over):
 
 
 def test_every_profile_makes_a_valid_config():
-    for name in config.PROFILES:
+    for name in config.profiles():
         cfg = _valid(name)
         assert config.validate(cfg) == [], name
-        assert cfg["sensors"] == config.PROFILES[name]["sensors"]
+        assert cfg["sensors"] == config.profiles()[name]["sensors"]
         assert cfg["mqtt"]["host"] == "broker.local"
 
 
 def test_profile_sensors_are_copies():
     cfg = _valid("energy-ct")
     cfg["sensors"][0]["pin"] = 33
-    assert config.PROFILES["energy-ct"]["sensors"][0]["pin"] == 34
+    assert config.profiles()["energy-ct"]["sensors"][0]["pin"] == 34
 
 
 def test_overrides_merge_nested_sections():
