@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from boucle_fw import kinds
 from boucle_fw.protocol import DEFAULT_PREFIX, FIELDS, MAX_PAYLOAD_BYTES, MAX_READINGS, VERSION
 
 __all__ = [
@@ -91,6 +92,30 @@ def vectors() -> dict[str, Any]:
 
 
 def field_bounds() -> dict[str, tuple[float, float]]:
-    """Physical bounds of each reading field, read from the schema (single source)."""
+    """Bounds of each reading field: seq and ts from the schema, the measurements from the
+    device kinds' descriptors (boucle_fw.kinds: the single source the schema follows)."""
     props = schema()["$defs"]["reading"]["properties"]
-    return {name: (p["minimum"], p["maximum"]) for name, p in props.items()}
+    return {"seq": (props["seq"]["minimum"], props["seq"]["maximum"]),
+            "ts": (props["ts"]["minimum"], props["ts"]["maximum"]),
+            **{f[0]: (f[3], f[4]) for f in kinds.fields()}}
+
+
+def reading_properties() -> dict[str, Any]:
+    """The JSON Schema properties of a reading's measurement fields, from the descriptors."""
+    return {f[0]: {"type": "integer" if f[1] is None else "number", "minimum": f[3], "maximum": f[4],
+                   "description": f[5]} for f in kinds.fields()}
+
+
+def schema_from_descriptors() -> dict[str, Any]:
+    """The telemetry schema as the descriptors make it: the committed file with its reading
+    fields replaced (tests/protocol checks the file equals it; write_schema() rewrites it)."""
+    doc = schema()
+    props = doc["$defs"]["reading"]["properties"]
+    doc["$defs"]["reading"]["properties"] = {"seq": props["seq"], "ts": props["ts"], **reading_properties()}
+    return doc
+
+
+def write_schema() -> None:
+    """Rewrite v1/telemetry.schema.json from the descriptors (after adding a field)."""
+    text = json.dumps(schema_from_descriptors(), indent=2, ensure_ascii=False)
+    resources.files(__package__).joinpath("v1", "telemetry.schema.json").write_text(text + "\n", "utf-8")

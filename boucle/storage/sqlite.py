@@ -13,7 +13,14 @@ import msgspec
 
 from boucle import rollup
 from boucle.private_files import create_private_file
-from boucle.protocol import ROW_FIELDS, Reading, ReadingRow, reading_row
+from boucle.protocol import (
+    INTEGER_FIELDS,
+    MEASUREMENT_FIELDS,
+    ROW_FIELDS,
+    Reading,
+    ReadingRow,
+    reading_row,
+)
 from boucle.rollup import (
     DAY_COLUMNS,
     MONTH_SLOT_COLUMNS,
@@ -40,11 +47,17 @@ from boucle.storage.dead_letters import (
     trim_letters,
 )
 
+
+def _column_type(field: str) -> str:
+    return "INTEGER" if field in INTEGER_FIELDS else "REAL"
+
+
+# The readings table has a column per reading field of the device kinds (boucle_fw.kinds):
+# a store made before a field existed gains its column when opened (_add_field_columns).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
-    energy_wh INTEGER, power_w REAL, voltage_v REAL, current_a REAL, power_factor REAL,
-    weight_g INTEGER, fill_pct REAL, temp_c REAL, received REAL NOT NULL,
+    {reading_columns}, received REAL NOT NULL,
     PRIMARY KEY (device, boot, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (device, ts);
@@ -73,7 +86,8 @@ CREATE TABLE IF NOT EXISTS rollup_month_slots (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('data_version', 0);
-""".format(day_columns=", ".join(f"{c} BLOB NOT NULL" for c in DAY_COLUMNS),
+""".format(reading_columns=", ".join(f"{name} {_column_type(name)}" for name in MEASUREMENT_FIELDS),
+           day_columns=", ".join(f"{c} BLOB NOT NULL" for c in DAY_COLUMNS),
            month_columns=", ".join(f"{c} BLOB NOT NULL" for c in MONTH_SUM_COLUMNS),
            slot_columns=", ".join(f"{c} BLOB NOT NULL" for c in MONTH_SLOT_COLUMNS))
 # The rows go in as one JSON array that SQLite unpacks itself: one statement, one
@@ -118,6 +132,7 @@ class SQLiteStore:
         self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
+            _add_field_columns(conn)
             _bound_dead_letters(conn)
             _digest_rollups(conn)
 
@@ -318,6 +333,19 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def _add_field_columns(conn: sqlite3.Connection) -> None:
+    """The columns of reading fields a store written before them lacks (empty for its
+    rows: those readings did not have the field). Nothing else changes."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(readings)")}
+    for name in MEASUREMENT_FIELDS:
+        if name not in columns:
+            try:
+                conn.execute(f"ALTER TABLE readings ADD COLUMN {name} {_column_type(name)}")
+            except sqlite3.OperationalError as exc:  # another process opening it added it first
+                if "duplicate column" not in str(exc):
+                    raise
 
 
 def _bound_dead_letters(conn: sqlite3.Connection) -> None:

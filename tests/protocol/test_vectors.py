@@ -63,3 +63,14 @@ def test_every_error_code_has_a_vector():
 
 def test_schema_is_valid_draft_2020_12():
     jsonschema.Draft202012Validator.check_schema(schema())
+
+
+def test_the_schema_file_follows_the_sensor_descriptors():
+    """The reading fields of the normative schema are the device kinds' fields (boucle_fw.kinds),
+    with their types, bounds and descriptions; boucle.protocol.write_schema() rewrites it."""
+    from boucle.protocol import schema, schema_from_descriptors
+
+    assert schema() == schema_from_descriptors()
+    props = schema()["$defs"]["reading"]["properties"]
+    assert props["water_l"] == {"type": "integer", "minimum": 0, "maximum": 1000000000000,
+                                "description": "Cumulative water counter, L."}
