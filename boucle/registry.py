@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from boucle.kinds import DeviceKind
+
 ID = r"^[a-z0-9][a-z0-9_-]{1,47}$"
 DEVICE_ID = r"^[a-z0-9][a-z0-9_-]{2,47}$"
 
@@ -100,9 +102,12 @@ class Device(_Model):
     id: str = Field(pattern=DEVICE_ID)
     site: str
     """Where the device is now (since its last move)."""
-    kind: Literal["energy", "waste"]
+    kind: DeviceKind
+    """What it measures: a kind of boucle.kinds (the firmware's descriptors)."""
     channel: Channel | None = None
     rated_power_w: float | None = Field(default=None, gt=0)
+    rated_flow_m3_h: float | None = Field(default=None, gt=0)
+    """Water meters: the meter's permanent flow Q3 (on its plate), bounding counter deltas."""
     stream: str | None = None
     capacity_kg: float | None = Field(default=None, gt=0)
     capacity_l: float | None = Field(default=None, gt=0)
@@ -189,6 +194,13 @@ def profile_fields(profile: str | None) -> frozenset[str]:
 
     sensors = profiles().get(profile or "", {}).get("sensors", ())
     return frozenset(fields_of([sensor["type"] for sensor in sensors]))
+
+
+def _profile_kind(profile: str | None) -> str | None:
+    from boucle_fw.config import profiles
+
+    found = profiles().get(profile or "")
+    return found["kind"] if found else None
 
 
 def hash_key(key: str) -> str:
@@ -376,6 +388,10 @@ def _check_references(path: Path, text: str, reg: Registry) -> None:
         if d.kind == "energy" and d.channel is None:
             fail(("devices", i, "channel"), "an energy device needs a channel",
                  "add channel = \"grid_import\", \"pv_production\" or \"load\"")
+        kind = _profile_kind(d.profile)
+        if kind is not None and kind != d.kind:
+            fail(("devices", i, "profile"), f"profile {d.profile!r} is a {kind} sensor, not {d.kind}",
+                 f"use a {d.kind} profile, or kind = \"{kind}\"")
         if d.kind == "waste" and (d.stream is None or d.stream not in reg.waste_streams):
             fail(("devices", i, "stream"), f"waste stream {d.stream!r} is not in [waste_streams]",
                  f"use one of: {', '.join(sorted(reg.waste_streams)) or '(declare [waste_streams] first)'}")

@@ -8,11 +8,13 @@ cut further where a span's edge falls inside a slot. Each interval holds
 
 - `received`: the readings with ts in it;
 - `measured`: bits of what those readings carried (WEIGHT: weight_g, FILL: fill_pct);
-- `amount`, an integer: for meters the accepted energy in mWh that accrued in it, energy
-  accruing linearly between consecutive readings (a delta after a gap is spread over the
-  gap; a reset counts the new value in full; a delta above the device's rated power, or
-  the protocol's 1 MW bound, × Δt × 1.5 + 1 Wh is rejected); for bins the mass deposited by
-  its readings in g (rises past the 100 g hysteresis band);
+- `amount`, an integer: for meters (the meter kinds of boucle.kinds: energy, water) the
+  accepted increments of the counter in thousandths of its unit (mWh, mL) that accrued in
+  it, accruing linearly between consecutive readings (a delta after a gap is spread over
+  the gap; a reset counts the new value in full; a delta above the device's rated rate, or
+  the bound of the kind's rate field (1 MW, 10,000 L/min), × Δt × 1.5 + 1 unit is
+  rejected); for bins the mass deposited by its readings in g (rises past the 100 g
+  hysteresis band);
 - `covered` (meters): whether readings exist at or before its start and at or after its end;
 
 and the device has **events**: `emptied` (bins: ts, weight just before in g, fill just
@@ -40,8 +42,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from boucle import kinds
 from boucle.accounting import counter_deltas, fill_events, waste_events
-from boucle.protocol import field_bounds
 
 SLOT = 900
 DAY = 86400
@@ -51,19 +53,23 @@ WEIGHT, FILL = 1, 2
 """`measured` bits."""
 RESET, REJECTED = 1, 2
 """`flags` codes."""
-MAX_POWER_W = field_bounds()["power_w"][1]
-"""The rate check of a meter without `rated_power_w`: the protocol's power bound (1 MW),
-so that no delta is beyond physics and a slot's mWh always fits in 32 bits."""
 MWH_PER_WH = 1000
+"""Amounts of meters are in thousandths of their counter's unit (mWh, mL)."""
 
 
-class Readings(NamedTuple):
-    """One device's readings, oldest first, as arrays (NaN where a reading lacks a field)."""
+FIELDS = (*kinds.COUNTERS, "weight_g", "fill_pct")
+"""The reading fields rollups are made of (store.readings(..., FIELDS)): the meter kinds'
+counters, a bin's weight and fill."""
 
-    times: np.ndarray
-    energy_wh: np.ndarray
-    weight_g: np.ndarray
-    fill_pct: np.ndarray
+
+_Columns = NamedTuple("_Columns", [("times", np.ndarray), *((name, np.ndarray) for name in FIELDS)])
+
+
+class Readings(_Columns):
+    """One device's readings, oldest first, as arrays: `times`, then a column per FIELDS
+    name (energy_wh, water_l, weight_g, fill_pct), NaN where a reading lacks the field."""
+
+    __slots__ = ()
 
     @classmethod
     def of(cls, rows: Sequence) -> Readings:
@@ -74,14 +80,14 @@ class Readings(NamedTuple):
             return np.array([np.nan if r.values.get(name) is None else r.values[name] for r in rows],
                             dtype=np.float64)
 
-        return cls(times, column("energy_wh"), column("weight_g"), column("fill_pct"))
+        return cls(times, *(column(name) for name in FIELDS))
+
+    def counter(self, name: str) -> np.ndarray:
+        """A meter counter's column."""
+        return getattr(self, name)
 
     def take(self, lo: int, hi: int) -> Readings:
         return Readings(*(a[lo:hi] for a in self))
-
-
-FIELDS = ("energy_wh", "weight_g", "fill_pct")
-"""The reading fields rollups are made of (store.readings(..., FIELDS))."""
 
 
 class Intervals(NamedTuple):
@@ -119,13 +125,15 @@ def day_edges(day: int, cuts: Sequence[int] = ()) -> np.ndarray:
     return np.union1d(edges, np.array(inside, dtype=np.int64)) if inside else edges
 
 
-def day_intervals(kind: str, day: int, readings: Readings, rated_power_w: float | None = None,
+def day_intervals(kind: str, day: int, readings: Readings, rated_per_hour: float | None = None,
                   cuts: Sequence[int] = ()) -> Intervals:
     """A device's intervals over the UTC day starting at `day`.
 
     `readings` holds the last reading before the day (if any), the day's readings, and the
     first reading at or after its end (if any): nothing else is read, so the result is a
-    function of those alone. `kind` is the registry's: "energy" (a meter) or "waste" (a bin).
+    function of those alone. `kind` is the registry's (a meter kind of boucle.kinds, or a
+    bin); `rated_per_hour` a meter's rated rate in counter units an hour
+    (boucle.kinds.rated_per_hour: its rated_power_w, or its rated_flow_m3_h in L).
     """
     edges = day_edges(day, cuts)
     t = readings.times
@@ -144,8 +152,10 @@ def day_intervals(kind: str, day: int, readings: Readings, rated_power_w: float 
     for bit, values in ((WEIGHT, readings.weight_g), (FILL, readings.fill_pct)):
         has = ~np.isnan(values[inside])
         measured[np.unique(slot_of[has])] |= bit
-    if kind == "energy":
-        amount, covered, flags = _energy(edges, day, readings, rated_power_w)
+    meter = kinds.meter(kind)
+    if meter is not None:
+        amount, covered, flags = _meter(edges, day, readings.times, readings.counter(meter.counter),
+                                        rated_per_hour or meter.max_per_hour)
         return Intervals(edges, received, measured, amount, covered, _NO_EMPTYINGS, flags)
     amount, emptied = _bin(edges, day, readings, inside)
     return Intervals(edges, received, measured, amount, np.zeros(n, dtype=bool), emptied, _NO_FLAGS)
@@ -157,14 +167,14 @@ _NO_EMPTYINGS.flags.writeable = False
 _NO_FLAGS.flags.writeable = False
 
 
-def _energy(edges: np.ndarray, day: int, readings: Readings, rated_power_w: float | None):
-    has = ~np.isnan(readings.energy_wh)
-    t, v = readings.times[has], readings.energy_wh[has]
+def _meter(edges: np.ndarray, day: int, times: np.ndarray, counter: np.ndarray, per_hour: float):
+    has = ~np.isnan(counter)
+    t, v = times[has], counter[has]
     n = edges.size - 1
     if t.size < 2:
         covered = np.zeros(n, dtype=bool)
         return np.zeros(n, dtype=np.int64), covered, _NO_FLAGS
-    d = counter_deltas(v, t, rated_power_w or MAX_POWER_W)
+    d = counter_deltas(v, t, per_hour)
     delta, dt = d.deltas_wh[1:], np.diff(t)
     # the energy accrued up to each edge: deltas spread linearly over their Δt, a delta of
     # two readings in the same second counted at that instant (in the interval holding it)
@@ -311,7 +321,7 @@ def day_row(device: str, kind: str, iv: Intervals) -> DayRow:
     cells = np.empty(SLOTS_A_DAY, dtype=SLOT_CELL)
     cells["received"], cells["measured"], cells["amount"] = iv.received, iv.measured, iv.amount
     return DayRow(device, int(iv.edges[0]), cells.tobytes(),
-                  np.packbits(iv.covered).tobytes() if kind == "energy" else b"",
+                  np.packbits(iv.covered).tobytes() if kind in kinds.METERS else b"",
                   events_blob(iv.emptied, iv.flags))
 
 
@@ -365,7 +375,7 @@ def month_row(device: str, kind: str, month: int, days: Sequence[DayRow]) -> Mon
         cells = (at[:, None] * SLOTS_A_DAY + np.arange(SLOTS_A_DAY)).reshape(-1)
         slots[cells] = block.amount.reshape(-1)
         covered[cells] = block.covered.reshape(-1)
-    meter = kind == "energy"
+    meter = kind in kinds.METERS
     return MonthRow(device, month, sums.tobytes(), b"".join(r.events for r in rows),
                     slots.tobytes() if meter else b"", np.packbits(covered).tobytes() if meter else b"")
 

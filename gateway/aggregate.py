@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from boucle import rollup
+from boucle.kinds import rated_per_hour
 from boucle.registry import Device
 from boucle.rollup import DAY, DayRow, MonthRow, Readings, row_digest
 from boucle.storage import RECEIVED, Store
@@ -53,7 +54,7 @@ def day_rows(device: Device, days: range, readings: Readings) -> dict[int, DayRo
     for day in days:
         lo = max(int(np.searchsorted(t, day)) - 1, 0)  # from the reading before the day
         hi = int(np.searchsorted(t, day + DAY)) + 1  # to the first one after it
-        iv = rollup.day_intervals(device.kind, day, readings.take(lo, hi), device.rated_power_w)
+        iv = rollup.day_intervals(device.kind, day, readings.take(lo, hi), rated_per_hour(device.kind, device))
         rows[day] = rollup.day_row(device.id, device.kind, iv)
     return rows
 

@@ -25,6 +25,7 @@ from functools import lru_cache
 import numpy as np
 
 from boucle import rollup
+from boucle.kinds import rated_per_hour
 from boucle.registry import Device
 from boucle.rollup import (
     DAY,
@@ -438,7 +439,7 @@ class _SpanData:
                 lo = max(int(np.searchsorted(t, day, side="left")) - 1, 0)
                 hi = int(np.searchsorted(t, day + DAY, side="left")) + 1
                 self.cache[keys[day]] = rollup.day_intervals(device.kind, day, readings.take(lo, hi),
-                                                             device.rated_power_w, cuts=keys[day][2])
+                                                             rated_per_hour(device.kind, device), cuts=keys[day][2])
         return {day: self.cache[keys[day]] for day in days}
 
 

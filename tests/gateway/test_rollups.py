@@ -46,6 +46,34 @@ def test_resets_count_in_full_and_impossible_deltas_are_rejected():
     assert rollup.day_intervals("energy", H, glitch).amount.sum() == 0
 
 
+WATER = Device(id="ecully-fablab-water", site="s", kind="water", rated_flow_m3_h=2.5, profile="water-pulse")
+
+
+def test_a_water_meter_is_a_meter_of_litres_reset_aware_with_its_rated_flow():
+    from boucle.kinds import rated_per_hour
+
+    r = readings([(H - 300, {"water_l": 100}),
+                  (H + 600, {"water_l": 130}),          # +30 L over 15 min: 10 before H, 20 after
+                  (H + 1200, {"water_l": 4}),            # reset: counts 4 L
+                  (H + 1260, {"water_l": 200}),          # 2.5 m3/h × 60 s × 1.5 + 1 = 63.5 L: rejected
+                  (H + 1320, {"water_l": 210, "flow_lpm": 10.0})])
+    iv = rollup.day_intervals("water", H, r, rated_per_hour("water", WATER))
+    assert rated_per_hour("water", WATER) == 2500
+    # mL per slot: 20 L, then the reset's 4 L spread over H+600..H+1200 (2 L each side), then 10 L
+    assert iv.amount[:2].tolist() == [20_000 + 2_000, 2_000 + 10_000]
+    assert iv.amount.sum() == (20 + 4 + 10) * 1000
+    assert iv.flags.tolist() == [[H + 1200, RESET], [H + 1260, REJECTED]]
+    row = rollup.day_row(WATER.id, "water", iv)
+    assert row.covered  # a meter: its slots' coverage is kept, as for energy
+    month = rollup.month_row(WATER.id, "water", rollup.month_start(H), [row])
+    assert np.frombuffer(month.slots, dtype=np.int32)[:2].tolist() == [22_000, 12_000]
+    # without a rated flow the flow field's bound applies (10,000 L/min)
+    glitch = readings([(H, {"water_l": 0}), (H + 60, {"water_l": 20_000})])
+    assert rollup.day_intervals("water", H, glitch).amount.sum() == 0
+    # a water reading in an energy meter's series is not energy
+    assert rollup.day_intervals("energy", H, r).amount.sum() == 0
+
+
 def test_cutting_a_day_keeps_its_slots_and_adds_up_to_them():
     r = readings([(H - 60 + 60 * i, {"energy_wh": 7 * i}) for i in range(1442)])
     whole = rollup.day_intervals("energy", H, r)
