@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cloud.indicators import circular, coverage, energy, waste
+from cloud.indicators import circular, coverage, energy, waste, water
 from cloud.indicators.context import Context, Profiles
 from cloud.indicators.outcome import Outcome
 
@@ -53,6 +53,11 @@ _SPECS = [
     IndicatorSpec("waste.avoidable_collections", "Avoidable collections", "%",
                   waste.avoidable_collections),
     IndicatorSpec("waste.ghg", "Greenhouse gas from waste treatment", "kgCO2e", waste.ghg),
+    IndicatorSpec("water.consumed", "Water consumed", "m³", water.consumed),
+    IndicatorSpec("water.per_capita", "Water per inhabitant", "L/inhabitant/day", water.per_capita),
+    IndicatorSpec("water.night_flow", "Night flow", "L/h", water.night_flow, profiles=water.water_meters),
+    IndicatorSpec("water.leak_suspected", "Suspected leaks", "sites", water.leak_suspected,
+                  profiles=water.water_meters),
     IndicatorSpec("circular.symbiosis_matches", "Symbiosis opportunities", "pairs", circular.symbiosis),
     IndicatorSpec("circular.shared_equipment_use", "Use of shared equipment", "%",
                   circular.shared_equipment_use, profiles=circular.fablab_machines),

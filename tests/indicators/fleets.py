@@ -49,6 +49,17 @@ class Bin:
 
 
 @dataclass(frozen=True)
+class WaterMeter:
+    interval_s: int
+    rated: bool
+    resets: bool
+    gaps: bool
+    leak_lph: int
+    """Its night flow: 0 (a tight site) or a leak that never stops."""
+    busy_lph: int
+
+
+@dataclass(frozen=True)
 class Fleet:
     zone: str
     day: datetime
@@ -58,6 +69,7 @@ class Fleet:
     seed: int
     moved: bool
     """Whether the first meter moved between the two sites during the period."""
+    waters: tuple[WaterMeter, ...] = ()
     batches: int = field(default=5)
 
     @property
@@ -78,9 +90,12 @@ meters = st.builds(Meter, st.sampled_from(["grid_import", "grid_import", "pv_pro
                    st.booleans(), st.booleans(), st.booleans(), st.booleans(), st.booleans(),
                    st.integers(50, 20_000))
 bins = st.builds(Bin, st.sampled_from(["weight", "fill", "both"]), INTERVALS, st.booleans(), st.booleans())
+waters = st.builds(WaterMeter, INTERVALS, st.booleans(), st.booleans(), st.booleans(), st.sampled_from([0, 0, 3, 40]),
+                   st.integers(60, 3000))
 fleets = st.builds(Fleet, st.sampled_from(["UTC", "Europe/Paris"]), st.sampled_from([SPRING, AUTUMN]),
                    st.sampled_from(["partial", "day", "months"]), st.lists(meters, min_size=1, max_size=4).map(tuple),
-                   st.lists(bins, min_size=1, max_size=3).map(tuple), st.integers(0, 2**31), st.booleans())
+                   st.lists(bins, min_size=1, max_size=3).map(tuple), st.integers(0, 2**31), st.booleans(),
+                   st.lists(waters, min_size=1, max_size=2).map(tuple))
 
 
 def registry_of(fleet: Fleet) -> Registry:
@@ -103,6 +118,12 @@ def registry_of(fleet: Fleet) -> Registry:
         if i == 0 and fleet.moved:
             stamp = datetime.fromtimestamp(move, ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ")
             lines.append(f'moves = [{{ site = "shop", until = {stamp} }}]')
+        lines.append("")
+    for i, w in enumerate(fleet.waters):
+        lines += ["[[devices]]", f'id = "water-{i}"', f'site = "{"lab" if i % 2 == 0 else "shop"}"',
+                  'kind = "water"', 'profile = "water-pulse"', f"interval_s = {w.interval_s}"]
+        if w.rated:
+            lines.append(f"rated_flow_m3_h = {w.busy_lph * 2 / 1000}")
         lines.append("")
     for i, b in enumerate(fleet.bins):
         lines += ["[[devices]]", f'id = "bin-{i}"', 'site = "lab"', 'kind = "waste"',
@@ -138,6 +159,8 @@ def readings_of(fleet: Fleet) -> list[Reading]:
         out += _meter(f"meter-{i}", m, spans, rng)
     for i, b in enumerate(fleet.bins):
         out += _bin(f"bin-{i}", b, spans, rng)
+    for i, w in enumerate(fleet.waters):
+        out += _water(f"water-{i}", w, spans, rng, ZoneInfo(fleet.zone))
     return out
 
 
@@ -162,6 +185,21 @@ def _meter(device: str, m: Meter, spans, rng: random.Random) -> list[Reading]:
         if m.reboots and rng.random() < 0.01:
             boot, seq = boot + 1, 0
         out.append(Reading(device, boot, seq, t, {"energy_wh": wh, "power_w": float(m.power_w)}))
+        seq, last = seq + 1, t
+    return out
+
+
+def _water(device: str, w: WaterMeter, spans, rng: random.Random, zone: ZoneInfo) -> list[Reading]:
+    """A supply meter: busy by day (06:00-22:00 local), its leak (or nothing) at night."""
+    out, litres, seq, last = [], float(rng.randrange(100_000)), 0, None
+    for t in _times(w.interval_s, spans, rng, w.gaps):
+        if last is not None:
+            hour = datetime.fromtimestamp(t, zone).hour
+            rate = w.busy_lph * rng.uniform(0.0, 1.5) if 6 <= hour < 22 else w.leak_lph
+            litres += rate * (t - last) / 3600
+        if w.resets and rng.random() < 0.01:
+            litres = float(rng.randrange(20))  # the counter restarted from zero
+        out.append(Reading(device, 1, seq, t, {"water_l": int(litres), "flow_lpm": round(w.leak_lph / 60, 2)}))
         seq, last = seq + 1, t
     return out
 

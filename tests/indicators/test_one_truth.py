@@ -1,7 +1,8 @@
 """One truth per indicator: the same value on every data path and every store.
 
 - The property: generated fleets (meters with resets, reboots, gaps and PV; bins weighing,
-  filling or both, with and without a profile; intervals of 60, 300 and 900 s; a territory
+  filling or both, with and without a profile; water meters busy by day, dry or leaking at
+  night, with resets and gaps; intervals of 60, 300 and 900 s; a territory
   in UTC or in Europe/Paris across a DST change; periods partial, of a local day and of two
   months; a meter moving between sites) stored as the gateway stores them, on real SQLite
   (rollups recomputed from the stored readings) and on a real InfluxDB (rollups from the

@@ -75,9 +75,9 @@ def reg():
     return registry(SITES)
 
 
-def test_catalogue_has_the_24_indicators():
-    assert len(CATALOGUE) == 24
-    assert {i.split(".")[0] for i in CATALOGUE} == {"energy", "waste", "circular", "data"}
+def test_catalogue_has_the_28_indicators():
+    assert len(CATALOGUE) == 28
+    assert {i.split(".")[0] for i in CATALOGUE} == {"energy", "waste", "water", "circular", "data"}
 
 
 def test_every_indicator_answers_on_every_scope_kind(store, reg):
