@@ -27,10 +27,12 @@ from boucle.registry import Device, Site
 
 @dataclass
 class NvsState:
-    """What survives a simulator restart, like a board's NVS: boot counter and energy total."""
+    """What survives a simulator restart, like a board's NVS: boot counter and counter total
+    (Wh of an energy meter, L of a water meter)."""
 
     boot: int = 0
     energy_wh: int = 0
+    water_l: int = 0
 
 
 @dataclass
@@ -141,22 +143,61 @@ class VirtualMeter(VirtualDevice):
         return reading
 
     def counted(self, ts: int, energy_wh: int) -> list[tuple[int, float]]:
-        """The Wh the server counts for this reading when it arrives (the increase since the
-        previous reading it got, a decrease being a restart from zero that counts in full),
-        spread as the server spreads it: linearly over the time since that reading. As
-        (an instant of each hour, Wh accrued in that hour)."""
-        last, last_ts = self.last_sent_wh, self.last_sent_ts
-        self.last_sent_wh, self.last_sent_ts = energy_wh, ts
-        if last is None:
-            return []
-        delta = energy_wh - last if energy_wh >= last else energy_wh
-        if ts <= last_ts:
-            return [(ts, float(delta))]
-        out, lo = [], last_ts
-        while lo < ts:
-            hi = min(ts, lo - lo % 3600 + 3600)
-            out.append((lo, delta * (hi - lo) / (ts - last_ts)))
-            lo = hi
+        """The Wh the server counts for this reading when it arrives (hourly_increase)."""
+        out, self.last_sent_wh, self.last_sent_ts = hourly_increase(self.last_sent_wh, self.last_sent_ts,
+                                                                    energy_wh, ts)
+        return out
+
+
+def hourly_increase(last: int | None, last_ts: int, value: int, ts: int
+                    ) -> tuple[list[tuple[int, float]], int, int]:
+    """What the server counts of a counter reading when it arrives: the increase since the
+    previous reading it got (a decrease being a restart from zero that counts in full),
+    spread as the server spreads it, linearly over the time since that reading. As (an
+    instant of each hour, amount accrued in that hour), then the new (last, last_ts)."""
+    if last is None:
+        return [], value, ts
+    delta = value - last if value >= last else value
+    if ts <= last_ts:
+        return [(ts, float(delta))], value, ts
+    out, lo = [], last_ts
+    while lo < ts:
+        hi = min(ts, lo - lo % 3600 + 3600)
+        out.append((lo, delta * (hi - lo) / (ts - last_ts)))
+        lo = hi
+    return out, value, ts
+
+
+@dataclass
+class VirtualWaterMeter(VirtualDevice):
+    """A water meter's pulse output in front of the firmware's litre counting
+    (EnergyCounter.add_pulses_ml, as boucle_fw.kinds.water accounts a board's pulses)."""
+
+    counter: EnergyCounter = field(default_factory=EnergyCounter)
+    ml_per_pulse: int = 1000
+    leak_lph: float = 0.0
+    true_l: float = 0.0
+    pulsed_ml: int = 0       # mL the meter's dial turned, in whole pulses emitted
+    last_sent_l: int | None = None
+    last_sent_ts: int = 0
+
+    def measure(self, ts: int, flow_lph: float, dt_s: float) -> dict[str, Any] | None:
+        """Draw `flow_lph` over the last `dt_s` through the meter; a reading when due."""
+        self.true_l += max(0.0, flow_lph) * dt_s / 3600
+        pulses = (int(self.true_l * 1000) - self.pulsed_ml) // self.ml_per_pulse
+        self.pulsed_ml += pulses * self.ml_per_pulse
+        if self.dead:
+            return None
+        self.counter.add_pulses_ml(pulses, self.ml_per_pulse)
+        if not self.due():
+            return None
+        reading = self.stamp(ts)
+        reading["water_l"] = self.counter.total_wh
+        reading["flow_lpm"] = max(0.0, flow_lph) / 60
+        return reading
+
+    def counted(self, ts: int, water_l: int) -> list[tuple[int, float]]:
+        out, self.last_sent_l, self.last_sent_ts = hourly_increase(self.last_sent_l, self.last_sent_ts, water_l, ts)
         return out
 
 

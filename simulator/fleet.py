@@ -25,6 +25,7 @@ from simulator.devices import (
     VirtualBin,
     VirtualDevice,
     VirtualMeter,
+    VirtualWaterMeter,
     device_rng,
     local_time,
     lognormal_kg,
@@ -52,6 +53,8 @@ class SiteGroup:
         self.rng: random.Random | None = None  # the building's own noise stream
         self.meters: list[VirtualMeter] = []
         self.bins: list[VirtualBin] = []
+        self.water: list[VirtualWaterMeter] = []
+        self.leak_lph = 0.0  # a leaking site's flow that never stops
 
 
 class Fleet:
@@ -101,6 +104,9 @@ class Fleet:
                         vd.gain = 1 + random.Random(f"{seed}:{dev.id}:gain").gauss(0, error)
                     ledger.describe(dev.id, site=site.id, territory=territory.id, kind="energy",
                                     channel=dev.channel)
+                elif dev.kind == "water":
+                    vd = self._water_meter(dev, common, saved)
+                    ledger.describe(dev.id, site=site.id, territory=territory.id, kind="water")
                 else:
                     vd = VirtualBin(**common)
                     # Some bins see much more use than their site kind's average (a busy
@@ -117,6 +123,8 @@ class Fleet:
             if group.devices:
                 group.meters = [d for d in group.devices if isinstance(d, VirtualMeter)]
                 group.bins = [d for d in group.devices if isinstance(d, VirtualBin)]
+                group.water = [d for d in group.devices if isinstance(d, VirtualWaterMeter)]
+                group.leak_lph = self._leak(site.id)
                 self.groups.append(group)
         self.readings = 0
         self.health_every = buffer_cfg.get("health_every", 10)
@@ -143,6 +151,8 @@ class Fleet:
                 self._step_energy(group, group.meters, ts, local, dt_s, noise)
             for b in group.bins:
                 self._step_bin(group, b, ts, local, dt_s)
+            for w in group.water:
+                self._step_water(group, w, ts, dt_s)
 
     def _keep(self, dev: VirtualDevice, reading: dict | None, ts: int) -> None:
         """The reading goes into the device's buffer; what the buffer had to drop is counted."""
@@ -224,6 +234,33 @@ class Fleet:
         hour = device_rng(self.seed, f"{site_id}#cloud-h{ts // 3600}").gauss(0, pv.get("cloud_hourly", 0.0))
         return min(1.0, max(0.0, day + hour))
 
+    def _water_meter(self, dev, common: dict, saved: NvsState) -> VirtualWaterMeter:
+        litres_per_pulse = self.profiles.raw["water"]["litres_per_pulse"]
+        return VirtualWaterMeter(**common, counter=EnergyCounter(saved.water_l),
+                                 ml_per_pulse=round(litres_per_pulse * 1000))
+
+    def _leak(self, site_id: str) -> float:
+        """A site's leak (L/h; 0 for most), fixed by (seed, site)."""
+        cfg = self.profiles.raw.get("water", {})
+        r = random.Random(f"{self.seed}:{site_id}:leak")
+        if not cfg or r.random() >= cfg.get("leak_share", 0.0):
+            return 0.0
+        lo, hi = cfg["leak_lph"]
+        return r.uniform(lo, hi)
+
+    def _step_water(self, group: SiteGroup, w: VirtualWaterMeter, ts: int, dt_s: int) -> None:
+        use = self.profiles.water(group.site.kind)
+        flow = use["open_lph"] * w.rng.uniform(0.2, 1.8) if group.open_now else use["closed_lph"]
+        flow += group.leak_lph
+        before = w.true_l
+        reading = w.measure(ts, flow, dt_s)
+        if w.device.id in self.external:
+            self.world[w.device.id] = {"flow_lph": flow}
+            reading = None
+        self._keep(w, reading, ts)
+        self.ledger.add(w.device.id, ts, true_l=w.true_l - before, readings=int(reading is not None))
+        self.state[w.device.id].water_l = w.counter.total_wh
+
     def _step_bin(self, group: SiteGroup, b: VirtualBin, ts: int, local, dt_s: int) -> None:
         waste = self.profiles.raw["waste"]
         deposited = collected = 0.0
@@ -297,7 +334,7 @@ class Fleet:
             dev.dead = True
         elif fault.kind in ("reboot", "unsynced_clock"):
             self._reboot(dev, ts, synced=fault.kind == "reboot")
-        elif fault.kind == "counter_reset" and isinstance(dev, VirtualMeter):
+        elif fault.kind == "counter_reset" and isinstance(dev, (VirtualMeter, VirtualWaterMeter)):
             dev.counter = EnergyCounter(0)
             ledger.add(dev_id, ts, counter_resets=1)
         elif fault.kind == "duplicate":
@@ -389,12 +426,13 @@ class Fleet:
 
     def _drain(self, dev: VirtualDevice) -> Iterator[tuple[str, bytes]]:
         t = topic(self.prefix, dev.device.id, "telemetry")
-        meter = dev if isinstance(dev, VirtualMeter) else None
+        meter = dev if isinstance(dev, (VirtualMeter, VirtualWaterMeter)) else None
+        field, key = ("energy_wh", "wh") if isinstance(dev, VirtualMeter) else ("water_l", "litres")
         for payload, readings in dev.sendable():
             if meter is not None:
                 for r in readings:
-                    for ts, wh in meter.counted(r["ts"], r["energy_wh"]):
-                        self.ledger.add(dev.device.id, ts, wh=wh)
+                    for ts, amount in meter.counted(r["ts"], r[field]):
+                        self.ledger.add(dev.device.id, ts, **{key: amount})
             self.sent["payloads"] += 1
             yield t, payload
             if dev.payloads_to_repeat:

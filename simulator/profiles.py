@@ -31,6 +31,10 @@ class Profiles:
     def energy(self, site_kind: str) -> dict[str, Any]:
         return self.raw["energy"].get(site_kind, self.raw["energy"]["other"])
 
+    def water(self, site_kind: str) -> dict[str, float]:
+        table = self.raw["water"]["sites"]
+        return table.get(site_kind, table["other"])
+
     def deposits(self, site_kind: str) -> dict[str, float]:
         table = self.raw["waste"]["deposit_kg_per_day"]
         return table.get(site_kind, table["other"])

@@ -1,7 +1,7 @@
 """Readings in a real SQLite store, and the API built around it.
 
 Two days (2026-03-28 and 29, across the spring DST change in Europe/Paris) of the
-example registry's 34 devices, one reading a minute (tests/cloud/readings.py). Keys: an
+example registry's 40 devices, one reading a minute (tests/cloud/readings.py). Keys: an
 admin, a territory key for Écully and a site key for the Meyzieu Fablab.
 """
 

@@ -48,7 +48,7 @@ def test_a_request_over_the_cost_ceiling_is_refused_saying_how_to_shrink_it(simu
         r = c.get(SERIES, params={**TWENTY_YEARS, "step": "1w"}, headers={"X-API-Key": ECULLY})
         assert r.status_code == 200
     with TestClient(make_app(simulated_db, max_request_cost=10_000)) as c:
-        # a comparison adds up its sets: the three territories (34 devices), each and combined,
+        # a comparison adds up its sets: the three territories (40 devices), each and combined,
         # over 20 years (244 started months) is 16,592 device-steps
         three = {"territories": "ecully,zi-meyzieu,cc-monts-lyonnais"}
         r = c.get("/v1/compare", params={**TWENTY_YEARS, **three}, headers={"X-API-Key": ADMIN})

@@ -13,7 +13,9 @@ import json
 import pytest
 
 from cloud.indicators import CATALOGUE, Period, Scope, compute_indicators
-from simulator.ledger import totals
+from simulator.fleet import Fleet
+from simulator.ledger import Ledger, totals
+from simulator.profiles import load_profiles
 from tests.indicators.conftest import SIM_END, SIM_START
 
 START, END = SIM_START, SIM_END
@@ -49,6 +51,33 @@ def test_energy_and_waste_match_the_ledger(simulated, territory, raw):
         # only while it is below the band before an emptying
         assert measured.get(stream, 0.0) == pytest.approx(kg, rel=0.01, abs=0.5), stream
     assert values["data.coverage"].value == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw", "rollups"])
+@pytest.mark.parametrize("territory", ["ecully", "zi-meyzieu", "cc-monts-lyonnais"])
+def test_water_matches_the_ledger(simulated, territory, raw):
+    registry, store, rows = simulated
+    values = {v.id: v for v in compute_indicators(store, registry, Scope("territory", (territory,)), PERIOD,
+                                                  raw=raw)}
+    truth = {"start": PERIOD.start, "end": PERIOD.end}
+    meters = [d for d in registry.devices_of(territory) if d.kind == "water"]
+    assert meters
+    # the litres the counters accrued, to the rounding of each 15-minute interval to a mL
+    counted = totals(rows, "territory", "litres", kind="water", **truth)[territory] / 1000
+    assert values["water.consumed"].value == pytest.approx(counted, abs=0.5e-6 * len(meters) * PERIOD.seconds / 900)
+    # and what really flowed: the counters lose less than a litre per meter (whole pulses)
+    flowed = totals(rows, "territory", "true_l", kind="water", **truth)[territory] / 1000
+    assert values["water.consumed"].value == pytest.approx(flowed, abs=len(meters) * 2e-3)
+    # the night flow of each site is its closed-hours draw plus its leak, to a litre an hour
+    # (whole pulses); the simulated sites are closed between 01:00 and 05:00
+    fleet = Fleet(registry, load_profiles(), 11, Ledger(None))
+    night = values["water.night_flow"].breakdown["by_site"]
+    for d in meters:
+        site = registry.site(d.site)
+        expected = fleet.profiles.water(site.kind)["closed_lph"] + fleet._leak(site.id)
+        assert night[d.site] == pytest.approx(expected, abs=1.0), d.site
+    if territory == "ecully":  # seed 11: the Fablab leaks (37 L/h), the others do not
+        assert fleet._leak("ecully-fablab") > 3 and night["ecully-fablab"] > 3
 
 
 def test_every_value_is_json_ready_on_simulated_data(simulated):
