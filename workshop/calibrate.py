@@ -1,7 +1,10 @@
-"""`boucle calibrate DEVICE`: guided calibration of a scale or a CT clamp over MQTT.
+"""`boucle calibrate DEVICE`: guided calibration of a scale, a CT clamp or a water meter's
+pulse weight over MQTT.
 
+The steps are the sensor type's (its descriptor's CALIBRATION, firmware/boucle_fw/sensors/).
 The technician is told what to do at each step (empty the scale, put the known weight
-on; switch the load off, then on); after each, a command goes to the device's `cmd`
+on; switch the load off, then on; note the meter's dial, draw a known volume); after each,
+a command goes to the device's `cmd`
 topic and its ack comes back on `cmd/ack` (firmware/boucle_fw/commands.py). The
 device keeps the result in its own storage; the tool echoes it into the registry's
 `calibration = {...}` of that device, so the values survive a re-flash.
@@ -42,21 +45,22 @@ class Step:
     args: dict[str, Any]
 
 
+def steps_of(sensor_type: str, value: float) -> list[Step]:
+    """A sensor type's guided steps (its descriptor's CALIBRATION), with the technician's
+    reference value (grams, amps, litres) put where its steps take it."""
+    from boucle_fw import sensors
+
+    cal = sensors.get(sensor_type).CALIBRATION
+    return [Step(text.format(value=value), cmd, {**args, key: value} if key else dict(args))
+            for text, cmd, args, key in cal["steps"]]
+
+
 def scale_steps(known_g: float) -> list[Step]:
-    return [
-        Step("Empty the scale (bin empty, lid closed, nothing leaning on it).", "tare", {}),
-        Step(f"Put the known weight of {known_g:g} g on the scale and let it settle.", "calibrate",
-             {"known_g": known_g}),
-    ]
+    return steps_of("hx711", known_g)
 
 
 def ct_steps(known_a: float) -> list[Step]:
-    return [
-        Step("Switch the measured circuit off (no current through the clamp).", "calibrate",
-             {"point": 0, "amps": 0.0}),
-        Step(f"Switch on the known load ({known_a:g} A through the clamp) and leave it on.", "calibrate",
-             {"point": 1, "amps": known_a}),
-    ]
+    return steps_of("ct", known_a)
 
 
 def registry_values(results: list[dict[str, Any]]) -> dict[str, float]:
@@ -150,23 +154,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--known-w", type=float,
                         help="CT clamps: power of a resistive reference load in watts (amps = W / --voltage-v)")
     parser.add_argument("--voltage-v", type=float, default=230.0, help="mains voltage for --known-w (default 230)")
+    parser.add_argument("--known-l", type=float,
+                        help="water meters: litres drawn during the check, as read on the meter's dial")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each ack (default 30)")
     parser.add_argument("--yes", action="store_true", help="do not wait for Enter between steps")
 
 
 def _steps_for(profile: str | None, args: argparse.Namespace) -> list[Step]:
-    if profile == "waste-scale":
-        if not args.known_g or args.known_g <= 0:
-            raise UserError("a scale is calibrated with a known weight: pass --known-g GRAMS (e.g. --known-g 10000)")
-        return scale_steps(args.known_g)
-    if profile == "energy-ct":
-        known_a = args.known_a or (args.known_w / args.voltage_v if args.known_w else None)
-        if not known_a or known_a <= 0:
-            raise UserError("a CT clamp is calibrated with a known load: pass --known-a AMPS, or --known-w WATTS "
-                            "for a resistive load (kettle, heater) at --voltage-v")
-        return ct_steps(round(known_a, 3))
-    raise UserError(f"calibration applies to waste-scale and energy-ct devices; this one's profile is {profile!r} "
-                    "(PZEM meters and pulse counters are calibrated at the factory)")
+    from boucle_fw import sensors
+
+    sensor_type = sensors.profile_type(profile or "")
+    cal = sensors.get(sensor_type).CALIBRATION if sensor_type else None
+    if cal is None:
+        able = sorted(p for t in sensors.TYPES if sensors.get(t).CALIBRATION for p in sensors.get(t).PROFILES)
+        raise UserError(f"calibration applies to {', '.join(able)} devices; this one's profile is {profile!r} "
+                        "(PZEM meters and pulse counters are calibrated at the factory)")
+    value = getattr(args, cal["value"], None)
+    if cal["value"] == "known_a" and not value and args.known_w:  # a resistive load's watts
+        value = args.known_w / args.voltage_v
+    if not value or value <= 0:
+        raise UserError(cal["missing"])
+    return steps_of(sensor_type, round(value, 3))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -55,13 +55,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     device = parser.add_argument_group("the device")
     device.add_argument("--site", required=True, help="registry site id the devices belong to")
     device.add_argument("--profile", required=True,
-                        help="sensor profile: energy-pzem, energy-ct, energy-pulse, waste-scale, waste-ultrasonic")
+                        help="sensor profile: energy-pzem, energy-ct, energy-pulse, waste-scale, waste-ultrasonic, "
+                             "water-pulse (each sensor type's, firmware/boucle_fw/sensors/)")
     device.add_argument("--channel", choices=["grid_import", "pv_production", "load"],
                         help="energy devices: what the meter measures (default grid_import)")
     device.add_argument("--rated-power-w", type=float, help="energy devices: rated power of the circuit")
     device.add_argument("--stream", help="waste devices: waste stream of the bin (registry [waste_streams])")
     device.add_argument("--capacity-kg", type=float, help="waste devices: container capacity in kg")
     device.add_argument("--capacity-l", type=float, help="waste devices: container capacity in litres")
+    device.add_argument("--rated-flow-m3-h", type=float,
+                        help="water devices: the meter's permanent flow Q3 in m³/h (on its plate, e.g. 2.5)")
     device.add_argument("--interval-s", type=int, default=60, help="seconds between readings (default 60)")
     device.add_argument("--id-prefix", default="esp32",
                         help="device ids are PREFIX-<last 6 hex digits of the MAC> (default esp32)")
@@ -126,6 +129,8 @@ def build_plan(args: argparse.Namespace) -> provision.BenchPlan:
     kind = provision.profile_kind(args.profile)
     if kind == "energy":
         fields: dict[str, object] = {"channel": args.channel or "grid_import", "rated_power_w": args.rated_power_w}
+    elif kind == "water":
+        fields = {"rated_flow_m3_h": args.rated_flow_m3_h}
     else:
         if not args.stream:
             raise UserError(f"profile {args.profile} is a waste sensor: pass --stream (e.g. residual, packaging)")

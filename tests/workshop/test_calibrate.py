@@ -97,6 +97,54 @@ def test_ct_clamp_known_load_in_watts(env, registry_copy, monkeypatch):
         "ct_counts_0": 3.0, "ct_amps_0": 0.0, "ct_counts_1": 398.0, "ct_amps_1": 10.0}
 
 
+class Contact:
+    """The meter's reed contact on the pin the firmware's WaterMeter listens to."""
+
+    IN, PULL_UP, IRQ_FALLING = 1, 2, 4
+
+    def __init__(self, n, mode=None, pull=None):
+        Contact.last = self
+
+    def irq(self, handler, trigger=None):
+        self.handler = handler
+
+
+class Clock:
+    t = 0
+
+    def ticks_ms(self):
+        return self.t
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+
+def test_water_meter_pulse_weight_from_a_known_volume(env, registry_copy, monkeypatch, capsys):
+    from boucle_fw.drivers.water import WaterMeter
+
+    clock, machine = Clock(), type("machine", (), {"Pin": Contact})
+    meter = WaterMeter(26, 1, 50, None, machine, clock)
+    pin = Contact.last
+
+    def draw(litres_on_the_dial):  # the real pulse weight is 10 L: one pulse per 10 L drawn
+        for _ in range(litres_on_the_dial // 10):
+            clock.t += 2000
+            pin.handler(pin)
+
+    device = BenchDevice(env.port, "ecully-fablab-water", {"calibrate": meter.calibrate})
+    actions = iter([lambda: None, lambda: draw(200)])
+    monkeypatch.setattr(calibrate, "ask", lambda prompt: next(actions)())
+    assert main(["calibrate", "ecully-fablab-water", "--known-l", "200"]) == 0
+    device.close()
+    assert [m["args"] for m in device.received] == [{"point": 0}, {"point": 1, "litres": 200}]
+    assert meter.ml == 10_000 and meter.read()["ml_per_pulse"] == 10_000
+    assert load_registry(registry_copy).device("ecully-fablab-water").calibration == {
+        "pulses": 20.0, "litres_per_pulse": 10.0}
+    assert "Read the meter's dial" in capsys.readouterr().out
+    assert main(["calibrate", "ecully-fablab-water", "--yes"]) == 2
+    assert "--known-l" in capsys.readouterr().err
+
+
 def test_device_refusal_is_reported_and_registry_unchanged(env, registry_copy, capsys):
     def cal(args):
         raise ValueError("no change from the tare — is the weight on the scale?")
@@ -118,6 +166,6 @@ def test_silent_device_times_out_with_advice(env, registry_copy, capsys):
 
 def test_profiles_without_calibration_are_refused(env, capsys):
     assert main(["calibrate", "ecully-joinery-grid", "--yes"]) == 2
-    assert "calibration applies to waste-scale and energy-ct" in capsys.readouterr().err
+    assert "calibration applies to energy-ct, waste-scale, water-pulse devices" in capsys.readouterr().err
     assert main(["calibrate", "ecully-school-bin-residual", "--yes"]) == 2
     assert "--known-g" in capsys.readouterr().err

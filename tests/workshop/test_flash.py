@@ -245,6 +245,16 @@ def test_waste_profile_needs_a_stream(bench, capsys):
     assert device.kind == "waste" and device.stream == "wood" and device.capacity_kg == 300
 
 
+def test_water_profile_flashes_a_water_meter(bench):
+    board = bench.add("/dev/ttyFAKE0")
+    argv = [a if a != "energy-pzem" else "water-pulse" for a in bench.argv("/dev/ttyFAKE0")]
+    assert main([*argv, "--rated-flow-m3-h", "2.5"]) == 0
+    device = load_registry(bench.registry).device("esp32-a1b2c3")
+    assert device.kind == "water" and device.profile == "water-pulse" and device.rated_flow_m3_h == 2.5
+    assert board.config["sensors"] == [{"type": "water_pulse", "pin": 26, "litres_per_pulse": 1, "debounce_ms": 50}]
+    assert board.config["water"] == {"persist_l": 50, "persist_s": 900} and validate(board.config) == []
+
+
 # --- diagnosis when the device does not report --------------------------------------
 
 
