@@ -171,10 +171,12 @@
     u.textContent = unit(v.unit);
     value.appendChild(u);
     if (v.standing) add("p", "standing", t(`standing_${standing}`));
-    if (v.reference && (v.reference.target !== undefined || v.reference.limit !== undefined)) {
+    const r = v.reference;
+    if (r && (r.target !== undefined || r.limit !== undefined || r.average !== undefined)) {
       const parts = [];
-      if (v.reference.target !== undefined) parts.push(`${t("target")} ${number(v.reference.target)}`);
-      if (v.reference.limit !== undefined) parts.push(`${t("limit")} ${number(v.reference.limit)}`);
+      if (r.target !== undefined) parts.push(`${t("target")} ${number(r.target)}`);
+      if (r.limit !== undefined) parts.push(`${t("limit")} ${number(r.limit)}`);
+      if (r.average !== undefined) parts.push(`${t("average")} ${number(r.average)}`);
       const ref = add("p", "ref", parts.join(" · "));
       if (v.reference.source) ref.title = `${v.reference.source}${v.reference.year ? " (" + v.reference.year + ")" : ""}`;
     }

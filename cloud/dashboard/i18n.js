@@ -2,7 +2,7 @@
 "use strict";
 window.BOUCLE_I18N = {
   fr: {
-    title: "Boucle", subtitle: "Indicateurs territoriaux de l'énergie et des déchets",
+    title: "Boucle", subtitle: "Indicateurs territoriaux de l'énergie, des déchets et de l'eau",
     territory: "Territoire", site: "Site", period: "Période", last_7: "7 derniers jours", last_30: "30 derniers jours",
     last_90: "90 derniers jours", last_365: "12 derniers mois", custom: "Personnalisée", from: "Du", to: "Au",
     export_csv: "Exporter (CSV)", change_key: "Changer de clé",
@@ -13,7 +13,7 @@ window.BOUCLE_I18N = {
     indicators: "Indicateurs", loading: "Chargement…", updated: "Mis à jour",
     standing_better: "Meilleur que la cible", standing_between: "Entre cible et limite",
     standing_worse: "Au-delà de la limite", standing_none: "Sans référence",
-    coverage: "couverture", target: "cible", limit: "limite", no_value: "—",
+    coverage: "couverture", target: "cible", limit: "limite", average: "moyenne nationale", no_value: "—",
     load_curve: "Courbe de charge : soutirage réseau et production PV (puissance moyenne, kW)",
     grid: "Soutirage réseau", pv: "Production PV", kw: "kW", kg: "kg",
     waste_by_stream: "Déchets par flux (kg)", map: "Sites", no_data: "Pas de données sur la période",
@@ -28,7 +28,8 @@ window.BOUCLE_I18N = {
       biowaste: "Biodéchets", wood: "Bois", metal: "Métaux", plastic_offcuts: "Chutes plastiques",
       textile: "Textiles", bulky: "Encombrants" },
     units: { "kWh/inhabitant/yr": "kWh/hab./an", "kWh/m²/yr": "kWh/m²/an", "kg/inhabitant/yr": "kg/hab./an",
-      "pairs": "paires", "pp": "points", "events/1000 container-days": "évén./1000 bacs-jours" },
+      "pairs": "paires", "pp": "points", "events/1000 container-days": "évén./1000 bacs-jours",
+      "L/inhabitant/day": "L/hab./jour", "L/employee/day": "L/salarié/jour" },
     names: {
       "energy.consumed": "Énergie consommée", "energy.intensity": "Intensité énergétique",
       "energy.peak_demand": "Puissance de pointe", "energy.load_factor": "Facteur de charge",
@@ -40,7 +41,9 @@ window.BOUCLE_I18N = {
       "waste.sorting_rate": "Taux de collecte séparée", "waste.recycling_rate": "Taux de recyclage",
       "waste.landfill_rate": "Taux d'enfouissement", "waste.fill_at_collection": "Remplissage moyen à la collecte",
       "waste.overflows": "Débordements", "waste.avoidable_collections": "Collectes évitables",
-      "waste.ghg": "GES du traitement des déchets", "circular.symbiosis_matches": "Opportunités de symbiose",
+      "waste.ghg": "GES du traitement des déchets", "water.consumed": "Eau consommée",
+      "water.per_capita": "Eau par habitant", "water.night_flow": "Débit de nuit",
+      "water.leak_suspected": "Fuites suspectées", "circular.symbiosis_matches": "Opportunités de symbiose",
       "circular.shared_equipment_use": "Usage des équipements partagés", "data.coverage": "Couverture des données"
     },
     // Keyed by the English templates of cloud/indicators/caveats.py ({name}: a value).
@@ -55,7 +58,7 @@ window.BOUCLE_I18N = {
     },
   },
   en: {
-    title: "Boucle", subtitle: "Territorial energy and waste indicators",
+    title: "Boucle", subtitle: "Territorial energy, waste and water indicators",
     territory: "Territory", site: "Site", period: "Period", last_7: "Last 7 days", last_30: "Last 30 days",
     last_90: "Last 90 days", last_365: "Last 12 months", custom: "Custom", from: "From", to: "To",
     export_csv: "Export (CSV)", change_key: "Change key",
@@ -66,7 +69,7 @@ window.BOUCLE_I18N = {
     indicators: "Indicators", loading: "Loading…", updated: "Updated",
     standing_better: "Better than target", standing_between: "Between target and limit",
     standing_worse: "Beyond the limit", standing_none: "No reference",
-    coverage: "coverage", target: "target", limit: "limit", no_value: "—",
+    coverage: "coverage", target: "target", limit: "limit", average: "national average", no_value: "—",
     load_curve: "Load curve: grid import and PV production (mean power, kW)",
     grid: "Grid import", pv: "PV production", kw: "kW", kg: "kg",
     waste_by_stream: "Waste by stream (kg)", map: "Sites", no_data: "No data in the period",
@@ -91,7 +94,9 @@ window.BOUCLE_I18N = {
       "waste.sorting_rate": "Separate-collection share", "waste.recycling_rate": "Recycling rate",
       "waste.landfill_rate": "Landfill rate", "waste.fill_at_collection": "Average fill at collection",
       "waste.overflows": "Overflow rate", "waste.avoidable_collections": "Avoidable collections",
-      "waste.ghg": "Greenhouse gas from waste treatment", "circular.symbiosis_matches": "Symbiosis opportunities",
+      "waste.ghg": "Greenhouse gas from waste treatment", "water.consumed": "Water consumed",
+      "water.per_capita": "Water per inhabitant", "water.night_flow": "Night flow",
+      "water.leak_suspected": "Suspected leaks", "circular.symbiosis_matches": "Symbiosis opportunities",
       "circular.shared_equipment_use": "Use of shared equipment", "data.coverage": "Data coverage"
     }
   }

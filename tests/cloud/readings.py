@@ -4,7 +4,8 @@ Simple shapes whose totals are easy to reason about: one reading a minute per de
 grid meters import a base load plus a working-hours load minus the site's PV, PV
 meters produce a midday bell, machine
 meters run 10:00–12:00 UTC; bins with a scale gain 200 g every 10 minutes from 08:00 to
-18:00 UTC and are emptied at 06:00 UTC each day; ultrasonic bins report fill_pct alike.
+18:00 UTC and are emptied at 06:00 UTC each day; ultrasonic bins report fill_pct alike;
+water meters draw 1 L a minute from 07:00 to 19:00 UTC and nothing at night.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ def _bin_kg(ts: int) -> float:
     return 0.2 * minutes
 
 
+def water_l(ts: int) -> int:
+    """A water meter's counter at ts: a litre a minute from 07:00 to 19:00 UTC since ORIGIN."""
+    days, into = divmod(ts - ORIGIN, 86400)
+    return days * 720 + max(0, min(into, 19 * 3600) - 7 * 3600) // 60
+
+
 def device_readings(device: Device, start: int, end: int, site_pv: list[Device] = ()) -> list[Reading]:
     out = []
     # the counter the device holds at `start`, integrated minute by minute from the origin
@@ -51,6 +58,8 @@ def device_readings(device: Device, start: int, end: int, site_pv: list[Device] 
             watts = power_w(device, ts, site_pv)
             values = {"energy_wh": energy, "power_w": round(watts, 1)}
             energy += round(watts / 60)
+        elif device.kind == "water":
+            values = {"water_l": water_l(ts)}
         elif device.profile == "waste-ultrasonic":
             litres = device.capacity_l or 660.0
             values = {"fill_pct": round(min(100.0, _bin_kg(ts) * 10 / litres * 100), 1)}

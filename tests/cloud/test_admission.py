@@ -32,28 +32,28 @@ def series_params(steps: int, step_s: int) -> dict:
 def test_the_cost_of_a_series_is_steps_times_devices():
     registry = RegistryFile(EXAMPLE_REGISTRY).current()
     cost = series_cost(registry, Scope("territory", ("ecully",)), Period(END - 100 * 3600, END), 3600)
-    assert (cost.steps, cost.devices) == (100, len(registry.devices_of("ecully"))) and cost.units == 100 * 14
+    assert (cost.steps, cost.devices) == (100, len(registry.devices_of("ecully"))) and cost.units == 100 * 17
 
 
 def test_a_request_over_the_cost_ceiling_is_refused_saying_how_to_shrink_it(simulated_db):
-    # the series of issue 20: 20 years of pooling gain at step=63300 (about 10,000 steps × 14 devices)
+    # the series of issue 20: 20 years of pooling gain at step=63300 (about 10,000 steps × 17 devices)
     with TestClient(make_app(simulated_db, max_request_cost=100_000)) as c:
         r = c.get(SERIES, params={**TWENTY_YEARS, "step": "63300"}, headers={"X-API-Key": ECULLY})
         assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
         body = r.json()
         assert body["title"] == "Request too costly"
-        assert "9,990 steps × 14 devices = 139,860 device-steps" in body["detail"]
+        assert "9,990 steps × 17 devices = 169,830 device-steps" in body["detail"]
         assert "at most 100,000" in body["detail"] and "step at least 2× longer" in body["detail"]
         # the same period in weekly steps is within the ceiling
         r = c.get(SERIES, params={**TWENTY_YEARS, "step": "1w"}, headers={"X-API-Key": ECULLY})
         assert r.status_code == 200
     with TestClient(make_app(simulated_db, max_request_cost=10_000)) as c:
         # a comparison adds up its sets: the three territories (40 devices), each and combined,
-        # over 20 years (244 started months) is 16,592 device-steps
+        # over 20 years (244 started months) is 19,520 device-steps
         three = {"territories": "ecully,zi-meyzieu,cc-monts-lyonnais"}
         r = c.get("/v1/compare", params={**TWENTY_YEARS, **three}, headers={"X-API-Key": ADMIN})
         assert r.status_code == 422, r.text
-        assert "244 months × 68 devices = 16,592" in r.json()["detail"]
+        assert "244 months × 80 devices = 19,520" in r.json()["detail"]
         assert "shorter period or fewer territories" in r.json()["detail"]
         a_year = {"from": str(END - 365 * 86400), "to": str(END)}
         assert c.get("/v1/compare", params={**a_year, **three}, headers={"X-API-Key": ADMIN}).status_code == 200
@@ -64,11 +64,11 @@ def test_a_computed_answer_is_charged_by_its_cost_and_a_cached_one_is_not(simula
     app = make_app(simulated_db, rate_limit_per_s=0.001, rate_limit_burst=10, cost_per_token=1000)
     h = {"X-API-Key": ECULLY}
     with TestClient(app) as c:
-        costly = series_params(500, 3600)  # 500 steps × 14 devices = 7 tokens
+        costly = series_params(400, 3600)  # 400 steps × 17 devices = 7 tokens (6,800 device-steps)
         assert c.get(SERIES, params=costly, headers=h).status_code == 200
-        r = c.get(SERIES, params=series_params(500, 3660), headers=h)  # another 7: 3 are left
+        r = c.get(SERIES, params=series_params(400, 3660), headers=h)  # another 7: 3 are left
         assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
-        assert "costs 7 tokens" in r.json()["detail"] and "7,000 device-steps" in r.json()["detail"]
+        assert "costs 7 tokens" in r.json()["detail"] and "6,800 device-steps" in r.json()["detail"]
         again = c.get(SERIES, params=costly, headers=h)  # cached: one token
         assert again.status_code == 200 and again.headers["x-cache"] == "hit"
         assert c.get("/v1/territories", headers={"X-API-Key": ADMIN}).status_code == 200  # other keys untouched

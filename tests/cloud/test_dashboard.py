@@ -15,6 +15,7 @@ import pytest
 from boucle.registry import RegistryFile
 from boucle.settings import ApiSettings, load_settings
 from cloud.app import create_app
+from cloud.indicators import CATALOGUE
 from cloud.indicators.caveats import TEMPLATES
 from cloud.serve import ServerThread
 from tests.cloud.conftest import ADMIN, ECULLY, KEYS, ZIM_FABLAB
@@ -64,12 +65,13 @@ def test_french_page_renders_cards_charts_and_map(tmp_path, base):
     assert 'data-state="ready"' in dom, dom[-3000:]
     assert re.search(r'<html lang="fr"', dom)
     found = cards(dom)
-    assert len(found) == 24
-    assert {i for _, i in found} >= {"energy.consumed", "waste.per_capita", "data.coverage"}
-    assert dom.count('class="coverage') == 24  # every card shows its coverage
+    assert len(found) == len(CATALOGUE)
+    assert {i for _, i in found} >= {"energy.consumed", "waste.per_capita", "water.night_flow", "data.coverage"}
+    assert dom.count('class="coverage') == len(CATALOGUE)  # every card shows its coverage
     assert "better" in {s for s, _ in found}  # waste per inhabitant is far below the ADEME target here
     for label in ("Énergie consommée", "Déchets par habitant", "Couverture des données", "Courbe de charge",
-                  "Meilleur que la cible", "couverture 100"):
+                  "Meilleur que la cible", "couverture 100", "Eau consommée", "Eau par habitant", "Débit de nuit",
+                  "Fuites suspectées", "L/hab./jour", "moyenne nationale 145"):
         assert label in dom, label
     assert dom.count('class="site-mark"') == 5  # Écully's five sites on the SVG map
     assert 'class="series series-grid"' in dom and 'class="series series-pv"' in dom
@@ -85,7 +87,8 @@ def test_english_browser_gets_english_and_the_screenshot_is_saved(tmp_path, base
     assert 'data-state="ready"' in dom
     assert re.search(r'<html lang="en"', dom)
     assert "Energy consumed" in dom and "Énergie consommée" not in dom
-    assert len(cards(dom)) == 24
+    assert len(cards(dom)) == len(CATALOGUE)
+    assert "Water per inhabitant" in dom and "national average 145" in dom
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "dashboard.png"
     shot.unlink(missing_ok=True)
@@ -99,7 +102,7 @@ def test_a_site_key_gets_its_site(tmp_path, base):
     url = f"{base}/?site=zim-fablab&from=2026-03-28&to=2026-03-29#key={ZIM_FABLAB}"
     dom = chromium(tmp_path, url, "--accept-lang=fr-FR,fr", "--dump-dom")
     assert 'data-state="ready"' in dom, dom[-3000:]
-    assert len(cards(dom)) == 24
+    assert len(cards(dom)) == len(CATALOGUE)
     assert '<span id="scope-label" data-i18n="site">Site</span>' in dom
     assert dom.count('class="site-mark"') == 1 and "Fablab" in dom
     assert re.search(r'<section class="panel" hidden="">\s*<h3 data-i18n="opportunities"', dom)  # territory-wide only
