@@ -1,4 +1,5 @@
-"""FIWARE Smart Data Models as NGSI-LD entities: KeyPerformanceIndicator and WasteContainer.
+"""FIWARE Smart Data Models as NGSI-LD entities: KeyPerformanceIndicator, WasteContainer and
+WaterConsumptionObserved (dataModel.WaterConsumption).
 
 Normalized form (`{"type": "Property", "value": ...}`) by default, or keyValues (plain
 values), as NGSI-LD brokers exchange them. Pure functions over API values.
@@ -14,6 +15,7 @@ from cloud.models import IndicatorOut
 CONTEXT = [
     "https://raw.githubusercontent.com/smart-data-models/dataModel.KeyPerformanceIndicator/master/context.jsonld",
     "https://raw.githubusercontent.com/smart-data-models/dataModel.WasteManagement/master/context.jsonld",
+    "https://raw.githubusercontent.com/smart-data-models/dataModel.WaterConsumption/master/context.jsonld",
     "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld",
 ]
 MEDIA_TYPE = "application/ld+json"
@@ -121,4 +123,41 @@ def waste_container(state: ContainerState, key_values: bool = False) -> dict:
     }
     if state.capacity_kg is not None or state.capacity_l is not None:
         entity["capacity"] = {"kg": state.capacity_kg, "l": state.capacity_l}
+    return _entity(entity, key_values)
+
+
+@dataclass(frozen=True)
+class WaterMeterState:
+    """What is known of a water meter: registry facts, its newest counter, the flows of the
+    period and whether its site's night flow persists (water.leak_suspected)."""
+
+    device_id: str
+    site_id: str
+    location: tuple[float, float]
+    water_l: int | None
+    observed: str | None
+    min_flow_lph: float | None
+    max_flow_lph: float | None
+    persistence: str
+    """alarmFlowPersistence: "Nothing to report", "In progress persistence" or "Past Persistence
+    during the period"."""
+
+
+def water_consumption_observed(state: WaterMeterState, key_values: bool = False) -> dict:
+    """A water meter as a WaterConsumptionObserved entity. waterConsumption is the device's
+    own cumulative counter in m³ (it starts at 0 when the board does, not at the meter's dial;
+    a number with the litres as decimals where the model says integer)."""
+    entity = {
+        "id": f"urn:ngsi-ld:WaterConsumptionObserved:boucle:{state.device_id}",
+        "type": "WaterConsumptionObserved",
+        "waterConsumption": None if state.water_l is None else state.water_l / 1000,
+        "minFlow": state.min_flow_lph,
+        "maxFlow": state.max_flow_lph,
+        "alarmFlowPersistence": state.persistence,
+        "alarmInProgress": int(state.persistence == "In progress persistence"),
+        "dateObserved": state.observed,
+        "location": point(state.location),
+        "refDevice": f"urn:ngsi-ld:Device:boucle:{state.device_id}",
+        "refSite": f"urn:ngsi-ld:Site:boucle:{state.site_id}",
+    }
     return _entity(entity, key_values)

@@ -1,4 +1,5 @@
-"""FIWARE NGSI-LD representations: KeyPerformanceIndicator and WasteContainer entities."""
+"""FIWARE NGSI-LD representations: KeyPerformanceIndicator, WasteContainer and
+WaterConsumptionObserved entities."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from fastapi.responses import JSONResponse
 from boucle.registry import Registry
 from cloud.access import Budget, Context, Ctx, Who, site_or_404, territory_or_404
 from cloud.budget import RequestBudget, period_cost
-from cloud.fiware import MEDIA_TYPE, ContainerState, key_performance_indicator, waste_container
+from cloud.fiware import (
+    MEDIA_TYPE,
+    ContainerState,
+    WaterMeterState,
+    key_performance_indicator,
+    waste_container,
+    water_consumption_observed,
+)
 from cloud.indicator_routes import When, cached, indicator_set
 from cloud.indicators import Period, Scope, load_context
 from cloud.params import IdsQuery, SiteId, TerritoryId, parse_ids
@@ -102,3 +110,67 @@ def site_containers(site_id: SiteId, ctx: Ctx, who: Who, period: When, response:
     return _containers(ctx, reg, Scope("site", (site_id,)), period, options, response, budget)
 
 
+
+
+def water_states(ctx: Context, reg: Registry, scope: Scope, period: Period) -> list[WaterMeterState]:
+    """Each water meter of the scope: newest counter, the min and max of its 15-minute flows
+    (L/h, intervals with readings on both sides), and its site's night-flow persistence."""
+    from cloud.indicators.water import leak_suspected, water_meters
+
+    ictx = load_context(ctx.store, reg, scope, period, ["water.leak_suspected"], ctx.references)
+    meters = [d for d in water_meters(ictx) if d.site == reg.device(d.id).site]  # where each is now
+    suspected = leak_suspected(ictx).breakdown or {}
+    last_night = max((n for s in ictx.sites for n in _nights(ictx, s, meters)), default=None)
+    seen = ctx.store.last_seen([d.id for d in meters])
+    out = []
+    for d in meters:
+        latest: dict = {}
+        if d.id in seen:
+            ts = seen[d.id][0]
+            rows = ctx.store.readings(d.id, ts, ts + 1, ["water_l"])
+            latest = rows[-1].values if rows else {}
+        f = ictx.frame(d)
+        ok = f.covered & f.present
+        flows = f.slots_wh[ok] * 3600 / ictx.interval_seconds[ok]
+        leak = suspected.get("sites", {}).get(d.site)
+        persistence = ("Nothing to report" if leak is None else
+                       "In progress persistence" if leak["until"] == last_night else "Past Persistence during the period")
+        out.append(WaterMeterState(
+            device_id=d.id, site_id=d.site, location=reg.site(d.site).location, water_l=latest.get("water_l"),
+            observed=iso(seen[d.id][0]) if d.id in seen else None,
+            min_flow_lph=round(float(flows.min()), 3) if flows.size else None,
+            max_flow_lph=round(float(flows.max()), 3) if flows.size else None, persistence=persistence))
+    return out
+
+
+def _nights(ictx, site, meters) -> list[str]:
+    from cloud.indicators.water import night_minima
+
+    mine = [d for d in meters if d.site == site.id]
+    return list(night_minima(ictx, site, mine)) if mine else []
+
+
+def _water(ctx: Context, reg: Registry, scope: Scope, period: Period, options, response: Response,
+           budget: RequestBudget):
+    cost = budget.check_cost(period_cost(reg, scope, period))
+    states = cached(ctx, reg, ("water", scope, period), lambda: water_states(ctx, reg, scope, period),
+                    response, budget, cost)
+    return ld_response([water_consumption_observed(s, options == "keyValues") for s in states], response)
+
+
+@router.get("/territories/{territory_id}/water-consumption", responses=LD_OK,
+            summary="A territory's water meters as FIWARE WaterConsumptionObserved entities (flows over the period)")
+def territory_water(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, response: Response,
+                    budget: Budget, options: Options = None) -> JSONResponse:
+    reg = ctx.registry
+    territory_or_404(reg, who, territory_id)
+    return _water(ctx, reg, Scope("territory", (territory_id,)), period, options, response, budget)
+
+
+@router.get("/sites/{site_id}/water-consumption", responses=LD_OK,
+            summary="A site's water meters as FIWARE WaterConsumptionObserved entities (flows over the period)")
+def site_water(site_id: SiteId, ctx: Ctx, who: Who, period: When, response: Response, budget: Budget,
+               options: Options = None) -> JSONResponse:
+    reg = ctx.registry
+    site_or_404(reg, who, site_id)
+    return _water(ctx, reg, Scope("site", (site_id,)), period, options, response, budget)

@@ -223,6 +223,23 @@ def test_fiware_waste_containers(client, truth):
     assert normalized and normalized[0]["fillingLevel"]["type"] == "Property"
 
 
+def test_fiware_water_consumption(client, truth):
+    _, registry, _ = truth
+    r = ok(client, "/v1/fiware/territories/ecully/water-consumption", options="keyValues")
+    assert r.headers["content-type"] == "application/ld+json"
+    meters = {e["id"].rsplit(":", 1)[1]: e for e in r.json()}
+    assert set(meters) == {d.id for d in registry.devices_of("ecully") if d.kind == "water"} != set()
+    for e in meters.values():
+        # a litre a minute from 07:00 to 19:00 UTC on both days: 1,440 L on the counter at the end
+        assert e["type"] == "WaterConsumptionObserved" and e["waterConsumption"] == 1.44
+        assert (e["minFlow"], e["maxFlow"]) == (0.0, 60.0)  # L/h over the period's quarter-hours
+        assert e["alarmFlowPersistence"] == "Nothing to report" and e["alarmInProgress"] == 0
+        assert e["dateObserved"] == "2026-03-29T23:59:00Z" and e["location"]["type"] == "Point"
+    normalized = ok(client, "/v1/fiware/sites/ecully-fablab/water-consumption").json()
+    assert [e["waterConsumption"]["type"] for e in normalized] == ["Property"]
+    assert normalized[0]["refSite"] == {"type": "Relationship", "object": "urn:ngsi-ld:Site:boucle:ecully-fablab"}
+
+
 def test_cache_hits_and_is_invalidated_by_new_data(tmp_path):
     db = tmp_path / "boucle.db"
     store = SQLiteStore(db)
