@@ -61,11 +61,12 @@ def test_up_serves_indicators_for_every_territory(tmp_path, broker):
             while pending and time.monotonic() < deadline:
                 for territory in sorted(pending):
                     values = {v["id"]: v for v in client.get(f"/v1/territories/{territory}/indicators").json()["indicators"]}
-                    if values["energy.consumed"]["value"] and values["waste.generated"]["value"]:
-                        assert values["energy.consumed"]["coverage"] > 0
+                    if all(values[i]["value"] for i in ("energy.consumed", "waste.generated", "water.consumed")):
+                        assert values["energy.consumed"]["coverage"] > 0 and values["water.consumed"]["coverage"] > 0
+                        assert values["water.night_flow"]["unit"] == "L/h"
                         pending.discard(territory)
                 time.sleep(1)
-            assert not pending, f"no energy and waste yet for {pending}"
+            assert not pending, f"no energy, waste and water yet for {pending}"
     finally:
         out = stop(proc)
     assert proc.returncode == 0, out
