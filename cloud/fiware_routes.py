@@ -62,18 +62,24 @@ def site_kpis(site_id: SiteId, ctx: Ctx, who: Who, period: When, response: Respo
     return _kpis(ctx, reg, Scope("site", (s.id,)), period, ids, s.name, s.location, options, response, budget)
 
 
+def _newest(ctx: Context, devices, fields: list[str]) -> tuple[dict, dict[str, dict]]:
+    """The devices' last_seen, and the `fields` of each one's newest reading ({} if none)."""
+    seen = ctx.store.last_seen([d.id for d in devices])
+    newest: dict[str, dict] = {}
+    for d in devices:
+        rows = ctx.store.readings(d.id, seen[d.id][0], seen[d.id][0] + 1, fields) if d.id in seen else []
+        newest[d.id] = rows[-1].values if rows else {}
+    return seen, newest
+
+
 def container_states(ctx: Context, reg: Registry, scope: Scope, period: Period) -> list[ContainerState]:
     """Each bin of the scope: newest reading, and its last emptying within the period."""
     ictx = load_context(ctx.store, reg, scope, period, ["waste.fill_at_collection"], ctx.references)
     bins = [d for d in ictx.waste_devices() if d.site == reg.device(d.id).site]  # where each is now
-    seen = ctx.store.last_seen([d.id for d in bins])
+    seen, newest = _newest(ctx, bins, ["fill_pct", "weight_g"])
     out = []
     for d in bins:
-        latest: dict = {}
-        if d.id in seen:
-            ts = seen[d.id][0]
-            rows = ctx.store.readings(d.id, ts, ts + 1, ["fill_pct", "weight_g"])
-            latest = rows[-1].values if rows else {}
+        latest = newest[d.id]
         emptied = ictx.frame(d).emptied
         site = reg.site(d.site)
         out.append(ContainerState(
@@ -84,12 +90,18 @@ def container_states(ctx: Context, reg: Registry, scope: Scope, period: Period) 
     return out
 
 
+def _entities(ctx: Context, reg: Registry, scope: Scope, period: Period, options, response: Response,
+              budget: RequestBudget, states, entity) -> JSONResponse:
+    """The entities `entity(state)` of the scope's `states(...)`, cached like indicator sets."""
+    cost = budget.check_cost(period_cost(reg, scope, period))
+    found = cached(ctx, reg, (states.__name__, scope, period), lambda: states(ctx, reg, scope, period),
+                   response, budget, cost)
+    return ld_response([entity(s, options == "keyValues") for s in found], response)
+
+
 def _containers(ctx: Context, reg: Registry, scope: Scope, period: Period, options, response: Response,
                 budget: RequestBudget):
-    cost = budget.check_cost(period_cost(reg, scope, period))
-    states = cached(ctx, reg, ("containers", scope, period), lambda: container_states(ctx, reg, scope, period),
-                    response, budget, cost)
-    return ld_response([waste_container(s, options == "keyValues") for s in states], response)
+    return _entities(ctx, reg, scope, period, options, response, budget, container_states, waste_container)
 
 
 @router.get("/territories/{territory_id}/waste-containers", responses=LD_OK,
@@ -110,8 +122,6 @@ def site_containers(site_id: SiteId, ctx: Ctx, who: Who, period: When, response:
     return _containers(ctx, reg, Scope("site", (site_id,)), period, options, response, budget)
 
 
-
-
 def water_states(ctx: Context, reg: Registry, scope: Scope, period: Period) -> list[WaterMeterState]:
     """Each water meter of the scope: newest counter, the min and max of its 15-minute flows
     (L/h, intervals with readings on both sides), and its site's night-flow persistence."""
@@ -121,14 +131,10 @@ def water_states(ctx: Context, reg: Registry, scope: Scope, period: Period) -> l
     meters = [d for d in water_meters(ictx) if d.site == reg.device(d.id).site]  # where each is now
     suspected = leak_suspected(ictx).breakdown or {}
     last_night = max((n for s in ictx.sites for n in _nights(ictx, s, meters)), default=None)
-    seen = ctx.store.last_seen([d.id for d in meters])
+    seen, newest = _newest(ctx, meters, ["water_l"])
     out = []
     for d in meters:
-        latest: dict = {}
-        if d.id in seen:
-            ts = seen[d.id][0]
-            rows = ctx.store.readings(d.id, ts, ts + 1, ["water_l"])
-            latest = rows[-1].values if rows else {}
+        latest = newest[d.id]
         f = ictx.frame(d)
         ok = f.covered & f.present
         flows = f.slots_wh[ok] * 3600 / ictx.interval_seconds[ok]
@@ -150,21 +156,14 @@ def _nights(ictx, site, meters) -> list[str]:
     return list(night_minima(ictx, site, mine)) if mine else []
 
 
-def _water(ctx: Context, reg: Registry, scope: Scope, period: Period, options, response: Response,
-           budget: RequestBudget):
-    cost = budget.check_cost(period_cost(reg, scope, period))
-    states = cached(ctx, reg, ("water", scope, period), lambda: water_states(ctx, reg, scope, period),
-                    response, budget, cost)
-    return ld_response([water_consumption_observed(s, options == "keyValues") for s in states], response)
-
-
 @router.get("/territories/{territory_id}/water-consumption", responses=LD_OK,
             summary="A territory's water meters as FIWARE WaterConsumptionObserved entities (flows over the period)")
 def territory_water(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, response: Response,
                     budget: Budget, options: Options = None) -> JSONResponse:
     reg = ctx.registry
     territory_or_404(reg, who, territory_id)
-    return _water(ctx, reg, Scope("territory", (territory_id,)), period, options, response, budget)
+    return _entities(ctx, reg, Scope("territory", (territory_id,)), period, options, response, budget, water_states,
+                     water_consumption_observed)
 
 
 @router.get("/sites/{site_id}/water-consumption", responses=LD_OK,
@@ -173,4 +172,5 @@ def site_water(site_id: SiteId, ctx: Ctx, who: Who, period: When, response: Resp
                options: Options = None) -> JSONResponse:
     reg = ctx.registry
     site_or_404(reg, who, site_id)
-    return _water(ctx, reg, Scope("site", (site_id,)), period, options, response, budget)
+    return _entities(ctx, reg, Scope("site", (site_id,)), period, options, response, budget, water_states,
+                     water_consumption_observed)

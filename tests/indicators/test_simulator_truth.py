@@ -25,13 +25,20 @@ START, END = SIM_START, SIM_END
 PERIOD = Period(START + 3600, END)
 
 
+def territory_values(simulated, territory: str, raw: bool) -> dict:
+    registry, store, _ = simulated
+    return {v.id: v for v in compute_indicators(store, registry, Scope("territory", (territory,)), PERIOD, raw=raw)}
+
+
+TRUTH = {"start": PERIOD.start, "end": PERIOD.end}
+
+
 @pytest.mark.parametrize("raw", [True, False], ids=["raw", "rollups"])
 @pytest.mark.parametrize("territory", ["ecully", "zi-meyzieu", "cc-monts-lyonnais"])
 def test_energy_and_waste_match_the_ledger(simulated, territory, raw):
-    registry, store, rows = simulated
-    values = {v.id: v for v in compute_indicators(store, registry, Scope("territory", (territory,)), PERIOD,
-                                                  raw=raw)}
-    truth = {"start": PERIOD.start, "end": PERIOD.end}
+    registry, _, rows = simulated
+    values = territory_values(simulated, territory, raw)
+    truth = TRUTH
     # the energy each meter's counter accrued in the period: exact, to the rounding of each
     # 15-minute interval's energy to a mWh
     meters = [d for d in registry.devices_of(territory) if d.kind == "energy"]
@@ -56,10 +63,9 @@ def test_energy_and_waste_match_the_ledger(simulated, territory, raw):
 @pytest.mark.parametrize("raw", [True, False], ids=["raw", "rollups"])
 @pytest.mark.parametrize("territory", ["ecully", "zi-meyzieu", "cc-monts-lyonnais"])
 def test_water_matches_the_ledger(simulated, territory, raw):
-    registry, store, rows = simulated
-    values = {v.id: v for v in compute_indicators(store, registry, Scope("territory", (territory,)), PERIOD,
-                                                  raw=raw)}
-    truth = {"start": PERIOD.start, "end": PERIOD.end}
+    registry, _, rows = simulated
+    values = territory_values(simulated, territory, raw)
+    truth = TRUTH
     meters = [d for d in registry.devices_of(territory) if d.kind == "water"]
     assert meters
     # the litres the counters accrued, to the rounding of each 15-minute interval to a mL

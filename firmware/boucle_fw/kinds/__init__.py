@@ -14,15 +14,21 @@ KINDS = ("energy", "waste", "water")
 _loaded = {}
 
 
+def load(package, names, loaded, name):
+    """Module `name` of a descriptor package, imported on first use (kept in `loaded`);
+    KeyError when `names` does not register it. Also boucle_fw.sensors' loader."""
+    mod = loaded.get(name)
+    if mod is None:
+        if name not in names:
+            raise KeyError(name)
+        mod = __import__(package + "." + name, None, None, ("KIND",))
+        loaded[name] = mod
+    return mod
+
+
 def get(name):
     """The descriptor module of a device kind; KeyError for an unknown one."""
-    mod = _loaded.get(name)
-    if mod is None:
-        if name not in KINDS:
-            raise KeyError(name)
-        mod = __import__("boucle_fw.kinds." + name, None, None, ("FIELDS",))
-        _loaded[name] = mod
-    return mod
+    return load("boucle_fw.kinds", KINDS, _loaded, name)
 
 
 def fields():

@@ -11,6 +11,8 @@
 #
 # Descriptors are imported on first use: a board loads only the types it has.
 
+from boucle_fw.kinds import load
+
 TYPES = ("pzem", "ct", "pulse", "hx711", "hcsr04", "vl53l0x", "water_pulse")
 
 _loaded = {}
@@ -18,13 +20,7 @@ _loaded = {}
 
 def get(name):
     """The descriptor module of a sensor type; KeyError for an unknown one."""
-    mod = _loaded.get(name)
-    if mod is None:
-        if name not in TYPES:
-            raise KeyError(name)
-        mod = __import__("boucle_fw.sensors." + name, None, None, ("KIND",))
-        _loaded[name] = mod
-    return mod
+    return load("boucle_fw.sensors", TYPES, _loaded, name)
 
 
 def kind_of(name):
