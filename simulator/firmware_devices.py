@@ -25,7 +25,7 @@ from simulator.boards import BOOT_MS, Interpreter, VirtualBoard, build_interpret
 from simulator.ledger import Ledger
 
 log = logging.getLogger("boucle.simulator.firmware")
-PROFILES = ("energy-pzem", "energy-ct", "energy-pulse", "waste-scale", "waste-ultrasonic")
+PROFILES = ("energy-pzem", "energy-ct", "energy-pulse", "waste-scale", "waste-ultrasonic", "water-pulse")
 
 
 def pick(registry: Registry, n: int) -> list[Device]:
@@ -49,7 +49,7 @@ class FirmwareDevices:
         self.prefix = prefix
         self.ledger = ledger
         self.boards: dict[str, VirtualBoard] = {}
-        self.last_wh: dict[str, int] = {}
+        self.last_wh: dict[str, int] = {}  # a board's last counter (Wh or L) seen
         self.seen: set[tuple[str, int, int]] = set()
         self.readings = 0
         for d in devices:
@@ -98,6 +98,8 @@ class FirmwareDevices:
             out["power_w"] = round(seen["power_w"], 1)
         if "weight_g" in seen:
             out["weight_g"] = round(seen["weight_g"], 1)
+        if "flow_lph" in seen:
+            out["flow_lph"] = round(seen["flow_lph"], 1)
         if "fill" in seen:
             ranger = board.config["sensors"][0]
             if "empty_mm" in ranger:
@@ -119,10 +121,11 @@ class FirmwareDevices:
             self.seen.add(key)
             self.readings += 1
             amounts = {"readings": 1}
-            if "energy_wh" in r:
-                last, self.last_wh[device] = self.last_wh.get(device), r["energy_wh"]
-                if last is not None:
-                    amounts["wh"] = r["energy_wh"] - last if r["energy_wh"] >= last else r["energy_wh"]
+            for counter, key in (("energy_wh", "wh"), ("water_l", "litres")):
+                if counter in r:
+                    last, self.last_wh[device] = self.last_wh.get(device), r[counter]
+                    if last is not None:
+                        amounts[key] = r[counter] - last if r[counter] >= last else r[counter]
             self.ledger.add(device, r["ts"], **amounts)
 
     def close(self) -> None:

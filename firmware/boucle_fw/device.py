@@ -105,8 +105,9 @@ class Device:
                 if k in _KEEP:
                     reading[k] = fields[k]
             got = got or bool(fields)
-        if self.counter is not None and got:
-            reading[self.counter_field] = self.counter.total_wh
+        field = self.counter_field
+        if self.counter is not None and field is not None and got:
+            reading[field] = self.counter.total_wh
             if self.counter_store is not None:
                 self.counter_store.cycle(self.counter, now // 1000)
         if not got:

@@ -69,8 +69,8 @@ def unix_micropython() -> Interpreter:
 @pytest.fixture
 def broker(tmp_path):
     """Mosquitto as production runs it, knowing the devices the unix-port tests use."""
-    from tests.firmware.virtual import BIN, DEVICE, LASER, PV, secured_broker
-    b = secured_broker(tmp_path / "broker", [DEVICE, BIN, LASER, PV])
+    from tests.firmware.virtual import BIN, DEVICE, LASER, PV, WATER, secured_broker
+    b = secured_broker(tmp_path / "broker", [DEVICE, BIN, LASER, PV, WATER])
     yield b
     b.stop()
 

@@ -16,6 +16,7 @@ from tests.firmware.virtual import (
     DEVICE,
     LASER,
     MINUTE,
+    WATER,
     device_config,
     make_certs,
     new_board,
@@ -192,3 +193,32 @@ def test_tls_with_the_ca_from_the_config_and_refused_with_another(unix_micropyth
     assert len(observer.on(LASER, "status")) == before  # no connection: no birth
     assert len(observer.readings(LASER)) == published
     assert _segments(board)  # its readings wait on flash for a broker it can trust
+
+
+def test_a_water_meter_counts_litres_from_its_contact_and_keeps_them_across_a_reset(
+        unix_micropython, broker, observer, boards, tmp_path):
+    # 600 L/h through a 1 L/pulse meter: a pulse every 6 s, 10 L a minute
+    board = new_board(unix_micropython, tmp_path / "water", device_config(WATER, broker, "water-pulse"),
+                      params={"flow_lph": 600.0})
+    boards.append(board)
+    board.start()
+    t0 = board.world_ms
+    board.run(t0 + 12 * MINUTE)
+    observer.wait(lambda: len(observer.readings(WATER)) >= 8, "eight readings")
+    got = [r for _, r in observer.readings(WATER)]
+    steps = {b["water_l"] - a["water_l"] for a, b in itertools.pairwise(got)}
+    assert steps <= {9, 10, 11} and "energy_wh" not in got[0]
+    assert got[-1]["flow_lpm"] == 10.0
+    board.set(flow_lph=0.0)  # taps closed: the flow reads at most a pulse over the time since the last
+    board.run(t0 + 16 * MINUTE)
+    observer.wait(lambda: observer.readings(WATER)[-1][1]["flow_lpm"] < 0.5, "the flow decaying")
+    observer.command(WATER, "r1", "reboot")
+    report = board.run(t0 + 18 * MINUTE)
+    assert report["reset"] == "soft"
+    last = observer.readings(WATER)[-1][1]["water_l"]
+    board.world_ms = report["world_ms"] + 1500
+    board.start()
+    board.run(board.world_ms + 4 * MINUTE)
+    observer.wait(lambda: any(b == 1 for b, _ in observer.readings(WATER)), "a reading of boot 1")
+    assert next(r["water_l"] for b, r in observer.readings(WATER) if b == 1) == last  # kept exactly
+    assert "water" in board.nvs()["boucle"]

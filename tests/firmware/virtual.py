@@ -28,6 +28,7 @@ DEVICE = "ecully-fablab-grid"  # devices of the example registry, which the gate
 BIN = "ecully-fablab-bin-residual"
 LASER = "ecully-fablab-laser"  # a CT clamp
 PV = "ecully-fablab-pv"  # an S0 meter
+WATER = "ecully-fablab-water"  # a water meter's pulse contact
 WAIT = 60.0  # seconds: a bound on waiting for a message, never an assertion on speed
 PASSWORDS = {"boucle-gateway": "gateway-secret", "boucle-workshop": "bench-secret"}
 MINUTE = 60_000

@@ -1,7 +1,8 @@
 # What the virtual board's sensors see, wired as the bench's "sensors" list says (the
 # same entries as config.json's): an S0 meter on a pin, a CT clamp on an ADC pin, PZEM
-# meters on a UART, an HX711 on two pins, an HC-SR04's echo. Each follows the world's
-# parameters (power_w, weight_g, distance_mm) and is stepped with the clock (world.py).
+# meters on a UART, an HX711 on two pins, an HC-SR04's echo, a water meter's contact. Each
+# follows the world's parameters (power_w, weight_g, distance_mm, flow_lph) and is
+# stepped with the clock (world.py).
 #
 # A sensor is an object with elapse(ms), next_event_ms() (ms to its next event, 0 when
 # due, None when none), fire() and changed() (the world's parameters moved).
@@ -56,9 +57,13 @@ class S0Meter(Sensor):
         self.counters = []
         self.changed()
 
-    def changed(self):
+    def period_ms(self):
+        """ms between edges at the world's present power, None when it is off."""
         power = max(0.0, float(self.world.params["power_w"]))
-        old, self.period = self.period, 3.6e9 / (power * self.ppk) if power > 0 else None
+        return 3.6e9 / (power * self.ppk) if power > 0 else None
+
+    def changed(self):
+        old, self.period = self.period, self.period_ms()
         if self.period is None:
             self.left = None
         elif old is None or self.left is None:
@@ -87,6 +92,21 @@ class S0Meter(Sensor):
         handler = self.world.pin_irqs.get(self.pin)
         if handler is not None:
             handler[0](handler[1])
+
+
+class WaterContact(S0Meter):
+    """A water meter's dry contact: one falling edge per litres_per_pulse of the world's
+    flow (flow_lph, L/h). Clean edges (the firmware's debounce has nothing to reject)."""
+
+    def __init__(self, world, spec):
+        spec = dict(spec)
+        spec["pulses_per_kwh"] = 1  # unused: the period comes from the flow
+        self.lpp = spec["litres_per_pulse"]
+        S0Meter.__init__(self, world, spec)
+
+    def period_ms(self):
+        flow = max(0.0, float(self.world.params["flow_lph"]))
+        return 3.6e6 * self.lpp / flow if flow > 0 else None
 
 
 class CtClamp(Sensor):
@@ -203,7 +223,8 @@ class Ranger(Sensor):
         return int(2 * float(self.world.params["distance_mm"]) / speed)
 
 
-KINDS = {"pulse": S0Meter, "ct": CtClamp, "pzem": Pzem, "hx711": Hx711, "hcsr04": Ranger}
+KINDS = {"pulse": S0Meter, "ct": CtClamp, "pzem": Pzem, "hx711": Hx711, "hcsr04": Ranger,
+         "water_pulse": WaterContact}
 
 
 def wire(world, specs):

@@ -28,7 +28,7 @@ MASK = (1 << 30) - 1  # ticks_ms and ticks_us wrap here, as on the ESP32
 EPOCH_2000 = 946684800  # the ESP32 counts time.time() from 2000-01-01
 PWRON, HARD, WDT, DEEPSLEEP, SOFT = 1, 2, 3, 4, 5  # machine.*_RESET on the ESP32
 EXIT_CODES = {"soft": 3, "watchdog": 4, "deep_sleep": 5}
-DEFAULTS = {"power_w": 0.0, "weight_g": 0.0, "distance_mm": 500.0, "wifi": True, "ntp": True,
+DEFAULTS = {"power_w": 0.0, "weight_g": 0.0, "distance_mm": 500.0, "flow_lph": 0.0, "wifi": True, "ntp": True,
             "ntp_offset_s": 0, "rssi": -61}
 
 
