@@ -131,22 +131,25 @@ def night_flow(ctx: Context) -> Outcome:
 def leak_suspected(ctx: Context) -> Outcome:
     """water.leak_suspected: sites whose night flow stayed above zero for N nights in a row."""
     devices = water_meters(ctx)
+    if not devices:
+        return Outcome(None, "no water meter in scope", devices)
     n = int(ctx.references.threshold("leak_nights"))
     suspected: dict[str, dict] = {}
     for site, mine in _metered_sites(ctx):
-        run, best, last_night = 0, 0, None
-        previous = None
+        run, best, until, previous = 0, 0, None, None
         for night, flow in sorted(night_minima(ctx, site, mine).items()):
             date = datetime.fromisoformat(night).date()
-            consecutive = previous is not None and date - previous == timedelta(days=1)
-            run = run + 1 if flow > 0 and (consecutive or run == 0) else (1 if flow > 0 else 0)
+            if flow <= 0:
+                run = 0
+            elif previous is not None and date - previous == timedelta(days=1):
+                run += 1
+            else:  # the first night, or one after a night without covered hours
+                run = 1
             previous = date
             if run > best:
-                best, last_night = run, night
+                best, until = run, night
         if best >= n:
-            suspected[site.id] = {"nights_in_a_row": best, "until": last_night}
-    if not devices:
-        return Outcome(None, "no water meter in scope", devices)
+            suspected[site.id] = {"nights_in_a_row": best, "until": until}
     return Outcome(float(len(suspected)),
                    f"sites whose minimum hourly night flow (01:00-05:00 local) stayed above 0 L/h for at least "
                    f"{n} nights in a row (a night without covered hours breaks the run) "
