@@ -388,13 +388,13 @@ def _check_references(path: Path, text: str, reg: Registry) -> None:
         if d.kind == "energy" and d.channel is None:
             fail(("devices", i, "channel"), "an energy device needs a channel",
                  "add channel = \"grid_import\", \"pv_production\" or \"load\"")
-        kind = _profile_kind(d.profile)
-        if kind is not None and kind != d.kind:
-            fail(("devices", i, "profile"), f"profile {d.profile!r} is a {kind} sensor, not {d.kind}",
-                 f"use a {d.kind} profile, or kind = \"{kind}\"")
         if d.kind == "waste" and (d.stream is None or d.stream not in reg.waste_streams):
             fail(("devices", i, "stream"), f"waste stream {d.stream!r} is not in [waste_streams]",
                  f"use one of: {', '.join(sorted(reg.waste_streams)) or '(declare [waste_streams] first)'}")
+        kind = _profile_kind(d.profile)
+        if kind is not None and kind != d.kind:
+            fail(("devices", i, "profile"), f"profile {d.profile!r} measures {kind}, not {d.kind}",
+                 f"use a {d.kind} profile, or kind = \"{kind}\"")
     for i, n in enumerate(reg.needs):
         if n.site not in sites:
             fail(("needs", i, "site"), f"site {n.site!r} does not exist", "use the id of a [[sites]] entry")

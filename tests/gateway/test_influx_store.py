@@ -71,14 +71,14 @@ def test_rows_with_awkward_tags_and_every_field_read_back(influxdb):
     s = open_store(f"influx+http://127.0.0.1:{influxdb.port}/boucle_rows", device_tags=lambda d, ts: tags)
     try:
         values = {"energy_wh": 12345, "power_w": 420, "voltage_v": 231.7, "current_a": 1.825, "power_factor": 0.97,
-                  "weight_g": 8100, "fill_pct": 55.5, "temp_c": -3.25}
+                  "weight_g": 8100, "fill_pct": 55.5, "temp_c": -3.25, "water_l": 48213, "flow_lpm": 6.5}
         rows = [reading_row(Reading("odd dev,1", 2, seq, 1767225000 + 60 * seq, values)) for seq in range(3)]
         assert s.write_rows(rows, 1767226000.25) == 3
         got = s.readings("odd dev,1", 0, 2**31, MEASUREMENT_FIELDS)
         assert [(r.boot, r.seq, r.ts) for r in got] == [(2, 0, 1767225000), (2, 1, 1767225060), (2, 2, 1767225120)]
         assert all(r.values == values for r in got)
         types = dict(s.query_series('SHOW FIELD KEYS FROM "readings"')[0]["values"])
-        assert types["energy_wh"] == types["weight_g"] == "integer"
+        assert types["energy_wh"] == types["weight_g"] == types["water_l"] == "integer"
         assert types["power_w"] == types["temp_c"] == "float"
         sites = s.query_series('SHOW TAG VALUES FROM "readings" WITH KEY IN ("site", "territory")')[0]["values"]
         assert sorted(sites) == [["site", "atelier, bâtiment=B 2"], ["territory", "lyon"]]

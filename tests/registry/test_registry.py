@@ -19,6 +19,9 @@ def test_example_is_realistic():
     assert {"fablab", "sme_workshop", "bakery", "school", "plant", "collection_point"} <= {s.kind for s in reg.sites}
     assert any(d.channel == "pv_production" for d in reg.devices)
     assert len({d.stream for d in reg.devices if d.kind == "waste"}) >= 4
+    water = [d for d in reg.devices if d.kind == "water"]
+    assert len(water) == 6 and all(d.profile == "water-pulse" and d.rated_flow_m3_h for d in water)
+    assert {reg.site(d.site).territory for d in water} == {t.id for t in reg.territories}
     assert reg.needs and all(reg.site(n.site) for n in reg.needs)
     assert reg.route("cc-monts-lyonnais", "biowaste") == "anaerobic_digestion"
     assert reg.route("ecully", "biowaste") == "composting"
@@ -64,6 +67,15 @@ def test_toml_syntax_error_has_a_line(tmp_path):
 def test_duplicate_device_id(tmp_path):
     err, _ = broken(tmp_path, 'id = "ecully-fablab-pv"', 'id = "ecully-fablab-grid"')
     assert err.key == "devices[1].id" and "duplicate" in err.problem
+
+
+def test_a_profile_of_another_kind_is_refused(tmp_path):
+    err, _ = broken(tmp_path, 'kind = "water"\nrated_flow_m3_h = 2.5\nprofile = "water-pulse"',
+                    'kind = "water"\nrated_flow_m3_h = 2.5\nprofile = "energy-pulse"')
+    assert err.key.endswith(".profile") and "measures energy, not water" in err.problem
+    assert 'kind = "energy"' in err.fix
+    err, _ = broken(tmp_path, 'kind = "water"', 'kind = "gas"')
+    assert err.key.endswith(".kind") and "water" in err.fix
 
 
 def test_unknown_waste_stream(tmp_path):
