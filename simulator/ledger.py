@@ -5,11 +5,13 @@ One row per device per simulated hour in which something happened (docs/simulato
      "kind": "energy", "channel": "grid_import", "wh": 1234, "true_wh": 1234.56}
     {"hour": ..., "kind": "waste", "stream": "glass", "measured": "weight",
      "deposited_kg": 12.5, "collected_kg": 0.0, "emptyings": 0, "overflows": 0, "readings": 60}
+    {"hour": ..., "kind": "water", "litres": 61.0, "true_l": 61.4, "readings": 60}
 
 `wh` is what the meter counted (integer counter increments between consecutive
 readings, spread linearly over the time between them, as the server accrues them: what the
 API must find, to its rounding of a mWh per quarter-hour);
-`true_wh` is the energy before integer rounding; `deposited_kg` is the mass actually
+`true_wh` is the energy before integer rounding; `litres` and `true_l` the same for a water
+meter's counter; `deposited_kg` is the mass actually
 put in the bin, before sensor noise.
 """
 

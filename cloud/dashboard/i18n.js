@@ -55,6 +55,7 @@ window.BOUCLE_I18N = {
       "add floor_area_m2 to the site in the registry": "ajoutez floor_area_m2 au site dans le registre",
       "estimated: no export meter in the registry": "estimation : pas de compteur d'injection dans le registre",
       "only the bins equipped with sensors are counted": "seuls les bacs équipés de capteurs sont comptés",
+      "only the sites with a water meter are counted": "seuls les sites équipés d'un compteur d'eau sont comptés",
     },
   },
   en: {

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from boucle.registry import Device, Site
+from cloud.indicators import caveats as caveat_texts
 from cloud.indicators.context import Context
 from cloud.indicators.outcome import Outcome
 
@@ -59,7 +60,8 @@ def per_capita(ctx: Context) -> Outcome:
         if not ctx.population:
             return Outcome(None, "population is 0 in the registry", devices)
         return Outcome(volume / ctx.population / days, "water.consumed (L) ÷ population ÷ period in days",
-                       devices, {"litres": volume, "population": ctx.population, "days": days})
+                       devices, {"litres": volume, "population": ctx.population, "days": days},
+                       caveats=[caveat_texts.METERED_SITES_ONLY])
     metered = [s for s in ctx.sites if any(d.site == s.id for d in devices)]
     if not all(s.employees for s in metered):
         return Outcome(None, "a metered site has no employees in the registry", devices)

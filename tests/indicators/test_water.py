@@ -79,6 +79,7 @@ def test_water_indicators_by_hand(case):
     assert town["water.consumed"].unit == "m³"
     assert town["water.per_capita"].value == pytest.approx((4 * day + 3 * leak) / 1000 / 4)  # 1000 inhabitants
     assert town["water.per_capita"].reference["average"] == 145
+    assert town["water.per_capita"].caveats == ["only the sites with a water meter are counted"]
     # nights of Mon..Thu: minima 0, 12, 12, 12 L/h
     assert town["water.night_flow"].value == pytest.approx(9.0)
     assert town["water.night_flow"].breakdown == {"by_site": {"lab": 9.0}, "nights": {"lab": 4}}
