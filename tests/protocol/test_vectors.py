@@ -74,3 +74,15 @@ def test_the_schema_file_follows_the_sensor_descriptors():
     props = schema()["$defs"]["reading"]["properties"]
     assert props["water_l"] == {"type": "integer", "minimum": 0, "maximum": 1000000000000,
                                 "description": "Cumulative water counter, L."}
+
+
+def test_the_normative_doc_lists_every_field_with_its_bounds():
+    """docs/protocol.md's reading table names every field of the descriptors, in wire order."""
+    import re
+    from pathlib import Path
+
+    from boucle.protocol import MEASUREMENT_FIELDS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text("utf-8")
+    listed = re.findall(r"^\| `(\w+)` \| (?:int|number) \|", doc, flags=re.M)
+    assert [f for f in listed if f not in ("seq", "ts")] == list(MEASUREMENT_FIELDS)
