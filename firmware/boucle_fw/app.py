@@ -17,8 +17,7 @@ FW_VERSION = "0.1.0"
 
 def build_sensors(cfg, settings):
     """[(type, driver)] from the config's sensors section (each type's descriptor builds it)."""
-    from boucle_fw import sensors
-    return [(s["type"], sensors.get(s["type"]).build(s, settings)) for s in cfg["sensors"]]
+    return [(s["type"], sensors_mod.get(s["type"]).build(s, settings)) for s in cfg["sensors"]]
 
 
 def _client_factory(cfg):
@@ -66,6 +65,7 @@ def run(root="/"):
     spec = kinds.get(sensors_mod.kind_of(cfg["sensors"][0]["type"])).COUNTER
     if spec is not None:  # a bin counts nothing, writes nothing to NVS
         section, units, _, seconds, _ = spec[1]
+        # NVS key "energy" or "water"; its RTC memory cell the key's first letter ("e", as before)
         store = CounterStore(rtc.cell(spec[2][0]), nvs.cell(spec[2]), cfg[section][units], cfg[section][seconds])
         counter = store.restore()
     wifi = Wifi(cfg["wifi"]["ssid"], cfg["wifi"]["password"], cfg["wifi"]["reconnects"])

@@ -84,5 +84,5 @@ def test_the_normative_doc_lists_every_field_with_its_bounds():
     from boucle.protocol import MEASUREMENT_FIELDS
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text("utf-8")
-    listed = re.findall(r"^\| `(\w+)` \| (?:int|number) \|", doc, flags=re.M)
+    listed = re.findall(r"^\| `(\w+)` \| (?:int|number) \|", doc, flags=re.MULTILINE)
     assert [f for f in listed if f not in ("seq", "ts")] == list(MEASUREMENT_FIELDS)
