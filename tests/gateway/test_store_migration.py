@@ -26,9 +26,13 @@ def _dump(path) -> dict[str, list]:
         old = ["device", "boot", "seq", "ts", "energy_wh", "power_w", "voltage_v", "weight_g", "temp_c", "received"]
         return {
             "readings": conn.execute(f"SELECT {', '.join(old)} FROM readings ORDER BY device, boot, seq").fetchall(),
-            "rollup_days": conn.execute("SELECT * FROM rollup_days ORDER BY device, day").fetchall(),
-            "rollup_months": conn.execute("SELECT * FROM rollup_months ORDER BY device, month").fetchall(),
-            "rollup_month_slots": conn.execute("SELECT * FROM rollup_month_slots ORDER BY device").fetchall(),
+            # the columns the old store had (opening it also adds the rollups' digests)
+            "rollup_days": conn.execute("SELECT device, day, slots, covered, events FROM rollup_days "
+                                        "ORDER BY device, day").fetchall(),
+            "rollup_months": conn.execute("SELECT device, month, days, events FROM rollup_months "
+                                          "ORDER BY device, month").fetchall(),
+            "rollup_month_slots": conn.execute("SELECT device, month, slots, covered FROM rollup_month_slots "
+                                               "ORDER BY device").fetchall(),
             "dead_letters": conn.execute("SELECT received, topic, error, payload FROM dead_letters").fetchall(),
             "device_state": conn.execute("SELECT * FROM device_state").fetchall(),
             "meta": conn.execute("SELECT * FROM meta").fetchall(),
