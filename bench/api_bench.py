@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.indicators_bench import bench_registry, rewrite_last_month, write_rollups
+from bench.indicators_bench import bench_registry, rewrite_last_month, timing_stats, write_rollups
 from boucle.registry import ApiKey, RegistryFile, hash_key
 from boucle.rollup import DAY, day_start
 from boucle.settings import ApiSettings, load_settings
@@ -42,13 +41,6 @@ from cloud.serve import ServerThread
 from simulator.generate import generate_registry
 
 KEY = "bk_bench_api_territory_key"
-
-
-def _ms(samples: list[float]) -> dict:
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, max(0, -(-99 * len(ordered) // 100) - 1))]
-    return {"p50_ms": round(statistics.median(ordered), 1), "p99_ms": round(p99, 1),
-            "min_ms": round(ordered[0], 1), "runs": len(ordered)}
 
 
 def _serve(store_url: str, registry: Path, territory: str) -> ServerThread:
@@ -103,7 +95,7 @@ def time_api(store_url: str, registry_path: Path, territory: str, writer, cold_r
             body = client.get(path, headers={"X-API-Key": KEY}).json()
     finally:
         server.stop()
-    return {"cold": _ms(cold), "after_write": _ms(after_write), "cached": _ms(cached),
+    return {"cold": timing_stats(cold), "after_write": timing_stats(after_write), "cached": timing_stats(cached),
             "values": {v["id"]: v["value"] for v in body["indicators"]}}
 
 

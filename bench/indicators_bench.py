@@ -236,7 +236,8 @@ def write_raw(store: SQLiteStore, registry: Registry, start: int, end: int) -> i
 # --- timing -------------------------------------------------------------------------------
 
 
-def _stats(ms: list[float]) -> dict:
+def timing_stats(ms: list[float]) -> dict:
+    """p50, p99 (nearest rank), min and count of timings in ms."""
     ordered = sorted(ms)
     p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
     return {"p50_ms": round(statistics.median(ordered), 1), "p99_ms": round(p99, 1),
@@ -275,7 +276,7 @@ def time_query(open_: Callable[[], Store], registry: Registry, period: Period, r
             assert hit
     finally:
         store.close()
-    out = {"first_ms": round(first, 1), **_stats(runs), "cpu_p50_ms": round(statistics.median(cpu), 1),
+    out = {"first_ms": round(first, 1), **timing_stats(runs), "cpu_p50_ms": round(statistics.median(cpu), 1),
            "cached_p50_ms": round(statistics.median(hits), 3)}
     out["values"] = {v.id: v.value for v in values}
     return out
