@@ -341,11 +341,16 @@ def _add_field_columns(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(readings)")}
     for name in MEASUREMENT_FIELDS:
         if name not in columns:
-            try:
-                conn.execute(f"ALTER TABLE readings ADD COLUMN {name} {_column_type(name)}")
-            except sqlite3.OperationalError as exc:  # another process opening it added it first
-                if "duplicate column" not in str(exc):
-                    raise
+            _add_column(conn, "readings", f"{name} {_column_type(name)}")
+
+
+def _add_column(conn: sqlite3.Connection, table: str, column: str) -> None:
+    """ALTER TABLE ... ADD COLUMN, where another process opening the store may add it first."""
+    try:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):
+            raise
 
 
 def _bound_dead_letters(conn: sqlite3.Connection) -> None:
@@ -374,7 +379,7 @@ def _digest_rollups(conn: sqlite3.Connection) -> None:
     for table, columns in ROLLUP_TABLES.items():
         if "digest" in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
             continue
-        conn.execute(f"ALTER TABLE {table} ADD COLUMN digest INTEGER")
+        _add_column(conn, table, "digest INTEGER")  # both may fill the digests: the same values
         rows = conn.execute(f"SELECT device, {_START[table]}, {', '.join(columns)} FROM {table}").fetchall()
         conn.executemany(f"UPDATE {table} SET digest = ? WHERE device = ? AND {_START[table]} = ?",
                          [(row_digest(row[2:]), row[0], row[1]) for row in rows])
