@@ -8,8 +8,13 @@ through one durable pull consumer (its name: BOUCLE_SHARE_GROUP, default boucle-
 filtered on the topic prefix: a work queue, each message handed to one gateway at a time,
 redelivered when not acked within BOUCLE_NATS_ACK_WAIT_S. A gateway acks a message only after its
 spool committed it, as on the MQTT input; interest retention keeps a message in the stream
-until the consumer acked it. QoS 0 messages (health) are not stored by NATS and so never
-reach this input.
+until the consumer acked it.
+
+QoS 0 messages (health) are not stored by NATS: they reach the gateways as plain NATS
+messages on the topic's subject, through a queue subscription (one gateway of the group
+gets each), at most once, as over MQTT. One arriving while the inbox is full is dropped
+rather than holding up the event loop that also pulls and acks the stream; the next
+health message of that device replaces it anyway.
 
 nats-py is asyncio: its client and the pull loop run on an event loop of their own
 thread; the spooler's acks are handed to that loop.
@@ -32,7 +37,7 @@ from nats.js.errors import NotFoundError
 
 from boucle.mqtt import BrokerUnavailable
 from boucle.settings import GatewaySettings
-from gateway.input import Inbox, Message, split_topic
+from gateway.input import CHANNELS, Inbox, Message, split_topic
 
 log = logging.getLogger("boucle.gateway")
 
@@ -72,6 +77,19 @@ def consumer_config(settings: GatewaySettings) -> ConsumerConfig:
         filter_subject=f"{SUBJECT_PREFIX}{nats_subject(settings.topic_prefix)}.>")
 
 
+def stored_at(msg, default: float) -> float:
+    """When the cluster stored the message (its stream timestamp, in the ack subject), as
+    the time it was received. Not the fetch time: a fetch hands over a whole batch at one
+    instant, and two dead letters of one device and error received at the same instant
+    are one point in InfluxDB (same series, same time) — one of them was lost so. And a
+    message redelivered to another gateway keeps its time, so it is the same dead letter
+    there too."""
+    try:
+        return msg.metadata.timestamp.timestamp()
+    except Exception:  # noqa: BLE001 - not a JetStream reply subject: the fetch time
+        return default
+
+
 class JetStreamInput:
     """Messages of a NATS cluster's `$MQTT_msgs` stream, through a shared durable pull consumer."""
 
@@ -103,7 +121,7 @@ class JetStreamInput:
                                     "and MQTT on") from None
 
     def ack(self, messages: Sequence[Message]) -> None:
-        replies = [m.handle for m in messages]
+        replies = [m.handle for m in messages if m.qos > 0]  # QoS 0: nothing to ack
         if replies:
             self._loop.call_soon_threadsafe(self._send_acks, replies)
 
@@ -147,6 +165,28 @@ class JetStreamInput:
         log.info("consuming %s through durable consumer %s on %s (existed: %s)", STREAM, self.consumer,
                  self._nc.connected_url.netloc if self._nc.connected_url else "?", existed)
         self._pulling = asyncio.ensure_future(self._pull(subscription, inbox))
+        await self._listen_qos0(inbox)
+
+    async def _listen_qos0(self, inbox: Inbox) -> None:
+        """Subscribe to the channels devices publish at QoS 0 (health), in the group's queue."""
+        prefix = self.settings.topic_prefix
+        full = 0
+
+        async def on_message(msg) -> None:
+            nonlocal full
+            topic = mqtt_topic(msg.subject)
+            if split_topic(prefix, topic) is None:
+                return
+            if inbox.room < 1:
+                full += 1
+                if full == 1 or full % 1000 == 0:
+                    log.warning("inbox full: %d QoS 0 messages (health) dropped so far, as a broker drops them for "
+                                "a slow subscriber", full)
+                return
+            inbox.put(Message(topic, msg.data, None, 0, False, time.time()))
+
+        for channel in (c for c, qos in CHANNELS.items() if qos == 0):
+            await self._nc.subscribe(f"{nats_subject(prefix)}.*.{channel}", queue=self.consumer, cb=on_message)
 
     async def _wait_stream(self, js) -> None:
         """NATS creates `$MQTT_msgs` when an account's first MQTT client connects: until
@@ -207,7 +247,7 @@ class JetStreamInput:
                 if split_topic(prefix, topic) is None:
                     foreign.append(msg.reply)  # cmd, cmd/ack...: not the gateway's, as outside its MQTT subscription
                     continue
-                inbox.put(Message(topic, msg.data, msg.reply, 1, False, now))
+                inbox.put(Message(topic, msg.data, msg.reply, 1, False, stored_at(msg, now)))
             if foreign:
                 self._send_acks(foreign)
 

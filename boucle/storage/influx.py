@@ -304,16 +304,20 @@ class InfluxStore:
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         # Series per device and error (bounded), not per letter: the letter's key is a
         # field, and its time the receipt in µs plus three digits from its key (ns), so two
-        # letters of one device and error received in the same µs stay two points.
-        lines = []
+        # letters of one device and error received in the same µs stay two points. Within
+        # a write, two keys whose digits agree are moved apart by a nanosecond (a point
+        # with another's series and time would replace it). The same letter written again
+        # (a retry, a redelivery: same receipt, same key) is the same point.
+        lines, taken = [], {}
         for d in letters:
             p = (Point("dead_letters").tag("device", d.device).tag("error", d.error)
                  .field("topic", d.topic).field("path", d.path).field("message", d.message)
                  .field("payload_b64", base64.b64encode(d.payload).decode()).field("received", float(d.received))
                  .field("key", d.key).field("size", letter_size(d)))
-            spread = zlib.crc32(d.key.encode()) % 1000
-            lines.append(p.time(round(d.received * 10**6) * 1000 + spread, write_precision=WritePrecision.NS)
-                         .to_line_protocol())
+            t = round(d.received * 10**6) * 1000 + zlib.crc32(d.key.encode()) % 1000
+            while taken.setdefault((d.device, d.error, t), d.key) != d.key:
+                t += 1
+            lines.append(p.time(t, write_precision=WritePrecision.NS).to_line_protocol())
         self.write_lines(lines, "ns")
 
     def trim_dead_letters(self, bounds: DeadLetterBounds) -> DeadLetterTrim:

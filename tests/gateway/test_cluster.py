@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from boucle.settings import GatewaySettings, SettingsError, load_settings
 from boucle.storage import open_store
-from gateway.input import Inbox, open_input
+from gateway.input import Inbox, Message, open_input
 from gateway.jetstream import STREAM
 from tests.gateway.known_stream import (
     DEVICES,
@@ -154,21 +154,28 @@ def test_the_consumer_gives_back_the_topics_devices_published(nats_cluster, tmp_
                              mqtt_port=nats_cluster.mqtt_ports[0], client_id="topics", share_group="topics")
     gateway_input = open_input(settings)
     inbox = Inbox(100)
+    for _ in range(100):  # a full inbox: the input fetches nothing until the test takes these
+        inbox.put(Message("filler", b"", None, 1, False, 0.0))
     sessions = []
     gateway_input.start(inbox, sessions.append)
     try:
         device = Device("topics-device", nats_cluster.mqtt_ports[2])
+        published = time.time() - 1  # the nodes' clock is this machine's (a second for rounding)
         topics = ["boucle/v1/dev-1/telemetry", "boucle/v1/dev-1/cmd/ack", "boucle/v1//telemetry",
                   "boucle/v1/dev-2/status", "other/v1/dev-1/telemetry"]
         for topic in topics:
             device.publish(topic, topic.encode())
         assert wait_until(device.all_acked, timeout=30)
+        assert len(inbox.take(100, 0.1)) == 100  # now all five come in one fetch
         got = []
         assert wait_until(lambda: got.extend(inbox.take(100, 0.1)) or len(got) >= 3, timeout=30)
         time.sleep(1)  # anything else would have come by now
         got.extend(inbox.take(100, 0.1))
         assert [(m.topic, m.payload) for m in got] == [(t, t.encode()) for t in (
             "boucle/v1/dev-1/telemetry", "boucle/v1//telemetry", "boucle/v1/dev-2/status")]
+        # Each is received when the cluster stored it, not when a fetch handed the batch over.
+        assert len({m.received for m in got}) == len(got)
+        assert all(published <= m.received <= time.time() for m in got)
         assert sessions == [False]  # the durable consumer was made now
         device.close()
     finally:

@@ -1,5 +1,7 @@
 """The InfluxDB store against a real InfluxDB (Debian's 1.6.7, v1 API)."""
 
+import zlib
+
 import pytest
 
 from boucle.protocol import Reading
@@ -45,6 +47,23 @@ def test_dead_letters_and_states(store):
     store.write_device_states([DeviceState("ecully-fablab-grid", "health", {"buffer_depth": 3}, 1767226001.0)])
     state = store.device_states(["ecully-fablab-grid"])["ecully-fablab-grid"]["health"]
     assert state.doc == {"buffer_depth": 3}
+
+
+def test_letters_received_at_one_instant_are_all_kept(store):
+    """A fetch from the cluster hands over a batch at one instant: letters of one device and
+    error received together, even with keys whose spread digits agree, stay distinct points."""
+    keys, by_digits = [], {}
+    for i in range(10_000):
+        key = f"key-{i}"
+        other = by_digits.setdefault(zlib.crc32(key.encode()) % 1000, key)
+        if other != key:
+            keys = [other, key]
+            break
+    letters = [DeadLetter(1767226000.25, "boucle/v1/x/telemetry", "schema", "v", "protocol version 2 is not 1",
+                          f"payload {key}".encode(), key, "x") for key in keys + ["key-other"]]
+    store.write_dead_letters(letters)
+    store.write_dead_letters(letters[:2])  # written again (a retry): the same points
+    assert sorted(d.key for d in store.dead_letters()) == sorted(keys + ["key-other"])
 
 
 def test_data_version_changes_on_write(store):
