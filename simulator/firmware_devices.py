@@ -23,6 +23,7 @@ from boucle_fw import config as fw_config
 from boucle.registry import Device, Registry
 from simulator.boards import BOOT_MS, Interpreter, VirtualBoard, build_interpreter
 from simulator.ledger import Ledger
+from simulator.models import counted
 
 log = logging.getLogger("boucle.simulator.firmware")
 PROFILES = ("energy-pzem", "energy-ct", "energy-pulse", "waste-scale", "waste-ultrasonic", "water-pulse")
@@ -121,7 +122,7 @@ class FirmwareDevices:
             self.seen.add(key)
             self.readings += 1
             amounts = {"readings": 1}
-            for counter, key in (("energy_wh", "wh"), ("water_l", "litres")):
+            for counter, key in counted():  # each kind's model's (simulator/models/)
                 if counter in r:
                     last, self.last_wh[device] = self.last_wh.get(device), r[counter]
                     if last is not None:
