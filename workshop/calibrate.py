@@ -56,14 +56,6 @@ def steps_of(sensor_type: str, value: float) -> list[Step]:
             for text, cmd, args, key in cal["steps"]]
 
 
-def scale_steps(known_g: float) -> list[Step]:
-    return steps_of("hx711", known_g)
-
-
-def ct_steps(known_a: float) -> list[Step]:
-    return steps_of("ct", known_a)
-
-
 def registry_values(results: list[dict[str, Any]]) -> dict[str, float]:
     """Flatten the device's ack results into the registry's `calibration` numbers."""
     values: dict[str, float] = {}

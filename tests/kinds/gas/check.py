@@ -1,0 +1,143 @@
+"""Run in a fresh interpreter (tests/kinds/test_kind_seam.py): register the throwaway `gas`
+kind, then ask each component what it makes of it; prints what they said as JSON."""
+
+from tests.kinds.gas import install
+
+install()
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from boucle import kinds
+from boucle.registry import RegistryError, load_registry
+
+REGISTRY = """
+[[territories]]
+id = "t1"
+name = "T"
+kind = "commune"
+population = 1000
+centroid = [45.77, 4.77]
+
+[[sites]]
+id = "bakery"
+territory = "t1"
+name = "Bakery"
+kind = "bakery"
+location = [45.77, 4.77]
+opening_hours = "Mo-Su 06:00-20:00"
+
+[[devices]]
+id = "bakery-grid"
+site = "bakery"
+kind = "energy"
+channel = "grid_import"
+rated_power_w = 12000
+profile = "energy-pzem"
+
+[[devices]]
+id = "bakery-gas"
+site = "bakery"
+kind = "gas"
+profile = "gas-pulse"
+rated_gas_m3_h = 6
+"""
+out: dict = {}
+tmp = Path(tempfile.mkdtemp())
+
+
+def registry_says(text: str) -> str:
+    path = tmp / "registry.toml"
+    path.write_text(text, "utf-8")
+    try:
+        load_registry(path)
+    except RegistryError as exc:
+        return f"{exc.key}: {exc.problem}. Fix: {exc.fix}"
+    return "ok"
+
+
+# the registry: the kind, its key with its bound, its check, a profile of the kind
+out["registry"] = {
+    "valid": registry_says(REGISTRY),
+    "bound": registry_says(REGISTRY.replace("rated_gas_m3_h = 6", "rated_gas_m3_h = -1")),
+    "missing": registry_says(REGISTRY.replace("rated_gas_m3_h = 6", "")),
+    "unknown_kind": registry_says(REGISTRY.replace('kind = "gas"', 'kind = "steam"')),
+    "wrong_profile": registry_says(REGISTRY.replace('profile = "energy-pzem"', 'profile = "gas-pulse"')),
+}
+reg_path = tmp / "registry.toml"
+reg_path.write_text(REGISTRY, "utf-8")
+registry = load_registry(reg_path)
+gas = registry.device("bakery-gas")
+out["rated_per_hour"] = kinds.rated_per_hour("gas", gas)
+out["counters"] = list(kinds.COUNTERS)
+
+# boucle flash: its option, and the registry entry it writes
+from workshop import flash, provision, registry_edit
+
+parser = argparse.ArgumentParser()
+flash.configure(parser)
+out["flash_help"] = next(a.help for a in parser._actions if "--rated-gas-m3-h" in a.option_strings)
+argv = ["--site", "bakery", "--profile", "gas-pulse", "--wifi-ssid", "x"]
+args = parser.parse_args([*argv, "--rated-gas-m3-h", "4"])
+entry = {"id": "esp32-abcdef", "site": "bakery", "kind": provision.profile_kind("gas-pulse"), "profile": "gas-pulse",
+         **flash.device_fields("gas", args)}
+out["flash_entry"] = entry
+load_registry_text = registry_edit.with_device(REGISTRY, entry)
+out["flashed_valid"] = registry_says(load_registry_text)
+try:
+    flash.device_fields("gas", parser.parse_args(argv))
+    out["flash_missing"] = None
+except Exception as exc:  # noqa: BLE001 - what flash says
+    out["flash_missing"] = str(exc)
+
+# boucle calibrate: its option gives the type's steps their value
+from workshop import calibrate
+
+cparser = argparse.ArgumentParser()
+calibrate.configure(cparser)
+steps = calibrate._steps_for("gas-pulse", cparser.parse_args(["bakery-gas", "--known-dm3", "250"]))
+out["calibrate_steps"] = [[s.instruction, s.cmd, s.args] for s in steps]
+
+# the simulator: the kind's model, beside energy at the same site, its counter in the ledger
+from simulator.faults import resolve
+from simulator.fleet import Fleet, save_state
+from simulator.ledger import Ledger, read_ledger
+from simulator.profiles import load_profiles
+
+start = 1763596800  # Thursday 2025-11-20 00:00 UTC
+ledger_path = tmp / "ledger.jsonl"
+ledger = Ledger(ledger_path)
+faults = resolve([{"kind": "counter_reset", "start": "+13h", "devices": "bakery-gas"}], ["bakery-gas"], start, 1)
+fleet = Fleet(registry, load_profiles(), 1, ledger, {}, faults=faults, start_ts=start)
+readings = []
+for t in range(start, start + 24 * 3600, 60):
+    fleet.step(t, 60)
+    for topic, payload in fleet.payloads(1):
+        body = json.loads(payload)
+        if topic.endswith("/telemetry") and body["device"] == "bakery-gas":
+            readings += body["readings"]
+list(fleet.flush())
+ledger.close()
+rows = [r for r in read_ledger(ledger_path) if r["device"] == "bakery-gas"]
+out["sim"] = {
+    "readings": len(readings),
+    "fields": sorted({k for r in readings for k in r if k.startswith("gas")}),
+    "flows": sorted({r["gas_flow_dm3h"] for r in readings}),
+    "counted_dm3": sum(r.get("dm3", 0) for r in rows),
+    "true_dm3": sum(r.get("true_dm3", 0) for r in rows),
+    "kinds": sorted({r["kind"] for r in rows}),
+    "resets": sum(r.get("counter_resets", 0) for r in rows),
+    "energy_rows": sum(1 for r in read_ledger(ledger_path) if r["device"] == "bakery-grid"),
+}
+save_state(tmp / "state.json", fleet.state)
+out["state"] = json.loads((tmp / "state.json").read_text())["bakery-gas"]
+
+# FIWARE: the kind's routes and its context in every entity
+from cloud import fiware, fiware_routes
+
+out["fiware_paths"] = sorted(r.path for r in fiware_routes.router.routes if "gas" in r.path)
+out["fiware_context"] = fiware.context()
+json.dump(out, sys.stdout)
