@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from boucle_fw.accounting import EnergyCounter
 from boucle_fw.buffer import ReadingBuffer
 from boucle_fw.commands import CommandHandler
 from boucle_fw.device import MAX_BATCHES_PER_CYCLE, next_batch
@@ -115,6 +116,21 @@ class VirtualDevice:
             yield payload, self.buffer.peek(count)
             self.buffer.drop(count)
             sent += 1
+
+
+@dataclass
+class VirtualCounterMeter(VirtualDevice):
+    """A meter kind's device: the firmware's integer counter (EnergyCounter: Wh, L...), and
+    what the server counts of it as its readings leave."""
+
+    counter: EnergyCounter = field(default_factory=EnergyCounter)
+    last_sent: int | None = None
+    last_sent_ts: int = 0
+
+    def counted(self, ts: int, value: int) -> list[tuple[int, float]]:
+        """What the server counts for a reading of the counter when it arrives (hourly_increase)."""
+        out, self.last_sent, self.last_sent_ts = hourly_increase(self.last_sent, self.last_sent_ts, value, ts)
+        return out
 
 
 def hourly_increase(last: int | None, last_ts: int, value: int, ts: int

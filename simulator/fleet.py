@@ -19,7 +19,7 @@ from boucle_fw.protocol import DEFAULT_PREFIX, encode_health, encode_status, top
 
 from boucle import kinds
 from boucle.registry import Registry, parse_opening_hours
-from simulator.devices import NvsState, VirtualDevice, device_rng, local_time
+from simulator.devices import NvsState, VirtualCounterMeter, VirtualDevice, device_rng, local_time
 from simulator.faults import Fault, garbage_payloads
 from simulator.ledger import Ledger
 from simulator.models import models
@@ -253,12 +253,12 @@ class Fleet:
 
     def _drain(self, dev: VirtualDevice) -> Iterator[tuple[str, bytes]]:
         t = topic(self.prefix, dev.device.id, "telemetry")
-        meter = kinds.meter(dev.device.kind)
+        meter = kinds.meter(dev.device.kind) if isinstance(dev, VirtualCounterMeter) else None
         key = self.models[dev.device.kind].COUNTED
         for payload, readings in dev.sendable():
             if meter is not None:
                 for r in readings:
-                    for ts, amount in dev.counted(r["ts"], r[meter.counter]):  # type: ignore[attr-defined]
+                    for ts, amount in dev.counted(r["ts"], r[meter.counter]):
                         self.ledger.add(dev.device.id, ts, **{key: amount})
             self.sent["payloads"] += 1
             yield t, payload

@@ -128,3 +128,8 @@ def component(kind: str, name: str) -> ModuleType | None:
     when the kind has none."""
     path = getattr(server(kind), name, None)
     return importlib.import_module(path) if path else None
+
+
+def components(name: str) -> dict[str, ModuleType]:
+    """An app's module of each kind that has one (`component(kind, name)`), in KINDS order."""
+    return {k: m for k in KINDS if (m := component(k, name)) is not None}

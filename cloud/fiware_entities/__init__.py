@@ -21,12 +21,7 @@ from cloud.access import Context
 
 def entity_kinds() -> dict[str, ModuleType]:
     """The FIWARE module of each kind that has one, in KINDS order."""
-    out = {}
-    for kind in kinds.KINDS:
-        module = kinds.component(kind, "FIWARE")
-        if module is not None:
-            out[kind] = module
-    return out
+    return kinds.components("FIWARE")
 
 
 def newest(ctx: Context, devices, fields: list[str]) -> tuple[dict, dict[str, dict]]:

@@ -7,7 +7,8 @@ A model module has
                "litres"), or None for a kind without a counter
   virtual(fleet, dev, common, saved) -> VirtualDevice
                a registry device as a virtual device (`common`: the VirtualDevice fields,
-               `saved`: its NvsState), described in the ledger
+               `saved`: its NvsState), described in the ledger; a meter kind's is a
+               VirtualCounterMeter (its counter, and what the server counts of it)
   step(fleet, site, devices, ts, local, dt_s)
                advance the site's devices of the kind by `dt_s` seconds to `ts`: what their
                sensors see, their readings (`fleet.keep`), the truth (`fleet.ledger`)
@@ -30,12 +31,7 @@ from boucle import kinds
 def models() -> dict[str, ModuleType]:
     """The simulator model of each kind that has one, in KINDS order (the order a site's
     kinds are stepped in)."""
-    out = {}
-    for kind in kinds.KINDS:
-        model = kinds.component(kind, "SIMULATOR")
-        if model is not None:
-            out[kind] = model
-    return out
+    return kinds.components("SIMULATOR")
 
 
 def counted() -> list[tuple[str, str]]:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from boucle_fw.accounting import EnergyCounter
 
 from boucle.registry import is_open
-from simulator.devices import VirtualDevice, device_rng, hourly_increase
+from simulator.devices import VirtualCounterMeter, device_rng
 from simulator.profiles import Profiles, is_holiday
 
 KIND = "energy"
@@ -26,10 +26,7 @@ COUNTED = "wh"
 
 
 @dataclass
-class VirtualMeter(VirtualDevice):
-    counter: EnergyCounter = field(default_factory=EnergyCounter)
-    last_sent_wh: int | None = None
-    last_sent_ts: int = 0
+class VirtualMeter(VirtualCounterMeter):
     true_wh: float = 0.0
     gain: float = 1.0        # current clamps: measured / true power (gain error and drift)
 
@@ -55,12 +52,6 @@ class VirtualMeter(VirtualDevice):
             if self.device.profile == "energy-pzem":
                 reading["power_factor"] = 0.95 if measured > 0 else 0.0
         return reading
-
-    def counted(self, ts: int, energy_wh: int) -> list[tuple[int, float]]:
-        """The Wh the server counts for this reading when it arrives (hourly_increase)."""
-        out, self.last_sent_wh, self.last_sent_ts = hourly_increase(self.last_sent_wh, self.last_sent_ts,
-                                                                    energy_wh, ts)
-        return out
 
 
 def virtual(fleet, dev, common: dict, saved) -> VirtualMeter:

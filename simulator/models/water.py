@@ -9,12 +9,12 @@ profiles.toml: [water] (litres_per_pulse, leak_share, leak_lph), [water.sites] p
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from boucle_fw.accounting import EnergyCounter
 
-from simulator.devices import VirtualDevice, hourly_increase
+from simulator.devices import VirtualCounterMeter
 
 KIND = "water"
 COUNTER = "water_l"
@@ -22,15 +22,12 @@ COUNTED = "litres"
 
 
 @dataclass
-class VirtualWaterMeter(VirtualDevice):
+class VirtualWaterMeter(VirtualCounterMeter):
     """A water meter's pulse output in front of the firmware's litre counting."""
 
-    counter: EnergyCounter = field(default_factory=EnergyCounter)
     ml_per_pulse: int = 1000
     true_l: float = 0.0
     pulsed_ml: int = 0       # mL the meter's dial turned, in whole pulses emitted
-    last_sent_l: int | None = None
-    last_sent_ts: int = 0
 
     def measure(self, ts: int, flow_lph: float, dt_s: float) -> dict[str, Any] | None:
         """Draw `flow_lph` over the last `dt_s` through the meter; a reading when due."""
@@ -46,11 +43,6 @@ class VirtualWaterMeter(VirtualDevice):
         reading["water_l"] = self.counter.total_wh
         reading["flow_lpm"] = max(0.0, flow_lph) / 60
         return reading
-
-    def counted(self, ts: int, water_l: int) -> list[tuple[int, float]]:
-        """The litres the server counts for this reading when it arrives (hourly_increase)."""
-        out, self.last_sent_l, self.last_sent_ts = hourly_increase(self.last_sent_l, self.last_sent_ts, water_l, ts)
-        return out
 
 
 def virtual(fleet, dev, common: dict, saved) -> VirtualWaterMeter:

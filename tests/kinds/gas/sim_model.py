@@ -1,11 +1,11 @@
 """The simulator model of the throwaway `gas` kind: a boiler that burns while its site is
 open (the site context), each meter in front of the firmware's integer counter."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from boucle_fw.accounting import EnergyCounter
 
-from simulator.devices import VirtualDevice, hourly_increase
+from simulator.devices import VirtualCounterMeter
 
 COUNTER = "gas_dm3"
 COUNTED = "dm3"
@@ -13,15 +13,8 @@ OPEN_DM3H, CLOSED_DM3H = 1800.0, 120.0
 
 
 @dataclass
-class VirtualGasMeter(VirtualDevice):
-    counter: EnergyCounter = field(default_factory=EnergyCounter)
+class VirtualGasMeter(VirtualCounterMeter):
     true_dm3: float = 0.0
-    last: int | None = None
-    last_ts: int = 0
-
-    def counted(self, ts, value):
-        out, self.last, self.last_ts = hourly_increase(self.last, self.last_ts, value, ts)
-        return out
 
 
 def virtual(fleet, dev, common, saved):
