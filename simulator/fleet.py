@@ -84,6 +84,9 @@ class Fleet:
                 buffer = ReadingBuffer(capacity=buffer_cfg.get("buffer_capacity", 2000), path=None)
                 common = {"device": dev, "site": site, "territory": territory.id, "rng": rng,
                           "boot": saved.boot, "buffer": buffer, "boot_ts": start_ts}
+                if dev.kind not in self.models:
+                    raise ValueError(f"device {dev.id}: kind {dev.kind!r} has no simulator model "
+                                     f"(SIMULATOR of boucle/kinds/{dev.kind}.py)")
                 vd = self.models[dev.kind].virtual(self, dev, common, saved)
                 # A device's own interval (registry) in whole fleet steps: 300 s -> every 5th step.
                 vd.every = max(1, round(dev.interval_s / interval_s))
