@@ -63,6 +63,12 @@ def test_the_simulator_runs_a_new_kinds_model_beside_the_others(gas):
     assert gas["state"]["gas_dm3"] > 0 and set(gas["state"]) == {"boot", "energy_wh", "water_l", "gas_dm3"}
 
 
+def test_the_rollups_account_a_new_meter_kind_from_its_descriptor(gas):
+    # the day's readings, rolled up as the gateway does: what the simulator's ledger counted
+    assert gas["rollup_dm3"] == pytest.approx(gas["sim"]["counted_dm3"], abs=0.01)
+    assert gas["rollup_flags"] == [gas["rollup_reset_flag"]]  # the counter reset, no rejected delta
+
+
 def test_fiware_serves_a_new_kinds_entities(gas):
     assert gas["fiware_paths"] == ["/v1/fiware/sites/{site_id}/gas-meters",
                                    "/v1/fiware/territories/{territory_id}/gas-meters"]

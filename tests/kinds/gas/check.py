@@ -133,6 +133,16 @@ out["sim"] = {
     "energy_rows": sum(1 for r in read_ledger(ledger_path) if r["device"] == "bakery-grid"),
 }
 save_state(tmp / "state.json", fleet.state)
+
+# the rollups: its counter accrues as a meter's, bounded by its rated flow
+from boucle import rollup
+from boucle.storage import StoredReading
+
+stored = rollup.Readings.of([StoredReading(r["ts"], 1, r["seq"], {"gas_dm3": r["gas_dm3"]}) for r in readings])
+intervals = rollup.day_intervals("gas", start, stored, kinds.rated_per_hour("gas", gas))
+out["rollup_dm3"] = int(intervals.amount.sum()) / 1000
+out["rollup_flags"] = sorted({int(f) for f in intervals.flags[:, 1]}) if len(intervals.flags) else []
+out["rollup_reset_flag"] = rollup.RESET
 out["state"] = json.loads((tmp / "state.json").read_text())["bakery-gas"]
 
 # FIWARE: the kind's routes and its context in every entity
