@@ -21,38 +21,45 @@ from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
-def gas() -> dict:
+def said() -> dict:
     done = subprocess.run([sys.executable, "-m", "tests.kinds.gas.check"], cwd=REPO, capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
-def test_the_registry_checks_a_new_kind_from_its_descriptors(gas):
-    said = gas["registry"]
-    assert said["valid"] == "ok"
-    assert said["bound"] == "devices[1].rated_gas_m3_h: Input should be greater than 0. " \
-                            "Fix: see docs/registry.md for the expected value"
-    assert said["missing"] == "devices[1].rated_gas_m3_h: a gas meter needs its maximum flow. " \
-                              "Fix: add rated_gas_m3_h = 6 (m³/h, on its plate)"
-    assert "'gas'" in said["unknown_kind"] and said["unknown_kind"].startswith("devices[1].kind: ")
-    assert said["wrong_profile"].startswith("devices[0].profile: profile 'gas-pulse' measures gas, not energy")
-    assert gas["rated_per_hour"] == 6000.0  # its meter's rated field, in its counter's units an hour
-    assert gas["counters"][-1] == "gas_dm3"
+def section(said: dict, name: str) -> dict:
+    """What one component made of the gas kind (its traceback fails the test)."""
+    assert "error" not in said[name], said[name].get("error")
+    return said[name]
 
 
-def test_flash_and_calibrate_take_a_new_kinds_options(gas):
-    assert gas["flash_help"] == "gas devices: the meter's maximum flow in m³/h (on its plate)"
-    assert gas["flash_entry"] == {"id": "esp32-abcdef", "site": "bakery", "kind": "gas", "profile": "gas-pulse",
-                                  "rated_gas_m3_h": 4.0}
-    assert gas["flashed_valid"] == "ok"
-    assert gas["flash_missing"] == "profile gas-pulse is a gas meter: pass --rated-gas-m3-h"
-    assert gas["calibrate_steps"][1] == ["Stop when the dial shows 250 dm³ more.", "calibrate",
-                                         {"point": 1, "dm3": 250.0}]
+def test_the_registry_checks_a_new_kind_from_its_descriptors(said):
+    reg = section(said, "registry")
+    assert reg["valid"] == "ok"
+    assert reg["bound"] == "devices[1].rated_gas_m3_h: Input should be greater than 0. " \
+                           "Fix: see docs/registry.md for the expected value"
+    assert reg["missing"] == "devices[1].rated_gas_m3_h: a gas meter needs its maximum flow. " \
+                             "Fix: add rated_gas_m3_h = 6 (m³/h, on its plate)"
+    assert "'gas'" in reg["unknown_kind"] and reg["unknown_kind"].startswith("devices[1].kind: ")
+    assert reg["wrong_profile"].startswith("devices[0].profile: profile 'gas-pulse' measures gas, not energy")
+    assert reg["rated_per_hour"] == 6000.0  # its meter's rated field, in its counter's units an hour
+    assert reg["counters"][-1] == "gas_dm3"
 
 
-def test_the_simulator_runs_a_new_kinds_model_beside_the_others(gas):
-    sim = gas["sim"]
+def test_flash_and_calibrate_take_a_new_kinds_options(said):
+    flash = section(said, "flash")
+    assert flash["help"] == "gas devices: the meter's maximum flow in m³/h (on its plate)"
+    assert flash["entry"] == {"id": "esp32-abcdef", "site": "bakery", "kind": "gas", "profile": "gas-pulse",
+                              "rated_gas_m3_h": 4.0}
+    assert flash["flashed_valid"] == "ok"
+    assert flash["missing"] == "profile gas-pulse is a gas meter: pass --rated-gas-m3-h"
+    assert section(said, "calibrate")["steps"][1] == ["Stop when the dial shows 250 dm³ more.", "calibrate",
+                                                      {"point": 1, "dm3": 250.0}]
+
+
+def test_the_simulator_runs_a_new_kinds_model_beside_the_others(said):
+    sim = section(said, "sim")
     assert sim["readings"] == 24 * 60 and sim["fields"] == ["gas_dm3", "gas_flow_dm3h"]
     assert sim["flows"] == [120.0, 1800.0]  # the model read its site: closed, then open
     assert sim["kinds"] == ["gas"] and sim["energy_rows"] == 24
@@ -60,19 +67,21 @@ def test_the_simulator_runs_a_new_kinds_model_beside_the_others(gas):
     # 14 open hours at 1,800 dm³/h and 10 closed at 120: what the server counts of its counter
     assert sim["true_dm3"] == pytest.approx(14 * 1800 + 10 * 120)
     assert sim["counted_dm3"] == pytest.approx(sim["true_dm3"], abs=5)
-    assert gas["state"]["gas_dm3"] > 0 and set(gas["state"]) == {"boot", "energy_wh", "water_l", "gas_dm3"}
+    assert sim["state"]["gas_dm3"] > 0 and set(sim["state"]) == {"boot", "energy_wh", "water_l", "gas_dm3"}
 
 
-def test_the_rollups_account_a_new_meter_kind_from_its_descriptor(gas):
+def test_the_rollups_account_a_new_meter_kind_from_its_descriptor(said):
     # the day's readings, rolled up as the gateway does: what the simulator's ledger counted
-    assert gas["rollup_dm3"] == pytest.approx(gas["sim"]["counted_dm3"], abs=0.01)
-    assert gas["rollup_flags"] == [gas["rollup_reset_flag"]]  # the counter reset, no rejected delta
+    rolled = section(said, "rollup")
+    assert rolled["dm3"] == pytest.approx(section(said, "sim")["counted_dm3"], abs=0.01)
+    assert rolled["flags"] == [rolled["reset_flag"]]  # the counter reset, no rejected delta
 
 
-def test_fiware_serves_a_new_kinds_entities(gas):
-    assert gas["fiware_paths"] == ["/v1/fiware/sites/{site_id}/gas-meters",
-                                   "/v1/fiware/territories/{territory_id}/gas-meters"]
-    assert gas["fiware_context"][-2] == "https://example.org/boucle-test/gas/context.jsonld"
+def test_fiware_serves_a_new_kinds_entities(said):
+    fiware = section(said, "fiware")
+    assert fiware["paths"] == ["/v1/fiware/sites/{site_id}/gas-meters",
+                               "/v1/fiware/territories/{territory_id}/gas-meters"]
+    assert fiware["context"][-2] == "https://example.org/boucle-test/gas/context.jsonld"
 
 
 @pytest.mark.parametrize("kind", kinds.KINDS)
