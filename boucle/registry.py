@@ -13,11 +13,20 @@ import re
 import tomllib
 from datetime import datetime, time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 
+from boucle import kinds
 from boucle.kinds import DeviceKind
 
 ID = r"^[a-z0-9][a-z0-9_-]{1,47}$"
@@ -28,7 +37,6 @@ SiteKind = Literal[
     "fablab", "sme_workshop", "bakery", "school", "plant", "collection_point",
     "household_dropoff", "office", "other",
 ]
-Channel = Literal["grid_import", "pv_production", "load"]
 Route = Literal[
     "reuse", "recycling", "composting", "anaerobic_digestion",
     "incineration_energy_recovery", "landfill",
@@ -98,24 +106,21 @@ FOREVER = 2**62
 """A tenure's open end (and a first tenure's open start, negated)."""
 
 
-class Device(_Model):
-    id: str = Field(pattern=DEVICE_ID)
-    site: str
-    """Where the device is now (since its last move)."""
-    kind: DeviceKind
-    """What it measures: a kind of boucle.kinds (the firmware's descriptors)."""
-    channel: Channel | None = None
-    rated_power_w: float | None = Field(default=None, gt=0)
-    rated_flow_m3_h: float | None = Field(default=None, gt=0)
-    """Water meters: the meter's permanent flow Q3 (on its plate), bounding counter deltas."""
-    stream: str | None = None
-    capacity_kg: float | None = Field(default=None, gt=0)
-    capacity_l: float | None = Field(default=None, gt=0)
-    interval_s: int = Field(default=60, ge=1, le=86400)
-    profile: str | None = None
-    calibration: dict[str, float] = {}
-    moves: tuple[Move, ...] = ()
-    """Earlier sites, oldest first: readings are attributed to the site they were taken at."""
+class _DeviceBase(_Model):
+    """A device: id, site, kind, then its kind's keys (each kind's DEVICE_KEYS, boucle.kinds),
+    its interval, profile, calibration and earlier sites (`Device`, built below, declares
+    them in that order: the order pydantic checks them in)."""
+
+    if TYPE_CHECKING:  # the fields, for readers and type checkers; _device_model() makes them
+        id: str
+        site: str
+        """Where the device is now (since its last move)."""
+        kind: str
+        interval_s: int
+        profile: str | None
+        calibration: dict[str, float]
+        moves: tuple[Move, ...]
+        """Earlier sites, oldest first: readings are attributed to the site they were taken at."""
 
     def tenures(self) -> list[tuple[str, int, int]]:
         """(site, from, until) of each stay, oldest first, as UTC seconds [from, until)."""
@@ -133,6 +138,23 @@ class Device(_Model):
             if ts < move.until.timestamp():
                 return move.site
         return self.site
+
+
+def _device_model() -> type[_DeviceBase]:
+    """The Device model: the common keys, and every kind's DEVICE_KEYS (optional, bounded)."""
+    keyed: dict[str, Any] = {}
+    for _kind, key in kinds.device_keys():
+        keyed.setdefault(key.name, (key.type | None, Field(default=None, gt=key.gt, description=key.doc)))
+    return create_model(
+        "Device", __base__=_DeviceBase, __module__=__name__,
+        id=(str, Field(pattern=DEVICE_ID)), site=(str, ...),
+        kind=(DeviceKind, Field(description="What it measures: a kind of boucle.kinds (the firmware's descriptors).")),
+        **keyed,
+        interval_s=(int, Field(default=60, ge=1, le=86400)), profile=(str | None, None),
+        calibration=(dict[str, float], {}), moves=(tuple[Move, ...], ()))
+
+
+Device = _device_model()
 
 
 class Need(_Model):
@@ -385,12 +407,8 @@ def _check_references(path: Path, text: str, reg: Registry) -> None:
             fail(("devices", i, "moves"), "a move's `until` is not on a quarter-hour",
                  "give the quarter-hour the device changed site, like 2026-03-01T10:15:00Z (data is kept "
                  "per quarter-hour)")
-        if d.kind == "energy" and d.channel is None:
-            fail(("devices", i, "channel"), "an energy device needs a channel",
-                 "add channel = \"grid_import\", \"pv_production\" or \"load\"")
-        if d.kind == "waste" and (d.stream is None or d.stream not in reg.waste_streams):
-            fail(("devices", i, "stream"), f"waste stream {d.stream!r} is not in [waste_streams]",
-                 f"use one of: {', '.join(sorted(reg.waste_streams)) or '(declare [waste_streams] first)'}")
+        for key, problem, fix in kinds.server(d.kind).check(d, reg):
+            fail(("devices", i, key), problem, fix)
         kind = _profile_kind(d.profile)
         if kind is not None and kind != d.kind:
             fail(("devices", i, "profile"), f"profile {d.profile!r} measures {kind}, not {d.kind}",

@@ -1,7 +1,7 @@
 """Virtual devices: simulated sensors in front of the firmware's own logic.
 
-Energy meters count with the firmware's integer EnergyCounter, readings wait in the
-firmware's store-and-forward ReadingBuffer, a clock that is not synced yet stamps and
+Each kind's devices are its model's (simulator/models/); meters count with the firmware's
+integer EnergyCounter. Readings wait in the firmware's store-and-forward ReadingBuffer, a clock that is not synced yet stamps and
 re-stamps with the firmware's Timebase, and every payload is cut by the firmware's
 encoder with the firmware's flush rule (same boot, stamped, oldest first), so the
 gateway sees exactly what a board would send.
@@ -9,7 +9,6 @@ gateway sees exactly what a board would send.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,17 +21,25 @@ from boucle_fw.commands import CommandHandler
 from boucle_fw.device import MAX_BATCHES_PER_CYCLE, next_batch
 from boucle_fw.timebase import Timebase
 
+from boucle.kinds import COUNTERS
 from boucle.registry import Device, Site
 
 
 @dataclass
 class NvsState:
-    """What survives a simulator restart, like a board's NVS: boot counter and counter total
-    (Wh of an energy meter, L of a water meter)."""
+    """What survives a simulator restart, like a board's NVS: boot counter and counter totals
+    by counter field (energy_wh of an energy meter, water_l of a water meter)."""
 
     boot: int = 0
-    energy_wh: int = 0
-    water_l: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, int]:
+        """As the state file keeps it: boot and every kind's counter (0 when not this one's)."""
+        return {"boot": self.boot, **{c: self.counters.get(c, 0) for c in COUNTERS}}
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, int]) -> NvsState:
+        return cls(saved.get("boot", 0), {k: v for k, v in saved.items() if k != "boot"})
 
 
 @dataclass
@@ -112,40 +119,17 @@ class VirtualDevice:
 
 
 @dataclass
-class VirtualMeter(VirtualDevice):
+class VirtualCounterMeter(VirtualDevice):
+    """A meter kind's device: the firmware's integer counter (EnergyCounter: Wh, L...), and
+    what the server counts of it as its readings leave."""
+
     counter: EnergyCounter = field(default_factory=EnergyCounter)
-    last_sent_wh: int | None = None
+    last_sent: int | None = None
     last_sent_ts: int = 0
-    true_wh: float = 0.0
-    gain: float = 1.0        # current clamps: measured / true power (gain error and drift)
 
-    def measure(self, ts: int, power_w: float, dt_s: float, noise_pct: float) -> dict[str, Any] | None:
-        """Integrate `power_w` over the last `dt_s` and take a reading (None: sensor dead)."""
-        power_w = max(0.0, power_w)
-        self.true_wh += power_w * dt_s / 3600
-        if self.dead:
-            return None
-        self.counter.add_power(power_w * self.gain, int(dt_s * 1000))
-        if not self.due():
-            return None
-        measured = power_w * self.gain * (1 + self.rng.gauss(0, noise_pct / 100)) if power_w > 0 else 0.0
-        reading = self.stamp(ts)
-        reading["energy_wh"] = self.counter.total_wh
-        reading["power_w"] = max(0.0, measured)
-        if self.device.profile in ("energy-pzem", "energy-ct"):
-            voltage = 230.0 + self.rng.gauss(0, 1.5)
-            reading["voltage_v"] = voltage
-            # Meters above 12 kW rated are three-phase: current per phase.
-            phases = 3 if (self.device.rated_power_w or 0) > 12000 else 1
-            reading["current_a"] = max(0.0, measured) / voltage / phases
-            if self.device.profile == "energy-pzem":
-                reading["power_factor"] = 0.95 if measured > 0 else 0.0
-        return reading
-
-    def counted(self, ts: int, energy_wh: int) -> list[tuple[int, float]]:
-        """The Wh the server counts for this reading when it arrives (hourly_increase)."""
-        out, self.last_sent_wh, self.last_sent_ts = hourly_increase(self.last_sent_wh, self.last_sent_ts,
-                                                                    energy_wh, ts)
+    def counted(self, ts: int, value: int) -> list[tuple[int, float]]:
+        """What the server counts for a reading of the counter when it arrives (hourly_increase)."""
+        out, self.last_sent, self.last_sent_ts = hourly_increase(self.last_sent, self.last_sent_ts, value, ts)
         return out
 
 
@@ -168,90 +152,9 @@ def hourly_increase(last: int | None, last_ts: int, value: int, ts: int
     return out, value, ts
 
 
-@dataclass
-class VirtualWaterMeter(VirtualDevice):
-    """A water meter's pulse output in front of the firmware's litre counting
-    (EnergyCounter.add_pulses_ml, as boucle_fw.kinds.water accounts a board's pulses)."""
-
-    counter: EnergyCounter = field(default_factory=EnergyCounter)
-    ml_per_pulse: int = 1000
-    leak_lph: float = 0.0
-    true_l: float = 0.0
-    pulsed_ml: int = 0       # mL the meter's dial turned, in whole pulses emitted
-    last_sent_l: int | None = None
-    last_sent_ts: int = 0
-
-    def measure(self, ts: int, flow_lph: float, dt_s: float) -> dict[str, Any] | None:
-        """Draw `flow_lph` over the last `dt_s` through the meter; a reading when due."""
-        self.true_l += max(0.0, flow_lph) * dt_s / 3600
-        pulses = (int(self.true_l * 1000) - self.pulsed_ml) // self.ml_per_pulse
-        self.pulsed_ml += pulses * self.ml_per_pulse
-        if self.dead:
-            return None
-        self.counter.add_pulses_ml(pulses, self.ml_per_pulse)
-        if not self.due():
-            return None
-        reading = self.stamp(ts)
-        reading["water_l"] = self.counter.total_wh
-        reading["flow_lpm"] = max(0.0, flow_lph) / 60
-        return reading
-
-    def counted(self, ts: int, water_l: int) -> list[tuple[int, float]]:
-        out, self.last_sent_l, self.last_sent_ts = hourly_increase(self.last_sent_l, self.last_sent_ts, water_l, ts)
-        return out
-
-
-@dataclass
-class VirtualBin(VirtualDevice):
-    content_kg: float = 0.0
-    drift_g: float = 0.0
-    activity: float = 1.0  # this bin's deposits relative to its site kind's average
-    tare_g: float = 0.0    # zero offset set by the tare command
-
-    def raw_g(self) -> float:
-        """What the load cell feels, before tare and noise: content plus slow drift."""
-        return self.content_kg * 1000 + self.drift_g
-
-    @property
-    def capacity_kg(self) -> float:
-        return self.device.capacity_kg or 100.0
-
-    @property
-    def measures_weight(self) -> bool:
-        return self.device.profile != "waste-ultrasonic"
-
-    def deposit(self, kg: float) -> tuple[float, bool]:
-        """Put `kg` in the bin; what does not fit (beyond 110 % of capacity) lands beside it."""
-        room = max(0.0, self.capacity_kg * 1.1 - self.content_kg)
-        accepted = min(kg, room)
-        self.content_kg += accepted
-        return accepted, accepted < kg
-
-    def empty(self) -> float:
-        collected, self.content_kg = self.content_kg, 0.0
-        return collected
-
-    def measure(self, ts: int, noise_g: float, drift_g_per_min: float) -> dict[str, Any] | None:
-        self.drift_g += self.rng.gauss(0, drift_g_per_min)
-        if self.dead or not self.due():
-            return None
-        reading = self.stamp(ts)
-        if self.measures_weight:
-            reading["weight_g"] = round(self.raw_g() - self.tare_g + self.rng.gauss(0, noise_g))
-        else:
-            fill = 100.0 * self.content_kg / self.capacity_kg + self.rng.gauss(0, 0.8)
-            reading["fill_pct"] = min(100.0, max(0.0, fill))
-        return reading
-
-
 def device_rng(seed: int, device_id: str) -> random.Random:
     """A random stream of a device's own: adding a device does not change the others."""
     return random.Random(f"{seed}:{device_id}")
-
-
-def lognormal_kg(rng: random.Random, mean_kg: float, sigma: float) -> float:
-    mu = math.log(mean_kg) - sigma**2 / 2
-    return rng.lognormvariate(mu, sigma)
 
 
 def local_time(ts: int, tz) -> datetime:

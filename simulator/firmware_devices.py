@@ -13,6 +13,7 @@ hour: exactly what the API must find, as for a modelled meter).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import sys
@@ -21,11 +22,25 @@ from pathlib import Path
 from boucle_fw import config as fw_config
 
 from boucle.registry import Device, Registry
-from simulator.boards import BOOT_MS, Interpreter, VirtualBoard, build_interpreter
+from simulator.boards import BOOT_MS, STANDINS, Interpreter, VirtualBoard, build_interpreter
 from simulator.ledger import Ledger
+from simulator.models import counted
 
 log = logging.getLogger("boucle.simulator.firmware")
-PROFILES = ("energy-pzem", "energy-ct", "energy-pulse", "waste-scale", "waste-ultrasonic", "water-pulse")
+
+
+def wirable_profiles() -> tuple[str, ...]:
+    """The profiles a virtual board can wire: those whose sensor types all have a stand-in
+    on the unix port (KINDS of firmware/unix-port/board/sensors.py, plain Python)."""
+    spec = importlib.util.spec_from_file_location("boucle_board_sensors", STANDINS / "sensors.py")
+    assert spec is not None and spec.loader is not None
+    standins = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(standins)
+    return tuple(name for name, p in fw_config.profiles().items()
+                 if all(s["type"] in standins.KINDS for s in p["sensors"]))
+
+
+PROFILES = wirable_profiles()
 
 
 def pick(registry: Registry, n: int) -> list[Device]:
@@ -121,7 +136,7 @@ class FirmwareDevices:
             self.seen.add(key)
             self.readings += 1
             amounts = {"readings": 1}
-            for counter, key in (("energy_wh", "wh"), ("water_l", "litres")):
+            for counter, key in counted():  # each kind's model's (simulator/models/)
                 if counter in r:
                     last, self.last_wh[device] = self.last_wh.get(device), r[counter]
                     if last is not None:

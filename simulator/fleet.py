@@ -8,9 +8,7 @@ and pacing live in simulator.run.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -19,26 +17,20 @@ from boucle_fw.buffer import ReadingBuffer
 from boucle_fw.commands import CommandError, CommandHandler, interval_arg
 from boucle_fw.protocol import DEFAULT_PREFIX, encode_health, encode_status, topic
 
+from boucle import kinds
 from boucle.registry import Registry, parse_opening_hours
-from simulator.devices import (
-    NvsState,
-    VirtualBin,
-    VirtualDevice,
-    VirtualMeter,
-    VirtualWaterMeter,
-    device_rng,
-    local_time,
-    lognormal_kg,
-)
+from simulator.devices import NvsState, VirtualCounterMeter, VirtualDevice, device_rng, local_time
 from simulator.faults import Fault, garbage_payloads
 from simulator.ledger import Ledger
-from simulator.profiles import Profiles, building_power_w, is_holiday, pv_power_w
+from simulator.models import models
+from simulator.profiles import Profiles, is_holiday
 
 FIRMWARE = "sim-0.2.0"
 
 
 class SiteGroup:
-    """The devices of one site, which share a building load and a PV roof."""
+    """The devices of one site, as each kind's model sees them: a building load and a PV roof
+    shared by its meters (simulator/models/)."""
 
     def __init__(self, site, territory, tz, devices: list[VirtualDevice]):
         self.site = site
@@ -46,15 +38,9 @@ class SiteGroup:
         self.tz = tz
         self.hours = parse_opening_hours(site.opening_hours)
         self.devices = devices
-        self.machine_on: dict[str, bool] = {}
         self.open_now = False   # this step: open and not a holiday
-        self.cloud_hour = -1
-        self.cloud = 0.0
-        self.rng: random.Random | None = None  # the building's own noise stream
-        self.meters: list[VirtualMeter] = []
-        self.bins: list[VirtualBin] = []
-        self.water: list[VirtualWaterMeter] = []
-        self.leak_lph = 0.0  # a leaking site's flow that never stops
+        self.by_kind: dict[str, list[VirtualDevice]] = {}
+        self.state: dict[str, dict] = {}  # each kind's model's own, kept across steps
 
 
 class Fleet:
@@ -83,6 +69,7 @@ class Fleet:
         self.status_out: list[tuple[str, bytes]] = []  # retained birth messages after reboots
         self.sent = {"payloads": 0, "duplicates": 0, "garbage": 0}
         buffer_cfg = profiles.raw.get("device", {})
+        self.models = models()  # each kind's physical model, simulator/models/<kind>.py
         by_site: dict[str, list] = {}
         for dev in registry.devices:
             by_site.setdefault(dev.site, []).append(dev)
@@ -97,34 +84,17 @@ class Fleet:
                 buffer = ReadingBuffer(capacity=buffer_cfg.get("buffer_capacity", 2000), path=None)
                 common = {"device": dev, "site": site, "territory": territory.id, "rng": rng,
                           "boot": saved.boot, "buffer": buffer, "boot_ts": start_ts}
-                if dev.kind == "energy":
-                    vd: VirtualDevice = VirtualMeter(**common, counter=EnergyCounter(saved.energy_wh))
-                    if dev.profile == "energy-ct":
-                        error = profiles.general.get("ct_gain_error_pct", 0.0) / 100
-                        vd.gain = 1 + random.Random(f"{seed}:{dev.id}:gain").gauss(0, error)
-                    ledger.describe(dev.id, site=site.id, territory=territory.id, kind="energy",
-                                    channel=dev.channel)
-                elif dev.kind == "water":
-                    vd = self._water_meter(dev, common, saved)
-                    ledger.describe(dev.id, site=site.id, territory=territory.id, kind="water")
-                else:
-                    vd = VirtualBin(**common)
-                    # Some bins see much more use than their site kind's average (a busy
-                    # workshop, a drop-off point on a main road): those are the ones that overflow.
-                    sigma = profiles.raw["waste"].get("activity", {}).get("sigma", 0.0)
-                    vd.activity = random.Random(f"{seed}:{dev.id}:activity").lognormvariate(-sigma**2 / 2, sigma)
-                    ledger.describe(dev.id, site=site.id, territory=territory.id, kind="waste",
-                                    stream=dev.stream,
-                                    measured="weight" if vd.measures_weight else "fill")
+                if dev.kind not in self.models:
+                    raise ValueError(f"device {dev.id}: kind {dev.kind!r} has no simulator model "
+                                     f"(SIMULATOR of boucle/kinds/{dev.kind}.py)")
+                vd = self.models[dev.kind].virtual(self, dev, common, saved)
                 # A device's own interval (registry) in whole fleet steps: 300 s -> every 5th step.
                 vd.every = max(1, round(dev.interval_s / interval_s))
                 group.devices.append(vd)
                 self.devices[dev.id] = vd
             if group.devices:
-                group.meters = [d for d in group.devices if isinstance(d, VirtualMeter)]
-                group.bins = [d for d in group.devices if isinstance(d, VirtualBin)]
-                group.water = [d for d in group.devices if isinstance(d, VirtualWaterMeter)]
-                group.leak_lph = self._leak(site.id)
+                for vd in group.devices:
+                    group.by_kind.setdefault(vd.device.kind, []).append(vd)
                 self.groups.append(group)
         self.readings = 0
         self.health_every = buffer_cfg.get("health_every", 10)
@@ -141,20 +111,16 @@ class Fleet:
             self._reboot(self._reboots.pop(0), ts, synced=True)
         if self.faults:
             self._apply_faults(ts)
-        noise = self.profiles.general["sensor_noise_w_pct"]
         for group in self.groups:
             local = local_time(ts, group.tz)
             today = group.hours.get(local.weekday())
             group.open_now = bool(today) and any(s <= local.time() < e for s, e in today) \
                 and not is_holiday(self.profiles, local, group.site.kind)
-            if group.meters:
-                self._step_energy(group, group.meters, ts, local, dt_s, noise)
-            for b in group.bins:
-                self._step_bin(group, b, ts, local, dt_s)
-            for w in group.water:
-                self._step_water(group, w, ts, dt_s)
+            for kind, model in self.models.items():  # KINDS order
+                if kind in group.by_kind:
+                    model.step(self, group, group.by_kind[kind], ts, local, dt_s)
 
-    def _keep(self, dev: VirtualDevice, reading: dict | None, ts: int) -> None:
+    def keep(self, dev: VirtualDevice, reading: dict | None, ts: int) -> None:
         """The reading goes into the device's buffer; what the buffer had to drop is counted."""
         if reading is None:
             return
@@ -172,142 +138,6 @@ class Fleet:
         heap = 96_000 - min(dev.buffer.depth, 64) * 180
         return encode_health(dev.boot, ts - dev.boot_ts, heap, rssi, dev.buffer.depth, dev.buffer.dropped,
                              dev.reset_cause, FIRMWARE, None if dev.clock else ts, {"sensor_errors": 0})
-
-    def _step_energy(self, group: SiteGroup, meters: list[VirtualMeter], ts, local, dt_s, noise) -> None:
-        if group.rng is None:
-            group.rng = device_rng(self.seed, f"{group.site.id}@building")
-        building = building_power_w(self.profiles, group.site.kind, group.hours, local)
-        building *= 1 + group.rng.gauss(0, 0.03)
-        machine_cfg = self.profiles.raw["machine"]
-        if group.cloud_hour != ts // 3600:
-            group.cloud_hour, group.cloud = ts // 3600, self._cloud(group.site.id, ts)
-        cloud = group.cloud
-        powers: dict[str, float] = {}
-        for m in meters:
-            rated = m.device.rated_power_w or 3000.0
-            if m.device.channel == "pv_production":
-                lat, lon = group.site.location
-                powers[m.device.id] = pv_power_w(self.profiles, rated, lat, lon, ts, cloud)
-            elif m.device.channel == "load":
-                powers[m.device.id] = self._machine_power(group, m, local, rated, machine_cfg)
-        load = building + sum(p for d, p in powers.items() if self.devices[d].device.channel == "load")
-        pv = sum(p for d, p in powers.items() if self.devices[d].device.channel == "pv_production")
-        grid = [m for m in meters if m.device.channel == "grid_import"]
-        # A site never draws more than its connection allows (the breaker would trip):
-        # the load is capped at 90 % of the grid meters' rated power.
-        rated = sum(m.device.rated_power_w or 0 for m in grid)
-        if rated:
-            load = min(load, 0.9 * rated + pv)
-        for m in grid:
-            powers[m.device.id] = max(0.0, load - pv) / len(grid)
-        drift = self.profiles.general.get("ct_gain_drift_pct_per_day", 0.0) / 100 * (dt_s / 86400) ** 0.5
-        for m in meters:
-            if drift and m.device.profile == "energy-ct":
-                m.gain += m.rng.gauss(0, drift)
-            before = m.true_wh
-            reading = m.measure(ts, powers[m.device.id], dt_s, noise)
-            if m.device.id in self.external:
-                self.world[m.device.id] = {"power_w": max(0.0, powers[m.device.id])}
-                reading = None
-            self._keep(m, reading, ts)
-            self.ledger.add(m.device.id, ts, true_wh=m.true_wh - before, readings=int(reading is not None))
-            self.state[m.device.id].energy_wh = m.counter.total_wh
-
-    def _machine_power(self, group: SiteGroup, m: VirtualMeter, local, rated: float, cfg) -> float:
-        on = group.machine_on.get(m.device.id, False)
-        if group.open_now:
-            minutes_open = 600.0
-            if on and m.rng.random() < 1 / cfg["session_minutes"]:
-                on = False
-            elif not on and m.rng.random() < cfg["sessions_per_day"] / minutes_open:
-                on = True
-        else:
-            on = False
-        group.machine_on[m.device.id] = on
-        return rated * (cfg["load_share"] if on else cfg["idle_kw_share"])
-
-    def _cloud(self, site_id: str, ts: int) -> float:
-        """Cloud cover 0..1 of a site's hour: the (UTC) day's weather, fixed by (seed, site,
-        day), plus passing clouds, fixed by (seed, site, hour)."""
-        pv = self.profiles.raw["pv"]
-        day = device_rng(self.seed, f"{site_id}#cloud{ts // 86400}").gauss(pv["cloud_mean"], pv["cloud_step"])
-        hour = device_rng(self.seed, f"{site_id}#cloud-h{ts // 3600}").gauss(0, pv.get("cloud_hourly", 0.0))
-        return min(1.0, max(0.0, day + hour))
-
-    def _water_meter(self, dev, common: dict, saved: NvsState) -> VirtualWaterMeter:
-        litres_per_pulse = self.profiles.raw["water"]["litres_per_pulse"]
-        return VirtualWaterMeter(**common, counter=EnergyCounter(saved.water_l),
-                                 ml_per_pulse=round(litres_per_pulse * 1000))
-
-    def _leak(self, site_id: str) -> float:
-        """A site's leak (L/h; 0 for most), fixed by (seed, site)."""
-        cfg = self.profiles.raw.get("water", {})
-        r = random.Random(f"{self.seed}:{site_id}:leak")
-        if not cfg or r.random() >= cfg.get("leak_share", 0.0):
-            return 0.0
-        lo, hi = cfg["leak_lph"]
-        return r.uniform(lo, hi)
-
-    def _step_water(self, group: SiteGroup, w: VirtualWaterMeter, ts: int, dt_s: int) -> None:
-        use = self.profiles.water(group.site.kind)
-        flow = use["open_lph"] * w.rng.uniform(0.2, 1.8) if group.open_now else use["closed_lph"]
-        flow += group.leak_lph
-        before = w.true_l
-        reading = w.measure(ts, flow, dt_s)
-        if w.device.id in self.external:
-            self.world[w.device.id] = {"flow_lph": flow}
-            reading = None
-        self._keep(w, reading, ts)
-        self.ledger.add(w.device.id, ts, true_l=w.true_l - before, readings=int(reading is not None))
-        self.state[w.device.id].water_l = w.counter.total_wh
-
-    def _step_bin(self, group: SiteGroup, b: VirtualBin, ts: int, local, dt_s: int) -> None:
-        waste = self.profiles.raw["waste"]
-        deposited = collected = 0.0
-        emptyings = overflows = 0
-        if self._collection_due(b, ts, local, dt_s):
-            collected = b.empty()
-            emptyings = 1
-        if group.open_now:
-            open_today = group.hours[local.weekday()]
-            daily = self.profiles.deposits(group.site.kind).get(b.device.stream, 2.0) * b.activity
-            open_minutes = sum((e.hour * 60 + e.minute) - (s.hour * 60 + s.minute) for s, e in open_today)
-            mean = waste["deposit_mass"]["mean_kg"]
-            rate = daily / mean / max(60, open_minutes) * dt_s / 60  # deposits expected this tick
-            while b.rng.random() < rate:
-                accepted, overflow = b.deposit(lognormal_kg(b.rng, mean, waste["deposit_mass"]["sigma"]))
-                deposited += accepted
-                overflows += overflow
-                rate -= 1
-        general = self.profiles.general
-        reading = b.measure(ts, general["scale_noise_g"], general["scale_drift_g_per_day"] / 1440)
-        if b.device.id in self.external:
-            self.world[b.device.id] = {"weight_g": b.raw_g(), "fill": b.content_kg / b.capacity_kg}
-            reading = None
-        self._keep(b, reading, ts)
-        self.ledger.add(b.device.id, ts, deposited_kg=deposited, collected_kg=collected,
-                        emptyings=emptyings, overflows=overflows, readings=int(reading is not None))
-
-    def _collection_due(self, b: VirtualBin, ts: int, local, dt_s: int) -> bool:
-        """A round every `every_days` at `hour` local time; some rounds come a day early."""
-        cfg = self.profiles.raw["waste"]["collection"]
-        if local.hour != cfg["hour"] or local.minute >= dt_s / 60:
-            return False
-        day = local.toordinal() + sum(map(ord, b.device.id)) % cfg["every_days"]
-        if day % cfg["every_days"] == 0:
-            return self._round(b, day // cfg["every_days"], cfg) == "on_time"
-        if (day + 1) % cfg["every_days"] == 0:
-            return self._round(b, (day + 1) // cfg["every_days"], cfg) == "early"
-        return False
-
-    def _round(self, b: VirtualBin, round_no: int, cfg: dict) -> str:
-        """How a bin's collection round goes: early (a day before), missed, or on time."""
-        r = random.Random(f"{self.seed}:{b.device.id}:round{round_no}").random()
-        if r < cfg["early_share"]:
-            return "early"
-        if r < cfg["early_share"] + cfg.get("missed_share", 0.0):
-            return "missed"
-        return "on_time"
 
     # --- faults --------------------------------------------------------------------
 
@@ -334,7 +164,7 @@ class Fleet:
             dev.dead = True
         elif fault.kind in ("reboot", "unsynced_clock"):
             self._reboot(dev, ts, synced=fault.kind == "reboot")
-        elif fault.kind == "counter_reset" and isinstance(dev, (VirtualMeter, VirtualWaterMeter)):
+        elif fault.kind == "counter_reset" and kinds.meter(dev.device.kind) is not None:
             dev.counter = EnergyCounter(0)
             ledger.add(dev_id, ts, counter_resets=1)
         elif fault.kind == "duplicate":
@@ -388,7 +218,7 @@ class Fleet:
             return {"rebooting": True}
 
         def tare(args: dict) -> dict:
-            if not isinstance(dev, VirtualBin) or not dev.measures_weight:
+            if not getattr(dev, "measures_weight", False):
                 raise CommandError("no sensor here can tare — it applies to the load cell (hx711)")
             dev.tare_g = dev.raw_g()
             return {"tare_g": round(dev.tare_g)}
@@ -426,12 +256,12 @@ class Fleet:
 
     def _drain(self, dev: VirtualDevice) -> Iterator[tuple[str, bytes]]:
         t = topic(self.prefix, dev.device.id, "telemetry")
-        meter = dev if isinstance(dev, (VirtualMeter, VirtualWaterMeter)) else None
-        field, key = ("energy_wh", "wh") if isinstance(dev, VirtualMeter) else ("water_l", "litres")
+        meter = kinds.meter(dev.device.kind) if isinstance(dev, VirtualCounterMeter) else None
+        key = self.models[dev.device.kind].COUNTED
         for payload, readings in dev.sendable():
             if meter is not None:
                 for r in readings:
-                    for ts, amount in meter.counted(r["ts"], r[field]):
+                    for ts, amount in dev.counted(r["ts"], r[meter.counter]):
                         self.ledger.add(dev.device.id, ts, **{key: amount})
             self.sent["payloads"] += 1
             yield t, payload
@@ -446,7 +276,7 @@ def load_state(path: Path | None) -> dict[str, NvsState]:
     """Boot counters and energy totals of a previous run (the fleet's NVS)."""
     if path is None or not path.exists():
         return {}
-    return {k: NvsState(**v) for k, v in json.loads(path.read_text()).items()}
+    return {k: NvsState.from_dict(v) for k, v in json.loads(path.read_text()).items()}
 
 
 def save_state(path: Path | None, state: dict[str, NvsState]) -> None:
@@ -454,5 +284,5 @@ def save_state(path: Path | None, state: dict[str, NvsState]) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({k: asdict(v) for k, v in state.items()}, sort_keys=True))
+    tmp.write_text(json.dumps({k: v.as_dict() for k, v in state.items()}, sort_keys=True))
     tmp.replace(path)

@@ -25,6 +25,7 @@ from typing import Any, Self
 
 import paho.mqtt.client as mqtt
 
+from boucle import kinds
 from boucle.cli import UserError
 from boucle.registry import RegistryError, load_registry
 from boucle.settings import MqttSettings, SettingsError, load_settings
@@ -53,14 +54,6 @@ def steps_of(sensor_type: str, value: float) -> list[Step]:
     cal = sensors.get(sensor_type).CALIBRATION
     return [Step(text.format(value=value), cmd, {**args, key: value} if key else dict(args))
             for text, cmd, args, key in cal["steps"]]
-
-
-def scale_steps(known_g: float) -> list[Step]:
-    return steps_of("hx711", known_g)
-
-
-def ct_steps(known_a: float) -> list[Step]:
-    return steps_of("ct", known_a)
 
 
 def registry_values(results: list[dict[str, Any]]) -> dict[str, float]:
@@ -148,14 +141,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("device", help="device id, as in the registry")
     parser.add_argument("--registry", default=os.environ.get("BOUCLE_REGISTRY"),
                         help="registry TOML file (default: $BOUCLE_REGISTRY)")
-    parser.add_argument("--known-g", type=float,
-                        help="scales: mass of the reference weight in grams (e.g. 10000 for a 10 kg weight)")
-    parser.add_argument("--known-a", type=float, help="CT clamps: current of the reference load in amps")
-    parser.add_argument("--known-w", type=float,
-                        help="CT clamps: power of a resistive reference load in watts (amps = W / --voltage-v)")
-    parser.add_argument("--voltage-v", type=float, default=230.0, help="mains voltage for --known-w (default 230)")
-    parser.add_argument("--known-l", type=float,
-                        help="water meters: litres drawn during the check, as read on the meter's dial")
+    for option in kinds.calibrate_options():  # each kind's (boucle/kinds/<kind>.py)
+        parser.add_argument("--" + option.name.replace("_", "-"), type=float, default=option.default,
+                            help=option.help)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each ack (default 30)")
     parser.add_argument("--yes", action="store_true", help="do not wait for Enter between steps")
 
@@ -169,9 +157,7 @@ def _steps_for(profile: str | None, args: argparse.Namespace) -> list[Step]:
         able = sorted(p for t in sensors.TYPES if sensors.get(t).CALIBRATION for p in sensors.get(t).PROFILES)
         raise UserError(f"calibration applies to {', '.join(able)} devices; this one's profile is {profile!r} "
                         "(PZEM meters and pulse counters are calibrated at the factory)")
-    value = getattr(args, cal["value"], None)
-    if cal["value"] == "known_a" and not value and args.known_w:  # a resistive load's watts
-        value = args.known_w / args.voltage_v
+    value = kinds.calibration_value(sensors.kind_of(sensor_type), cal["value"], args)
     if not value or value <= 0:
         raise UserError(cal["missing"])
     return steps_of(sensor_type, round(value, 3))

@@ -15,11 +15,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal, get_args, get_origin
 
+from boucle_fw.sensors import profiles
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 from rich.table import Table
 
+from boucle import kinds
 from boucle.cli import UserError
 from boucle.settings import MqttSettings, SettingsError, load_settings
 
@@ -55,16 +58,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     device = parser.add_argument_group("the device")
     device.add_argument("--site", required=True, help="registry site id the devices belong to")
     device.add_argument("--profile", required=True,
-                        help="sensor profile: energy-pzem, energy-ct, energy-pulse, waste-scale, waste-ultrasonic, "
-                             "water-pulse (each sensor type's, firmware/boucle_fw/sensors/)")
-    device.add_argument("--channel", choices=["grid_import", "pv_production", "load"],
-                        help="energy devices: what the meter measures (default grid_import)")
-    device.add_argument("--rated-power-w", type=float, help="energy devices: rated power of the circuit")
-    device.add_argument("--stream", help="waste devices: waste stream of the bin (registry [waste_streams])")
-    device.add_argument("--capacity-kg", type=float, help="waste devices: container capacity in kg")
-    device.add_argument("--capacity-l", type=float, help="waste devices: container capacity in litres")
-    device.add_argument("--rated-flow-m3-h", type=float,
-                        help="water devices: the meter's permanent flow Q3 in m³/h (on its plate, e.g. 2.5)")
+                        help=f"sensor profile: {', '.join(profiles())} "
+                             "(each sensor type's, firmware/boucle_fw/sensors/)")
+    seen: set[str] = set()
+    for kind, key in kinds.device_keys():  # each kind's registry keys (boucle/kinds/<kind>.py)
+        if key.option and key.name not in seen:
+            seen.add(key.name)
+            choices = get_args(key.type) if get_origin(key.type) is Literal else None
+            device.add_argument("--" + key.name.replace("_", "-"), choices=choices,
+                                type=None if choices else key.type, help=f"{kind} devices: {key.option}")
     device.add_argument("--interval-s", type=int, default=60, help="seconds between readings (default 60)")
     device.add_argument("--id-prefix", default="esp32",
                         help="device ids are PREFIX-<last 6 hex digits of the MAC> (default esp32)")
@@ -126,15 +128,7 @@ def build_plan(args: argparse.Namespace) -> provision.BenchPlan:
     registry = _required_path(args.registry, "--registry", "BOUCLE_REGISTRY")
     if not registry.exists():
         raise UserError(f"registry {registry} does not exist; pass --registry with your registry file")
-    kind = provision.profile_kind(args.profile)
-    if kind == "energy":
-        fields: dict[str, object] = {"channel": args.channel or "grid_import", "rated_power_w": args.rated_power_w}
-    elif kind == "water":
-        fields = {"rated_flow_m3_h": args.rated_flow_m3_h}
-    else:
-        if not args.stream:
-            raise UserError(f"profile {args.profile} is a waste sensor: pass --stream (e.g. residual, packaging)")
-        fields = {"stream": args.stream, "capacity_kg": args.capacity_kg, "capacity_l": args.capacity_l}
+    fields = device_fields(provision.profile_kind(args.profile), args)
     fields["interval_s"] = args.interval_s
     ca_pem = None
     if args.ca_file:
@@ -164,6 +158,20 @@ def build_plan(args: argparse.Namespace) -> provision.BenchPlan:
         label_dir=args.label_dir, label_format=args.label_format,
         nats_authorization_file=Path(args.nats_authorization_file) if args.nats_authorization_file else None,
     )
+
+
+def device_fields(kind: str, args: argparse.Namespace) -> dict[str, object]:
+    """The registry keys of the kind's device from its options (DEVICE_KEYS of
+    boucle/kinds/<kind>.py): the option's value, else its default; a required one missing
+    is refused with the kind's message."""
+    out: dict[str, object] = {}
+    for key in kinds.server(kind).DEVICE_KEYS:
+        if key.option:
+            value = getattr(args, key.name, None)
+            if value is None and key.required:
+                raise UserError(key.required.format(profile=args.profile))
+            out[key.name] = key.default if value is None else value
+    return out
 
 
 class StepBars:

@@ -13,8 +13,8 @@ import json
 import pytest
 
 from cloud.indicators import CATALOGUE, Period, Scope, compute_indicators
-from simulator.fleet import Fleet
-from simulator.ledger import Ledger, totals
+from simulator.ledger import totals
+from simulator.models import water as water_model
 from simulator.profiles import load_profiles
 from tests.indicators.conftest import SIM_END, SIM_START
 
@@ -76,14 +76,14 @@ def test_water_matches_the_ledger(simulated, territory, raw):
     assert values["water.consumed"].value == pytest.approx(flowed, abs=len(meters) * 2e-3)
     # the night flow of each site is its closed-hours draw plus its leak, to a litre an hour
     # (whole pulses); the simulated sites are closed between 01:00 and 05:00
-    fleet = Fleet(registry, load_profiles(), 11, Ledger(None))
+    profiles = load_profiles()
     night = values["water.night_flow"].breakdown["by_site"]
     for d in meters:
         site = registry.site(d.site)
-        expected = fleet.profiles.water(site.kind)["closed_lph"] + fleet._leak(site.id)
+        expected = water_model.site_use(profiles, site.kind)["closed_lph"] + water_model.leak_lph(profiles, 11, site.id)
         assert night[d.site] == pytest.approx(expected, abs=1.0), d.site
     if territory == "ecully":  # seed 11: the Fablab leaks (37 L/h), the others do not
-        assert fleet._leak("ecully-fablab") > 3 and night["ecully-fablab"] > 3
+        assert water_model.leak_lph(profiles, 11, "ecully-fablab") > 3 and night["ecully-fablab"] > 3
 
 
 def test_every_value_is_json_ready_on_simulated_data(simulated):

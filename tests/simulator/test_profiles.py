@@ -6,14 +6,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from boucle.registry import parse_opening_hours
-from simulator.profiles import (
+from simulator.models.energy import (
     building_power_w,
     heating_factor,
-    is_holiday,
-    load_profiles,
     pv_power_w,
     solar_elevation_deg,
 )
+from simulator.profiles import is_holiday, load_profiles
 
 PARIS = ZoneInfo("Europe/Paris")
 SCHOOL = parse_opening_hours("Mo,Tu,Th,Fr 08:20-16:30; We 08:20-11:30")
