@@ -41,6 +41,7 @@ window.BOUCLE_I18N = {
       "waste.sorting_rate": "Taux de collecte séparée", "waste.recycling_rate": "Taux de recyclage",
       "waste.landfill_rate": "Taux d'enfouissement", "waste.fill_at_collection": "Remplissage moyen à la collecte",
       "waste.overflows": "Débordements", "waste.avoidable_collections": "Collectes évitables",
+      "waste.plan_avoidable_collections": "Collectes que le plan de tournée aurait évitées",
       "waste.ghg": "GES du traitement des déchets", "water.consumed": "Eau consommée",
       "water.per_capita": "Eau par habitant", "water.night_flow": "Débit de nuit",
       "water.leak_suspected": "Fuites suspectées", "circular.symbiosis_matches": "Opportunités de symbiose",
@@ -56,6 +57,7 @@ window.BOUCLE_I18N = {
       "estimated: no export meter in the registry": "estimation : pas de compteur d'injection dans le registre",
       "only the bins equipped with sensors are counted": "seuls les bacs équipés de capteurs sont comptés",
       "only the sites with a water meter are counted": "seuls les sites équipés d'un compteur d'eau sont comptés",
+      "each bin's fill rate is its mean over the period": "le rythme de remplissage de chaque bac est sa moyenne sur la période",
     },
   },
   en: {
@@ -95,6 +97,7 @@ window.BOUCLE_I18N = {
       "waste.sorting_rate": "Separate-collection share", "waste.recycling_rate": "Recycling rate",
       "waste.landfill_rate": "Landfill rate", "waste.fill_at_collection": "Average fill at collection",
       "waste.overflows": "Overflow rate", "waste.avoidable_collections": "Avoidable collections",
+      "waste.plan_avoidable_collections": "Collections the round plan would have saved",
       "waste.ghg": "Greenhouse gas from waste treatment", "water.consumed": "Water consumed",
       "water.per_capita": "Water per inhabitant", "water.night_flow": "Night flow",
       "water.leak_suspected": "Suspected leaks", "circular.symbiosis_matches": "Symbiosis opportunities",
