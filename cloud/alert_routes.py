@@ -21,6 +21,8 @@ from cloud.timefmt import iso
 router = APIRouter(prefix="/v1", tags=["alerts"])
 AlertStatus = Literal["open", "acknowledged", "resolved"]
 MAX_LISTED = 500
+SCAN = 10_000
+"""Rows read to find a key's newest (a site key's are filtered after reading)."""
 
 
 class AlertOut(BaseModel):
@@ -92,8 +94,9 @@ def list_alerts(ctx: Ctx, who: Who, alerts: Alerts,
         if reg.territory(territory) is None or (scope is not None and territory not in scope):
             raise ApiProblem(404, "Territory not found", f"no territory {territory!r} for this key")
         scope = [territory]
-    found = [a for a in alerts.book.alerts(scope, status, limit) if sees_alert(reg, who, a)]
-    return AlertList(alerts=[alert_out(a) for a in found])
+    found = [a for a in alerts.book.alerts(scope, status, SCAN if scope is not None else limit)
+             if sees_alert(reg, who, a)]
+    return AlertList(alerts=[alert_out(a) for a in found[:limit]])
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertOut, summary="One alert")

@@ -18,7 +18,15 @@ from fastapi_offline import FastAPIOffline
 from boucle.registry import ApiKey, RegistryFile
 from boucle.settings import ApiSettings
 from boucle.storage import Store, open_store
-from cloud import alert_routes, dashboard, fiware_routes, indicator_routes, registry_routes
+from cloud import (
+    alert_routes,
+    dashboard,
+    exchange_routes,
+    fiware_routes,
+    indicator_routes,
+    registry_routes,
+    round_routes,
+)
 from cloud.access import Context, Ctx
 from cloud.admission import AdmissionMiddleware, CallerSlots
 from cloud.alerts.service import alert_service
@@ -79,6 +87,8 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
             {"name": "indicators", "description": "The indicator catalogue (docs/indicators.md)."},
             {"name": "FIWARE", "description": "NGSI-LD KeyPerformanceIndicator and WasteContainer entities."},
             {"name": "alerts", "description": "Alerts the rules raised, acknowledged and resolved (docs/api.md)."},
+            {"name": "rounds", "description": "Collection rounds planned from the bins' fill forecasts."},
+            {"name": "exchanges", "description": "Exchanges proposed from symbiosis matches, and their status."},
         ],
     )
     app.state.context = Context(
@@ -102,6 +112,8 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
     app.include_router(indicator_routes.router)
     app.include_router(fiware_routes.router)
     app.include_router(alert_routes.router)
+    app.include_router(round_routes.router)
+    app.include_router(exchange_routes.router)
     app.include_router(dashboard.router)
 
     # the last added runs first: CORS, then size limits, then admission (key, rate limit, turns)

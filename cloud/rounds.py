@@ -1,8 +1,8 @@
 """Collection rounds, pure: a bin's fill forecast, the next round, and a day's plan.
 
 A bin's **forecast** is a straight line from its latest fill at its recent fill rate: the
-net rises of its fill between emptyings (a drop of EMPTYING_DROP_PCT points or more) over
-the time they took, so sensor noise inside a fill-up cancels out. A **round** runs on the
+fill deposited over its recent readings (the indicators' deposit accounting, emptyings and
+sensor noise left out) over the time they span. A **round** runs on the
 territory's `collection.round_days` at `round_time` (local). The **plan** of a day empties
 the bins whose forecast reaches the threshold before the round after that day's: left
 until then they would pass it. The others can wait, each with when it would reach it.
@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from boucle.accounting import fill_events
 from boucle.geo import distance_km
 from boucle.registry import CollectionSettings
 
 DAY_S = 86400
-EMPTYING_DROP_PCT = 20.0
-"""A fall of the fill by at least this many points between two readings is an emptying."""
 
 
 @dataclass(frozen=True)
@@ -48,22 +47,16 @@ class BinForecast:
 
 
 def fill_forecast(device: str, samples: Sequence[tuple[int, float]]) -> BinForecast | None:
-    """A bin's forecast from its (ts, fill %) readings, oldest first; None without two readings."""
+    """A bin's forecast from its (ts, fill %) readings, oldest first; None without two readings.
+    Its rate: the fill deposited (boucle.accounting.fill_events: rises past the noise band,
+    emptyings left out) over the time the readings span."""
     if len(samples) < 2:
         return None
-    rise = elapsed = 0.0
-    seg_ts, seg_fill = samples[0]
-    prev_ts, prev_fill = samples[0]
-    for ts, fill in samples[1:]:
-        if prev_fill - fill >= EMPTYING_DROP_PCT:  # emptied: close the fill-up before it
-            rise += max(0.0, prev_fill - seg_fill)
-            elapsed += prev_ts - seg_ts
-            seg_ts, seg_fill = ts, fill
-        prev_ts, prev_fill = ts, fill
-    rise += max(0.0, prev_fill - seg_fill)
-    elapsed += prev_ts - seg_ts
-    rate = rise / elapsed * DAY_S if elapsed > 0 else 0.0
-    return BinForecast(device, int(prev_ts), float(prev_fill), rate)
+    times = [ts for ts, _ in samples]
+    deposited = fill_events(times, [fill for _, fill in samples]).deposited
+    span = times[-1] - times[0]
+    rate = deposited / span * DAY_S if span > 0 else 0.0
+    return BinForecast(device, int(times[-1]), float(samples[-1][1]), rate)
 
 
 def round_at(day: date, settings: CollectionSettings, tz: ZoneInfo) -> int:
