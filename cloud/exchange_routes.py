@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from boucle.registry import Registry
@@ -18,7 +18,7 @@ from cloud.access import Budget, Ctx, Who, site_or_404
 from cloud.alert_routes import SCAN, Alerts, visible_territories
 from cloud.budget import period_cost
 from cloud.indicators import Period, Scope, symbiosis_detail
-from cloud.params import DEFAULT_DAYS, default_end, parse_instant
+from cloud.params import get_period, parse_instant
 from cloud.problems import ApiProblem, invalid_parameter
 from cloud.security import Principal
 from cloud.timefmt import iso
@@ -89,32 +89,30 @@ def exchange_or_404(alerts, registry: Registry, who: Principal, exchange_id: int
 
 
 @router.post("/exchanges", response_model=ExchangeOut, status_code=201,
-             summary="Propose an exchange from a symbiosis match of the last 30 days")
-def propose(body: ExchangeIn, ctx: Ctx, who: Who, alerts: Alerts, budget: Budget) -> ExchangeOut:
+             summary="Propose an exchange from a symbiosis match of a period (`from`, `to`: default the last 30 days)")
+def propose(body: ExchangeIn, ctx: Ctx, who: Who, alerts: Alerts, budget: Budget,
+            period: Annotated[Period, Depends(get_period)]) -> ExchangeOut:
     reg = ctx.registry
-    donor = reg.site(body.from_site)
+    donor = site_or_404(reg, who, body.from_site)  # the donor's side proposes (its officer, or its own key)
     receiver = reg.site(body.to_site)
-    if donor is None or receiver is None or not (who.sees_site(reg, donor.id) or who.sees_site(reg, receiver.id)):
-        missing = body.from_site if donor is None or not who.sees_site(reg, body.from_site) else body.to_site
-        site_or_404(reg, who, missing)
+    if receiver is None:
+        raise ApiProblem(404, "Site not found", f"no site {body.to_site!r}")
     start, until = parse_instant("pickup_from", body.pickup_from), parse_instant("pickup_until", body.pickup_until)
     if not start < until <= start + MAX_WINDOW_S:
         raise invalid_parameter("pickup_until", "the pick-up window must end after it starts, within 90 days")
-    end = default_end()
-    period = Period(end - DEFAULT_DAYS * 86400, end)
-    scope = Scope("territory", (donor.territory,))  # type: ignore[union-attr]
+    scope = Scope("territory", (donor.territory,))
     budget.charge(budget.check_cost(period_cost(reg, scope, period)))
-    everywhere = receiver.territory != donor.territory  # type: ignore[union-attr]
+    everywhere = receiver.territory != donor.territory
     matches = symbiosis_detail(ctx.store, reg, scope, period, everywhere, ctx.references)
     match = next((m for m in matches if (m["from_site"], m["to_site"], m["material"])
                   == (body.from_site, body.to_site, body.material)), None)
     if match is None:
         raise ApiProblem(422, "No such symbiosis match",
-                         f"{body.from_site} → {body.to_site} ({body.material}) is not a symbiosis match of the last "
-                         f"{DEFAULT_DAYS} days: see GET /v1/territories/{donor.territory}/symbiosis")  # type: ignore[union-attr]
+                         f"{body.from_site} → {body.to_site} ({body.material}) is not a symbiosis match of the period: "
+                         f"see GET /v1/territories/{donor.territory}/symbiosis")
     kg = body.kg if body.kg is not None else round(float(match["matchable_kg_per_month"]), 1)
     recorded = alerts.book.propose({
-        "territory": donor.territory, "from_site": body.from_site, "to_site": body.to_site,  # type: ignore[union-attr]
+        "territory": donor.territory, "from_site": body.from_site, "to_site": body.to_site,
         "material": body.material, "kg": kg, "pickup_from": start, "pickup_until": until,
         "distance_km": float(match["distance_km"]), "kind": body.kind, "note": body.note}, who.key_id, time.time())
     return exchange_out(recorded)
