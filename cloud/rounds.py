@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from boucle.accounting import fill_events
+from boucle.accounting import fill_events, waste_events
 from boucle.geo import distance_km
 from boucle.registry import CollectionSettings
 
@@ -57,6 +57,19 @@ def fill_forecast(device: str, samples: Sequence[tuple[int, float]]) -> BinForec
     span = times[-1] - times[0]
     rate = deposited / span * DAY_S if span > 0 else 0.0
     return BinForecast(device, int(times[-1]), float(samples[-1][1]), rate)
+
+
+def weight_forecast(device: str, samples: Sequence[tuple[int, float]], capacity_kg: float) -> BinForecast | None:
+    """A scale bin's forecast from its (ts, weight g) readings against its capacity: the
+    mass deposited (boucle.accounting.waste_events) over the time the readings span."""
+    if len(samples) < 2 or capacity_kg <= 0:
+        return None
+    times = [ts for ts, _ in samples]
+    deposited_g = waste_events(times, [g for _, g in samples]).deposited_g
+    span = times[-1] - times[0]
+    per_pct = capacity_kg * 10  # grams in one point of fill
+    rate = deposited_g / per_pct / span * DAY_S if span > 0 else 0.0
+    return BinForecast(device, int(times[-1]), float(samples[-1][1]) / per_pct, rate)
 
 
 def round_at(day: date, settings: CollectionSettings, tz: ZoneInfo) -> int:
