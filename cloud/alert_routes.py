@@ -75,6 +75,17 @@ def visible_territories(registry: Registry, who: Principal) -> list[str] | None:
     return sorted({*who.territories, *(s.territory for s in registry.sites if s.id in who.sites)})
 
 
+def listing_scope(registry: Registry, who: Principal, territory: str | None) -> list[str] | None:
+    """The territories a list asks for: the one named (404 unless the key sees some of it),
+    else all the key may read some of (None: all)."""
+    scope = visible_territories(registry, who)
+    if territory is not None:
+        if registry.territory(territory) is None or (scope is not None and territory not in scope):
+            raise ApiProblem(404, "Territory not found", f"no territory {territory!r} for this key")
+        scope = [territory]
+    return scope
+
+
 def alert_or_404(alerts: AlertService, registry: Registry, who: Principal, alert_id: int) -> dict:
     alert = alerts.book.alert(alert_id)
     if alert is None or not sees_alert(registry, who, alert):
@@ -89,11 +100,7 @@ def list_alerts(ctx: Ctx, who: Who, alerts: Alerts,
                 limit: Annotated[int, Query(ge=1, le=MAX_LISTED, description="At most this many.")] = 100,
                 ) -> AlertList:
     reg = ctx.registry
-    scope = visible_territories(reg, who)
-    if territory is not None:
-        if reg.territory(territory) is None or (scope is not None and territory not in scope):
-            raise ApiProblem(404, "Territory not found", f"no territory {territory!r} for this key")
-        scope = [territory]
+    scope = listing_scope(reg, who, territory)
     found = [a for a in alerts.book.alerts(scope, status, SCAN if scope is not None else limit)
              if sees_alert(reg, who, a)]
     return AlertList(alerts=[alert_out(a) for a in found[:limit]])

@@ -141,6 +141,10 @@ class Book:
 
     def alerts(self, territories: Sequence[str] | None, status: str | None = None, limit: int = 100) -> list[dict]:
         """Alerts newest first (of these territories; None: all), optionally of one status."""
+        return [_alert_dict(r) for r in self._listing("alerts", ALERT_COLUMNS, "opened", territories, status, limit)]
+
+    def _listing(self, table: str, columns: Sequence[str], newest: str, territories: Sequence[str] | None,
+                 status: str | None, limit: int) -> list[sqlite3.Row]:
         where, args = [], []
         if territories is not None:
             where.append(f"territory IN ({','.join('?' * len(territories))})")
@@ -148,11 +152,10 @@ class Book:
         if status is not None:
             where.append("status = ?")
             args.append(status)
-        sql = f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts"
+        sql = f"SELECT {', '.join(columns)} FROM {table}"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = self._conn().execute(sql + " ORDER BY opened DESC, id DESC LIMIT ?", (*args, limit))
-        return [_alert_dict(r) for r in rows]
+        return self._conn().execute(sql + f" ORDER BY {newest} DESC, id DESC LIMIT ?", (*args, limit)).fetchall()
 
     @staticmethod
     def _alert(conn: sqlite3.Connection, alert_id: int) -> dict | None:
@@ -211,18 +214,9 @@ class Book:
         return _exchange_dict(row) if row else None
 
     def exchanges(self, territories: Sequence[str] | None, status: str | None = None, limit: int = 100) -> list[dict]:
-        where, args = [], []
-        if territories is not None:
-            where.append(f"territory IN ({','.join('?' * len(territories))})")
-            args += list(territories)
-        if status is not None:
-            where.append("status = ?")
-            args.append(status)
-        sql = f"SELECT {', '.join(EXCHANGE_COLUMNS)} FROM exchanges"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._conn().execute(sql + " ORDER BY created DESC, id DESC LIMIT ?", (*args, limit))
-        return [_exchange_dict(r) for r in rows]
+        """Exchanges newest first (of these territories; None: all), optionally of one status."""
+        return [_exchange_dict(r) for r in self._listing("exchanges", EXCHANGE_COLUMNS, "created", territories,
+                                                         status, limit)]
 
     def set_exchange_status(self, exchange_id: int, status: str, by: str, now: float) -> dict:
         """Move an exchange to `status`; ValueError when its current status does not lead there."""

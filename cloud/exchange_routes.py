@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from boucle.registry import Registry
 from cloud.access import Budget, Ctx, Who, site_or_404
-from cloud.alert_routes import SCAN, Alerts, visible_territories
+from cloud.alert_routes import SCAN, Alerts, listing_scope
 from cloud.budget import period_cost
 from cloud.indicators import Period, Scope, symbiosis_detail
 from cloud.params import get_period, parse_instant
@@ -124,11 +124,7 @@ def list_exchanges(ctx: Ctx, who: Who, alerts: Alerts,
                    status: Annotated[ExchangeStatus | None, Query(description="Only in this status.")] = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> ExchangeList:
     reg = ctx.registry
-    scope = visible_territories(reg, who)
-    if territory is not None:
-        if reg.territory(territory) is None or (scope is not None and territory not in scope):
-            raise ApiProblem(404, "Territory not found", f"no territory {territory!r} for this key")
-        scope = [territory]
+    scope = listing_scope(reg, who, territory)
     if who.sites and territory is None:
         scope = None  # a site key: its sites' exchanges may be recorded under another territory (the donor's)
     found = [x for x in alerts.book.exchanges(scope, status, SCAN) if sees_exchange(reg, who, x)]
