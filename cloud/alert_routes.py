@@ -6,14 +6,17 @@ alert is answered 404 as if it did not exist.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 
 from boucle.registry import Registry
-from cloud.access import Ctx, Who, territory_or_404
+from cloud.access import Budget, Ctx, Who, territory_or_404
 from cloud.alerts.service import AlertService
+from cloud.budget import period_cost
+from cloud.indicators import Period, Scope
 from cloud.problems import ApiProblem
 from cloud.security import Principal
 from cloud.timefmt import iso
@@ -120,7 +123,7 @@ def acknowledge(alert_id: AlertId, ctx: Ctx, who: Who, alerts: Alerts) -> AlertO
 
 @router.post("/alerts/evaluate", response_model=Evaluated,
              summary="Evaluate the alert rules now (of one territory, or of all a territory key sees)")
-def evaluate(ctx: Ctx, who: Who, alerts: Alerts,
+def evaluate(ctx: Ctx, who: Who, alerts: Alerts, budget: Budget,
              territory: Annotated[str | None, Query(max_length=48, description="Only this territory.")] = None,
              ) -> Evaluated:
     reg = ctx.registry
@@ -133,4 +136,8 @@ def evaluate(ctx: Ctx, who: Who, alerts: Alerts,
         ids = sorted(who.territories)
         if not ids:
             raise ApiProblem(403, "Territory key required", "a site key cannot evaluate a territory's rules")
+    # the rules read a few weeks of the territories' nights: charged like an indicator set of a month
+    now = int(time.time())
+    scope = Scope("territories", tuple(ids if ids is not None else (t.id for t in reg.territories)))
+    budget.charge(budget.check_cost(period_cost(reg, scope, Period(now - 30 * 86400, now))))
     return Evaluated(changed=[alert_out(a) for a in alerts.evaluate(territories=ids)])

@@ -187,10 +187,6 @@ class Book:
                          " done = CASE WHEN ? IS NULL THEN -1 ELSE NULL END WHERE id = ?",
                          (error[:500], next_at if next_at is not None else 0, next_at, delivery_id))
 
-    def pending(self) -> int:
-        (n,) = self._conn().execute("SELECT count(*) FROM deliveries WHERE done IS NULL").fetchone()
-        return n
-
     # --- exchanges ----------------------------------------------------------------------
 
     def propose(self, exchange: dict, by: str, now: float) -> dict:

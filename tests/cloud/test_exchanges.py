@@ -54,3 +54,16 @@ def test_bad_proposals_are_refused_with_the_reason(exchanges_client, change, sta
     got = exchanges_client.post("/v1/exchanges", params=PERIOD, json={**WOOD, **change},
                                 headers={"X-API-Key": ECULLY})
     assert got.status_code == status and word in got.text
+
+
+def test_evaluating_alerts_now_is_scoped_to_the_key(exchanges_client):
+    c = exchanges_client
+    # the simulated readings end on 2026-03-29: today every Écully sensor is silent
+    changed = c.post("/v1/alerts/evaluate?territory=ecully", headers={"X-API-Key": ECULLY}).json()["changed"]
+    assert changed and {(a["rule"], a["territory"], a["status"]) for a in changed} == {
+        ("device_silent", "ecully", "open")}
+    assert c.post("/v1/alerts/evaluate?territory=zi-meyzieu", headers={"X-API-Key": ECULLY}).status_code == 404
+    assert c.post("/v1/alerts/evaluate", headers={"X-API-Key": ZIM_FABLAB}).status_code == 403
+    assert c.post("/v1/alerts/evaluate?territory=ecully", headers={"X-API-Key": ECULLY}).json()["changed"] == []
+    mine = c.get("/v1/alerts", headers={"X-API-Key": ZIM_FABLAB}).json()["alerts"]
+    assert mine == []  # the Meyzieu Fablab's key sees no Écully alert
