@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from boucle import kinds
+from boucle.geo import distance_km
 from boucle.kinds import DeviceKind
 
 ID = r"^[a-z0-9][a-z0-9_-]{1,47}$"
@@ -57,6 +58,62 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+AlertRule = Literal["bin_overflow", "device_silent", "data_gap", "base_load_high", "water_leak"]
+
+
+class AlertSettings(_Model):
+    """A territory's alert rules (`[territories.alerts]`, docs/registry.md "Alerts")."""
+
+    off: tuple[AlertRule, ...] = ()
+    """Rules not evaluated for this territory."""
+    silent_intervals: int = Field(default=10, ge=2, le=100_000)
+    """device_silent: no reading for longer than this many of the device's intervals."""
+    gap_intervals: int = Field(default=5, ge=2, le=100_000)
+    """data_gap: a hole longer than this many intervals between two readings..."""
+    gap_lookback_h: int = Field(default=24, ge=1, le=168)
+    """...within the last this many hours."""
+    base_load_ratio: float = Field(default=1.5, gt=1, le=100)
+    """base_load_high: last night's base load above this × the median of the nights before..."""
+    base_load_min_w: float = Field(default=100, ge=0, le=10_000_000)
+    """...and above that median by at least this many watts."""
+    base_load_nights: int = Field(default=14, ge=3, le=60)
+    """Nights before last night that make its usual level."""
+
+
+class CollectionSettings(_Model):
+    """A territory's collection rounds (`[territories.collection]`, docs/registry.md "Collection rounds")."""
+
+    depot: tuple[float, float] | None = None
+    """[latitude, longitude] the rounds start from: the plan lists bins by distance from it."""
+    round_days: str = "Mo-Fr"
+    """The days rounds run, like opening hours' days (Mo-Fr, Mo,We,Fr)."""
+    round_time: str = "06:00"
+    """Local time a round starts (HH:MM): a bin is collected at the first round after now."""
+    threshold_pct: float = Field(default=90, gt=0, le=100)
+    """Fill at which a bin is due: in the plan when it would pass it before the next round."""
+    lookback_days: int = Field(default=7, ge=1, le=60)
+    """Days of readings a bin's fill rate is estimated from (its recent deposits)."""
+
+    @field_validator("round_days")
+    @classmethod
+    def _days_parse(cls, value: str) -> str:
+        _days(value)
+        return value
+
+    @field_validator("round_time")
+    @classmethod
+    def _time_parse(cls, value: str) -> str:
+        try:
+            datetime.strptime(value, "%H:%M")
+        except ValueError:
+            raise ValueError(f"round_time {value!r} is not like 06:00") from None
+        return value
+
+    def weekdays(self) -> list[int]:
+        """The round days, 0 = Monday."""
+        return sorted(set(_days(self.round_days)))
+
+
 class Territory(_Model):
     id: str = Field(pattern=ID)
     name: str
@@ -65,6 +122,8 @@ class Territory(_Model):
     centroid: tuple[float, float]
     timezone: str = "Europe/Paris"
     routes: dict[str, Route] = {}
+    alerts: AlertSettings = AlertSettings()
+    collection: CollectionSettings = CollectionSettings()
 
     @field_validator("timezone")
     @classmethod
@@ -387,6 +446,12 @@ def _check_references(path: Path, text: str, reg: Registry) -> None:
             if stream not in reg.waste_streams:
                 fail(("territories", i, "routes"), f"stream {stream!r} is not in [waste_streams]",
                      "declare the stream and its default route under [waste_streams]")
+        depot = t.collection.depot
+        if depot is not None and distance_km(depot, t.centroid) > DEPOT_MAX_KM:
+            fail(("territories", i, "collection"),
+                 f"depot {list(depot)} is {distance_km(depot, t.centroid):.0f} km from the territory's centroid",
+                 f"give collection.depot as [latitude, longitude] of a place within {DEPOT_MAX_KM:g} km "
+                 "(latitude first, like centroid)")
     for i, s in enumerate(reg.sites):
         if s.territory not in territories:
             fail(("sites", i, "territory"), f"territory {s.territory!r} does not exist",
@@ -427,6 +492,10 @@ def _check_references(path: Path, text: str, reg: Registry) -> None:
         if not (k.admin or k.territories or k.sites):
             fail(("api_keys", i, "id"), "this key has no scope",
                  "set admin = true, or list territories = [...] or sites = [...]")
+
+
+DEPOT_MAX_KM = 100.0
+"""A depot further than this from its territory's centroid is a typo (swapped coordinates)."""
 
 
 class RegistryFile:

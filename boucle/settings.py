@@ -113,6 +113,25 @@ class ApiSettings:
     rollup_cache_mb: int = setting(512, "With InfluxDB: megabytes of rollup rows kept in memory and checked against the "
                                    "store before each use, so that a computation reads only the rows changed since "
                                    "(a year of 1,000 devices is about 80 MB); 0 reads every row every time.")
+    alerts_db: str = setting("", "The alert book (SQLite: alerts, their deliveries, proposed exchanges); empty: "
+                                 "alerts.db beside an SQLite store, else .boucle/alerts.db.")
+    alerts_interval_s: float = setting(30.0, "How often the API looks for new data (the store's data version) to "
+                                             "evaluate the alert rules on; 0 stops evaluating (the book still answers).")
+    alerts_recheck_s: float = setting(300.0, "Rules are evaluated at least this often even without new data (a silent "
+                                             "device writes nothing).")
+    alerts_webhook_url: str = setting("", "http(s) URL every alert change is POSTed to (empty: no webhook).")
+    alerts_webhook_secret: str = setting("", "Shared secret of the webhook's HMAC-SHA256 signature "
+                                             "(X-Boucle-Signature); required with a webhook URL.", secret=True)
+    alerts_retry_s: float = setting(10.0, "First wait before a failed alert delivery is tried again; it doubles "
+                                          "each time, up to an hour.")
+    alerts_max_attempts: int = setting(10, "Delivery attempts of one alert change on one channel before giving up.")
+    alerts_mqtt_host: str = setting("", "MQTT broker alert changes are published to (empty: none).")
+    alerts_mqtt_port: int = setting(1883, "Its port.")
+    alerts_mqtt_username: str = setting("", "Its user name (empty: anonymous).")
+    alerts_mqtt_password: str = setting("", "Its password.", secret=True)
+    alerts_mqtt_tls_ca: str = setting("", "CA bundle for TLS to it (empty: plain TCP).")
+    alerts_topic_prefix: str = setting("boucle/alerts", "Alert changes go to {prefix}/{territory} at QoS 1, not "
+                                                        "retained.")
 
 
 @dataclass(frozen=True)

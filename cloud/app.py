@@ -9,6 +9,8 @@ cached per (query, data version).
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
@@ -16,9 +18,18 @@ from fastapi_offline import FastAPIOffline
 from boucle.registry import ApiKey, RegistryFile
 from boucle.settings import ApiSettings
 from boucle.storage import Store, open_store
-from cloud import dashboard, fiware_routes, indicator_routes, registry_routes
+from cloud import (
+    alert_routes,
+    dashboard,
+    exchange_routes,
+    fiware_routes,
+    indicator_routes,
+    registry_routes,
+    round_routes,
+)
 from cloud.access import Context, Ctx
 from cloud.admission import AdmissionMiddleware, CallerSlots
+from cloud.alerts.service import alert_service
 from cloud.cache import ResultCache
 from cloud.indicators import References, load_references
 from cloud.limits import RequestLimitMiddleware
@@ -60,8 +71,14 @@ def cors_origins(text: str) -> list[str]:
 def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = None, store: Store | None = None,
                extra_keys: list[ApiKey] | None = None, references: References | None = None) -> FastAPI:
     """Build the API and dashboard around a registry file and a store."""
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.alerts.start()  # the alert loop runs while the app is served
+        yield
+        app.state.alerts.stop()
+
     # fastapi-offline serves Swagger UI from its own package, not a CDN: /docs works offline.
-    app = FastAPIOffline(
+    app = FastAPIOffline(lifespan=lifespan,
         title="Boucle API", version="1", description=DESCRIPTION, docs_url="/docs", redoc_url=None,
         static_url="/docs-assets",
         responses={401: PROBLEM, 404: PROBLEM, 422: PROBLEM, 429: PROBLEM},
@@ -69,6 +86,9 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
             {"name": "registry", "description": "Territories, sites and devices this key may see."},
             {"name": "indicators", "description": "The indicator catalogue (docs/indicators.md)."},
             {"name": "FIWARE", "description": "NGSI-LD KeyPerformanceIndicator and WasteContainer entities."},
+            {"name": "alerts", "description": "Alerts the rules raised, acknowledged and resolved (docs/api.md)."},
+            {"name": "rounds", "description": "Collection rounds planned from the bins' fill forecasts."},
+            {"name": "exchanges", "description": "Exchanges proposed from symbiosis matches, and their status."},
         ],
     )
     app.state.context = Context(
@@ -76,6 +96,7 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
         store or open_store(settings.store_url, token=settings.influx_token,
                             rollup_cache_bytes=settings.rollup_cache_mb * 2**20),
         list(extra_keys or []), references or load_references(), ResultCache(settings.cache_entries))
+    app.state.alerts = alert_service(app.state.context)
     install_problem_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
@@ -90,6 +111,9 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
     app.include_router(registry_routes.router)
     app.include_router(indicator_routes.router)
     app.include_router(fiware_routes.router)
+    app.include_router(alert_routes.router)
+    app.include_router(round_routes.router)
+    app.include_router(exchange_routes.router)
     app.include_router(dashboard.router)
 
     # the last added runs first: CORS, then size limits, then admission (key, rate limit, turns)

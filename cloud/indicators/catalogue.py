@@ -52,6 +52,8 @@ _SPECS = [
     IndicatorSpec("waste.overflows", "Overflow rate", "events/1000 container-days", waste.overflows),
     IndicatorSpec("waste.avoidable_collections", "Avoidable collections", "%",
                   waste.avoidable_collections),
+    IndicatorSpec("waste.plan_avoidable_collections", "Collections the round plan would have saved", "%",
+                  waste.plan_avoidable_collections),
     IndicatorSpec("waste.ghg", "Greenhouse gas from waste treatment", "kgCO2e", waste.ghg),
     IndicatorSpec("water.consumed", "Water consumed", "m³", water.consumed),
     IndicatorSpec("water.per_capita", "Water per inhabitant", "L/inhabitant/day", water.per_capita),

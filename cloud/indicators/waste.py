@@ -132,15 +132,22 @@ def fill_measured(ctx: Context, device: Device) -> bool:
                 or (device.capacity_kg and (f.measured & WEIGHT or "weight_g" in declared)))
 
 
-def fills_before(ctx: Context, device: Device) -> np.ndarray:
-    """A bin's fill % just before each of its emptyings in the period: its fill reading at
-    the top before the drop, else the weight then ÷ capacity_kg; NaN when neither is known."""
+def emptying_fills(ctx: Context, device: Device) -> tuple[np.ndarray, np.ndarray]:
+    """(when, fill % just before) of a bin's emptyings in the period: its fill reading at
+    the top before the drop, else the weight then ÷ capacity_kg; emptyings where neither
+    is known are left out."""
     emptied = ctx.frame(device).emptied
     fill = emptied[:, 2].copy()
     if device.capacity_kg:
         by_weight = emptied[:, 1] / G_PER_KG / device.capacity_kg * 100
         np.copyto(fill, by_weight, where=np.isnan(fill))
-    return fill[~np.isnan(fill)]
+    known = ~np.isnan(fill)
+    return emptied[known, 0], fill[known]
+
+
+def fills_before(ctx: Context, device: Device) -> np.ndarray:
+    """A bin's fill % just before each of its emptyings in the period (emptying_fills)."""
+    return emptying_fills(ctx, device)[1]
 
 
 def _collected(ctx: Context) -> tuple[list[Device], np.ndarray]:
@@ -179,3 +186,35 @@ def avoidable_collections(ctx: Context) -> Outcome:
     return Outcome(100 * low / fills.size if fills.size else None,
                    f"emptyings with fill below {threshold:g}% ÷ emptyings",
                    bins, {"emptyings": int(fills.size), "avoidable": low, "threshold_pct": threshold})
+
+
+def plan_avoidable_collections(ctx: Context) -> Outcome:
+    """waste.plan_avoidable_collections: the emptyings the round plan (cloud.rounds) would
+    have left for a later round, as a share of all emptyings."""
+    from cloud.rounds import avoidable_emptyings, next_round
+
+    bins, _ = _collected(ctx)
+    total = avoidable = 0
+    by_bin: dict[str, int] = {}
+    for d in bins:
+        times, fills = emptying_fills(ctx, d)
+        observed_days = ctx.frame(d).placement.seconds / DAY
+        if not fills.size or observed_days <= 0:
+            continue
+        site = ctx.registry.site(d.site)
+        territory = ctx.registry.territory(site.territory) if site else None
+        if territory is None:
+            continue
+        rounds, tz = territory.collection, ctx.site_timezone(site)
+        rate = float(fills.sum()) / observed_days  # what was emptied is what came in
+        saved = avoidable_emptyings(list(zip(times.tolist(), fills.tolist())), rate, rounds.threshold_pct,
+                                    lambda ts, c=rounds, z=tz: next_round(ts, c, z))
+        total += int(fills.size)
+        avoidable += saved
+        by_bin[d.id] = saved
+    return Outcome(100 * avoidable / total if total else None,
+                   "emptyings the round plan would have skipped (fill before + the bin's fill rate × time to the "
+                   "next round still below the territory's collection.threshold_pct) ÷ emptyings; fill rate: "
+                   "Σ fill before its emptyings ÷ days observed", bins,
+                   {"emptyings": total, "avoidable": avoidable, "by_bin": by_bin},
+                   caveats=[caveat_texts.MEAN_FILL_RATE])

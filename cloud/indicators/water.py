@@ -73,8 +73,9 @@ def per_capita(ctx: Context) -> Outcome:
 def night_minima(ctx: Context, site: Site, devices: list[Device]) -> dict[str, float]:
     """Per local night (its date) in the period, the site's minimum hourly flow (L/h) over
     the hours from 01:00 to 05:00 local that lie wholly in the period with every interval
-    covered by readings on both sides; nights without such an hour are left out."""
-    key = ("night_minima", site.id)
+    covered by readings on both sides; nights without such an hour are left out. Meters of
+    any kind: Wh of electricity meters give the night base load in W (cloud.alerts)."""
+    key = ("night_minima", site.id, tuple(d.id for d in devices))
     if key in ctx.memo:
         return ctx.memo[key]  # type: ignore[return-value]
     volume, covered = ctx.buckets(devices)

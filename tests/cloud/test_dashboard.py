@@ -188,7 +188,7 @@ def test_markup_in_registry_names_is_shown_as_text(tmp_path, simulated_db, tab):
         assert HOSTILE in tab.eval("document.getElementById('status').textContent")
         assert HOSTILE in tab.eval("document.getElementById('map').textContent")  # the Fablab's mark
         assert tab.eval("document.querySelectorAll('img').length") == 1  # the logo only
-        assert tab.eval("document.querySelectorAll('script').length") == 3  # the page's own
+        assert tab.eval("document.querySelectorAll('script').length") == 4  # the page's own
         assert tab.eval("document.title") != "pwned"
     finally:
         server.stop()

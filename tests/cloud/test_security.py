@@ -28,6 +28,10 @@ TERRITORY_URLS = [
     "/v1/territories/{t}/pooling?" + P,
     "/v1/fiware/territories/{t}/key-performance-indicators?ids=waste.per_capita&" + P,
     "/v1/fiware/territories/{t}/waste-containers?" + P,
+    "/v1/territories/{t}/rounds?day=2026-03-30",
+    "/v1/territories/{t}/rounds?day=2026-03-30&format=csv",
+    "/v1/alerts?territory={t}",
+    "/v1/exchanges?territory={t}",
 ]
 SITE_URLS = [
     "/v1/sites/{s}",

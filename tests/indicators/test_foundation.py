@@ -196,7 +196,7 @@ def test_unknown_scope_and_indicator(store, reg):
 def test_a_territory_without_sites_answers_with_no_values(store, reg):
     reg = registry("")
     values = compute_indicators(store, reg, Scope("territory", ("town",)), HOUR)
-    assert len(values) == 28
+    assert len(values) == 29
     assert all(v.coverage == 0.0 for v in values)
     assert by_id(values)["energy.consumed"].value is None
 

@@ -76,7 +76,7 @@ def reg():
 
 
 def test_catalogue_has_the_28_indicators():
-    assert len(CATALOGUE) == 28
+    assert len(CATALOGUE) == 29
     assert {i.split(".")[0] for i in CATALOGUE} == {"energy", "waste", "water", "circular", "data"}
 
 

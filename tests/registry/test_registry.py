@@ -148,3 +148,20 @@ def test_bad_moves_name_the_key_and_the_fix(tmp_path, moves, problem):
     with pytest.raises(RegistryError, match=problem) as err:
         load_registry(_moved(tmp_path, moves))
     assert err.value.key.endswith(".moves") and err.value.fix
+
+
+def test_a_depot_with_swapped_coordinates_names_the_key(tmp_path):
+    err, path = broken(tmp_path, "depot = [45.7790, 4.7702]", "depot = [4.7702, 45.7790]")
+    assert err.key == "territories[0].collection"
+    assert err.line == line_of(path, "depot = [4.7702, 45.7790]")
+    assert "km from the territory's centroid" in err.problem and "latitude first" in err.fix
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ('round_days = "Mo-Fr"', 'round_days = "Monday"', "territories[0].collection.round_days"),
+    ('round_time = "06:00"', 'round_time = "6h"', "territories[0].collection.round_time"),
+    ("alerts = { base_load_ratio = 2.0 }", 'alerts = { off = ["leaks"] }', "territories[2].alerts.off[0]"),
+])
+def test_bad_collection_and_alert_settings_name_the_key(tmp_path, old, new, key):
+    err, _ = broken(tmp_path, old, new)
+    assert err.key == key

@@ -1,0 +1,39 @@
+"""Bins' fill forecasts from their stored readings (cloud.rounds holds the arithmetic)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from boucle.registry import Device
+from boucle.storage import Store
+from cloud.rounds import BinForecast, fill_forecast, weight_forecast
+
+FILL_FIELDS = ("fill_pct", "weight_g")
+
+
+def _known(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def forecast(store: Store, device: Device, start: int, end: int) -> BinForecast | None:
+    """A bin's forecast from its readings in [start, end): its fill_pct readings when it has
+    them, else its weight_g against capacity_kg; None with fewer than two."""
+    readings = [r for r in store.readings(device.id, start, end, FILL_FIELDS) if r.ts >= start]
+    fills = [(r.ts, float(r.values["fill_pct"])) for r in readings if _known(r.values.get("fill_pct"))]
+    if len(fills) >= 2:
+        return fill_forecast(device.id, fills)
+    if not device.capacity_kg:
+        return None
+    weights = [(r.ts, float(r.values["weight_g"])) for r in readings if _known(r.values.get("weight_g"))]
+    return weight_forecast(device.id, weights, device.capacity_kg)
+
+
+def forecasts(store: Store, bins: Sequence[Device], start: int, end: int) -> dict[str, BinForecast]:
+    """Each bin's forecast from its readings in [start, end); bins without one left out."""
+    out = {}
+    for d in bins:
+        found = forecast(store, d, start, end)
+        if found is not None:
+            out[d.id] = found
+    return out
