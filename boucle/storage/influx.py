@@ -35,6 +35,7 @@ from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.rest import ApiException
 
 from boucle import rollup
+from boucle.ledger import LedgerEntry
 from boucle.protocol import INTEGER_FIELDS, MEASUREMENT_FIELDS, Reading, ReadingRow, reading_row
 from boucle.rollup import DayRow, MonthRow, MonthSlots, row_digest
 from boucle.storage import (
@@ -45,6 +46,8 @@ from boucle.storage import (
     ReadingMarks,
     StoredReading,
     check_fields,
+    ledger_sites,
+    ledger_sites_text,
 )
 from boucle.storage.dead_letters import (
     DeadLetterBounds,
@@ -508,6 +511,32 @@ class InfluxStore:
 
     def month_slots(self, devices: Sequence[str], start: int, end: int) -> list[MonthSlots]:
         return self._rollup_rows("rollup_month_slots", devices, start, end)
+
+    def append_ledger(self, entry: LedgerEntry) -> bool:
+        # A point per entry at time = its seq (seconds), in the rollups' retention policy.
+        # InfluxDB has no conditional write: the check before it narrows, not closes, the
+        # window in which two processes seal the same seq (docs/ledger.md: one sealer).
+        if self._ledger_points(entry.territory, f"AND time = {entry.seq}s"):
+            return False
+        fields = (f'day={entry.day}i,version={entry.version}i,count={entry.count}i,root="{entry.root.hex()}",'
+                  f'prev="{entry.prev.hex()}",digest="{entry.digest.hex()}",sealed_at={float(entry.sealed_at)!r},'
+                  f'sites="{ledger_sites_text(entry.sites).replace(chr(34), chr(92) + chr(34))}"')
+        self.write_lines([f"ledger,territory={_tag(entry.territory)} {fields} {self._t(entry.seq)}"],
+                         rp=self.rollups_rp or None)
+        self._bump_version()
+        return True
+
+    def ledger(self, territory: str) -> list[LedgerEntry]:
+        return [LedgerEntry(territory, int(v[0]),
+                            int(v[1]), int(v[2]), int(v[3]), bytes.fromhex(v[4]), bytes.fromhex(v[5]),
+                            bytes.fromhex(v[6]), float(v[7]), ledger_sites(v[8]))
+                for v in self._ledger_points(territory)]
+
+    def _ledger_points(self, territory: str, where: str = "") -> list:
+        series = self.query_series(f'SELECT "day", "version", "count", "root", "prev", "digest", "sealed_at", "sites" '
+                                   f'FROM {self._table("ledger")} WHERE "territory" = {_quote(territory)} {where} '
+                                   "ORDER BY time")
+        return [v for s in series for v in s["values"]]
 
     def data_version(self) -> int:
         series = self.query_series('SELECT last("version") FROM "meta"')

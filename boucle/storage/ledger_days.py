@@ -1,0 +1,96 @@
+"""A territory's stored readings of a UTC day, as the ledger hashes them (boucle.ledger):
+the gateway seals and audits days with these, the API proves readings with them.
+
+A reading belongs to the territory of the site its device was at when it was taken
+(boucle.registry.Device.site_at), like everything else in Boucle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from boucle.ledger import SiteRoot, SiteTree, reading_bytes, site_tree
+from boucle.protocol import INTEGER_FIELDS, MEASUREMENT_FIELDS
+from boucle.registry import Registry
+from boucle.rollup import DAY
+from boucle.storage import RECEIVED, Store
+
+_FIELDS = (*MEASUREMENT_FIELDS, RECEIVED)
+
+
+@dataclass(frozen=True)
+class Stay:
+    """A device at a site of the territory for [start, end) of the day."""
+
+    device: str
+    site: str
+    start: int
+    end: int
+
+
+def stays(registry: Registry, territory: str, day: int, sites: set[str] | None = None) -> Iterator[Stay]:
+    """The devices' stays at the territory's sites (or at `sites` among them) during the day."""
+    wanted = {s.id for s in registry.sites_of(territory)}
+    if sites is not None:
+        wanted &= sites
+    for device in registry.devices:
+        for site, since, until in device.tenures():
+            lo, hi = max(since, day), min(until, day + DAY)
+            if site in wanted and lo < hi:
+                yield Stay(device.id, site, lo, hi)
+
+
+@dataclass(frozen=True)
+class DayReadings:
+    """A territory's day as stored: per site, per device, (reading bytes, received)."""
+
+    territory: str
+    day: int
+    sites: dict[str, dict[str, list[tuple[bytes, float]]]]
+
+    def trees(self, received_by: float | None = None) -> dict[str, SiteTree]:
+        """The sites' trees, of the readings received by `received_by` when given."""
+        return {site: site_tree(site, {d: [b for b, got in rs if received_by is None or got <= received_by]
+                                       for d, rs in devices.items()})
+                for site, devices in self.sites.items()}
+
+    def roots(self, received_by: float | None = None) -> list[SiteRoot]:
+        return [tree.root() for tree in self.trees(received_by).values()]
+
+
+def read_day(store: Store, registry: Registry, territory: str, day: int, sites: set[str] | None = None) -> DayReadings:
+    """Read the territory's stored readings of the UTC day starting at `day` (of `sites` only
+    when given)."""
+    out: dict[str, dict[str, list[tuple[bytes, float]]]] = {}
+    for stay in stays(registry, territory, day, sites):
+        rows = out.setdefault(stay.site, {}).setdefault(stay.device, [])
+        for r in store.readings(stay.device, stay.start, stay.end, _FIELDS):
+            if r.ts >= stay.start:  # not the baseline before it
+                values = {k: v for k, v in r.values.items() if k != RECEIVED}
+                rows.append((reading_bytes(stay.device, r.ts, r.boot, r.seq, values, INTEGER_FIELDS),
+                             float(r.values[RECEIVED] or 0.0)))
+    return DayReadings(territory, day, out)
+
+
+def day_count(store: Store, registry: Registry, territory: str, day: int) -> int:
+    """How many readings the store holds of the territory's day (cheap: counted by the store
+    for devices there all day)."""
+    total, partial = 0, []
+    whole = []
+    for stay in stays(registry, territory, day):
+        (whole if (stay.start, stay.end) == (day, day + DAY) else partial).append(stay)
+    if whole:
+        total += sum(store.reading_counts([s.device for s in whole], day, day + DAY).values())
+    for stay in partial:
+        total += store.reading_counts([stay.device], stay.start, stay.end)[stay.device]
+    return total
+
+
+def first_reading_day(store: Store, registry: Registry, territory: str) -> int | None:
+    """The UTC day of the territory's devices' earliest stored reading (any site), if any."""
+    sites = {s.id for s in registry.sites_of(territory)}
+    firsts = [store.next_reading_ts(d.id, -1) for d in registry.devices
+              if any(site in sites for site, _, _ in d.tenures())]
+    found = [t for t in firsts if t is not None]
+    return min(found) - min(found) % DAY if found else None
