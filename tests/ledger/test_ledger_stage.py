@@ -1,0 +1,58 @@
+"""The gateway's ledger stage on real stores: closed days sealed, late readings as new
+versions, and a tampered reading, a dropped one and a replaced day each reported."""
+
+from __future__ import annotations
+
+from boucle import ledger
+from boucle.storage.ledger_days import read_day
+from gateway.ledger_stage import ledger_round
+from tests.ledger.conftest import DAY0, day_readings, drop, replace_day, rewrite_entry, tamper
+
+CLOSE = 6 * 3600
+NOW = DAY0 + 2 * 86400 + CLOSE + 60  # both days closed
+
+
+def test_closed_days_are_sealed_late_readings_versioned_and_tampering_reported(store, registry):
+    assert ledger_round(store, registry, DAY0 + 86400 + CLOSE - 60, CLOSE, 7).sealed == []  # day 0 still open
+    first = ledger_round(store, registry, NOW, CLOSE, 7)
+    assert [(e.day, e.version, e.count) for e in first.sealed] == [(DAY0, 1, 432), (DAY0 + 86400, 1, 432)]
+    chain = store.ledger("vallee")
+    assert chain == first.sealed and ledger.chain_problems(chain) == []
+    assert {s.site: s.count for s in chain[0].sites} == {"atelier": 288, "fablab": 144}
+    quiet = ledger_round(store, registry, NOW + 300, CLOSE, 7, audit=True)
+    assert quiet.sealed == [] and quiet.mismatches == []
+
+    # a late reading (stored after the day was sealed) of day 0: its version 2, chained
+    late = day_readings("fablab-grid", DAY0)[0]
+    store.write_readings([type(late)(late.device, 2, 0, DAY0 + 30, {"energy_wh": 1, "power_w": 5.0})], NOW + 400)
+    second = ledger_round(store, registry, NOW + 600, CLOSE, 7)
+    assert [(e.day, e.version, e.count, e.seq) for e in second.sealed] == [(DAY0, 2, 433, 2)]
+    assert second.sealed[0].prev == chain[-1].digest and second.mismatches == []
+
+    # a stored reading changed: found by the audit, named by site, not sealed over
+    tamper(store, "atelier-pv", DAY0 + 86400 + 3600, 1234.5)
+    found = ledger_round(store, registry, NOW + 900, CLOSE, 7, audit=True)
+    assert found.sealed == []
+    assert [(m.day, m.territory) for m in found.mismatches] == [(DAY0 + 86400, "vallee")]
+    assert "atelier: 288 readings sealed, 288 stored, same count but other readings" in found.mismatches[0].problem
+
+
+def test_a_dropped_reading_is_reported_without_an_audit(store, registry):
+    ledger_round(store, registry, NOW, CLOSE, 7)
+    drop(store, "fablab-grid", DAY0 + 7200)
+    found = ledger_round(store, registry, NOW + 300, CLOSE, 7)  # counted: one reading fewer
+    assert found.sealed == []
+    assert [m.day for m in found.mismatches] == [DAY0]
+    assert "fablab: 144 readings sealed, 143 stored" in found.mismatches[0].problem
+
+
+def test_a_replaced_day_breaks_the_chain(store, registry):
+    chain = ledger_round(store, registry, NOW, CLOSE, 7).sealed
+    # day 0's readings replaced, and its entry sealed again to match them
+    replace_day(store, ("atelier-grid", "atelier-pv", "fablab-grid"), DAY0, watts=800.0)
+    resealed = ledger.seal("vallee", DAY0, read_day(store, registry, "vallee", DAY0).roots(), [], chain[0].sealed_at)
+    rewrite_entry(store, resealed)
+    found = ledger_round(store, registry, NOW + 300, CLOSE, 7, audit=True)
+    assert found.sealed == []
+    assert [m.problem for m in found.mismatches] == [
+        f"entry 1 (day {DAY0 + 86400} v1): does not follow the entry before it"]
