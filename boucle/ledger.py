@@ -274,10 +274,12 @@ def seal(territory: str, day: int, sites: Sequence[SiteRoot], chain: Sequence[Le
                        entry_digest(territory, seq, day, version, count, root, prev), sealed_at, kept)
 
 
-def chain_problems(chain: Sequence[LedgerEntry]) -> list[str]:
+def chain_problems(chain: Sequence[LedgerEntry], whole: bool = True) -> list[str]:
     """What is wrong with a territory's chain (by seq): gaps, broken links, digests or roots
-    that do not follow from the entry; empty when it holds."""
-    problems, prev, expected = [], GENESIS, 0
+    that do not follow from the entry; empty when it holds. `whole=False`: a run of the
+    chain, its first entry's link taken as given (an export's)."""
+    problems: list[str] = []
+    prev, expected = (GENESIS, 0) if whole or not chain else (chain[0].prev, chain[0].seq)
     for e in chain:
         if e.seq != expected:
             problems.append(f"entry {e.seq}: expected entry {expected} (an entry is missing)")

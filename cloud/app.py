@@ -16,7 +16,14 @@ from fastapi_offline import FastAPIOffline
 from boucle.registry import ApiKey, RegistryFile
 from boucle.settings import ApiSettings
 from boucle.storage import Store, open_store
-from cloud import dashboard, fiware_routes, indicator_routes, registry_routes
+from cloud import (
+    consent_routes,
+    dashboard,
+    fiware_routes,
+    indicator_routes,
+    ledger_routes,
+    registry_routes,
+)
 from cloud.access import Context, Ctx
 from cloud.admission import AdmissionMiddleware, CallerSlots
 from cloud.cache import ResultCache
@@ -69,6 +76,9 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
             {"name": "registry", "description": "Territories, sites and devices this key may see."},
             {"name": "indicators", "description": "The indicator catalogue (docs/indicators.md)."},
             {"name": "FIWARE", "description": "NGSI-LD KeyPerformanceIndicator and WasteContainer entities."},
+            {"name": "ledger", "description": "Daily ledger, reading proofs and exports for `boucle verify` "
+                                              "(docs/ledger.md)."},
+            {"name": "consent", "description": "What a site's owner shares with its territory."},
         ],
     )
     app.state.context = Context(
@@ -90,6 +100,8 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
     app.include_router(registry_routes.router)
     app.include_router(indicator_routes.router)
     app.include_router(fiware_routes.router)
+    app.include_router(ledger_routes.router)
+    app.include_router(consent_routes.router)
     app.include_router(dashboard.router)
 
     # the last added runs first: CORS, then size limits, then admission (key, rate limit, turns)

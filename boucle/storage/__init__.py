@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from boucle.consent import Consent
 from boucle.ledger import LedgerEntry, SiteRoot
 from boucle.protocol import MEASUREMENT_FIELDS, Reading, ReadingRow
 from boucle.rollup import (
@@ -153,6 +154,12 @@ class Store(Protocol):
 
     def ledger(self, territory: str) -> list[LedgerEntry]:
         """A territory's ledger chain, by seq."""
+
+    def append_consent(self, consent: Consent) -> None:
+        """Record a site owner's consent decision (boucle.consent); kept, never replaced."""
+
+    def consents(self) -> list[Consent]:
+        """Every recorded consent decision, oldest first."""
 
     def data_version(self) -> int:
         """A number that changes whenever stored data changes (for caches)."""

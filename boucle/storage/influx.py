@@ -35,6 +35,7 @@ from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.rest import ApiException
 
 from boucle import rollup
+from boucle.consent import Consent
 from boucle.ledger import LedgerEntry
 from boucle.protocol import INTEGER_FIELDS, MEASUREMENT_FIELDS, Reading, ReadingRow, reading_row
 from boucle.rollup import DayRow, MonthRow, MonthSlots, row_digest
@@ -537,6 +538,18 @@ class InfluxStore:
                                    f'FROM {self._table("ledger")} WHERE "territory" = {_quote(territory)} {where} '
                                    "ORDER BY time")
         return [v for s in series for v in s["values"]]
+
+    def append_consent(self, consent: Consent) -> None:
+        # time in ns: two decisions of one site never share a point
+        line = (f'consent,site={_tag(consent.site)} author="{consent.author}",shares="{consent.shares}",'
+                f"resolution_s={consent.resolution_s}i,at={float(consent.at)!r} {round(consent.at * 10**9)}")
+        self.write_lines([line], "ns", rp=self.rollups_rp or None)
+        self._bump_version()
+
+    def consents(self) -> list[Consent]:
+        series = self.query_series(f'SELECT "site", "at", "author", "shares", "resolution_s" '
+                                   f'FROM {self._table("consent")} ORDER BY time')
+        return [Consent(v[1], float(v[2]), v[3], v[4], int(v[5])) for s in series for v in s["values"]]
 
     def data_version(self) -> int:
         series = self.query_series('SELECT last("version") FROM "meta"')

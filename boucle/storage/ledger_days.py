@@ -7,7 +7,7 @@ A reading belongs to the territory of the site its device was at when it was tak
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from boucle.ledger import SiteRoot, SiteTree, reading_bytes, site_tree
@@ -59,18 +59,48 @@ class DayReadings:
         return [tree.root() for tree in self.trees(received_by).values()]
 
 
-def read_day(store: Store, registry: Registry, territory: str, day: int, sites: set[str] | None = None) -> DayReadings:
-    """Read the territory's stored readings of the UTC day starting at `day` (of `sites` only
-    when given)."""
-    out: dict[str, dict[str, list[tuple[bytes, float]]]] = {}
+@dataclass(frozen=True)
+class DayRow:
+    """A stored reading of the day, as exported: where and when, and its measurements."""
+
+    device: str
+    site: str
+    ts: int
+    boot: int
+    seq: int
+    values: dict[str, float | int]
+    received: float
+
+    def ledger_bytes(self) -> bytes:
+        return reading_bytes(self.device, self.ts, self.boot, self.seq, self.values, INTEGER_FIELDS)
+
+
+def day_rows(store: Store, registry: Registry, territory: str, day: int, sites: set[str] | None = None
+             ) -> list[DayRow]:
+    """The territory's stored readings of the UTC day starting at `day` (of `sites` only when
+    given), by site stay, device and time."""
+    out = []
     for stay in stays(registry, territory, day, sites):
-        rows = out.setdefault(stay.site, {}).setdefault(stay.device, [])
         for r in store.readings(stay.device, stay.start, stay.end, _FIELDS):
             if r.ts >= stay.start:  # not the baseline before it
-                values = {k: v for k, v in r.values.items() if k != RECEIVED}
-                rows.append((reading_bytes(stay.device, r.ts, r.boot, r.seq, values, INTEGER_FIELDS),
-                             float(r.values[RECEIVED] or 0.0)))
+                values = {k: v for k, v in r.values.items() if k != RECEIVED and v is not None}
+                out.append(DayRow(stay.device, stay.site, r.ts, r.boot, r.seq, values,
+                                  float(r.values[RECEIVED] or 0.0)))
+    return out
+
+
+def day_of_rows(territory: str, day: int, rows: Iterable[DayRow]) -> DayReadings:
+    """Rows (day_rows, or an export's) as the ledger hashes them."""
+    out: dict[str, dict[str, list[tuple[bytes, float]]]] = {}
+    for row in rows:
+        out.setdefault(row.site, {}).setdefault(row.device, []).append((row.ledger_bytes(), row.received))
     return DayReadings(territory, day, out)
+
+
+def read_day(store: Store, registry: Registry, territory: str, day: int, sites: set[str] | None = None) -> DayReadings:
+    """Read the territory's stored readings of the UTC day starting at `day` (of `sites` only
+    when given), ready to hash."""
+    return day_of_rows(territory, day, day_rows(store, registry, territory, day, sites))
 
 
 def day_count(store: Store, registry: Registry, territory: str, day: int) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 
 from boucle import rollup
+from boucle.consent import Consent
 from boucle.ledger import LedgerEntry
 from boucle.private_files import create_private_file
 from boucle.protocol import (
@@ -94,6 +95,9 @@ CREATE TABLE IF NOT EXISTS ledger (
     sealed_at REAL NOT NULL, sites TEXT NOT NULL,
     PRIMARY KEY (territory, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS consent_log (
+    site TEXT NOT NULL, at REAL NOT NULL, author TEXT NOT NULL, shares TEXT NOT NULL, resolution_s INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('data_version', 0);
 """.format(reading_columns=", ".join(f"{name} {_column_type(name)}" for name in MEASUREMENT_FIELDS),
@@ -331,6 +335,17 @@ class SQLiteStore:
             "SELECT territory, seq, day, version, count, root, prev, digest, sealed_at, sites FROM ledger "
             "WHERE territory = ? ORDER BY seq", (territory,))
         return [LedgerEntry(*row[:9], ledger_sites(row[9])) for row in rows]
+
+    def append_consent(self, consent: Consent) -> None:
+        conn = self._conn()
+        with conn:
+            conn.execute("INSERT INTO consent_log VALUES (?,?,?,?,?)",
+                         (consent.site, consent.at, consent.author, consent.shares, consent.resolution_s))
+            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'data_version'")
+
+    def consents(self) -> list[Consent]:
+        return [Consent(*row) for row in self._conn().execute(
+            "SELECT site, at, author, shares, resolution_s FROM consent_log ORDER BY at, rowid")]
 
     def data_version(self) -> int:
         (v,) = self._conn().execute("SELECT value FROM meta WHERE key = 'data_version'").fetchone()
