@@ -56,3 +56,38 @@ def test_a_replaced_day_breaks_the_chain(store, registry):
     assert found.sealed == []
     assert [m.problem for m in found.mismatches] == [
         f"entry 1 (day {DAY0 + 86400} v1): does not follow the entry before it"]
+
+
+def test_a_running_gateway_seals_the_days_and_raises_the_alarm_on_tampering(tmp_path, mosquitto, registry_path,
+                                                                            caplog):
+    """The gateway's ledger stage in a running gateway (real Mosquitto, SQLite): the stored
+    past days are sealed, a changed reading is reported (log ALARM, metric)."""
+    import logging
+
+    from boucle.protocol import Reading
+    from boucle.settings import GatewaySettings, load_settings
+    from boucle.storage import open_store
+    from gateway.service import Gateway
+    from tests.gateway.test_ingest import metrics_showing, wait_until
+    from tests.servers import free_port
+
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    store = open_store(url)
+    store.write_readings([Reading("fablab-grid", 1, n, DAY0 + 600 * n, {"energy_wh": 100 * n}) for n in range(10)],
+                         DAY0 + 86400)
+    port = free_port()
+    settings = load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=url, registry=str(registry_path),
+                             metrics_port=port, client_id="ledger-gateway", spool_path=str(tmp_path / "spool.db"),
+                             ledger_interval_s=0.2, ledger_audit_rounds=1, ledger_lookback_days=400)
+    gateway = Gateway(settings).start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="boucle.gateway.ledger"):
+            with caplog.at_level(logging.ERROR, logger="boucle.gateway"):
+                assert wait_until(lambda: len(store.ledger("vallee")) >= 2, 30)
+                assert store.ledger("vallee")[0].count == 10
+                tamper(store, "fablab-grid", DAY0 + 600, 42.0)
+                assert wait_until(lambda: "ALARM ledger of vallee: day 2026-03-28" in caplog.text, 30)
+        assert metrics_showing(port, "boucle_gateway_ledger_mismatches 1.0")
+    finally:
+        gateway.stop()
+        store.close()
