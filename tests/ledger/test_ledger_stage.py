@@ -81,12 +81,11 @@ def test_a_running_gateway_seals_the_days_and_raises_the_alarm_on_tampering(tmp_
                              ledger_interval_s=0.2, ledger_audit_rounds=1, ledger_lookback_days=400)
     gateway = Gateway(settings).start()
     try:
-        with caplog.at_level(logging.ERROR, logger="boucle.gateway.ledger"):
-            with caplog.at_level(logging.ERROR, logger="boucle.gateway"):
-                assert wait_until(lambda: len(store.ledger("vallee")) >= 2, 30)
-                assert store.ledger("vallee")[0].count == 10
-                tamper(store, "fablab-grid", DAY0 + 600, 42.0)
-                assert wait_until(lambda: "ALARM ledger of vallee: day 2026-03-28" in caplog.text, 30)
+        with caplog.at_level(logging.ERROR, logger="boucle.gateway"):
+            assert wait_until(lambda: len(store.ledger("vallee")) >= 2, 30)
+            assert store.ledger("vallee")[0].count == 10
+            tamper(store, "fablab-grid", DAY0 + 600, 42.0)
+            assert wait_until(lambda: "ALARM ledger of vallee: day 2026-03-28" in caplog.text, 30)
         assert metrics_showing(port, "boucle_gateway_ledger_mismatches 1.0")
     finally:
         gateway.stop()

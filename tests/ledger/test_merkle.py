@@ -129,3 +129,16 @@ def test_late_readings_make_a_new_version_chained():
     assert (chain[-1].day, chain[-1].version, chain[-1].prev) == (0, 2, chain[1].digest)
     assert ledger.latest(chain)[0] is chain[-1]
     assert ledger.chain_problems(chain) == []
+
+
+def test_the_docs_test_vector_is_what_the_code_computes():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "ledger.md").read_text("utf-8")
+    first = ledger.reading_bytes("atelier-grid", 1774656000, 1, 0, {"energy_wh": 0, "power_w": 1000.0}, INTEGER_FIELDS)
+    second = ledger.reading_bytes("atelier-grid", 1774656600, 1, 1, {"energy_wh": 166, "power_w": 1000.0},
+                                  INTEGER_FIELDS)
+    site = ledger.site_tree("atelier", {"atelier-grid": [second, first]}).root()
+    entry = ledger.seal("vallee", 1774656000, [site], [], 0.0)
+    for figure in (first.hex(), ledger.leaf_hash(first).hex(), site.root.hex(), entry.root.hex(), entry.digest.hex()):
+        assert figure in doc
