@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from boucle import ledger
 from boucle.consent import current, downsample, shared_resolution
@@ -208,25 +208,20 @@ def _export(ctx: Context, who: Principal, budget, scope: Scope, period: Period, 
     return doc
 
 
-ExportPeriod = Annotated[str | None, Query(alias="from", max_length=40,
-                                           description="Start: the export covers whole UTC days.")]
+When = Annotated[Period, Depends(get_period)]
 
 
 @router.get("/territories/{territory_id}/export", summary="A territory's readings of whole UTC days with their "
             "ledger, for `boucle verify` (at most 31 days; sites share readings by consent)")
 def territory_export(territory_id: TerritoryId, ctx: Ctx, who: Who, budget: Budget, response: Response,
-                     start: ExportPeriod = None, end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
-                     fmt: FormatQuery = "json"):
+                     period: When, fmt: FormatQuery = "json"):
     territory_or_404(ctx.registry, who, territory_id)
-    return _export(ctx, who, budget, Scope("territory", (territory_id,)), get_period(start, end), fmt,
-                   territory_id, response)
+    return _export(ctx, who, budget, Scope("territory", (territory_id,)), period, fmt, territory_id, response)
 
 
 @router.get("/sites/{site_id}/export", summary="A site's readings of whole UTC days with its territory's "
             "ledger, for `boucle verify` (at most 31 days)")
-def site_export(site_id: SiteId, ctx: Ctx, who: Who, budget: Budget, response: Response,
-                start: ExportPeriod = None, end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
+def site_export(site_id: SiteId, ctx: Ctx, who: Who, budget: Budget, response: Response, period: When,
                 fmt: FormatQuery = "json"):
     site_or_404(ctx.registry, who, site_id)
-    return _export(ctx, who, budget, Scope("site", (site_id,)), get_period(start, end), fmt, site_id, response)
-
+    return _export(ctx, who, budget, Scope("site", (site_id,)), period, fmt, site_id, response)
