@@ -19,7 +19,7 @@ from boucle.protocol import MEASUREMENT_FIELDS
 from boucle.registry import Registry
 from boucle.rollup import DAY, day_start
 from boucle.storage import Store
-from boucle.storage.ledger_days import day_of_rows, day_rows
+from boucle.storage.ledger_days import day_count, day_of_rows, day_rows
 from cloud.access import Budget, Context, Ctx, Who, site_or_404, territory_or_404
 from cloud.budget import period_cost
 from cloud.citations import scope_territories
@@ -34,6 +34,8 @@ from cloud.security import Principal
 router = APIRouter(prefix="/v1", tags=["ledger"])
 EXPORT_FORMAT = "boucle-export/1"
 MAX_EXPORT_DAYS = 31
+MAX_EXPORT_READINGS = 1_000_000
+"""An export is built in memory: past this many stored readings, ask for fewer days or a site."""
 DayPath = Annotated[str, Path(pattern=r"^\d{4}-\d{2}-\d{2}$", description="UTC day, YYYY-MM-DD.",
                               openapi_examples={"day": {"value": "2026-03-28"}})]
 
@@ -131,6 +133,10 @@ def export_doc(ctx: Context, registry: Registry, who: Principal, scope: Scope, p
     (territory,) = scope_territories(registry, scope)
     sites = [s.id for s in registry.sites_of(territory) if scope.kind == "territory" or s.id in scope.ids]
     shown = {s: readings_resolution(ctx, registry, who, s) for s in sites}
+    stored = sum(day_count(ctx.store, registry, territory, day) for day in range(period.start, period.end, DAY))
+    if stored > MAX_EXPORT_READINGS:
+        raise ApiProblem(422, "Export too large", f"{stored} readings in these days, at most {MAX_EXPORT_READINGS} "
+                                                  "in an export: ask for fewer days, or export a site")
     readings, edges = [], []
     for day in range(period.start, period.end, DAY):
         rows = day_rows(ctx.store, registry, territory, day, {s for s, r in shown.items() if r is not None})

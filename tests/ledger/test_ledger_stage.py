@@ -4,6 +4,7 @@ versions, and a tampered reading, a dropped one and a replaced day each reported
 from __future__ import annotations
 
 from boucle import ledger
+from boucle.protocol import INTEGER_FIELDS
 from boucle.storage.ledger_days import read_day
 from gateway.ledger_stage import ledger_round
 from tests.ledger.conftest import DAY0, day_readings, drop, replace_day, rewrite_entry, tamper
@@ -18,6 +19,11 @@ def test_closed_days_are_sealed_late_readings_versioned_and_tampering_reported(s
     assert [(e.day, e.version, e.count) for e in first.sealed] == [(DAY0, 1, 432), (DAY0 + 86400, 1, 432)]
     chain = store.ledger("vallee")
     assert chain == first.sealed and ledger.chain_problems(chain) == []
+    # the same root from either store as from the readings written: what is hashed is the data, not the store
+    written = [ledger.site_tree(site, {d: [ledger.reading_bytes(r.device, r.ts, r.boot, r.seq, r.values, INTEGER_FIELDS)
+                                           for r in day_readings(d, DAY0)] for d in devices}).root()
+               for site, devices in (("atelier", ("atelier-grid", "atelier-pv")), ("fablab", ("fablab-grid",)))]
+    assert chain[0].root == ledger.day_root(written)
     assert {s.site: s.count for s in chain[0].sites} == {"atelier": 288, "fablab": 144}
     quiet = ledger_round(store, registry, NOW + 300, CLOSE, 7, audit=True)
     assert quiet.sealed == [] and quiet.mismatches == []
