@@ -28,7 +28,7 @@ from boucle import ledger
 from boucle.protocol import MEASUREMENT_FIELDS
 from boucle.registry import load_registry
 from boucle.storage import RECEIVED, ledger_sites_text
-from boucle.storage.ledger_days import day_count, day_rows, read_day
+from boucle.storage.ledger_days import day_count, day_of_rows, day_roots, day_rows
 from boucle.storage.sqlite import SQLiteStore
 
 DAY = 1774656000  # 2026-03-28 00:00 UTC
@@ -74,15 +74,14 @@ def bench_ledger(devices: int = 1000, sites: int = 100, interval_s: int = 60) ->
         read_s, got = timed(lambda: sum(len(store.readings(d, DAY, DAY + 86400, fields)) for d in ids))
 
         def seal():
-            roots = read_day(store, registry, "bench", DAY).roots()
+            roots, _ = day_roots(store, registry, "bench", DAY)
             entry = ledger.seal("bench", DAY, roots, [], time.time())
             store.append_ledger(entry)
             return entry
 
         seal_s, entry = timed(seal)
         rows = day_rows(store, registry, "bench", DAY)
-        hash_s, _ = timed(lambda: ledger.day_root(
-            ledger.site_tree(site, by_device).root() for site, by_device in _grouped(rows).items()))
+        hash_s, _ = timed(lambda: ledger.day_root(day_of_rows("bench", DAY, rows).roots()))
         count_s, counted = timed(lambda: day_count(store, registry, "bench", DAY))
         (entry_bytes,) = store._conn().execute(
             "SELECT length(territory) + 8 * 5 + length(root) + length(prev) + length(digest) + length(sites) "
@@ -96,13 +95,6 @@ def bench_ledger(devices: int = 1000, sites: int = 100, interval_s: int = 60) ->
             "hash_to_read_ratio": round(hash_s / read_s, 2),
             "entry_bytes": entry_bytes, "sites_json_bytes": len(ledger_sites_text(entry.sites)),
             "store_file_bytes": file_bytes, "entry_per_reading_bytes": round(entry_bytes / readings, 4)}
-
-
-def _grouped(rows) -> dict[str, dict[str, list[bytes]]]:
-    out: dict[str, dict[str, list[bytes]]] = {}
-    for r in rows:
-        out.setdefault(r.site, {}).setdefault(r.device, []).append(r.ledger_bytes())
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

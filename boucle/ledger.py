@@ -172,7 +172,15 @@ class SiteTree:
         return [device_entry(d, merkle_root(h), len(h)) for d, h in sorted(self.devices.items())]
 
     def root(self) -> SiteRoot:
-        return SiteRoot(self.site, merkle_root(self.device_leaves()), self.count)
+        return site_root(self.site, {d: (merkle_root(h), len(h)) for d, h in self.devices.items()})
+
+
+def site_root(site: str, devices: Mapping[str, tuple[bytes, int]]) -> SiteRoot:
+    """A site's root from its devices' roots and reading counts (devices without readings
+    left out)."""
+    present = sorted((d, root, n) for d, (root, n) in devices.items() if n)
+    return SiteRoot(site, merkle_root([device_entry(d, root, n) for d, root, n in present]),
+                    sum(n for _, _, n in present))
 
 
 def site_tree(site: str, readings: Mapping[str, Iterable[bytes]]) -> SiteTree:

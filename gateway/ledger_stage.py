@@ -24,7 +24,7 @@ from boucle.ledger import LedgerEntry
 from boucle.registry import Registry
 from boucle.rollup import DAY, day_start
 from boucle.storage import Store
-from boucle.storage.ledger_days import day_count, first_reading_day, read_day
+from boucle.storage.ledger_days import day_count, day_roots, first_reading_day
 
 log = logging.getLogger("boucle.gateway.ledger")
 
@@ -68,11 +68,10 @@ def _territory_round(store: Store, registry: Registry, territory: str, now: floa
         entry = current[day]
         if not audit and day_count(store, registry, territory, day) == entry.count:
             continue
-        stored = read_day(store, registry, territory, day)
-        roots = stored.roots()
+        roots, sealed_then = day_roots(store, registry, territory, day, entry.sealed_at)
         if ledger.day_root(roots) == entry.root:
             continue
-        if ledger.day_root(stored.roots(entry.sealed_at)) == entry.root:
+        if ledger.day_root(sealed_then) == entry.root:
             if not _append(store, chain, ledger.seal(territory, day, roots, chain, now), out):
                 return
             continue
@@ -81,7 +80,7 @@ def _territory_round(store: Store, registry: Registry, territory: str, now: floa
     if start is None:
         return
     for day in range(start, closed_before, DAY):
-        roots = read_day(store, registry, territory, day).roots()
+        roots, _ = day_roots(store, registry, territory, day)
         if not _append(store, chain, ledger.seal(territory, day, roots, chain, now), out):
             return
 

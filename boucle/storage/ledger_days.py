@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from boucle.ledger import SiteRoot, SiteTree, reading_bytes, site_tree
+from boucle.ledger import (
+    SiteRoot,
+    SiteTree,
+    leaf_hash,
+    merkle_root,
+    reading_bytes,
+    site_root,
+    site_tree,
+)
 from boucle.protocol import INTEGER_FIELDS, MEASUREMENT_FIELDS
 from boucle.registry import Registry
 from boucle.rollup import DAY
@@ -43,20 +51,18 @@ def stays(registry: Registry, territory: str, day: int, sites: set[str] | None =
 
 @dataclass(frozen=True)
 class DayReadings:
-    """A territory's day as stored: per site, per device, (reading bytes, received)."""
+    """Readings of a territory's day (an export's, a site's for a proof): per site, per
+    device, their ledger bytes."""
 
     territory: str
     day: int
-    sites: dict[str, dict[str, list[tuple[bytes, float]]]]
+    sites: dict[str, dict[str, list[bytes]]]
 
-    def trees(self, received_by: float | None = None) -> dict[str, SiteTree]:
-        """The sites' trees, of the readings received by `received_by` when given."""
-        return {site: site_tree(site, {d: [b for b, got in rs if received_by is None or got <= received_by]
-                                       for d, rs in devices.items()})
-                for site, devices in self.sites.items()}
+    def trees(self) -> dict[str, SiteTree]:
+        return {site: site_tree(site, devices) for site, devices in self.sites.items()}
 
-    def roots(self, received_by: float | None = None) -> list[SiteRoot]:
-        return [tree.root() for tree in self.trees(received_by).values()]
+    def roots(self) -> list[SiteRoot]:
+        return [tree.root() for tree in self.trees().values()]
 
 
 @dataclass(frozen=True)
@@ -91,16 +97,39 @@ def day_rows(store: Store, registry: Registry, territory: str, day: int, sites: 
 
 def day_of_rows(territory: str, day: int, rows: Iterable[DayRow]) -> DayReadings:
     """Rows (day_rows, or an export's) as the ledger hashes them."""
-    out: dict[str, dict[str, list[tuple[bytes, float]]]] = {}
+    out: dict[str, dict[str, list[bytes]]] = {}
     for row in rows:
-        out.setdefault(row.site, {}).setdefault(row.device, []).append((row.ledger_bytes(), row.received))
+        out.setdefault(row.site, {}).setdefault(row.device, []).append(row.ledger_bytes())
     return DayReadings(territory, day, out)
 
 
-def read_day(store: Store, registry: Registry, territory: str, day: int, sites: set[str] | None = None) -> DayReadings:
-    """Read the territory's stored readings of the UTC day starting at `day` (of `sites` only
-    when given), ready to hash."""
-    return day_of_rows(territory, day, day_rows(store, registry, territory, day, sites))
+def day_roots(store: Store, registry: Registry, territory: str, day: int, received_by: float | None = None
+              ) -> tuple[list[SiteRoot], list[SiteRoot]]:
+    """The site roots of the territory's stored readings of the UTC day starting at `day`,
+    and those of the readings among them received by `received_by` (the same without it).
+    A device at a time: what stays in memory is a root per device, not the readings."""
+    stays_by: dict[tuple[str, str], list[Stay]] = {}
+    for stay in stays(registry, territory, day):
+        stays_by.setdefault((stay.site, stay.device), []).append(stay)
+    every: dict[str, dict[str, tuple[bytes, int]]] = {}
+    early: dict[str, dict[str, tuple[bytes, int]]] = {}
+    for (site, device), its in stays_by.items():
+        leaves = []
+        for stay in its:
+            for r in store.readings(device, stay.start, stay.end, _FIELDS):
+                if r.ts >= stay.start:  # not the baseline before it
+                    values = {k: v for k, v in r.values.items() if k != RECEIVED}
+                    leaves.append(((r.ts, r.boot, r.seq),
+                                   leaf_hash(reading_bytes(device, r.ts, r.boot, r.seq, values, INTEGER_FIELDS)),
+                                   float(r.values[RECEIVED] or 0.0)))
+        leaves.sort(key=lambda leaf: leaf[0])
+        hashes = [h for _, h, _ in leaves]
+        every.setdefault(site, {})[device] = (merkle_root(hashes), len(hashes))
+        if received_by is not None:
+            hashes = [h for _, h, got in leaves if got <= received_by]
+        early.setdefault(site, {})[device] = (merkle_root(hashes), len(hashes))
+    return ([site_root(s, devices) for s, devices in every.items()],
+            [site_root(s, devices) for s, devices in early.items()])
 
 
 def day_count(store: Store, registry: Registry, territory: str, day: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from boucle import ledger
 from boucle.protocol import INTEGER_FIELDS
-from boucle.storage.ledger_days import read_day
+from boucle.storage.ledger_days import day_roots
 from gateway.ledger_stage import ledger_round
 from tests.ledger.conftest import DAY0, day_readings, drop, replace_day, rewrite_entry, tamper
 
@@ -56,7 +56,7 @@ def test_a_replaced_day_breaks_the_chain(store, registry):
     chain = ledger_round(store, registry, NOW, CLOSE, 7).sealed
     # day 0's readings replaced, and its entry sealed again to match them
     replace_day(store, ("atelier-grid", "atelier-pv", "fablab-grid"), DAY0, watts=800.0)
-    resealed = ledger.seal("vallee", DAY0, read_day(store, registry, "vallee", DAY0).roots(), [], chain[0].sealed_at)
+    resealed = ledger.seal("vallee", DAY0, day_roots(store, registry, "vallee", DAY0)[0], [], chain[0].sealed_at)
     rewrite_entry(store, resealed)
     found = ledger_round(store, registry, NOW + 300, CLOSE, 7, audit=True)
     assert found.sealed == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from boucle import ledger
@@ -26,11 +26,13 @@ def rfc6962_root(hashes: list[bytes]) -> bytes:
     return ledger.node_hash(rfc6962_root(hashes[:k]), rfc6962_root(hashes[k:]))
 
 
+@settings(deadline=None)  # a shared, loaded machine: no time limit per example
 @given(st.lists(st.binary(max_size=8).map(ledger.leaf_hash), max_size=40))
 def test_root_is_rfc6962s(hashes):
     assert ledger.merkle_root(hashes) == rfc6962_root(hashes)
 
 
+@settings(deadline=None)
 @given(leaves, st.data())
 def test_every_leaf_has_a_path_and_no_other_leaf_fits_it(hashes, data):
     root = ledger.merkle_root(hashes)
@@ -46,6 +48,7 @@ def test_every_leaf_has_a_path_and_no_other_leaf_fits_it(hashes, data):
     assert ledger.root_from_path(hashes[i], replace(path, hashes=path.hashes + (root,))) is None
 
 
+@settings(deadline=None)
 @given(leaves, st.data())
 def test_a_changed_or_dropped_leaf_changes_the_root(hashes, data):
     root = ledger.merkle_root(hashes)
@@ -62,6 +65,7 @@ readings = st.tuples(st.sampled_from(["dev-a", "dev-b"]), st.integers(0, 2**40),
                      st.integers(0, 2**31), values)
 
 
+@settings(deadline=None)
 @given(readings, readings)
 def test_reading_bytes_tell_readings_apart(a, b):
     def present(r):
@@ -77,6 +81,7 @@ def _site(site: str, n: int, offset: int = 0) -> ledger.SiteTree:
                                                      for t in range(n)] for d in range(2)})
 
 
+@settings(deadline=None)
 @given(st.integers(1, 9), st.integers(1, 9), st.data())
 def test_a_reading_is_proven_in_its_day(n_a, n_b, data):
     trees = [_site("site-a", n_a), _site("site-b", n_b), _site("site-c", 3)]
@@ -101,6 +106,7 @@ def _chain(days: int) -> list[ledger.LedgerEntry]:
     return chain
 
 
+@settings(deadline=None)
 @given(st.integers(2, 6), st.data())
 def test_any_rewritten_entry_breaks_the_chain(days, data):
     chain = _chain(days)
