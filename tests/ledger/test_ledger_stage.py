@@ -96,3 +96,26 @@ def test_a_running_gateway_seals_the_days_and_raises_the_alarm_on_tampering(tmp_
     finally:
         gateway.stop()
         store.close()
+
+
+def test_a_device_that_moved_during_the_day_counts_at_each_site_for_its_stay(tmp_path, registry_path):
+    """Readings go to the site the device was at when taken: a move at 12:00 splits the day."""
+    from boucle.registry import load_registry
+    from boucle.storage import open_store
+    from boucle.storage.ledger_days import day_count
+
+    text = registry_path.read_text("utf-8").replace(
+        'id = "fablab-grid"\nsite = "fablab"', 'id = "fablab-grid"\nsite = "fablab"\n'
+        'moves = [{ site = "atelier", until = 2026-03-28T12:00:00Z }]')
+    registry_path.write_text(text, "utf-8")
+    moved = load_registry(registry_path)
+    store = open_store(f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        store.write_readings(day_readings("fablab-grid", DAY0), DAY0 + 86400)
+        roots, _ = day_roots(store, moved, "vallee", DAY0)
+        assert {r.site: r.count for r in roots} == {"atelier": 72, "fablab": 72}
+        assert day_count(store, moved, "vallee", DAY0) == 144
+        (entry,) = ledger_round(store, moved, DAY0 + 86400 + CLOSE, CLOSE, 7).sealed
+        assert entry.count == 144 and {s.site for s in entry.sites} == {"atelier", "fablab"}
+    finally:
+        store.close()
