@@ -99,21 +99,22 @@ def verify(doc: dict[str, Any]) -> tuple[list[str], bool]:
         mine = {s.site: s for s in day_of_rows(entry.territory, day, rows).roots()}
         sealed = {s.site: s for s in entry.sites}
         wrong = []
-        for site in sorted(shared | mine.keys()):
+        for site in sorted(shared):
             got, want = mine.get(site), sealed.get(site)
             if (got.root if got else None) != (want.root if want else None):
                 wrong.append(f"site {site}: {got.count if got else 0} readings exported, "
                              f"{want.count if want else 0} sealed" + (
                                  ", same count but other readings" if got and want and got.count == want.count
                                  else ""))
-        unshared = sorted(set(sealed) - shared - mine.keys())
-        note = f"; not exported: {', '.join(unshared)} (checked by their roots only)" if unshared else ""
+        unshared = sorted(set(sealed) - shared)
+        note = (f"; {', '.join(unshared)}: readings not shared as stored, checked by their roots only"
+                if unshared else "")
         if wrong:
             ok = False
             lines.append(f"{iso_day(day)} v{entry.version}: DOES NOT MATCH the ledger: {'; '.join(wrong)}")
         else:
             lines.append(f"{iso_day(day)} v{entry.version}: matches the ledger "
-                         f"({sum(s.count for s in mine.values())} readings{note})")
+                         f"({sum(mine[s].count for s in shared if s in mine)} readings{note})")
     if doc.get("indicators") and doc.get("registry"):
         more, same = verify_indicators(doc, entries)
         lines += more

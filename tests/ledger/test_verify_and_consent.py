@@ -97,7 +97,7 @@ def test_indicators_cite_their_days_and_verify_finds_tampering(api, store, tmp_p
     assert code == 1 and "2026-03-29 v1: matches the ledger (432 readings)" in out and "2026-03-28 v1: DOES NOT" in out
 
 
-def test_a_reading_is_proven_and_consent_limits_a_territory_key(api, store):
+def test_a_reading_is_proven_and_consent_limits_a_territory_key(api, store, tmp_path, capsys):
     proof = api.get_as("/v1/territories/vallee/ledger/2026-03-28/proof", device="fablab-grid", ts=DAY0 + 600).json()
     root = bytes.fromhex(api.get_as("/v1/territories/vallee/ledger").json()["entries"][0]["root"])
     assert proof["valid"] and ledger.verify_proof(ledger.proof_of(proof["proof"]), root)
@@ -119,6 +119,10 @@ def test_a_reading_is_proven_and_consent_limits_a_territory_key(api, store):
     doc = api.get_as("/v1/territories/vallee/export", OFFICER, **PERIOD).json()
     assert doc["shared"] == {"atelier": "readings every 3600 s", "fablab": "indicators only"}
     assert len(doc["readings"]) == 2 * 2 * 24 and {r["site"] for r in doc["readings"]} == {"atelier"}
+    code, out = verify(tmp_path, capsys, doc)  # sampled readings cannot be checked: the sites' roots can
+    assert code == 0, out
+    assert "2026-03-28 v1: matches the ledger (0 readings; atelier, fablab: readings not shared as stored, checked " \
+           "by their roots only)" in out and "indicators: not recomputed: sites atelier, fablab do not share their readings" in out
     assert api.get_as("/v1/territories/vallee/ledger/2026-03-28/proof", OFFICER, device="atelier-pv",
                       ts=DAY0 + 600).status_code == 404  # not as stored: nothing to prove
 
