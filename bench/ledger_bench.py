@@ -9,7 +9,8 @@ Timed, each on the same stored day:
 - baseline: reading the day's readings of every device (`Store.readings`, all fields);
 - sealing: what the ledger stage does for a closed day: read it (boucle.storage.ledger_days),
   encode each reading, hash the three-level tree, seal the entry and append it;
-- hashing alone: the encoding and the tree over readings already in memory;
+- hashing alone: the encoding and the devices' trees over the readings already read (the
+  baseline's);
 - a count check (the ledger stage's cheap look at a sealed day, each round).
 Storage: the bytes of the sealed entry as stored, beside the readings' share of the file.
 Nothing here is a test: numbers are printed (JSON), never asserted.
@@ -27,8 +28,8 @@ from pathlib import Path
 from boucle import ledger
 from boucle.protocol import MEASUREMENT_FIELDS
 from boucle.registry import load_registry
-from boucle.storage import RECEIVED, ledger_sites_text
-from boucle.storage.ledger_days import day_count, day_of_rows, day_roots, day_rows
+from boucle.storage import ledger_sites_text
+from boucle.storage.ledger_days import FIELDS, day_count, day_roots, stored_leaves
 from boucle.storage.sqlite import SQLiteStore
 
 DAY = 1774656000  # 2026-03-28 00:00 UTC
@@ -69,9 +70,9 @@ def bench_ledger(devices: int = 1000, sites: int = 100, interval_s: int = 60) ->
         registry = load_registry(registry_path)
         store = SQLiteStore(Path(tmp) / "b.db")
         readings = fill(store, devices, interval_s)
-        fields = (*MEASUREMENT_FIELDS, RECEIVED)
         ids = [d.id for d in registry.devices]
-        read_s, got = timed(lambda: sum(len(store.readings(d, DAY, DAY + 86400, fields)) for d in ids))
+        read_s, stored = timed(lambda: {d: store.readings(d, DAY, DAY + 86400, FIELDS) for d in ids})
+        got = sum(map(len, stored.values()))
 
         def seal():
             roots, _ = day_roots(store, registry, "bench", DAY)
@@ -80,8 +81,8 @@ def bench_ledger(devices: int = 1000, sites: int = 100, interval_s: int = 60) ->
             return entry
 
         seal_s, entry = timed(seal)
-        rows = day_rows(store, registry, "bench", DAY)
-        hash_s, _ = timed(lambda: ledger.day_root(day_of_rows("bench", DAY, rows).roots()))
+        hash_s, _ = timed(lambda: [ledger.merkle_root([h for _, h, _ in sorted(stored_leaves(d, rows, DAY))])
+                                   for d, rows in stored.items()])
         count_s, counted = timed(lambda: day_count(store, registry, "bench", DAY))
         (entry_bytes,) = store._conn().execute(
             "SELECT length(territory) + 8 * 5 + length(root) + length(prev) + length(digest) + length(sites) "

@@ -22,9 +22,10 @@ from boucle.ledger import (
 from boucle.protocol import INTEGER_FIELDS, MEASUREMENT_FIELDS
 from boucle.registry import Registry
 from boucle.rollup import DAY
-from boucle.storage import RECEIVED, Store
+from boucle.storage import RECEIVED, Store, StoredReading
 
-_FIELDS = (*MEASUREMENT_FIELDS, RECEIVED)
+FIELDS = (*MEASUREMENT_FIELDS, RECEIVED)
+"""What the ledger reads of a stored reading."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def day_rows(store: Store, registry: Registry, territory: str, day: int, sites: 
     given), by site stay, device and time."""
     out = []
     for stay in stays(registry, territory, day, sites):
-        for r in store.readings(stay.device, stay.start, stay.end, _FIELDS):
+        for r in store.readings(stay.device, stay.start, stay.end, FIELDS):
             if r.ts >= stay.start:  # not the baseline before it
                 values = {k: v for k, v in r.values.items() if k != RECEIVED and v is not None}
                 out.append(DayRow(stay.device, stay.site, r.ts, r.boot, r.seq, values,
@@ -103,6 +104,20 @@ def day_of_rows(territory: str, day: int, rows: Iterable[DayRow]) -> DayReadings
     return DayReadings(territory, day, out)
 
 
+def stored_leaves(device: str, readings: Iterable[StoredReading], start: int
+                  ) -> list[tuple[tuple[int, int, int], bytes, float]]:
+    """((ts, boot, seq), leaf hash, received) of a device's stored readings (`fields`: every
+    measurement and RECEIVED) from `start` on."""
+    out = []
+    for r in readings:
+        if r.ts >= start:  # not the baseline before it
+            values = {k: v for k, v in r.values.items() if k != RECEIVED}
+            out.append(((r.ts, r.boot, r.seq),
+                        leaf_hash(reading_bytes(device, r.ts, r.boot, r.seq, values, INTEGER_FIELDS)),
+                        float(r.values[RECEIVED] or 0.0)))
+    return out
+
+
 def day_roots(store: Store, registry: Registry, territory: str, day: int, received_by: float | None = None
               ) -> tuple[list[SiteRoot], list[SiteRoot]]:
     """The site roots of the territory's stored readings of the UTC day starting at `day`,
@@ -114,15 +129,9 @@ def day_roots(store: Store, registry: Registry, territory: str, day: int, receiv
     every: dict[str, dict[str, tuple[bytes, int]]] = {}
     early: dict[str, dict[str, tuple[bytes, int]]] = {}
     for (site, device), its in stays_by.items():
-        leaves = []
-        for stay in its:
-            for r in store.readings(device, stay.start, stay.end, _FIELDS):
-                if r.ts >= stay.start:  # not the baseline before it
-                    values = {k: v for k, v in r.values.items() if k != RECEIVED}
-                    leaves.append(((r.ts, r.boot, r.seq),
-                                   leaf_hash(reading_bytes(device, r.ts, r.boot, r.seq, values, INTEGER_FIELDS)),
-                                   float(r.values[RECEIVED] or 0.0)))
-        leaves.sort(key=lambda leaf: leaf[0])
+        leaves = sorted(leaf for stay in its
+                        for leaf in stored_leaves(device, store.readings(device, stay.start, stay.end, FIELDS),
+                                                  stay.start))
         hashes = [h for _, h, _ in leaves]
         every.setdefault(site, {})[device] = (merkle_root(hashes), len(hashes))
         if received_by is not None:
