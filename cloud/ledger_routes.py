@@ -19,7 +19,7 @@ from boucle.protocol import MEASUREMENT_FIELDS
 from boucle.registry import Registry
 from boucle.rollup import DAY, day_start
 from boucle.storage import Store
-from boucle.storage.ledger_days import day_count, day_of_rows, day_rows
+from boucle.storage.ledger_days import DayReadings, day_count, ledger_readings
 from cloud.access import Budget, Context, Ctx, Who, site_or_404, territory_or_404
 from cloud.budget import period_cost
 from cloud.citations import scope_territories
@@ -105,11 +105,11 @@ def reading_proof(territory_id: TerritoryId, day: DayPath, ctx: Ctx, who: Who,
     entry = ledger.latest(ctx.store.ledger(territory_id)).get(start)
     if entry is None:
         raise ApiProblem(404, "Day not sealed", f"{day} of {territory_id!r} is not in the ledger yet")
-    rows = day_rows(ctx.store, reg, territory_id, start, {site})
+    rows = ledger_readings(ctx.store, reg, territory_id, start, {site})
     match = [r for r in rows if r.device == device and r.ts == ts and (seq is None or r.seq == seq)]
     if not match:
         raise ApiProblem(404, "Reading not found", f"no stored reading of {device!r} at {ts}")
-    tree = day_of_rows(territory_id, start, rows).trees()[site]
+    tree = DayReadings.of(territory_id, start, rows).trees()[site]
     proof = ledger.prove(tree, entry.sites, match[0].ledger_bytes())
     return ProofOut(entry=ledger.entry_doc(entry), proof=ledger.proof_doc(proof),
                     valid=ledger.verify_proof(proof, entry.root))
@@ -139,7 +139,7 @@ def export_doc(ctx: Context, registry: Registry, who: Principal, scope: Scope, p
                                                   "in an export: ask for fewer days, or export a site")
     readings, edges = [], []
     for day in range(period.start, period.end, DAY):
-        rows = day_rows(ctx.store, registry, territory, day, {s for s, r in shown.items() if r is not None})
+        rows = ledger_readings(ctx.store, registry, territory, day, {s for s, r in shown.items() if r is not None})
         by_device: dict[tuple[str, str], list] = {}
         for row in rows:
             by_device.setdefault((row.site, row.device), []).append(row)

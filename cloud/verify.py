@@ -17,7 +17,7 @@ from boucle.cli import UserError
 from boucle.protocol import INTEGER_FIELDS, MEASUREMENT_FIELDS, Reading
 from boucle.registry import Registry
 from boucle.rollup import DAY
-from boucle.storage.ledger_days import DayRow, day_of_rows
+from boucle.storage.ledger_days import DayReadings, LedgerReading
 from cloud.citations import iso_day
 
 REL_TOLERANCE = 1e-9
@@ -68,11 +68,11 @@ def _cell(name: str, text: str):
     return float(text)
 
 
-def _rows(readings: list[dict]) -> dict[int, list[DayRow]]:
-    by_day: dict[int, list[DayRow]] = {}
+def _rows(readings: list[dict]) -> dict[int, list[LedgerReading]]:
+    by_day: dict[int, list[LedgerReading]] = {}
     for r in readings:
         values = {k: v for k, v in r.items() if k in MEASUREMENT_FIELDS and v is not None}
-        row = DayRow(r["device"], r["site"], int(r["ts"]), int(r["boot"]), int(r["seq"]), values, 0.0)
+        row = LedgerReading(r["device"], r["site"], int(r["ts"]), int(r["boot"]), int(r["seq"]), values, 0.0)
         by_day.setdefault(row.ts - row.ts % DAY, []).append(row)
     return by_day
 
@@ -96,7 +96,7 @@ def verify(doc: dict[str, Any]) -> tuple[list[str], bool]:
             lines.append(f"{iso_day(day)}: not sealed in the ledger ({len(rows)} readings exported)")
             ok = ok and not rows
             continue
-        mine = {s.site: s for s in day_of_rows(entry.territory, day, rows).roots()}
+        mine = {s.site: s for s in DayReadings.of(entry.territory, day, rows).roots()}
         sealed = {s.site: s for s in entry.sites}
         wrong = []
         for site in sorted(shared):

@@ -59,6 +59,14 @@ class DayReadings:
     day: int
     sites: dict[str, dict[str, list[bytes]]]
 
+    @classmethod
+    def of(cls, territory: str, day: int, rows: Iterable[LedgerReading]) -> DayReadings:
+        """Rows (ledger_readings, or an export's) as the ledger hashes them."""
+        out: dict[str, dict[str, list[bytes]]] = {}
+        for row in rows:
+            out.setdefault(row.site, {}).setdefault(row.device, []).append(row.ledger_bytes())
+        return cls(territory, day, out)
+
     def trees(self) -> dict[str, SiteTree]:
         return {site: site_tree(site, devices) for site, devices in self.sites.items()}
 
@@ -67,7 +75,7 @@ class DayReadings:
 
 
 @dataclass(frozen=True)
-class DayRow:
+class LedgerReading:
     """A stored reading of the day, as exported: where and when, and its measurements."""
 
     device: str
@@ -82,8 +90,8 @@ class DayRow:
         return reading_bytes(self.device, self.ts, self.boot, self.seq, self.values, INTEGER_FIELDS)
 
 
-def day_rows(store: Store, registry: Registry, territory: str, day: int, sites: set[str] | None = None
-             ) -> list[DayRow]:
+def ledger_readings(store: Store, registry: Registry, territory: str, day: int, sites: set[str] | None = None
+             ) -> list[LedgerReading]:
     """The territory's stored readings of the UTC day starting at `day` (of `sites` only when
     given), by site stay, device and time."""
     out = []
@@ -91,17 +99,9 @@ def day_rows(store: Store, registry: Registry, territory: str, day: int, sites: 
         for r in store.readings(stay.device, stay.start, stay.end, FIELDS):
             if r.ts >= stay.start:  # not the baseline before it
                 values = {k: v for k, v in r.values.items() if k != RECEIVED and v is not None}
-                out.append(DayRow(stay.device, stay.site, r.ts, r.boot, r.seq, values,
+                out.append(LedgerReading(stay.device, stay.site, r.ts, r.boot, r.seq, values,
                                   float(r.values[RECEIVED] or 0.0)))
     return out
-
-
-def day_of_rows(territory: str, day: int, rows: Iterable[DayRow]) -> DayReadings:
-    """Rows (day_rows, or an export's) as the ledger hashes them."""
-    out: dict[str, dict[str, list[bytes]]] = {}
-    for row in rows:
-        out.setdefault(row.site, {}).setdefault(row.device, []).append(row.ledger_bytes())
-    return DayReadings(territory, day, out)
 
 
 def stored_leaves(device: str, readings: Iterable[StoredReading], start: int

@@ -77,10 +77,10 @@ def test_indicators_cite_their_days_and_verify_finds_tampering(api, store, tmp_p
     for r in replaced["readings"]:
         if r["ts"] < DAY0 + 86400:
             r["power_w"] = 800.0
-    from boucle.storage.ledger_days import day_of_rows
+    from boucle.storage.ledger_days import DayReadings
     from cloud.verify import _rows
 
-    roots = day_of_rows("vallee", DAY0, _rows(replaced["readings"])[DAY0]).roots()
+    roots = DayReadings.of("vallee", DAY0, _rows(replaced["readings"])[DAY0]).roots()
     replaced["ledger"][0] = ledger.entry_doc(ledger.seal("vallee", DAY0, roots, [], chain[0].sealed_at))
     code, out = verify(tmp_path, capsys, replaced)
     assert code == 1 and "ledger: entry 1 (day 1774742400 v1): does not follow the entry before it" in out
