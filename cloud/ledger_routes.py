@@ -96,10 +96,10 @@ def reading_proof(territory_id: TerritoryId, day: DayPath, ctx: Ctx, who: Who,
     territory_or_404(reg, who, territory_id)
     start = parse_day(day)
     found = reg.device(device)
-    if found is None or not start <= ts < start + DAY or reg.site(found.site_at(ts)) is None \
-            or reg.site(found.site_at(ts)).territory != territory_id:
+    at = reg.site(found.site_at(ts)) if found is not None else None
+    if at is None or at.territory != territory_id or not start <= ts < start + DAY:
         raise ApiProblem(404, "Reading not found", f"no device {device!r} in {territory_id!r} on {day} at {ts}")
-    site = found.site_at(ts)
+    site = at.id
     if readings_resolution(ctx, reg, who, site) != 0:
         raise ApiProblem(404, "Reading not found", f"site {site!r} does not share its readings with this key")
     entry = ledger.latest(ctx.store.ledger(territory_id)).get(start)
