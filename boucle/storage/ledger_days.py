@@ -133,10 +133,11 @@ def day_roots(store: Store, registry: Registry, territory: str, day: int, receiv
                         for leaf in stored_leaves(device, store.readings(device, stay.start, stay.end, FIELDS),
                                                   stay.start))
         hashes = [h for _, h, _ in leaves]
-        every.setdefault(site, {})[device] = (merkle_root(hashes), len(hashes))
+        every.setdefault(site, {})[device] = root = (merkle_root(hashes), len(hashes))
         if received_by is not None:
             hashes = [h for _, h, got in leaves if got <= received_by]
-        early.setdefault(site, {})[device] = (merkle_root(hashes), len(hashes))
+            root = (merkle_root(hashes), len(hashes)) if len(hashes) < len(leaves) else root
+        early.setdefault(site, {})[device] = root
     return ([site_root(s, devices) for s, devices in every.items()],
             [site_root(s, devices) for s, devices in early.items()])
 
