@@ -86,9 +86,9 @@ class GatewaySettings(MqttSettings):
                                               "recent ones; 0 turns the stage off (run it in one gateway process only).")
     ledger_lookback_days: int = setting(7, "Sealed days the ledger stage re-checks each round for late readings (by "
                                            "count) and, every ledger_audit_rounds rounds, recomputes in full.")
-    ledger_audit_rounds: int = setting(12, "Every this many rounds the ledger stage recomputes the looked-back days' "
-                                           "digests from the stored readings and reports any day that no longer "
-                                           "matches its ledger (0: never).")
+    ledger_audit_rounds: int = setting(288, "Every this many rounds (288: daily at the default interval) the ledger "
+                                            "stage recomputes the looked-back days' digests from the stored readings "
+                                            "and reports any day that no longer matches its ledger (0: never).")
     dedup_days: int = setting(35, "How long the dedup index remembers a reading identity (days of event time).")
     dead_letters_max_per_device: int = setting(1000, "Dead letters kept per device (the topic's device segment); past "
                                                      "it the device's oldest are dropped, counted, and an ALARM logged.")
