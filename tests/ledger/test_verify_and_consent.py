@@ -102,6 +102,14 @@ def test_a_reading_is_proven_and_consent_limits_a_territory_key(api, store, tmp_
     root = bytes.fromhex(api.get_as("/v1/territories/vallee/ledger").json()["entries"][0]["root"])
     assert proof["valid"] and ledger.verify_proof(ledger.proof_of(proof["proof"]), root)
 
+    # the site's owner exports its site: checked against the territory's day by the other sites' roots
+    doc = api.get_as("/v1/sites/atelier/export", ATELIER, **PERIOD).json()
+    assert doc["shared"] == {"atelier": "readings"} and len(doc["readings"]) == 576
+    code, out = verify(tmp_path, capsys, doc)
+    assert code == 0, out
+    assert "2026-03-29 v1: matches the ledger (288 readings; fablab: readings not shared as stored" in out
+    assert "values recomputed, all match" in out
+
     # by default a territory key sees indicators, no readings
     assert api.get_as("/v1/sites/atelier/indicators", OFFICER, ids="energy.consumed", **PERIOD).status_code == 200
     doc = api.get_as("/v1/territories/vallee/export", OFFICER, **PERIOD).json()
