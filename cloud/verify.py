@@ -31,7 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     doc = load_export(Path(args.export), Path(args.ledger) if args.ledger else None)
-    lines, ok = verify(doc)
+    try:
+        lines, ok = verify(doc)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise UserError(f"{args.export}: not a complete export ({type(exc).__name__}: {exc})") from None
     print("\n".join(lines))
     return 0 if ok else 1
 

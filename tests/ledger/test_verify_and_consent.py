@@ -43,7 +43,8 @@ def verify(tmp_path, capsys, doc, name="export.json") -> tuple[int, str]:
     path.write_text(json.dumps(doc) if isinstance(doc, dict) else doc, "utf-8")
     capsys.readouterr()
     code = main(["verify", str(path), *(["--ledger", str(tmp_path / "ledger.json")] if name.endswith(".csv") else [])])
-    return code, capsys.readouterr().out
+    printed = capsys.readouterr()
+    return code, printed.out + printed.err
 
 
 def test_indicators_cite_their_days_and_verify_finds_tampering(api, store, tmp_path, capsys):
@@ -89,6 +90,11 @@ def test_indicators_cite_their_days_and_verify_finds_tampering(api, store, tmp_p
     tamper(store, "atelier-grid", DAY0 + 3600, 2.5)
     code, out = verify(tmp_path, capsys, api.get_as("/v1/territories/vallee/export", **PERIOD).json())
     assert code == 1 and "2026-03-28 v1: DOES NOT MATCH the ledger: site atelier" in out
+
+    broken = copy.deepcopy(doc)
+    del broken["readings"][0]["seq"]
+    code, out = verify(tmp_path, capsys, broken)
+    assert code == 2 and "not a complete export (KeyError: 'seq')" in out
 
     # CSV readings with the ledger apart
     (tmp_path / "ledger.json").write_text(api.get_as("/v1/territories/vallee/ledger").text, "utf-8")
