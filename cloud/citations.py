@@ -38,6 +38,8 @@ def citations(store: Store, registry: Registry, scope: Scope, period: Period) ->
         sealed = ledger.latest(store.ledger(territory))
         for day in range(day_start(period.start), period.end, DAY):
             e = sealed.get(day)
+            roots = ({s.site: s.root.hex() for s in e.sites if s.site in scope.ids}
+                     if e is not None and scope.kind == "site" else None)
             out.append(LedgerCitation(territory=territory, day=iso_day(day), version=e.version if e else None,
-                                      digest=e.digest.hex() if e else None))
+                                      digest=e.digest.hex() if e else None, site_roots=roots))
     return out

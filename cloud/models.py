@@ -41,6 +41,8 @@ class LedgerCitation(BaseModel):
     day: str = Field(description="UTC day, YYYY-MM-DD.")
     version: int | None = Field(description="The day's current ledger version; None while it is not sealed yet.")
     digest: str | None = Field(description="SHA-256 of the entry (hex, docs/ledger.md); None while not sealed.")
+    site_roots: dict[str, str] | None = Field(default=None, description="For a site's values: the site's root in "
+                                              "that entry (hex), which its own readings recompute.")
 
 
 class IndicatorOut(BaseModel):

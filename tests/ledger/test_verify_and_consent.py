@@ -51,8 +51,11 @@ def test_indicators_cite_their_days_and_verify_finds_tampering(api, store, tmp_p
     chain = store.ledger("vallee")
     got = api.get_as("/v1/territories/vallee/indicators", ids="energy.consumed", **PERIOD).json()
     assert got["indicators"][0]["sources"] == [
-        {"territory": "vallee", "day": d, "version": 1, "digest": e.digest.hex()}
+        {"territory": "vallee", "day": d, "version": 1, "digest": e.digest.hex(), "site_roots": None}
         for d, e in zip(("2026-03-28", "2026-03-29"), chain)]
+    site = api.get_as("/v1/sites/fablab/indicators", ids="energy.consumed", **PERIOD).json()
+    assert [c["site_roots"] for c in site["indicators"][0]["sources"]] == [
+        {"fablab": next(s.root.hex() for s in e.sites if s.site == "fablab")} for e in chain]
 
     doc = api.get_as("/v1/territories/vallee/export", **PERIOD).json()
     assert len(doc["readings"]) == 864 and doc["shared"] == {"atelier": "readings", "fablab": "readings"}
