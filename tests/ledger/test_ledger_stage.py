@@ -64,17 +64,19 @@ def test_a_replaced_day_breaks_the_chain(store, registry):
         f"entry 1 (day {DAY0 + 86400} v1): does not follow the entry before it"]
 
 
-def test_a_running_gateway_seals_the_days_and_raises_the_alarm_on_tampering(tmp_path, mosquitto, registry_path,
+def test_a_running_gateway_seals_versions_and_raises_the_alarm_on_tampering(tmp_path, mosquitto, registry_path,
                                                                             caplog):
     """The gateway's ledger stage in a running gateway (real Mosquitto, SQLite): the stored
-    past days are sealed, a changed reading is reported (log ALARM, metric)."""
+    past days are sealed, a late reading sent through the broker makes its day's next
+    version, a changed reading is reported (log ALARM, metric)."""
+    import json
     import logging
 
     from boucle.protocol import Reading
     from boucle.settings import GatewaySettings, load_settings
     from boucle.storage import open_store
     from gateway.service import Gateway
-    from tests.gateway.test_ingest import metrics_showing, wait_until
+    from tests.gateway.test_ingest import metrics_showing, publish_all, publisher, wait_until
     from tests.servers import free_port
 
     url = f"sqlite:///{tmp_path / 'g.db'}"
@@ -90,6 +92,12 @@ def test_a_running_gateway_seals_the_days_and_raises_the_alarm_on_tampering(tmp_
         with caplog.at_level(logging.ERROR, logger="boucle.gateway"):
             assert wait_until(lambda: len(store.ledger("vallee")) >= 2, 30)
             assert store.ledger("vallee")[0].count == 10
+            # a late reading of the sealed day, through the broker: the day's version 2
+            publish_all(publisher(mosquitto.port), [("boucle/v1/fablab-grid/telemetry", json.dumps(
+                {"v": 1, "device": "fablab-grid", "boot": 2, "readings": [{"seq": 1, "ts": DAY0 + 30,
+                                                                           "energy_wh": 5}]}).encode())])
+            assert wait_until(lambda: (DAY0, 2) in {(e.day, e.version) for e in store.ledger("vallee")}, 30)
+            assert ledger.latest(store.ledger("vallee"))[DAY0].count == 11
             tamper(store, "fablab-grid", DAY0 + 600, 42.0)
             assert wait_until(lambda: "ALARM ledger of vallee: day 2026-03-28" in caplog.text, 30)
         assert metrics_showing(port, "boucle_gateway_ledger_mismatches 1.0")
