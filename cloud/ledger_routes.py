@@ -215,9 +215,12 @@ def _export(ctx: Context, who: Principal, budget, scope: Scope, period: Period, 
 
 
 When = Annotated[Period, Depends(get_period)]
+EXPORT_OK = {200: {"content": {"application/json": {"schema": {"type": "object"}},
+                               "text/csv": {"example": "device,site,ts,boot,seq,energy_wh,...\r\n"}},
+                   "description": "The export (JSON, docs/ledger.md), or its readings as CSV with `format=csv`."}}
 
 
-@router.get("/territories/{territory_id}/export", summary="A territory's readings of whole UTC days with their "
+@router.get("/territories/{territory_id}/export", responses=EXPORT_OK, summary="A territory's readings of whole UTC days with their "
             "ledger, for `boucle verify` (at most 31 days; sites share readings by consent)")
 def territory_export(territory_id: TerritoryId, ctx: Ctx, who: Who, budget: Budget, response: Response,
                      period: When, fmt: FormatQuery = "json"):
@@ -225,7 +228,7 @@ def territory_export(territory_id: TerritoryId, ctx: Ctx, who: Who, budget: Budg
     return _export(ctx, who, budget, Scope("territory", (territory_id,)), period, fmt, territory_id, response)
 
 
-@router.get("/sites/{site_id}/export", summary="A site's readings of whole UTC days with its territory's "
+@router.get("/sites/{site_id}/export", responses=EXPORT_OK, summary="A site's readings of whole UTC days with its territory's "
             "ledger, for `boucle verify` (at most 31 days)")
 def site_export(site_id: SiteId, ctx: Ctx, who: Who, budget: Budget, response: Response, period: When,
                 fmt: FormatQuery = "json"):
