@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "flash": ("workshop.flash", "flash, provision and verify ESP32 boards on the bench"),
     "calibrate": ("workshop.calibrate", "guide the calibration of a provisioned sensor"),
     "secrets": ("workshop.stack_secrets", "generate the compose stack's secrets (.env) and broker service accounts"),
+    "verify": ("cloud.verify", "check an export's readings against its ledger and recompute its indicators, offline"),
     "bench": ("bench.run", "run the benchmarks and write a report"),
 }
 

@@ -80,6 +80,15 @@ class GatewaySettings(MqttSettings):
                                              "latest UTC day or two: about 40 bytes each), so that rolling up what "
                                              "was just stored does not read it back; past it the devices stored to "
                                              "least recently are read from the store again.")
+    ledger_close_after_s: int = setting(6 * 3600, "How long after UTC midnight the ledger stage seals the day before "
+                                              "(docs/ledger.md): readings of it stored later make a new version.")
+    ledger_interval_s: float = setting(300.0, "How often the ledger stage looks for days to seal and re-checks the "
+                                              "recent ones; 0 turns the stage off (run it in one gateway process only).")
+    ledger_lookback_days: int = setting(7, "Sealed days the ledger stage re-checks each round for late readings (by "
+                                           "count) and, every ledger_audit_rounds rounds, recomputes in full.")
+    ledger_audit_rounds: int = setting(288, "Every this many rounds (288: daily at the default interval) the ledger "
+                                            "stage recomputes the looked-back days' digests from the stored readings "
+                                            "and reports any day that no longer matches its ledger (0: never).")
     dedup_days: int = setting(35, "How long the dedup index remembers a reading identity (days of event time).")
     dead_letters_max_per_device: int = setting(1000, "Dead letters kept per device (the topic's device segment); past "
                                                      "it the device's oldest are dropped, counted, and an ALARM logged.")

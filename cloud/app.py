@@ -20,10 +20,12 @@ from boucle.settings import ApiSettings
 from boucle.storage import Store, open_store
 from cloud import (
     alert_routes,
+    consent_routes,
     dashboard,
     exchange_routes,
     fiware_routes,
     indicator_routes,
+    ledger_routes,
     registry_routes,
     round_routes,
 )
@@ -89,6 +91,9 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
             {"name": "alerts", "description": "Alerts the rules raised, acknowledged and resolved (docs/api.md)."},
             {"name": "rounds", "description": "Collection rounds planned from the bins' fill forecasts."},
             {"name": "exchanges", "description": "Exchanges proposed from symbiosis matches, and their status."},
+            {"name": "ledger", "description": "Daily ledger, reading proofs and exports for `boucle verify` "
+                                              "(docs/ledger.md)."},
+            {"name": "consent", "description": "What a site's owner shares with its territory."},
         ],
     )
     app.state.context = Context(
@@ -114,6 +119,8 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
     app.include_router(alert_routes.router)
     app.include_router(round_routes.router)
     app.include_router(exchange_routes.router)
+    app.include_router(ledger_routes.router)
+    app.include_router(consent_routes.router)
     app.include_router(dashboard.router)
 
     # the last added runs first: CORS, then size limits, then admission (key, rate limit, turns)

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from boucle.registry import Registry
 from cloud.access import Budget, Context, Ctx, Who, site_or_404, territory_or_404
 from cloud.budget import Cost, RequestBudget, period_cost, series_cost
+from cloud.citations import citations
 from cloud.csv_export import csv_response, indicator_rows, series_rows
 from cloud.indicators import (
     CATALOGUE,
@@ -29,6 +30,7 @@ from cloud.models import (
     Comparison,
     IndicatorOut,
     IndicatorSet,
+    LedgerCitation,
     Pooling,
     Series,
     SeriesPoint,
@@ -72,8 +74,8 @@ def cached(ctx: Context, registry: Registry, key: Hashable, compute: Callable[[]
     return answer
 
 
-def indicator_out(value) -> IndicatorOut:
-    return IndicatorOut(id=value.id, name=value.name, value=plain(value.value), unit=value.unit,
+def indicator_out(value, sources: list[LedgerCitation] | None = None) -> IndicatorOut:
+    return IndicatorOut(sources=sources or [], id=value.id, name=value.name, value=plain(value.value), unit=value.unit,
                         period=period_out(value.period), formula=value.formula,
                         coverage=min(1.0, max(0.0, value.coverage)), reference=plain(value.reference),
                         standing=value.standing, breakdown=plain(value.breakdown), caveats=list(value.caveats))
@@ -83,8 +85,9 @@ def indicator_set(ctx: Context, registry: Registry, scope: Scope, period: Period
                   response: Response, budget: RequestBudget) -> IndicatorSet:
     def compute() -> IndicatorSet:
         values = compute_indicators(ctx.store, registry, scope, period, ids, ctx.references)
+        sources = citations(ctx.store, registry, scope, period)
         return IndicatorSet(scope={"kind": scope.kind, "ids": list(scope.ids)}, period=period_out(period),
-                            indicators=[indicator_out(v) for v in values])
+                            indicators=[indicator_out(v, sources) for v in values])
 
     key = ("indicators", scope, period, tuple(ids) if ids else None)
     return cached(ctx, registry, key, compute, response, budget, period_cost(registry, scope, period))
@@ -158,6 +161,7 @@ def series_of(ctx: Context, registry: Registry, scope: Scope, indicator_id: str,
         unit = values[0].unit if values else spec.unit
         return Series(scope={"kind": scope.kind, "ids": list(scope.ids)}, indicator=indicator_id, name=spec.name,
                       unit=unit, step_s=step_s, period=period_out(period),
+                      sources=citations(ctx.store, registry, scope, period),
                       points=[SeriesPoint(**{"from": iso(v.period.start), "to": iso(v.period.end)},
                                           value=plain(v.value), coverage=min(1.0, max(0.0, v.coverage)),
                                           standing=v.standing) for v in values])

@@ -30,6 +30,21 @@ class PeriodOut(BaseModel):
     end: str = Field(alias="to", description="End, ISO 8601 UTC (exclusive).")
 
 
+class LedgerCitation(BaseModel):
+    """A UTC day of a territory an indicator was computed from, and its ledger digest."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "territory": "ecully", "day": "2026-11-01", "version": 1,
+        "digest": "5d41402abc4b2a76b9719d911017c592ae5ef2f7f3c1a0e5b0a6a1b1c1d1e1f1"}]})
+
+    territory: str
+    day: str = Field(description="UTC day, YYYY-MM-DD.")
+    version: int | None = Field(description="The day's current ledger version; None while it is not sealed yet.")
+    digest: str | None = Field(description="SHA-256 of the entry (hex, docs/ledger.md); None while not sealed.")
+    site_roots: dict[str, str] | None = Field(default=None, description="For a site's values: the site's root in "
+                                              "that entry (hex), which its own readings recompute.")
+
+
 class IndicatorOut(BaseModel):
     """One indicator value, with the data coverage it rests on."""
 
@@ -52,6 +67,8 @@ class IndicatorOut(BaseModel):
     standing: str | None = Field(default=None, description="better | between | worse, against the reference.")
     breakdown: dict[str, Any] | None = None
     caveats: list[str] = []
+    sources: list[LedgerCitation] = Field(default=[], description="The UTC days of data it was computed from, "
+                                          "each with its ledger digest (docs/ledger.md).")
 
 
 class IndicatorSet(BaseModel):
@@ -100,6 +117,42 @@ class Series(BaseModel):
     step_s: int
     period: PeriodOut
     points: list[SeriesPoint]
+    sources: list[LedgerCitation] = []
+
+
+class LedgerOut(BaseModel):
+    """A territory's ledger entries (docs/ledger.md) and what is wrong with its chain."""
+
+    territory: str
+    entries: list[dict[str, Any]]
+    problems: list[str] = Field(description="Breaks in the whole chain (empty when it holds).")
+
+
+class ProofOut(BaseModel):
+    """That one stored reading belongs to a sealed day: the day's entry and the reading's paths."""
+
+    entry: dict[str, Any]
+    proof: dict[str, Any]
+    valid: bool = Field(description="Whether the paths lead the reading to the entry's root (checked by the API; "
+                                    "check it yourself with boucle.ledger.verify_proof).")
+
+
+class ConsentIn(BaseModel):
+    """What a site's owner lets its territory see."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shares: str = Field(pattern="^(indicators|readings)$", description="`indicators` (no readings) or `readings`.")
+    resolution_s: int = Field(default=0, description="With `readings`: 0 (as stored), 900, 3600 or 86400.")
+
+
+class ConsentOut(BaseModel):
+    site: str
+    at: str | None
+    author: str | None
+    shares: str
+    resolution_s: int
+    history: list[dict[str, Any]]
 
 
 class SymbiosisMatch(BaseModel):

@@ -49,6 +49,10 @@ class GatewayMetrics:
         self.session_lost = Counter("boucle_gateway_session_lost", "Reconnections where the broker had no session",
                                     registry=r)
         self.connected = Gauge("boucle_gateway_connected", "1 while connected to the broker", registry=r)
+        self.ledger_sealed = Counter("boucle_gateway_ledger_sealed", "Ledger entries sealed (days and their late "
+                                     "versions)", registry=r)
+        self.ledger_mismatches = Gauge("boucle_gateway_ledger_mismatches", "Sealed days (or chains) the store no longer "
+                                       "matches, at the last ledger round", registry=r)
         self.stage_restarts = Counter("boucle_gateway_stage_restarts", "Stage threads restarted after a failure",
                                       ["stage"], registry=r)
 

@@ -34,6 +34,7 @@ from boucle.settings import GatewaySettings, SettingsError, env_name, load_setti
 from boucle.storage import DeadLetterBounds, Store, open_store
 from gateway.aggregate import rebuild_rollups, roll_up
 from gateway.input import Inbox, open_input
+from gateway.ledger_stage import Mismatch, ledger_round
 from gateway.metrics import GatewayMetrics, serve_metrics
 from gateway.output import (
     Parsed,
@@ -96,8 +97,10 @@ class Gateway:
         self._stages: dict[str, str] = {}  # stage -> running | restarting | stopped
         self._threads = {name: self._stage(name, loop) for name, loop in (
             ("spooler", self._spool_loop), ("parser", self._parse_loop), ("writer", self._write_loop),
-            ("aggregator", self._aggregate_loop))}
-        self._spooler, self._parser, self._writer, self._aggregator = self._threads.values()
+            ("aggregator", self._aggregate_loop), ("ledger", self._ledger_loop))}
+        self._spooler, self._parser, self._writer, self._aggregator, self._ledger = self._threads.values()
+        self._mismatches: set[Mismatch] = set()
+        """Days found not to match their ledger (gateway.ledger_stage), logged once each."""
         self._connects = 0
         self._http = None
         self._store_ok = True
@@ -336,6 +339,36 @@ class Gateway:
                     return
                 self._stopping.wait(0.2)  # readings landing meanwhile (another process): again shortly
 
+    # --- ledger: closed days sealed, sealed days checked (gateway.ledger_stage) ------------
+
+    def _ledger_loop(self) -> None:
+        interval = self.settings.ledger_interval_s
+        if interval <= 0:  # off in this process: the stage idles, so /healthz stays up
+            self._stopping.wait()
+            return
+        rounds = 0
+        while not self._stopping.wait(interval):
+            rounds += 1
+            every = self.settings.ledger_audit_rounds
+            try:
+                result = ledger_round(self.store, self.registry.current(), time.time(),
+                                      self.settings.ledger_close_after_s, self.settings.ledger_lookback_days,
+                                      audit=bool(every) and rounds % every == 0)
+            except Exception as exc:  # noqa: BLE001 - store trouble: the next round does it
+                log.warning("ledger round failed (%s); retrying next round", exc)
+                continue
+            for entry in result.sealed:
+                self.metrics.ledger_sealed.inc()
+                log.info("ledger of %s: day %s v%d sealed (%d readings, digest %s)", entry.territory,
+                         time.strftime("%Y-%m-%d", time.gmtime(entry.day)), entry.version, entry.count,
+                         entry.digest.hex()[:16])
+            self.metrics.ledger_mismatches.set(len(result.mismatches))
+            for found in set(result.mismatches) - self._mismatches:
+                log.error("ALARM ledger of %s: day %s: %s", found.territory,
+                          time.strftime("%Y-%m-%d", time.gmtime(found.day)) if found.day >= 0 else "(chain)",
+                          found.problem)
+            self._mismatches = set(result.mismatches)
+
     def _settle(self) -> None:
         """Let a burst of writes finish before a round: wait until the writer stored nothing
         for QUIET_S, at most `aggregate_interval_s`. A round during a burst would be redone
@@ -357,6 +390,7 @@ class Gateway:
         self._parser.join(timeout=drain_timeout)
         self._writer.join(timeout=drain_timeout)
         self._aggregator.join(timeout=drain_timeout)
+        self._ledger.join(timeout=drain_timeout)
         if self._http is not None:
             self._http.shutdown()
         self.spool.close()

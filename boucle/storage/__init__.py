@@ -6,10 +6,13 @@ a reading is keyed by (device, boot, seq), so rewriting it leaves the same state
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from boucle.consent import Consent
+from boucle.ledger import LedgerEntry, SiteRoot
 from boucle.protocol import MEASUREMENT_FIELDS, Reading, ReadingRow
 from boucle.rollup import (
     DAY_COLUMNS,
@@ -40,6 +43,15 @@ ROLLUP_TABLES = {"rollup_days": DAY_COLUMNS, "rollup_months": MONTH_SUM_COLUMNS,
                  "rollup_month_slots": MONTH_SLOT_COLUMNS}
 """The stores' rollup tables (measurements) and the boucle.rollup columns each holds; every
 row also keeps its `row_digest` of them."""
+
+
+def ledger_sites_text(sites: Sequence[SiteRoot]) -> str:
+    """How the stores keep a ledger entry's site roots: JSON [[site, root hex, count], ...]."""
+    return json.dumps([[s.site, s.root.hex(), s.count] for s in sites], separators=(",", ":"))
+
+
+def ledger_sites(text: str) -> tuple[SiteRoot, ...]:
+    return tuple(SiteRoot(site, bytes.fromhex(root), count) for site, root, count in json.loads(text))
 
 
 def check_fields(fields: Sequence[str]) -> None:
@@ -135,6 +147,19 @@ class Store(Protocol):
                        ) -> dict[tuple[str, int], int | None]:
         """The row digests of a ROLLUP_TABLES table with start <= day or month < end, by
         (device, day or month); None for a row stored without one."""
+
+    def append_ledger(self, entry: LedgerEntry) -> bool:
+        """Add an entry to its territory's ledger chain (boucle.ledger), never replacing one:
+        False when the chain already has an entry of that `seq` (another process sealed it)."""
+
+    def ledger(self, territory: str) -> list[LedgerEntry]:
+        """A territory's ledger chain, by seq."""
+
+    def append_consent(self, consent: Consent) -> None:
+        """Record a site owner's consent decision (boucle.consent); kept, never replaced."""
+
+    def consents(self) -> list[Consent]:
+        """Every recorded consent decision, oldest first."""
 
     def data_version(self) -> int:
         """A number that changes whenever stored data changes (for caches)."""

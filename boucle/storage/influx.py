@@ -35,6 +35,8 @@ from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.rest import ApiException
 
 from boucle import rollup
+from boucle.consent import Consent
+from boucle.ledger import LedgerEntry
 from boucle.protocol import INTEGER_FIELDS, MEASUREMENT_FIELDS, Reading, ReadingRow, reading_row
 from boucle.rollup import DayRow, MonthRow, MonthSlots, row_digest
 from boucle.storage import (
@@ -45,6 +47,8 @@ from boucle.storage import (
     ReadingMarks,
     StoredReading,
     check_fields,
+    ledger_sites,
+    ledger_sites_text,
 )
 from boucle.storage.dead_letters import (
     DeadLetterBounds,
@@ -512,6 +516,44 @@ class InfluxStore:
 
     def month_slots(self, devices: Sequence[str], start: int, end: int) -> list[MonthSlots]:
         return self._rollup_rows("rollup_month_slots", devices, start, end)
+
+    def append_ledger(self, entry: LedgerEntry) -> bool:
+        # A point per entry at time = its seq (seconds), in the rollups' retention policy.
+        # InfluxDB has no conditional write: the check before it narrows, not closes, the
+        # window in which two processes seal the same seq (docs/ledger.md: one sealer).
+        if self._ledger_points(entry.territory, f"AND time = {entry.seq}s"):
+            return False
+        fields = (f'day={entry.day}i,version={entry.version}i,count={entry.count}i,root="{entry.root.hex()}",'
+                  f'prev="{entry.prev.hex()}",digest="{entry.digest.hex()}",sealed_at={float(entry.sealed_at)!r},'
+                  f'sites="{ledger_sites_text(entry.sites).replace(chr(34), chr(92) + chr(34))}"')
+        self.write_lines([f"ledger,territory={_tag(entry.territory)} {fields} {self._t(entry.seq)}"],
+                         rp=self.rollups_rp or None)
+        self._bump_version()
+        return True
+
+    def ledger(self, territory: str) -> list[LedgerEntry]:
+        return [LedgerEntry(territory, int(v[0]),
+                            int(v[1]), int(v[2]), int(v[3]), bytes.fromhex(v[4]), bytes.fromhex(v[5]),
+                            bytes.fromhex(v[6]), float(v[7]), ledger_sites(v[8]))
+                for v in self._ledger_points(territory)]
+
+    def _ledger_points(self, territory: str, where: str = "") -> list:
+        series = self.query_series(f'SELECT "day", "version", "count", "root", "prev", "digest", "sealed_at", "sites" '
+                                   f'FROM {self._table("ledger")} WHERE "territory" = {_quote(territory)} {where} '
+                                   "ORDER BY time")
+        return [v for s in series for v in s["values"]]
+
+    def append_consent(self, consent: Consent) -> None:
+        # time in ns: two decisions of one site never share a point
+        line = (f'consent,site={_tag(consent.site)} author="{consent.author}",shares="{consent.shares}",'
+                f"resolution_s={consent.resolution_s}i,at={float(consent.at)!r} {round(consent.at * 10**9)}")
+        self.write_lines([line], "ns", rp=self.rollups_rp or None)
+        self._bump_version()
+
+    def consents(self) -> list[Consent]:
+        series = self.query_series(f'SELECT "site", "at", "author", "shares", "resolution_s" '
+                                   f'FROM {self._table("consent")} ORDER BY time')
+        return [Consent(v[1], float(v[2]), v[3], v[4], int(v[5])) for s in series for v in s["values"]]
 
     def data_version(self) -> int:
         series = self.query_series('SELECT last("version") FROM "meta"')

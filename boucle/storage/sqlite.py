@@ -12,6 +12,8 @@ from pathlib import Path
 import msgspec
 
 from boucle import rollup
+from boucle.consent import Consent
+from boucle.ledger import LedgerEntry
 from boucle.private_files import create_private_file
 from boucle.protocol import (
     INTEGER_FIELDS,
@@ -38,6 +40,8 @@ from boucle.storage import (
     ReadingMarks,
     StoredReading,
     check_fields,
+    ledger_sites,
+    ledger_sites_text,
 )
 from boucle.storage.dead_letters import (
     DeadLetterBounds,
@@ -83,6 +87,16 @@ CREATE TABLE IF NOT EXISTS rollup_months (
 CREATE TABLE IF NOT EXISTS rollup_month_slots (
     device TEXT NOT NULL, month INTEGER NOT NULL, {slot_columns}, digest INTEGER,
     PRIMARY KEY (device, month)
+);
+-- the daily ledger (boucle.ledger): one chain of entries per territory, appended, never rewritten
+CREATE TABLE IF NOT EXISTS ledger (
+    territory TEXT NOT NULL, seq INTEGER NOT NULL, day INTEGER NOT NULL, version INTEGER NOT NULL,
+    count INTEGER NOT NULL, root BLOB NOT NULL, prev BLOB NOT NULL, digest BLOB NOT NULL,
+    sealed_at REAL NOT NULL, sites TEXT NOT NULL,
+    PRIMARY KEY (territory, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS consent_log (
+    site TEXT NOT NULL, at REAL NOT NULL, author TEXT NOT NULL, shares TEXT NOT NULL, resolution_s INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('data_version', 0);
@@ -304,6 +318,34 @@ class SQLiteStore:
         return {(d, t): digest for d, t, digest in self._conn().execute(
             f"SELECT device, {_START[table]}, digest FROM {table} WHERE device IN (SELECT value FROM json_each(?)) "
             f"AND {_START[table]} >= ? AND {_START[table]} < ?", (json.dumps(sorted(set(devices))), start, end))}
+
+    def append_ledger(self, entry: LedgerEntry) -> bool:
+        conn = self._conn()
+        with conn:
+            added = conn.execute(
+                "INSERT OR IGNORE INTO ledger VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (entry.territory, entry.seq, entry.day, entry.version, entry.count, entry.root, entry.prev,
+                 entry.digest, entry.sealed_at, ledger_sites_text(entry.sites))).rowcount
+            if added:
+                conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'data_version'")
+        return bool(added)
+
+    def ledger(self, territory: str) -> list[LedgerEntry]:
+        rows = self._conn().execute(
+            "SELECT territory, seq, day, version, count, root, prev, digest, sealed_at, sites FROM ledger "
+            "WHERE territory = ? ORDER BY seq", (territory,))
+        return [LedgerEntry(*row[:9], ledger_sites(row[9])) for row in rows]
+
+    def append_consent(self, consent: Consent) -> None:
+        conn = self._conn()
+        with conn:
+            conn.execute("INSERT INTO consent_log VALUES (?,?,?,?,?)",
+                         (consent.site, consent.at, consent.author, consent.shares, consent.resolution_s))
+            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'data_version'")
+
+    def consents(self) -> list[Consent]:
+        return [Consent(*row) for row in self._conn().execute(
+            "SELECT site, at, author, shares, resolution_s FROM consent_log ORDER BY at, rowid")]
 
     def data_version(self) -> int:
         (v,) = self._conn().execute("SELECT value FROM meta WHERE key = 'data_version'").fetchone()

@@ -1,0 +1,109 @@
+"""Ledger stage: seals each territory's closed UTC days into its ledger chain (boucle.ledger)
+and checks the sealed ones against the store.
+
+A round, per territory:
+- the chain itself is checked (links, digests): a broken chain is reported and nothing is
+  appended to it;
+- every closed day after the last sealed one (closed: `close_after_s` past the next UTC
+  midnight; empty days included, so a day dropped whole shows) is sealed, oldest first;
+- the sealed days of the last `lookback_days` are counted again; a day whose count moved,
+  or every day when `audit` is set, is recomputed from the store. The same root: nothing to
+  do. Another root, but the readings received by the day's sealing still make the sealed
+  root: the rest are late readings, sealed as the day's next version. Otherwise the store
+  no longer holds what was sealed (a reading changed, dropped, or the day replaced): a
+  mismatch, reported with the sites whose roots differ, and not sealed over.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from boucle import ledger
+from boucle.ledger import LedgerEntry
+from boucle.registry import Registry
+from boucle.rollup import DAY, day_start
+from boucle.storage import Store
+from boucle.storage.ledger_days import day_count, day_roots, first_reading_day
+
+log = logging.getLogger("boucle.gateway.ledger")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A territory's day whose stored readings (or ledger chain) no longer match its ledger."""
+
+    territory: str
+    day: int
+    problem: str
+
+
+@dataclass
+class LedgerRound:
+    sealed: list[LedgerEntry] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+
+def ledger_round(store: Store, registry: Registry, now: float, close_after_s: int, lookback_days: int,
+                 audit: bool = False) -> LedgerRound:
+    """One round of the ledger stage over every territory (see the module docstring)."""
+    out = LedgerRound()
+    closed_before = day_start(int(now) - close_after_s)  # days before it are closed
+    for territory in registry.territories:
+        _territory_round(store, registry, territory.id, now, closed_before, lookback_days, audit, out)
+    return out
+
+
+def _territory_round(store: Store, registry: Registry, territory: str, now: float, closed_before: int,
+                     lookback_days: int, audit: bool, out: LedgerRound) -> None:
+    chain = store.ledger(territory)
+    problems = ledger.chain_problems(chain)
+    if problems:
+        out.mismatches += [Mismatch(territory, -1, p) for p in problems]
+        return
+    current = ledger.latest(chain)
+    for day in sorted(current):
+        if day < closed_before - lookback_days * DAY:
+            continue
+        entry = current[day]
+        if not audit and day_count(store, registry, territory, day) == entry.count:
+            continue
+        roots, sealed_then = day_roots(store, registry, territory, day, entry.sealed_at)
+        if ledger.day_root(roots) == entry.root:
+            continue
+        if ledger.day_root(sealed_then) == entry.root:
+            if not _append(store, chain, ledger.seal(territory, day, roots, chain, now), out):
+                return
+            continue
+        out.mismatches.append(Mismatch(territory, day, _differences(entry, roots)))
+    start = max(current) + DAY if current else first_reading_day(store, registry, territory)
+    if start is None:
+        return
+    for day in range(start, closed_before, DAY):
+        roots, _ = day_roots(store, registry, territory, day)
+        if not _append(store, chain, ledger.seal(territory, day, roots, chain, now), out):
+            return
+
+
+def _append(store: Store, chain: list[LedgerEntry], entry: LedgerEntry, out: LedgerRound) -> bool:
+    if not store.append_ledger(entry):
+        log.info("ledger of %s: entry %d sealed by another process meanwhile", entry.territory, entry.seq)
+        return False
+    chain.append(entry)
+    out.sealed.append(entry)
+    return True
+
+
+def _differences(entry: LedgerEntry, roots: list[ledger.SiteRoot]) -> str:
+    """Which sites of a sealed day the store no longer matches, in words."""
+    sealed = {s.site: s for s in entry.sites}
+    now = {s.site: s for s in roots if s.count}
+    changed = sorted(site for site in sealed.keys() | now.keys()
+                     if (sealed.get(site) and sealed[site].root) != (now.get(site) and now[site].root))
+    parts = []
+    for site in changed:
+        was, has = sealed.get(site), now.get(site)
+        parts.append(f"{site}: {was.count if was else 0} readings sealed, {has.count if has else 0} stored"
+                     + (", same count but other readings" if was and has and was.count == has.count else ""))
+    return (f"day v{entry.version} no longer matches the store ({'; '.join(parts)})" if parts
+            else f"day v{entry.version} no longer matches the store")
