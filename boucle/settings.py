@@ -52,6 +52,9 @@ class GatewaySettings(MqttSettings):
                                                "is down. The shipped Mosquitto config names sessions by user name instead "
                                                "(use_username_as_clientid): one MQTT user per gateway process there.")
     registry: str = setting(DEFAULT_REGISTRY, "Registry TOML file (territories, sites, devices).")
+    device_keys: str = setting(".boucle/device-keys", "Device key store (docs/protocol.md, \"Signatures\"): the key "
+                                                      "each device signs its telemetry with, written by boucle flash, "
+                                                      "mode 600; a missing file holds no key. Re-read when it changes.")
     store_url: str = setting("sqlite:///.boucle/boucle.db", STORE_URL_HELP)
     influx_token: str = setting("", "InfluxDB token (2.x/3) or user:password (1.x) for influx+http URLs.", secret=True)
     influx_precision: str = setting("s", "Timestamp precision of line-protocol writes: s, ms, us or ns.")

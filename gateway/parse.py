@@ -12,10 +12,12 @@ Pure: no I/O. Two paths with one meaning:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -35,6 +37,7 @@ from boucle.protocol import (
     field_bounds,
     reading_row,
     row_reading,
+    split_signature,
 )
 from boucle.storage import DeviceState
 
@@ -52,6 +55,41 @@ class Rejected:
     error: str
     path: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Signing:
+    """What the parse stage checks signatures against: each keyed device's key (the key
+    store, boucle.device_keys) and the devices that must sign even without one (registry
+    `signed = "required"`)."""
+
+    keys: Mapping[str, bytes]
+    required: Collection[str] = frozenset()
+
+
+def checked_signature(topic_device: str, payload: bytes, signing: Signing) -> bytes | Rejected:
+    """The signed bytes of a telemetry payload (the payload itself when unsigned and allowed
+    to be), or `bad_signature`. The device is the topic's, which the broker's ACL vouches
+    for: the key is looked up before anything of the payload is decoded."""
+    key = signing.keys.get(topic_device)
+    split = split_signature(payload)
+    if key is None:
+        if topic_device in signing.required:
+            return Rejected("bad_signature", "sig", f"device {topic_device!r} must sign its telemetry (registry "
+                                                    "signed = \"required\") but the key store has no key for it: "
+                                                    "provision it with boucle flash")
+        if split is not None:
+            return Rejected("bad_signature", "sig", f"signed, but the key store has no key for device "
+                                                    f"{topic_device!r}: add its key (boucle flash writes it)")
+        return payload
+    if split is None:
+        return Rejected("bad_signature", "sig", f"missing signature: device {topic_device!r} has a key, so its "
+                                                "payload must end with ,\"sig\":\"<64 hex digits>\"}")
+    signed, mac = split
+    if not hmac.compare_digest(hmac.new(key, signed, hashlib.sha256).hexdigest().encode(), mac):
+        return Rejected("bad_signature", "sig", "the signature does not match the payload: altered after signing, "
+                                                "or signed with another key than the key store's")
+    return signed
 
 
 class _Reject(Exception):
@@ -159,15 +197,22 @@ def parse_rows(
     max_future_skew_s: float = 300,
     max_bytes: int = MAX_PAYLOAD_BYTES,
     retained: bool = False,
+    signing: Signing | None = None,
 ) -> list[ReadingRow] | Rejected:
     """Validate one telemetry payload published on `{prefix}/{topic_device}/telemetry`;
     its readings as rows, or why it was refused. `retained`: the message is the broker's
     retained copy (the MQTT retain flag as delivered).
 
-    `known_devices=None` accepts any device id (registry checks done elsewhere).
+    `known_devices=None` accepts any device id (registry checks done elsewhere);
+    `signing=None` checks no signature (a signed payload is then refused as `schema`).
     """
     if retained:
         return _retained("telemetry")
+    if signing is not None and len(payload) <= max_bytes:
+        signed = checked_signature(topic_device, payload, signing)
+        if isinstance(signed, Rejected):
+            return signed
+        payload = signed
     if len(payload) <= max_bytes:
         rows = _fast_rows(topic_device, payload, known_devices, now + max_future_skew_s)
         if rows is not None:
