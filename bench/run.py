@@ -285,7 +285,18 @@ def _firmware(sizes: Sizes, workdir: Path) -> Outcome:
             HEAP_IN_USE_BUDGET, "budget", target="≤ budget", notes="app .mpy loaded, connected, collected"),
         Row("firmware", "heap in use once started, unix port, TLS", unix["heap_in_use_tls_bytes"], "bytes",
             HEAP_IN_USE_BUDGET, "budget", target="≤ budget", notes="mbedtls on the GC heap (as on the unix port)"),
+        *(_signing_row(unix["signing"], name, what) for name, what in (
+            ("one", "one reading"), ("batch", "a 48-reading replay batch"))),
     ], {"firmware": got})
+
+
+def _signing_row(cost: dict, name: str, what: str) -> Row:
+    """A signed telemetry encode against the unsigned one, in the same run (measure.signing_cost)."""
+    plain, signed = cost[f"{name}_plain"], cost[f"{name}_signed"]
+    return Row("firmware", f"encode + HMAC-SHA256 signature, unix port, {what}", round(signed["us"], 1), "µs",
+               round(plain["us"], 1), "unsigned encode", target="measured",
+               notes=f"signature +{signed['us'] - plain['us']:.1f} µs, +{signed['heap'] - plain['heap']} B heap "
+                     f"per message ({signed['bytes']} B payload); the signer keeps {cost['signer_bytes']} B")
 
 
 # The simulator runs first: its memory figure is this process's peak RSS.

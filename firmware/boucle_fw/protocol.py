@@ -76,7 +76,9 @@ def encode_batch(device, boot, readings, signer=None):
         h = signer.start()
         for part in parts:
             h.update(part)
-        parts[-1] = b'],"sig":"' + hexlify(signer.finish(h)) + b'"}'
+        parts[-1] = b'],"sig":"'
+        parts.append(hexlify(signer.finish(h)))
+        parts.append(b'"}')
     return b"".join(parts)
 
 
