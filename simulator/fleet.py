@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,6 +18,7 @@ from boucle_fw.accounting import EnergyCounter
 from boucle_fw.buffer import ReadingBuffer
 from boucle_fw.commands import CommandError, CommandHandler, interval_arg
 from boucle_fw.protocol import DEFAULT_PREFIX, encode_health, encode_status, topic
+from boucle_fw.signing import Signer
 
 from boucle.registry import Registry, parse_opening_hours
 from simulator.devices import (
@@ -63,7 +64,8 @@ class Fleet:
     def __init__(self, registry: Registry, profiles: Profiles, seed: int, ledger: Ledger,
                  state: dict[str, NvsState] | None = None, prefix: str = DEFAULT_PREFIX,
                  faults: list[Fault] | None = None, start_ts: int = 0, interval_s: int = 60,
-                 external: frozenset[str] = frozenset()):
+                 external: frozenset[str] = frozenset(), keys: Mapping[str, bytes] | None = None):
+        """`keys`: the device key store's keys (boucle.device_keys): those devices sign."""
         self.registry = registry
         self.profiles = profiles
         self.seed = seed
@@ -96,7 +98,8 @@ class Fleet:
                 rng = device_rng(seed, dev.id)
                 buffer = ReadingBuffer(capacity=buffer_cfg.get("buffer_capacity", 2000), path=None)
                 common = {"device": dev, "site": site, "territory": territory.id, "rng": rng,
-                          "boot": saved.boot, "buffer": buffer, "boot_ts": start_ts}
+                          "boot": saved.boot, "buffer": buffer, "boot_ts": start_ts,
+                          "signer": Signer(keys[dev.id]) if keys and dev.id in keys else None}
                 if dev.kind == "energy":
                     vd: VirtualDevice = VirtualMeter(**common, counter=EnergyCounter(saved.energy_wh))
                     if dev.profile == "energy-ct":

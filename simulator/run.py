@@ -25,6 +25,7 @@ from pathlib import Path
 from boucle_fw.protocol import encode_status, topic
 
 from boucle.cli import UserError
+from boucle.device_keys import KeyStoreFile
 from boucle.mqtt import BrokerUnavailable, close_session, open_session
 from boucle.registry import RegistryError, load_registry
 from boucle.settings import SettingsError, SimulatorSettings, load_settings
@@ -90,7 +91,7 @@ def run_simulation(
                                  prefix, start, speed, ledger)
     fleet = Fleet(registry, load_profiles(profiles_path), settings.seed, ledger, state, settings.topic_prefix,
                   faults=resolved, start_ts=start, interval_s=interval_s,
-                  external=boards.ids if boards else frozenset())
+                  external=boards.ids if boards else frozenset(), keys=KeyStoreFile(settings.device_keys).current())
     inbox: queue.SimpleQueue = queue.SimpleQueue()  # commands (and boards' telemetry), from paho's thread
 
     def subscribe(c, _present) -> None:
