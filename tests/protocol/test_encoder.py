@@ -16,7 +16,7 @@ VALID = [v for v in vectors()["vectors"] if v["valid"]]
 def test_valid_vectors_round_trip(vector):
     p = vector["payload"]
     ctx = vectors()["context"]
-    signer = from_hex(ctx["signing"]["keys"][p["device"]]) if "sig" in p else None
+    signer = from_hex(vector["key"]) if "sig" in p else None
     payload = encode_batch(p["device"], p["boot"], [encode_reading(r) for r in p["readings"]], signer)
     assert json.loads(payload) == p
     if "raw" in vector:

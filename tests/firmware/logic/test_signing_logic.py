@@ -55,7 +55,8 @@ def test_the_firmware_makes_the_signed_vector_byte_for_byte():
         doc = json.load(f)
     vector = next(v for v in doc["vectors"] if v["name"] == "signed")
     p = vector["payload"]
-    signer = signing.from_hex(doc["context"]["signing"]["keys"][p["device"]])
+    signer = signing.from_hex(vector["key"])
+    assert vector["key"] == doc["context"]["signing"]["keys"][p["device"]]
     readings = [protocol.encode_reading(r) for r in p["readings"]]
     assert protocol.encode_batch(p["device"], p["boot"], readings, signer) == vector["raw"].encode()
     out = list(protocol.batches(p["device"], p["boot"], p["readings"], signer=signer))
