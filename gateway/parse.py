@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -86,10 +87,28 @@ def checked_signature(topic_device: str, payload: bytes, signing: Signing) -> by
         return Rejected("bad_signature", "sig", f"missing signature: device {topic_device!r} has a key, so its "
                                                 "payload must end with ,\"sig\":\"<64 hex digits>\"}")
     signed, mac = split
-    if not hmac.compare_digest(hmac.new(key, signed, hashlib.sha256).hexdigest().encode(), mac):
+    if not hmac.compare_digest(hmac_sha256_hex(key, signed), mac):
         return Rejected("bad_signature", "sig", "the signature does not match the payload: altered after signing, "
                                                 "or signed with another key than the key store's")
     return signed
+
+
+@lru_cache(maxsize=65536)
+def _hmac_states(key: bytes) -> tuple[Any, Any]:
+    """HMAC-SHA256's inner and outer hash states after the padded key (RFC 2104), made once
+    per key: a message then costs two copies and two updates (about 2 µs, where
+    `hmac.digest`, which redoes the key each time, takes 5)."""
+    block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+    return hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+
+def hmac_sha256_hex(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 of `message` as 64 lower-case hex digits (bytes, as in a signed payload)."""
+    inner, outer = _hmac_states(key)
+    inner, outer = inner.copy(), outer.copy()
+    inner.update(message)
+    outer.update(inner.digest())
+    return outer.hexdigest().encode()
 
 
 class _Reject(Exception):

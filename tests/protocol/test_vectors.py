@@ -73,6 +73,21 @@ def test_a_signed_payload_without_signature_checks_is_refused_as_schema():
     assert isinstance(result, Rejected) and (result.error, result.path) == ("schema", "sig")
 
 
+def test_the_gateways_hmac_is_rfc_4231s():
+    import hashlib
+    import hmac
+    from importlib import resources
+
+    from gateway.parse import hmac_sha256_hex
+
+    doc = json.loads(resources.files("boucle.protocol").joinpath("v1", "hmac-sha256-rfc4231.json").read_text())
+    for case in doc["cases"]:
+        key, data = bytes.fromhex(case["key"]), bytes.fromhex(case["data"])
+        got = hmac_sha256_hex(key, data).decode()
+        assert got.startswith(case["hmac_sha256"]) and got == hmac.new(key, data, hashlib.sha256).hexdigest()
+        assert hmac_sha256_hex(key, data + b"!") != got.encode()  # the cached key states are copied, not used up
+
+
 def test_the_signature_is_compared_over_the_exact_bytes():
     """Reordering the fields gives the same JSON document but other bytes: refused."""
     signed = next(v for v in DOC["vectors"] if v["name"] == "signed")
