@@ -8,6 +8,10 @@ Pure: no I/O. Two paths with one meaning:
   in agreement on every vector) and says precisely what is wrong. It runs only when the
   fast path refuses a payload, so every rejection and its reason come from one place, and
   a payload the fast path refused wrongly would still be accepted.
+
+Before either, a telemetry payload's signature is checked on its bytes with the device's
+key (`checked_signature`, docs/protocol.md "Signatures"); both paths then see the signed
+bytes, a v1 payload without its `sig`.
 """
 
 from __future__ import annotations
