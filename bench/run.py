@@ -80,7 +80,7 @@ def _n(count: int, noun: str) -> str:
 
 
 def _gateway(sizes: Sizes, workdir: Path) -> Outcome:
-    from bench.gateway_bench import bench_gateway, bench_paho_ceiling
+    from bench.gateway_bench import bench_gateway, bench_paho_ceiling, bench_signature_check
 
     rows, runs, ceilings, bare_two = [], [], {}, {}
     for rpp in (1, 10):
@@ -102,7 +102,15 @@ def _gateway(sizes: Sizes, workdir: Path) -> Outcome:
         rows.append(Row("gateway", f"scale-out, 2 processes vs 1, {_n(rpp, 'reading')}/payload", two / one if one else None,
                         "×", bare, "2 bare paho subscribers vs 1", target="≥ 1.8×",
                         notes=f"two bare subscribers reach {bare:.2f}× one on this machine"))
-    return Outcome(rows, {"gateway": runs, "paho_ceiling": ceilings, "paho_ceiling_2_processes": bare_two})
+    signatures = {}
+    for rpp in (1, 10):
+        cost = signatures[rpp] = bench_signature_check(rpp)
+        rows.append(Row("gateway", f"parse stage, signed telemetry checked, {_n(rpp, 'reading')}/payload",
+                        round(cost["signed_us"], 2), "µs/message", round(cost["unsigned_us"], 2), "unsigned",
+                        target="measured", notes=f"HMAC-SHA256 check +{cost['signed_us'] - cost['unsigned_us']:.2f} "
+                                                 "µs per message (one process, in memory)"))
+    return Outcome(rows, {"gateway": runs, "paho_ceiling": ceilings, "paho_ceiling_2_processes": bare_two,
+                          "signature_check": signatures})
 
 
 def _cluster(sizes: Sizes, workdir: Path) -> Outcome:
@@ -285,7 +293,18 @@ def _firmware(sizes: Sizes, workdir: Path) -> Outcome:
             HEAP_IN_USE_BUDGET, "budget", target="≤ budget", notes="app .mpy loaded, connected, collected"),
         Row("firmware", "heap in use once started, unix port, TLS", unix["heap_in_use_tls_bytes"], "bytes",
             HEAP_IN_USE_BUDGET, "budget", target="≤ budget", notes="mbedtls on the GC heap (as on the unix port)"),
+        *(_signing_row(unix["signing"], name, what) for name, what in (
+            ("one", "one reading"), ("batch", "a 48-reading replay batch"))),
     ], {"firmware": got})
+
+
+def _signing_row(cost: dict, name: str, what: str) -> Row:
+    """A signed telemetry encode against the unsigned one, in the same run (measure.signing_cost)."""
+    plain, signed = cost[f"{name}_plain"], cost[f"{name}_signed"]
+    return Row("firmware", f"encode + HMAC-SHA256 signature, unix port, {what}", round(signed["us"], 1), "µs",
+               round(plain["us"], 1), "unsigned encode", target="measured",
+               notes=f"signature +{signed['us'] - plain['us']:.1f} µs, +{signed['heap'] - plain['heap']} B heap "
+                     f"per message ({signed['bytes']} B payload); the signer keeps {cost['signer_bytes']} B")
 
 
 # The simulator runs first: its memory figure is this process's peak RSS.

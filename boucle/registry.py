@@ -43,6 +43,8 @@ Route = Literal[
     "incineration_energy_recovery", "landfill",
 ]
 RESIDUAL_STREAM = "residual"
+Signed = Literal["required", "optional"]
+"""Whether a device must sign its telemetry (docs/registry.md, "Signed readings")."""
 
 
 class RegistryError(Exception):
@@ -124,6 +126,10 @@ class Territory(_Model):
     routes: dict[str, Route] = {}
     alerts: AlertSettings = AlertSettings()
     collection: CollectionSettings = CollectionSettings()
+    signed: Signed = "optional"
+    """Its devices' default: "required" refuses unsigned telemetry even from a device the
+    key store has no key for; "optional" (what registries written before signing mean)
+    takes it. A device with a key must sign either way."""
 
     @field_validator("timezone")
     @classmethod
@@ -178,6 +184,8 @@ class _DeviceBase(_Model):
         interval_s: int
         profile: str | None
         calibration: dict[str, float]
+        signed: Signed | None
+        """Overrides its territory's `signed`."""
         moves: tuple[Move, ...]
         """Earlier sites, oldest first: readings are attributed to the site they were taken at."""
 
@@ -210,7 +218,7 @@ def _device_model() -> type[_DeviceBase]:
         kind=(DeviceKind, Field(description="What it measures: a kind of boucle.kinds (the firmware's descriptors).")),
         **keyed,
         interval_s=(int, Field(default=60, ge=1, le=86400)), profile=(str | None, None),
-        calibration=(dict[str, float], {}), moves=(tuple[Move, ...], ()))
+        calibration=(dict[str, float], {}), signed=(Signed | None, None), moves=(tuple[Move, ...], ()))
 
 
 Device = _device_model()
@@ -257,6 +265,18 @@ class Registry(_Model):
     def devices_of(self, territory_id: str) -> list[Device]:
         sites = {s.id for s in self.sites_of(territory_id)}
         return [d for d in self.devices if d.site in sites]
+
+    def unsigned_refused(self) -> frozenset[str]:
+        """The devices whose telemetry must be signed whatever the key store holds: `signed`
+        "required" on the device, or on its site's territory when the device says nothing."""
+        territory_of = {s.id: self.territory(s.territory) for s in self.sites}
+        out = set()
+        for d in self.devices:
+            territory = territory_of.get(d.site)
+            rule = d.signed or (territory.signed if territory else "optional")
+            if rule == "required":
+                out.add(d.id)
+        return frozenset(out)
 
     def route(self, territory_id: str, stream: str) -> Route:
         """Treatment route of a waste stream in a territory (territory override first)."""

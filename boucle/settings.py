@@ -20,6 +20,7 @@ T = TypeVar("T")
 STORE_URL_HELP = ("Storage: sqlite:///PATH (embedded) or influx+http://HOST:PORT/DATABASE "
                   "(InfluxDB v1-compatible API: 1.x, 2.x with DBRP mapping, 3 Core; influx+https for TLS).")
 DEFAULT_REGISTRY = str(Path(__file__).parent / "examples" / "registry.toml")
+DEFAULT_DEVICE_KEYS = ".boucle/device-keys"
 
 
 EXAMPLE_SECRET = "change-me"
@@ -52,6 +53,9 @@ class GatewaySettings(MqttSettings):
                                                "is down. The shipped Mosquitto config names sessions by user name instead "
                                                "(use_username_as_clientid): one MQTT user per gateway process there.")
     registry: str = setting(DEFAULT_REGISTRY, "Registry TOML file (territories, sites, devices).")
+    device_keys: str = setting(DEFAULT_DEVICE_KEYS, "Device key store (docs/protocol.md, \"Signatures\"): the key "
+                                                    "each device signs its telemetry with, written by boucle flash, "
+                                                    "mode 600; a missing file holds no key. Re-read when it changes.")
     store_url: str = setting("sqlite:///.boucle/boucle.db", STORE_URL_HELP)
     influx_token: str = setting("", "InfluxDB token (2.x/3) or user:password (1.x) for influx+http URLs.", secret=True)
     influx_precision: str = setting("s", "Timestamp precision of line-protocol writes: s, ms, us or ns.")
@@ -148,6 +152,8 @@ class SimulatorSettings(MqttSettings):
     registry: str = setting(DEFAULT_REGISTRY, "Registry TOML file whose devices are simulated.")
     seed: int = setting(1, "Random seed: same seed, same bytes.")
     ledger: str = setting(".boucle/ledger.jsonl", "Ground-truth ledger file (JSON lines).")
+    device_keys: str = setting(DEFAULT_DEVICE_KEYS, "Device key store (the gateway's): the modelled devices it has "
+                                                    "a key for sign their telemetry with it, as flashed devices do.")
 
 
 def env_name(field_name: str) -> str:

@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from boucle.broker import mosquitto_binary
 
     embedded = args.broker == "embedded" or (args.broker == "auto" and mosquitto_binary() is None)
-    common = {"mqtt_port": mqtt_port, "registry": str(registry.path), "mqtt_protocol": "3.1.1" if embedded else "auto"}
+    common = {"mqtt_port": mqtt_port, "registry": str(registry.path), "mqtt_protocol": "3.1.1" if embedded else "auto",
+              "device_keys": str(data / "device-keys")}
     try:
         gw_settings = load_settings(GatewaySettings, **common, store_url=store_url, metrics_port=0,
                                     spool_path=str(data / "spool.db"),

@@ -20,7 +20,7 @@ from boucle.protocol import ReadingRow, row_values
 from boucle.storage import DeadLetter, DeadLetterBounds, DeviceState, Store
 from gateway.input import split_topic
 from gateway.metrics import GatewayMetrics
-from gateway.parse import Rejected, parse_rows, parse_state
+from gateway.parse import Rejected, Signing, parse_rows, parse_state
 from gateway.recent import RecentReadings
 from gateway.spool import Spool, Spooled, content_digest
 
@@ -57,13 +57,16 @@ def letter_key(topic: str, payload: bytes) -> str:
 
 
 def parse_batch(spooled: Sequence[Spooled], prefix: str, known_devices: Collection[str] | None, *,
-                now: float, max_future_skew_s: float, max_payload_bytes: int) -> Parsed:
-    """Parse every spooled message; refused ones become dead letters keyed by content."""
+                now: float, max_future_skew_s: float, max_payload_bytes: int,
+                signing: Signing | None = None) -> Parsed:
+    """Parse every spooled message; refused ones become dead letters keyed by content.
+    `signing`: the keys telemetry signatures are checked with (None: none checked)."""
     out = Parsed()
     for msg in spooled:
         device, channel = split_topic(prefix, msg.topic) or ("", "")
         try:
-            result = _parse_message(msg, device, channel, known_devices, now, max_future_skew_s, max_payload_bytes)
+            result = _parse_message(msg, device, channel, known_devices, now, max_future_skew_s, max_payload_bytes,
+                                    signing)
         except Exception as exc:
             # Kept whole as a dead letter (it can be replayed once the bug is fixed), and
             # logged with its traceback: the parser has no expected exceptions.
@@ -93,10 +96,12 @@ def _note_ahead(out: Parsed, rows: list[ReadingRow], received: float) -> None:
 
 
 def _parse_message(msg: Spooled, device: str, channel: str, known_devices: Collection[str] | None, now: float,
-                   max_future_skew_s: float, max_payload_bytes: int) -> list[ReadingRow] | DeviceState | Rejected:
+                   max_future_skew_s: float, max_payload_bytes: int,
+                   signing: Signing | None) -> list[ReadingRow] | DeviceState | Rejected:
     if channel == "telemetry":
         return parse_rows(device, msg.payload, known_devices=known_devices, now=now,
-                          max_future_skew_s=max_future_skew_s, max_bytes=max_payload_bytes, retained=msg.retain)
+                          max_future_skew_s=max_future_skew_s, max_bytes=max_payload_bytes, retained=msg.retain,
+                          signing=signing)
     if channel in ("status", "health"):
         return parse_state(device, channel, msg.payload, msg.received, known_devices, retained=msg.retain)
     return Rejected("topic", "", f"unexpected topic {msg.topic!r}")

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 
 from boucle.cli import UserError
+from boucle.device_keys import KeyStoreFile
 from boucle.logs import configure_logging
 from boucle.mqtt import BrokerUnavailable
 from boucle.registry import RegistryError, RegistryFile
@@ -44,6 +45,7 @@ from gateway.output import (
     record_metrics,
     write_parsed,
 )
+from gateway.parse import Signing
 from gateway.recent import RecentReadings
 from gateway.spool import Spool, Spooled, SpoolFull
 
@@ -80,6 +82,8 @@ class Gateway:
         self.settings = settings
         self.letter_bounds = dead_letter_bounds(settings)
         self.registry = registry or RegistryFile(settings.registry)
+        self.keys = KeyStoreFile(settings.device_keys)
+        self._signing: tuple[object, object, Signing] | None = None
         self._tags: tuple[object, dict[str, list[tuple[int, dict[str, str]]]]] = (None, {})
         self.store = store or open_store(settings.store_url, token=settings.influx_token,
                                          precision=settings.influx_precision, device_tags=self.device_tags)
@@ -178,6 +182,13 @@ class Gateway:
             self._tags = (registry, table)
         return self._tags[1]
 
+    def signing(self) -> Signing:
+        """The device keys and the registry's `signed` rules, rebuilt when either file changes."""
+        registry, keys = self.registry.current(), self.keys.current()
+        if self._signing is None or self._signing[0] is not registry or self._signing[1] is not keys:
+            self._signing = (registry, keys, Signing(keys, registry.unsigned_refused()))
+        return self._signing[2]
+
     def _on_session(self, session_present: bool) -> None:
         self._connects += 1
         if not session_present and self._connects > 1:
@@ -192,7 +203,8 @@ class Gateway:
         alive = all(state == "running" for state in stages.values())
         return {"ok": connected and alive and self._store_ok, "mqtt_connected": connected,
                 "store_ok": self._store_ok, "spool_depth": self.spool.depth,
-                "spool_full": self._spool_full, "stages": stages, "registry_rejected": self.registry.rejected}
+                "spool_full": self._spool_full, "stages": stages, "registry_rejected": self.registry.rejected,
+                "device_keys_rejected": self.keys.rejected}
 
     # --- spooler: inbox → durable spool → ack -------------------------------------------
 
@@ -239,7 +251,8 @@ class Gateway:
                 self._spooled.clear()
                 continue
             parsed = parse_batch(spooled, s.topic_prefix, self._devices(), now=time.time(),
-                                 max_future_skew_s=s.max_future_skew_s, max_payload_bytes=s.max_payload_bytes)
+                                 max_future_skew_s=s.max_future_skew_s, max_payload_bytes=s.max_payload_bytes,
+                                 signing=self.signing())
             while True:
                 try:
                     self._parsed.put((spooled, parsed), timeout=0.5)

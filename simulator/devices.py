@@ -19,6 +19,7 @@ from boucle_fw.accounting import EnergyCounter
 from boucle_fw.buffer import ReadingBuffer
 from boucle_fw.commands import CommandHandler
 from boucle_fw.device import MAX_BATCHES_PER_CYCLE, next_batch
+from boucle_fw.signing import Signer
 from boucle_fw.timebase import Timebase
 
 from boucle.kinds import COUNTERS
@@ -62,6 +63,7 @@ class VirtualDevice:
     reset_cause: str = "power_on"
     reboot_requested: bool = False  # the reboot command: acknowledged now, done at the next step
     commands: CommandHandler | None = None
+    signer: Signer | None = None    # the device's key store entry: it signs as the firmware does
 
     def due(self) -> bool:
         """Whether this fleet step is one of the device's sampling moments."""
@@ -109,7 +111,7 @@ class VirtualDevice:
         Readings leave the buffer as their payload is handed out."""
         sent = 0
         while sent < MAX_BATCHES_PER_CYCLE and self.buffer.depth:
-            batch = next_batch(self.buffer, self.device.id, self.boot)
+            batch = next_batch(self.buffer, self.device.id, self.boot, signer=self.signer)
             if batch is None:
                 return
             payload, count = batch

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from boucle_fw import config as fw_config
@@ -56,7 +57,9 @@ class FirmwareDevices:
     """The virtual boards of a simulation, stepped with the fleet."""
 
     def __init__(self, devices: list[Device], folder: Path, mqtt_host: str, mqtt_port: int, prefix: str,
-                 start_ts: int, speed: float, ledger: Ledger, interpreter: Interpreter | None = None):
+                 start_ts: int, speed: float, ledger: Ledger, interpreter: Interpreter | None = None,
+                 keys: Mapping[str, bytes] | None = None):
+        """`keys`: the device key store's keys: those boards get theirs in their config and sign."""
         if interpreter is None:
             print("building MicroPython's unix port for the virtual boards (once, about a minute)...",
                   file=sys.stderr, flush=True)
@@ -69,8 +72,9 @@ class FirmwareDevices:
         self.readings = 0
         for d in devices:
             # its own MQTT identity, no password: the broker `boucle up` starts is anonymous
+            signing = {"sign_key": keys[d.id].hex()} if keys and d.id in keys else {}
             cfg = fw_config.make_config(d.id, "boucle-sim", "boucle-sim", mqtt_host, mqtt_port, d.id, "", None,
-                                        d.profile, interval_s=d.interval_s)
+                                        d.profile, interval_s=d.interval_s, **signing)
             board = VirtualBoard(interpreter, folder / d.id, cfg, world_ms=start_ts * 1000, speed=speed,
                                  bench={"hx711": {"zero_counts": 0}, "us_per_clock_read": 100})
             board.provision()

@@ -8,7 +8,7 @@ and pacing live in simulator.run.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,6 +16,7 @@ from boucle_fw.accounting import EnergyCounter
 from boucle_fw.buffer import ReadingBuffer
 from boucle_fw.commands import CommandError, CommandHandler, interval_arg
 from boucle_fw.protocol import DEFAULT_PREFIX, encode_health, encode_status, topic
+from boucle_fw.signing import Signer
 
 from boucle import kinds
 from boucle.registry import Registry, parse_opening_hours
@@ -49,7 +50,8 @@ class Fleet:
     def __init__(self, registry: Registry, profiles: Profiles, seed: int, ledger: Ledger,
                  state: dict[str, NvsState] | None = None, prefix: str = DEFAULT_PREFIX,
                  faults: list[Fault] | None = None, start_ts: int = 0, interval_s: int = 60,
-                 external: frozenset[str] = frozenset()):
+                 external: frozenset[str] = frozenset(), keys: Mapping[str, bytes] | None = None):
+        """`keys`: the device key store's keys (boucle.device_keys): those devices sign."""
         self.registry = registry
         self.profiles = profiles
         self.seed = seed
@@ -83,7 +85,8 @@ class Fleet:
                 rng = device_rng(seed, dev.id)
                 buffer = ReadingBuffer(capacity=buffer_cfg.get("buffer_capacity", 2000), path=None)
                 common = {"device": dev, "site": site, "territory": territory.id, "rng": rng,
-                          "boot": saved.boot, "buffer": buffer, "boot_ts": start_ts}
+                          "boot": saved.boot, "buffer": buffer, "boot_ts": start_ts,
+                          "signer": Signer(keys[dev.id]) if keys and dev.id in keys else None}
                 if dev.kind not in self.models:
                     raise ValueError(f"device {dev.id}: kind {dev.kind!r} has no simulator model "
                                      f"(SIMULATOR of boucle/kinds/{dev.kind}.py)")

@@ -25,6 +25,7 @@ from pathlib import Path
 from boucle_fw.protocol import encode_status, topic
 
 from boucle.cli import UserError
+from boucle.device_keys import KeyStoreFile
 from boucle.mqtt import BrokerUnavailable, close_session, open_session
 from boucle.registry import RegistryError, load_registry
 from boucle.settings import SettingsError, SimulatorSettings, load_settings
@@ -81,16 +82,17 @@ def run_simulation(
     resolved = resolve(faults or [], [d.id for d in registry.devices], start, settings.seed)
     ledger = Ledger(settings.ledger)
     prefix = settings.topic_prefix
+    keys = KeyStoreFile(settings.device_keys).current()
     boards = None
     if firmware:
         from simulator.firmware_devices import FirmwareDevices, pick
 
         folder = boards_path or (state_path.parent if state_path else Path(".boucle")) / "boards"
         boards = FirmwareDevices(pick(registry, firmware), folder, settings.mqtt_host, settings.mqtt_port,
-                                 prefix, start, speed, ledger)
+                                 prefix, start, speed, ledger, keys=keys)
     fleet = Fleet(registry, load_profiles(profiles_path), settings.seed, ledger, state, settings.topic_prefix,
                   faults=resolved, start_ts=start, interval_s=interval_s,
-                  external=boards.ids if boards else frozenset())
+                  external=boards.ids if boards else frozenset(), keys=keys)
     inbox: queue.SimpleQueue = queue.SimpleQueue()  # commands (and boards' telemetry), from paho's thread
 
     def subscribe(c, _present) -> None:

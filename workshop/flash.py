@@ -49,6 +49,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="Mosquitto password_file (default: $BOUCLE_MOSQUITTO_PASSWORD_FILE)")
     where.add_argument("--acl-file", default=os.environ.get("BOUCLE_MOSQUITTO_ACL_FILE"),
                        help="Mosquitto acl_file (default: $BOUCLE_MOSQUITTO_ACL_FILE)")
+    where.add_argument("--key-store", default=os.environ.get("BOUCLE_DEVICE_KEYS"),
+                       help="device key store the gateway checks signed telemetry with, the gateway's "
+                            "BOUCLE_DEVICE_KEYS (default: $BOUCLE_DEVICE_KEYS); created mode 600")
     where.add_argument("--nats-authorization-file", default=os.environ.get("BOUCLE_NATS_AUTHORIZATION_FILE"),
                        help="also add the device to the clustered broker's users, e.g. "
                             "deploy/nats/authorization.conf (default: $BOUCLE_NATS_AUTHORIZATION_FILE)")
@@ -157,6 +160,7 @@ def build_plan(args: argparse.Namespace) -> provision.BenchPlan:
         verify=not args.no_verify, verify_timeout=args.verify_timeout, reload_broker=args.reload_broker,
         label_dir=args.label_dir, label_format=args.label_format,
         nats_authorization_file=Path(args.nats_authorization_file) if args.nats_authorization_file else None,
+        key_store=_required_path(args.key_store, "--key-store", "BOUCLE_DEVICE_KEYS"),
     )
 
 

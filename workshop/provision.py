@@ -1,9 +1,10 @@
 """One board from bare to registered and reporting: the stages of `boucle flash`.
 
 Order matters for safety. Everything that can be decided without touching the board
-or the files (image, credentials, config, registry/password/ACL texts, compiled app,
-label) is prepared first; then the board is erased, flashed and loaded; the files
-(registry, Mosquitto password file and ACL, and the NATS users if asked) are swapped in
+or the files (image, credentials and signing key, config, registry/password/ACL/key-store
+texts, compiled app, label) is prepared first; then the board is erased, flashed and
+loaded; the files (registry, Mosquitto password file and ACL, the device key store, and
+the NATS users if asked) are swapped in
 together only after that; if the device then does not report, they are put back. So a
 failure at any stage leaves them as they were.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from boucle import device_keys
 from boucle.cli import UserError
 from boucle.registry import DEVICE_ID
 
@@ -68,6 +70,7 @@ class BenchPlan:
     label_format: str = "png"
     firmware_dir: Path = install.FIRMWARE_DIR
     nats_authorization_file: Path | None = None  # the clustered broker's users (deploy/nats)
+    key_store: Path | None = None   # the gateway's device keys (boucle.device_keys); None: the device does not sign
 
 
 @dataclass
@@ -129,10 +132,11 @@ def _prepare(plan: BenchPlan, info: ChipInfo, family: images.ChipFamily,
     except registry_edit.RegistryEditError as exc:
         raise UserError(str(exc)) from None
     password = credentials.generate_password()
+    signing = {"sign_key": device_keys.generate_key()} if plan.key_store is not None else {}
     try:
         config = make_config(device_id, plan.wifi_ssid, plan.wifi_password, plan.broker_host, plan.broker_port,
                              device_id, password, plan.ca_pem, plan.profile, prefix=plan.prefix,
-                             interval_s=plan.device_fields.get("interval_s", 60))
+                             interval_s=plan.device_fields.get("interval_s", 60), **signing)
     except ValueError as exc:
         raise UserError(f"the device config is not valid: {exc}") from None
     problems = validate(config)
@@ -147,6 +151,10 @@ def _prepare(plan: BenchPlan, info: ChipInfo, family: images.ChipFamily,
     transaction.stage(plan.acl_file, credentials.with_acl(old_acl, device_id, plan.prefix))
     if plan.nats_authorization_file is not None:
         transaction.stage(plan.nats_authorization_file, _with_nats_user(plan, device_id, password))
+    if plan.key_store is not None:
+        # a new file is created 0600 (FileTransaction's temporary files are), an existing one keeps its mode
+        old_keys = plan.key_store.read_text("utf-8") if plan.key_store.exists() else ""
+        transaction.stage(plan.key_store, device_keys.with_key(old_keys, device_id, signing["sign_key"]))
     app = install.app_files(family.mpy_arch, plan.firmware_dir)
     label_bytes = None
     if plan.label_dir is not None:

@@ -1,4 +1,4 @@
-"""Wire protocol v1: the JSON Schema, the test vectors, and the server-side models.
+"""Wire protocol v1 (revision 1.1: signed telemetry): the JSON Schema, the test vectors, and the server-side models.
 
 The encoder lives in the firmware (`boucle_fw.protocol`) so that devices and the
 simulator produce the very same bytes; this package holds what the servers need.
@@ -12,7 +12,15 @@ from importlib import resources
 from typing import Any
 
 from boucle_fw import kinds
-from boucle_fw.protocol import DEFAULT_PREFIX, FIELDS, MAX_PAYLOAD_BYTES, MAX_READINGS, VERSION
+from boucle_fw.protocol import (
+    DEFAULT_PREFIX,
+    FIELDS,
+    MAX_PAYLOAD_BYTES,
+    MAX_READINGS,
+    SIG_BYTES,
+    SIG_FIELD,
+    VERSION,
+)
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -22,6 +30,8 @@ __all__ = [
     "MAX_STATE_BYTES",
     "MAX_STATE_DEPTH",
     "ROW_FIELDS",
+    "SIG_BYTES",
+    "SIG_FIELD",
     "VERSION",
     "Reading",
     "ReadingRow",
@@ -29,6 +39,7 @@ __all__ = [
     "row_reading",
     "row_values",
     "schema",
+    "split_signature",
     "vectors",
 ]
 
@@ -75,6 +86,20 @@ def row_values(row: ReadingRow) -> dict[str, float | int]:
 def row_reading(row: ReadingRow) -> Reading:
     """A row as a Reading."""
     return Reading(row[0], row[1], row[2], row[3], row_values(row))
+
+
+_SIG_OPEN = b',"' + SIG_FIELD.encode() + b'":"'
+_SIG_HEX = SIG_BYTES - len(_SIG_OPEN) - 2
+
+
+def split_signature(payload: bytes) -> tuple[bytes, bytes] | None:
+    """A signed payload's (signed bytes, signature hex digits), or None when it does not end
+    with a signature. The byte rule (docs/protocol.md, "Signatures"): the signed bytes are
+    the unsigned payload, and the payload is those bytes with `,"sig":"<64 hex>"` inserted
+    before their final `}`."""
+    if len(payload) <= SIG_BYTES or not payload.endswith(b'"}') or payload[-SIG_BYTES:-_SIG_HEX - 2] != _SIG_OPEN:
+        return None
+    return payload[:-SIG_BYTES] + b"}", payload[-_SIG_HEX - 2:-2]
 
 
 def _load(name: str) -> Any:

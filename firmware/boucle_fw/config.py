@@ -49,6 +49,15 @@ def _device_id_ok(s):
     return True
 
 
+def _hex_key_ok(s):
+    if not isinstance(s, str) or len(s) != 64:
+        return False
+    for c in s:
+        if c not in "0123456789abcdef":
+            return False
+    return True
+
+
 def _section(errs, cfg, key, fix):
     v = cfg.get(key)
     if v is None:
@@ -118,6 +127,11 @@ def validate(cfg):
     if ca is not None and (not isinstance(ca, str) or "-----BEGIN CERTIFICATE-----" not in ca):
         errs.add("mqtt.ca", "not a PEM certificate", "paste the broker CA (-----BEGIN CERTIFICATE-----...) or null for plain MQTT")
 
+    key = cfg.get("sign_key")
+    if key is not None and not _hex_key_ok(key):
+        errs.add("sign_key", "not a device key", "write the 64 hex digits `boucle flash` gave the device, or remove "
+                 "the key (the device then publishes unsigned, which its registry entry must allow)")
+
     ntp = _section(errs, cfg, "ntp", '{"host": "pool.ntp.org"}')
     _str(errs, ntp, "host", "ntp", "write an NTP server name", required=False)
     _num(errs, ntp, "resync_s", "ntp", 60, 604800, integer=True, required=False)
@@ -181,7 +195,8 @@ def with_defaults(cfg):
 
 def make_config(device_id, wifi_ssid, wifi_password, broker_host, broker_port, mqtt_username,
                 mqtt_password, ca_pem, profile, **overrides):
-    """A complete, valid config for one device from a named profile; ValueError if invalid."""
+    """A complete, valid config for one device from a named profile; ValueError if invalid.
+    A `sign_key` override (64 hex digits) makes the device sign its telemetry."""
     catalogue = profiles()
     if profile not in catalogue:
         raise ValueError("unknown profile %r: use one of %s" % (profile, ", ".join(sorted(catalogue))))

@@ -3,7 +3,7 @@
 # Hardware comes in as objects (sensors, link, clock, stores), so the same loop runs on
 # the ESP32 and on CPython against a real broker. Runs unchanged on both interpreters.
 
-from boucle_fw import kinds, protocol
+from boucle_fw import kinds, protocol, signing
 from boucle_fw import sensors as sensor_types
 from boucle_fw.accounting import EnergyCounter
 from boucle_fw.commands import CommandError, CommandHandler, interval_arg
@@ -21,10 +21,11 @@ for _name, _dec in protocol.FIELDS:
     _KEEP.append(_name)
 
 
-def next_batch(buffer, device_id, boot, peek=PEEK):
+def next_batch(buffer, device_id, boot, peek=PEEK, signer=None):
     """The next telemetry payload a buffer can send: its oldest readings of one boot, as
     many of the next `peek` as fit one payload, stopping at a reading that waits for the
-    clock. Returns (payload, count) without dropping anything, or None."""
+    clock, signed when a `signer` is given. Returns (payload, count) without dropping
+    anything, or None."""
     head = buffer.peek(peek)
     if not head:
         return None
@@ -36,7 +37,7 @@ def next_batch(buffer, device_id, boot, peek=PEEK):
         same.append(r)
     if not same:
         return None
-    for payload, count in protocol.batches(device_id, boot, same):
+    for payload, count in protocol.batches(device_id, boot, same, signer=signer):
         return payload, count
     return None
 
@@ -49,6 +50,8 @@ class Device:
                  counter_store=None, settings=None, info=None, fw="0"):
         self.cfg = cfg
         self.device_id = cfg["device_id"]
+        # the workshop's key (docs/protocol.md, "Signatures"): its padded blocks made once
+        self.signer = signing.from_hex(cfg.get("sign_key"))
         self.prefix = cfg.get("prefix", protocol.DEFAULT_PREFIX)
         self.boot = boot
         self.tb = timebase
@@ -136,7 +139,7 @@ class Device:
         peek = PEEK
         while sent < max_batches and self.buffer.depth:
             try:
-                batch = next_batch(self.buffer, self.device_id, self.boot, peek)
+                batch = next_batch(self.buffer, self.device_id, self.boot, peek, self.signer)
             except MemoryError:
                 if peek == 1:
                     return sent  # not even one reading: the next cycle tries again

@@ -5,12 +5,17 @@
 # ESP32's single-precision floats never leak digits like 230.1000061 and the
 # same reading gives the same bytes on CPython and MicroPython.
 
+from binascii import hexlify
+
 from boucle_fw import kinds as _kinds
 
 VERSION = 1
 DEFAULT_PREFIX = "boucle/v1"
 MAX_PAYLOAD_BYTES = 8192
 MAX_READINGS = 200
+SIG_FIELD = "sig"
+# A signed payload is the unsigned one with ',"sig":"<64 hex>"' before its final '}'.
+SIG_BYTES = 74
 
 # (field name, decimals (None: integer field)) in wire order: the device kinds' fields
 # (boucle_fw/kinds/), which also give their units and bounds.
@@ -52,12 +57,14 @@ def _header(device, boot):
     return '{"v":' + str(VERSION) + ',"device":"' + device + '","boot":' + str(int(boot)) + ',"readings":['
 
 
-def encode_batch(device, boot, readings):
-    """The telemetry payload (bytes) for one batch of already-encoded reading strings.
+def encode_batch(device, boot, readings, signer=None):
+    """The telemetry payload (bytes) for one batch of already-encoded reading strings,
+    signed when a `signer` (boucle_fw.signing.Signer) is given.
 
     One join of small bytes, so the payload is allocated once: on the board it is the
     largest object (up to 8 KiB), and each intermediate copy (joined str, concatenations,
-    encode()) is another large block a fragmented heap may not have.
+    encode()) is another large block a fragmented heap may not have. The signature is
+    computed over the same parts, before the join, for the same reason.
     """
     parts = [_header(device, boot).encode()]
     for text in readings:
@@ -65,23 +72,31 @@ def encode_batch(device, boot, readings):
             parts.append(b",")
         parts.append(text.encode())
     parts.append(b"]}")
+    if signer is not None:
+        h = signer.start()
+        for part in parts:
+            h.update(part)
+        parts[-1] = b'],"sig":"'
+        parts.append(hexlify(signer.finish(h)))
+        parts.append(b'"}')
     return b"".join(parts)
 
 
-def batches(device, boot, readings, limit=MAX_PAYLOAD_BYTES, max_readings=MAX_READINGS):
-    """Split readings (dicts, oldest first) into payloads each at most `limit` bytes.
+def batches(device, boot, readings, limit=MAX_PAYLOAD_BYTES, max_readings=MAX_READINGS, signer=None):
+    """Split readings (dicts, oldest first) into payloads each at most `limit` bytes,
+    signed when a `signer` is given (the signature counts in the limit).
 
     Yields (payload_bytes, count) so the caller can drop exactly `count` readings from
     its buffer once the broker acknowledged the payload.
     """
-    head = len(_header(device, boot)) + 2  # "]}"
+    head = len(_header(device, boot)) + 2 + (SIG_BYTES if signer is not None else 0)  # "]}" and the signature
     chunk = []
     size = head
     for reading in readings:
         text = encode_reading(reading)
         extra = len(text) + (1 if chunk else 0)
         if chunk and (size + extra > limit or len(chunk) >= max_readings):
-            yield encode_batch(device, boot, chunk), len(chunk)
+            yield encode_batch(device, boot, chunk, signer), len(chunk)
             chunk = []
             size = head
             extra = len(text)
@@ -90,7 +105,7 @@ def batches(device, boot, readings, limit=MAX_PAYLOAD_BYTES, max_readings=MAX_RE
         chunk.append(text)
         size += extra
     if chunk:
-        yield encode_batch(device, boot, chunk), len(chunk)
+        yield encode_batch(device, boot, chunk, signer), len(chunk)
 
 
 def encode_status(online, boot=None, fw=None, reset_cause=None):

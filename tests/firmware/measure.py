@@ -14,6 +14,11 @@ ESP32), with the real umqtt.simple and MqttLink over a real socket to Mosquitto,
 MQTT and over TLS: a QoS 1 publish and its PUBACK, the command poll, every 10th cycle a
 health report. Also the heap in use once started (app modules loaded as .mpy, connected),
 after a collection, and the app's .mpy size from this interpreter's own mpy-cross.
+The measured devices sign their telemetry, as every device `boucle flash` provisions.
+
+signing (signing_cost()): on the unix port, the time and heap of encoding a telemetry
+payload with and without its HMAC-SHA256 signature (boucle_fw.signing), for one reading
+and for a full replay batch, in the same run; and the heap the signer keeps.
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ class Cell:
         return self.data
     def set(self, d):
         self.data = d
+
+SIGN_KEY = "5a" * 32  # devices flashed by the workshop sign their telemetry
 """
 
 HEAP_SCRIPT = DEVICE_PARTS + r"""
@@ -93,7 +100,7 @@ class Link:
         return True
 
 cfg = config.make_config("ecully-fablab-grid", "w", "p", "b", 1883, "ecully-fablab-grid", "x",
-                         None, "energy-ct")
+                         None, "energy-ct", sign_key=SIGN_KEY)
 ticks = Ticks()
 tb = Timebase(ticks)
 tb.sync(1767225600)
@@ -166,7 +173,7 @@ from umqtt.simple import MQTTClient
 with open(sys.argv[1]) as f:
     arg = json.load(f)
 dev_id, host, port, pw, ca = arg["device"], arg["host"], arg["port"], arg["password"], arg["ca"]
-cfg = config.make_config(dev_id, "w", "p", host, port, dev_id, pw, ca, "energy-ct")
+cfg = config.make_config(dev_id, "w", "p", host, port, dev_id, pw, ca, "energy-ct", sign_key=SIGN_KEY)
 ticks = Ticks()
 tb = Timebase(ticks)
 tb.sync(1767225600)
@@ -234,7 +241,7 @@ def measure_unix_port() -> dict:
         sizes = compile_app(interpreter, work / "app")
         broker = secured_broker(work / "broker", [LASER])
         try:
-            out = {"mpy_bytes": sum(sizes.values())}
+            out = {"mpy_bytes": sum(sizes.values()), "signing": signing_cost(interpreter, work / "app", work)}
             for name, tls in (("mqtt", False), ("tls", True)):
                 buffer_dir = work / name / "buffer"
                 buffer_dir.mkdir(parents=True)
@@ -247,6 +254,57 @@ def measure_unix_port() -> dict:
         finally:
             broker.stop()
     return out
+
+
+SIGN_COST_SCRIPT = r"""
+import gc, json, sys, time
+from boucle_fw import protocol, signing
+
+N = int(sys.argv[1])
+gc.collect()
+before = gc.mem_alloc()
+signer = signing.from_hex("5a" * 32)
+gc.collect()
+kept = gc.mem_alloc() - before
+out = {"signer_bytes": kept}
+for name, count in (("one", 1), ("batch", 48)):
+    readings = []
+    for i in range(count):
+        readings.append(protocol.encode_reading({"seq": 41 + i, "ts": 1767225000 + 60 * i, "energy_wh": 1834512 + i,
+                                                 "power_w": 2310.5, "voltage_v": 231.2, "current_a": 10.412,
+                                                 "power_factor": 0.97}))
+    for label, s in (("plain", None), ("signed", signer)):
+        payload = protocol.encode_batch("ecully-fablab-grid", 3, readings, s)
+        gc.collect()
+        gc.disable()
+        a = gc.mem_alloc()
+        protocol.encode_batch("ecully-fablab-grid", 3, readings, s)
+        heap = gc.mem_alloc() - a
+        gc.enable()
+        best = None
+        for _ in range(5):
+            t = time.ticks_us()
+            for _ in range(N):
+                protocol.encode_batch("ecully-fablab-grid", 3, readings, s)
+            us = time.ticks_diff(time.ticks_us(), t) / N
+            best = us if best is None or us < best else best
+        out[name + "_" + label] = {"us": best, "heap": heap, "bytes": len(payload)}
+print("SIGN", json.dumps(out))
+"""
+
+
+def signing_cost(interpreter, app: Path, work: Path, n: int = 200) -> dict:
+    """µs and heap bytes per telemetry encode, plain and signed, on the unix port (the best
+    of 5 runs of `n`), for one reading and a 48-reading batch; and the signer's own heap."""
+    script = work / "sign_cost.py"
+    script.write_text(SIGN_COST_SCRIPT)
+    proc = subprocess.run([str(interpreter.binary), "-X", "heapsize=2M", str(script), str(n)],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={"MICROPYPATH": f".frozen:{app}"})
+    for line in proc.stdout.splitlines():
+        if line.startswith("SIGN "):
+            return json.loads(line[5:])
+    raise RuntimeError(f"signing measurement failed:\n{proc.stdout}\n{proc.stderr}")
 
 
 if __name__ == "__main__":

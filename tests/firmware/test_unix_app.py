@@ -10,17 +10,23 @@ import json
 import time
 
 from boucle_fw.accounting import EnergyCounter
+from boucle_fw.protocol import encode_batch, encode_reading
 
+from boucle.device_keys import generate_key
+from boucle.protocol import split_signature
 from tests.firmware.virtual import (
     BIN,
     DEVICE,
     LASER,
     MINUTE,
+    PREFIX,
     WATER,
     device_config,
     make_certs,
     new_board,
+    publish_as,
     start_gateway,
+    wait_until,
 )
 
 WRAP = 1 << 30  # time.ticks_ms() wraps here on the ESP32 and on this 32-bit build
@@ -33,9 +39,10 @@ def _segments(board) -> list[str]:
 
 def test_broker_outage_of_an_hour_spills_to_flash_and_the_gateway_stores_each_reading_once(
         unix_micropython, broker, observer, boards, tmp_path):
-    gateway, store = start_gateway(broker, tmp_path)
+    key = generate_key()  # as boucle flash provisions it: in the device's config and the gateway's key store
+    gateway, store = start_gateway(broker, tmp_path, {DEVICE: key})
     # a PZEM meter on UART2, as the registry says; the ticks wrap 30 minutes in
-    board = new_board(unix_micropython, tmp_path / "board", device_config(DEVICE, broker, "energy-pzem"),
+    board = new_board(unix_micropython, tmp_path / "board", device_config(DEVICE, broker, "energy-pzem", sign_key=key),
                       ticks_start=WRAP - 30 * MINUTE, params={"power_w": 2400.0})
     boards.append(board)
     try:
@@ -74,6 +81,9 @@ def test_broker_outage_of_an_hour_spills_to_flash_and_the_gateway_stores_each_re
         published = {r["seq"]: r for _, r in got}
         assert all(r.values["energy_wh"] == published[r.seq]["energy_wh"] for r in stored)
         assert store.dead_letters() == []
+        # every batch was signed on the board, and checked by the gateway before it stored it
+        raw = [p for t, p, _ in observer.messages if t == f"{PREFIX}/{DEVICE}/telemetry"]
+        assert raw and all(split_signature(p) is not None for p in raw)
 
         # Energy exact against the meter: each reading counts the register's increase
         # since the first one (the PZEM's own integer Wh), across the ticks wrap
@@ -85,6 +95,16 @@ def test_broker_outage_of_an_hour_spills_to_flash_and_the_gateway_stores_each_re
 
         board.kill()  # the power goes: the broker publishes the last will
         observer.wait(lambda: observer.on(DEVICE, "status")[-1] == {"v": 1, "online": False}, "last will")
+
+        # Someone with the device's MQTT password, not its key: a signed batch altered, and
+        # an unsigned one, are dead letters, not readings.
+        signed = raw[-1]
+        unsigned = encode_batch(DEVICE, 0, [encode_reading({"seq": n, "ts": int(time.time()) - 60, "energy_wh": 1})])
+        forged = [signed.replace(b'"energy_wh":', b'"energy_wh":1', 1), unsigned]
+        publish_as(broker, DEVICE, [(f"{PREFIX}/{DEVICE}/telemetry", p) for p in forged])
+        wait_until(lambda: len(store.dead_letters()) == 2, "the forged batches dead-lettered")
+        assert {(d.error, d.path) for d in store.dead_letters()} == {("bad_signature", "sig")}
+        assert store.reading_counts([DEVICE], 0, 2**31)[DEVICE] == n
     finally:
         gateway.stop()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import time
 
+from boucle.device_keys import generate_key
 from boucle.registry import load_registry
 from boucle.settings import GatewaySettings, SimulatorSettings, load_settings
 from boucle.storage.sqlite import SQLiteStore
@@ -27,10 +28,15 @@ def test_three_registry_devices_on_the_firmware_beside_the_model(unix_micropytho
     boards = [d.id for d in pick(registry, 3)]
     assert boards == ["ecully-fablab-grid", "ecully-fablab-pv", "ecully-fablab-laser"]  # PZEM, S0, CT
     db = tmp_path / "boucle.db"
+    # one board and one modelled device have keys: the gateway takes their readings only signed
+    keys = tmp_path / "device-keys"
+    keys.write_text(f"ecully-fablab-grid:{generate_key()}\necully-bakery-grid:{generate_key()}\n")
     gateway = Gateway(load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
-                                    metrics_port=0, spool_path=str(tmp_path / "spool.db"))).start()
+                                    metrics_port=0, spool_path=str(tmp_path / "spool.db"),
+                                    device_keys=str(keys))).start()
     try:
-        sim = load_settings(SimulatorSettings, {}, mqtt_port=mosquitto.port, ledger=str(tmp_path / "ledger.jsonl"))
+        sim = load_settings(SimulatorSettings, {}, mqtt_port=mosquitto.port, ledger=str(tmp_path / "ledger.jsonl"),
+                            device_keys=str(keys))
         report = run_simulation(sim, start=start, end=end, speed=0, batch=10, state_path=tmp_path / "state.json",
                                 firmware=3)
         devices = [d.id for d in registry.devices]
@@ -40,7 +46,8 @@ def test_three_registry_devices_on_the_firmware_beside_the_model(unix_micropytho
             time.sleep(0.2)
         counts = store.reading_counts(devices, 0, 2**31)
         assert sum(counts.values()) == report.readings
-        assert store.dead_letters() == []
+        assert store.dead_letters() == []  # the keyed ones signed: no bad_signature
+        assert counts["ecully-fablab-grid"] and counts["ecully-bakery-grid"]
     finally:
         gateway.stop()
 

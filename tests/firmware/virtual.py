@@ -134,6 +134,20 @@ class Observer:
         self.c.disconnect()
 
 
+def publish_as(broker: Broker, user: str, messages: list[tuple[str, bytes]]) -> None:
+    """Publish (topic, payload) pairs at QoS 1 with `user`'s password, each acknowledged."""
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"{user}-impostor", protocol=paho.MQTTv311)
+    c.username_pw_set(user, broker.passwords[user])
+    c.connect("127.0.0.1", broker.port, keepalive=30)
+    c.loop_start()
+    try:
+        for topic, payload in messages:
+            c.publish(topic, payload, qos=1).wait_for_publish(WAIT)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
 def wait_until(predicate, what: str, timeout: float = WAIT) -> None:
     """Poll predicate() until true; AssertionError naming `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
@@ -144,12 +158,16 @@ def wait_until(predicate, what: str, timeout: float = WAIT) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def start_gateway(broker: Broker, workdir: Path) -> tuple[Gateway, SQLiteStore]:
-    """`boucle gateway` in-process: the broker's gateway user, SQLite in workdir."""
+def start_gateway(broker: Broker, workdir: Path, keys: dict[str, str] | None = None) -> tuple[Gateway, SQLiteStore]:
+    """`boucle gateway` in-process: the broker's gateway user, SQLite in workdir, and a
+    device key store holding `keys` (device id → hex key, as boucle flash writes them)."""
     db = workdir / "boucle.db"
+    key_store = workdir / "device-keys"
+    key_store.write_text("".join(f"{d}:{k}\n" for d, k in (keys or {}).items()))
+    key_store.chmod(0o600)
     settings = load_settings(GatewaySettings, {}, mqtt_port=broker.port, mqtt_username="boucle-gateway",
                              mqtt_password=broker.passwords["boucle-gateway"], store_url=f"sqlite:///{db}",
-                             metrics_port=0, spool_path=str(workdir / "spool.db"),
+                             metrics_port=0, spool_path=str(workdir / "spool.db"), device_keys=str(key_store),
                              registry=str(EXAMPLE_REGISTRY), client_id="fw-test-gateway")
     return Gateway(settings).start(), SQLiteStore(db)
 

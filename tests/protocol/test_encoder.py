@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from boucle_fw.protocol import MAX_PAYLOAD_BYTES, batches, encode_batch, encode_reading
+from boucle_fw.protocol import MAX_PAYLOAD_BYTES, SIG_BYTES, batches, encode_batch, encode_reading
+from boucle_fw.signing import from_hex
 
 from boucle.protocol import vectors
 from gateway.parse import Rejected, parse_telemetry
@@ -14,11 +15,28 @@ VALID = [v for v in vectors()["vectors"] if v["valid"]]
 @pytest.mark.parametrize("vector", VALID, ids=lambda v: v["name"])
 def test_valid_vectors_round_trip(vector):
     p = vector["payload"]
-    payload = encode_batch(p["device"], p["boot"], [encode_reading(r) for r in p["readings"]])
-    assert json.loads(payload) == p
     ctx = vectors()["context"]
-    parsed = parse_telemetry(p["device"], payload, known_devices=None, now=ctx["now"])
-    assert not isinstance(parsed, Rejected)
+    signer = from_hex(vector["key"]) if "sig" in p else None
+    payload = encode_batch(p["device"], p["boot"], [encode_reading(r) for r in p["readings"]], signer)
+    assert json.loads(payload) == p
+    if "raw" in vector:
+        assert payload == vector["raw"].encode()
+    if signer is None:
+        parsed = parse_telemetry(p["device"], payload, known_devices=None, now=ctx["now"])
+        assert not isinstance(parsed, Rejected)
+
+
+def test_signed_batches_count_the_signature_in_the_limit():
+    signer = from_hex("ab" * 32)
+    readings = [{"seq": i, "ts": 1767225000 + i, "energy_wh": 10**9 + i, "power_w": 12345.6} for i in range(400)]
+    plain = list(batches("device-one", 7, readings))
+    signed = list(batches("device-one", 7, readings, signer=signer))
+    assert all(len(p) <= MAX_PAYLOAD_BYTES for p, _ in signed)
+    assert sum(n for _, n in signed) == 400
+    first_plain, first_signed = plain[0][0], signed[0][0]
+    assert len(first_plain) + SIG_BYTES > MAX_PAYLOAD_BYTES - 100  # the plain batch nearly fills a payload...
+    assert signed[0][1] < plain[0][1]  # ...so the signed one takes a reading fewer
+    assert first_signed.endswith(b'"}') and b',"sig":"' in first_signed
 
 
 def test_batches_split_under_the_limit_and_keep_every_reading():

@@ -42,13 +42,14 @@ class Capture:
 
 
 def drive(registry: Path, tmp_path: Path, hours: float, faults: list[dict] | None = None, seed: int = 1,
-          batch: int = 1, start: int = START, interval: int = 60) -> Capture:
-    """Step a fleet minute by minute, publishing nothing: every payload is captured."""
+          batch: int = 1, start: int = START, interval: int = 60, keys: dict[str, bytes] | None = None) -> Capture:
+    """Step a fleet minute by minute, publishing nothing: every payload is captured.
+    `keys`: device keys (the key store's): those devices sign."""
     reg = load_registry(registry)
     ledger_path = tmp_path / f"ledger-{seed}-{len(faults or [])}.jsonl"
     ledger = Ledger(ledger_path)
     fleet = Fleet(reg, load_profiles(), seed, ledger, {}, faults=resolve(faults or [], [d.id for d in reg.devices],
-                                                                         start, seed), start_ts=start)
+                                                                         start, seed), start_ts=start, keys=keys)
     cap = Capture(fleet=fleet)
     end = start + int(hours * 3600)
     for t in range(start, end, interval):

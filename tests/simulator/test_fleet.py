@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from boucle.protocol import split_signature
 from boucle.registry import load_registry
+from gateway.parse import Rejected, Signing, parse_rows
 from simulator.faults import FaultError, garbage_payloads, parse_flag, resolve
 from simulator.generate import generate_registry, parse_shape
 from tests.conftest import EXAMPLE_REGISTRY
@@ -47,6 +49,21 @@ def test_same_seed_same_bytes(tmp_path, faulty):
     assert again.sent == faulty.sent
     other = drive(EXAMPLE_REGISTRY, tmp_path, hours=6, faults=FAULTS, seed=2)
     assert other.sent != faulty.sent
+
+
+def test_devices_with_a_key_sign_as_the_firmware_does(tmp_path):
+    keys = {GRID: bytes(range(32)), BIN: bytes(32)}
+    signing = Signing(keys, frozenset())
+    capture = drive(EXAMPLE_REGISTRY, tmp_path, hours=1, keys=keys)
+    telemetry = [(tp.split("/")[2], p) for _t, tp, p in capture.sent if tp.endswith("/telemetry")]
+    signed = {device for device, p in telemetry if split_signature(p) is not None}
+    assert signed == {GRID, BIN}
+    for device, payload in telemetry:
+        rows = parse_rows(device, payload, known_devices=None, now=START + 7200, signing=signing)
+        assert not isinstance(rows, Rejected), (device, rows)
+    unsigned = drive(EXAMPLE_REGISTRY, tmp_path, hours=1)  # the same readings, without their signatures
+    assert [(tp, split_signature(p)[0] if split_signature(p) else p) for _t, tp, p in capture.sent] == \
+        [(tp, p) for _t, tp, p in unsigned.sent]
 
 
 def assert_ledger_is_what_the_server_counts(capture) -> dict:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
-from boucle_fw import protocol
+from boucle_fw import protocol, signing
 
 from workshop.board import BoardError, ChipInfo, ProgressFn, _no_progress
 
@@ -135,7 +135,8 @@ class FakeBoard:
             try:
                 client.publish(protocol.topic(prefix, device, "status"),
                                protocol.encode_status(True, boot=1, fw="test"), qos=1, retain=True).wait_for_publish(5)
-                payload, _ = next(protocol.batches(device, 1, [{"seq": 0, "ts": int(time.time()), "power_w": 42.0}]))
+                payload, _ = next(protocol.batches(device, 1, [{"seq": 0, "ts": int(time.time()), "power_w": 42.0}],
+                                                   signer=signing.from_hex(cfg.get("sign_key"))))
                 client.publish(protocol.topic(prefix, device, "telemetry"), payload, qos=1).wait_for_publish(5)
             except (RuntimeError, ValueError) as exc:  # dropped by the broker meanwhile: retry like the app
                 self.device_log.append(f"attempt {attempt}: publish failed ({exc})")

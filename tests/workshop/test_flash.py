@@ -15,6 +15,7 @@ import pytest
 from boucle_fw.config import validate
 
 from boucle.cli import main
+from boucle.device_keys import parse_keys
 from boucle.registry import load_registry
 from tests.servers import free_port
 from tests.workshop.conftest import OBSERVER, OBSERVER_PASSWORD
@@ -30,6 +31,7 @@ class Bench:
     def __init__(self, tmp_path: Path, registry: Path, image_dir: Path, broker, monkeypatch):
         self.tmp_path, self.registry, self.image_dir, self.broker = tmp_path, registry, image_dir, broker
         self.labels = tmp_path / "labels"
+        self.keys = tmp_path / "keys" / "device-keys"
         self.boards: dict[str, FakeBoard] = {}
         monkeypatch.setenv("BOUCLE_MQTT_HOST", "127.0.0.1")
         monkeypatch.setenv("BOUCLE_MQTT_PORT", str(broker.port))
@@ -49,7 +51,7 @@ class Bench:
     def argv(self, *ports: str, reload: bool = True, extra: tuple[str, ...] = ()) -> list[str]:
         args = ["flash", *ports, "--registry", str(self.registry),
                 "--password-file", str(self.broker.password_file), "--acl-file", str(self.broker.acl_file),
-                "--site", "ecully-fablab", "--profile", "energy-pzem", "--rated-power-w", "9000",
+                "--key-store", str(self.keys), "--site", "ecully-fablab", "--profile", "energy-pzem", "--rated-power-w", "9000",
                 "--wifi-ssid", "atelier", "--image-dir", str(self.image_dir),
                 "--label-dir", str(self.labels), "--verify-timeout", "20", *extra]
         if reload:
@@ -57,7 +59,8 @@ class Bench:
         return args
 
     def snapshot(self) -> dict[str, bytes]:
-        return {p.name: p.read_bytes() for p in (self.registry, self.broker.password_file, self.broker.acl_file)}
+        files = (self.registry, self.broker.password_file, self.broker.acl_file, self.keys)
+        return {p.name: p.read_bytes() if p.exists() else None for p in files}
 
 
 @pytest.fixture
@@ -93,13 +96,18 @@ def test_full_run_registers_a_reporting_device(bench, capsys):
     assert credentials.check_password(config["mqtt"]["password"], users[device_id])
     assert credentials.acl_block(device_id, "boucle/v1") in bench.broker.acl_file.read_text()
 
+    # The signing key: on the device and in the key store (0600), nowhere in the registry.
+    assert parse_keys(bench.keys.read_text()) == {device_id: bytes.fromhex(config["sign_key"])}
+    assert bench.keys.stat().st_mode & 0o777 == 0o600
+    assert config["sign_key"] not in bench.registry.read_text()
+
     # The device really reported, the label exists, no secret was printed.
     assert "published" in board.device_log
     label = bench.labels / f"{device_id}.png"
     assert label.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = _flat(out.out + out.err)
     assert "birth message and first telemetry received" in text and "registered and reporting" in text
-    assert WIFI_PASSWORD not in text and config["mqtt"]["password"] not in text
+    assert WIFI_PASSWORD not in text and config["mqtt"]["password"] not in text and config["sign_key"] not in text
     assert board.closed
 
 

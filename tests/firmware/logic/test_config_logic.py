@@ -86,3 +86,14 @@ def _raises_value_error(fn):
     except ValueError:
         return True
     return False
+
+
+def test_a_signing_key_is_64_hex_digits_and_never_echoed():
+    key = "0f" * 32
+    assert config.validate(_valid(sign_key=key)) == []
+    for bad in ("0F" * 32, "0f" * 31, 12, "zz" * 32):
+        cfg = _valid()
+        cfg["sign_key"] = bad
+        errors = config.validate(cfg)
+        assert len(errors) == 1 and errors[0].startswith("sign_key: not a device key"), errors
+        assert str(bad) not in errors[0]
