@@ -217,9 +217,10 @@ class Fleet:
         on = group.machine_on.get(m.device.id, False)
         if group.open_now:
             minutes_open = 600.0
-            if on and m.rng.random() < 1 / cfg["session_minutes"]:
+            step_min = self.interval_s / 60  # the chances are per minute of the step
+            if on and m.rng.random() < step_min / cfg["session_minutes"]:
                 on = False
-            elif not on and m.rng.random() < cfg["sessions_per_day"] / minutes_open:
+            elif not on and m.rng.random() < cfg["sessions_per_day"] * step_min / minutes_open:
                 on = True
         else:
             on = False
