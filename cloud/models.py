@@ -30,6 +30,21 @@ class PeriodOut(BaseModel):
     end: str = Field(alias="to", description="End, ISO 8601 UTC (exclusive).")
 
 
+class PeriodChange(BaseModel):
+    """An indicator against another period (`compare=previous|year`)."""
+
+    compare: str = Field(description="previous (the period of the same length just before) or year (the same "
+                                     "dates a year earlier).")
+    period: PeriodOut
+    value: float | None = Field(description="The indicator over the other period.")
+    coverage: float = Field(ge=0, le=1, description="Data coverage of the other period's value (0–1).")
+    delta: float | None = Field(description="This period's value minus the other's.")
+    delta_pct: float | None = Field(description="delta in % of the other value (None when it is 0).")
+    direction: str | None = Field(description="Which way is better: lower | higher (cloud/references.toml).")
+    improved: bool | None = Field(description="True when the change goes the better way, False the worse, "
+                                              "None when unchanged or unknown.")
+
+
 class IndicatorOut(BaseModel):
     """One indicator value, with the data coverage it rests on."""
 
@@ -52,6 +67,7 @@ class IndicatorOut(BaseModel):
     standing: str | None = Field(default=None, description="better | between | worse, against the reference.")
     breakdown: dict[str, Any] | None = None
     caveats: list[str] = []
+    change: PeriodChange | None = Field(default=None, description="Against another period, with `compare`.")
 
 
 class IndicatorSet(BaseModel):
@@ -62,6 +78,7 @@ class IndicatorSet(BaseModel):
     scope: dict[str, Any] = Field(description="kind (site | territory | territories) and ids.")
     period: PeriodOut
     indicators: list[IndicatorOut]
+    compared_with: PeriodOut | None = Field(default=None, description="The other period, with `compare`.")
 
 
 class Comparison(BaseModel):

@@ -190,6 +190,7 @@
     fill.style.width = `${Math.round(v.coverage * 100)}%`;
     bar.appendChild(fill);
     cov.append(label, bar);
+    if (v.change) a.appendChild(window.BoucleCompare.changeLine(v.change, t, number));
     for (const c of v.caveats || []) add("p", "caveat", caveat(c));
     return a;
   }
@@ -266,7 +267,7 @@
     document.body.dataset.state = "loading";
     try {
       const [set, sites, devices, grid, pv, pooling, symbiosis] = await Promise.all([
-        json(`${base}/indicators?${p.query}`),
+        json(`${base}/indicators?${p.query}${$("compare").value ? "&compare=" + $("compare").value : ""}`),
         territorial ? json(`/v1/sites?territory=${id}`) : json(`/v1/sites/${id}`).then(s => [s]),
         json(`/v1/devices?${territorial ? "territory" : "site"}=${id}`),
         json(`${base}/indicators/energy.consumed/series?step=${stepText}&${p.query}`),
@@ -372,6 +373,7 @@
   $("key-swap-keep").addEventListener("click", () => answerKeySwap(false));
   window.addEventListener("hashchange", () => { if (takeKeyFromFragment()) start(); });
   $("territory").addEventListener("change", load);
+  $("compare").addEventListener("change", load);
   $("preset").addEventListener("change", () => { applyPreset(); load(); });
   for (const id of ["from", "to"]) $(id).addEventListener("change", () => { $("preset").value = "custom"; load(); });
   $("export").addEventListener("click", () => exportCsv().catch(e => { $("status").textContent = t("error", { msg: e.message }); }));

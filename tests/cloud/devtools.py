@@ -62,6 +62,17 @@ class DevToolsTab:
         self.call("Page.navigate", url=url)
         self.wait_for("document.readyState === 'complete'")
 
+    def screenshot(self, path: Path, width: int = 1280, height: int = 1600) -> bytes:
+        """A PNG of the page at that window size, written to `path`."""
+        import base64
+
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                  mobile=False)
+        data = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return data
+
     def close(self) -> None:
         try:
             self.ws.close()
