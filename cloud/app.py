@@ -16,7 +16,14 @@ from fastapi_offline import FastAPIOffline
 from boucle.registry import ApiKey, RegistryFile
 from boucle.settings import ApiSettings
 from boucle.storage import Store, open_store
-from cloud import dashboard, fiware_routes, indicator_routes, registry_routes
+from cloud import (
+    dashboard,
+    device_health,
+    fiware_routes,
+    indicator_routes,
+    ranking,
+    registry_routes,
+)
 from cloud.access import Context, Ctx
 from cloud.admission import AdmissionMiddleware, CallerSlots
 from cloud.cache import ResultCache
@@ -90,6 +97,8 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
     app.include_router(registry_routes.router)
     app.include_router(indicator_routes.router)
     app.include_router(fiware_routes.router)
+    app.include_router(ranking.router)
+    app.include_router(device_health.router)
     app.include_router(dashboard.router)
 
     # the last added runs first: CORS, then size limits, then admission (key, rate limit, turns)
