@@ -277,6 +277,7 @@
       ]);
       state.last = { set, sites, devices, grid, pv, pooling, symbiosis, p, tid };
       render();
+      if (window.BoucleDrilldown) await window.BoucleDrilldown.refresh();
       document.body.dataset.state = "ready";
     } catch (e) {
       document.body.dataset.state = "error";
@@ -355,12 +356,17 @@
     if (state.places.length) await load();
   }
 
+  // what the drill-down views (drilldown.js) use of this page
+  window.BoucleApp = { json, t, number, unit, indicatorName, period, step, formatTime,
+    scope: () => ({ kind: state.kind, id: $("territory").value }) };
+
   // --- events --------------------------------------------------------------------------
   $("lang").addEventListener("click", () => {
     lang = lang === "fr" ? "en" : "fr";
     localStorage.setItem("boucle.lang", lang);
     applyLanguage();
     render();
+    if (window.BoucleDrilldown) window.BoucleDrilldown.refresh();
   });
   $("login-form").addEventListener("submit", e => {
     e.preventDefault();
