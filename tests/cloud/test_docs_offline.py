@@ -30,7 +30,7 @@ def test_the_schema_declares_the_key_so_the_docs_can_send_it(tmp_path, served):
         "description": "An API key (`boucle key` makes one; `boucle up` prints one)."}
     assert schema["components"]["securitySchemes"]["Bearer"]["scheme"] == "bearer"
     operations = [op for path, ops in schema["paths"].items() if path.startswith("/v1") for op in ops.values()]
-    assert len(operations) == 18 and all(op["security"] == [{"ApiKey": []}, {"Bearer": []}] for op in operations)
+    assert len(operations) == 21 and all(op["security"] == [{"ApiKey": []}, {"Bearer": []}] for op in operations)
     # Swagger UI draws its "Authorize" button from those schemes
     dom = chromium(tmp_path, f"{spec}/docs", "--dump-dom")
     assert re.search(r'<button class="btn authorize[^"]*"', dom), dom[-2000:]
