@@ -22,10 +22,12 @@ from cloud import (
     alert_routes,
     consent_routes,
     dashboard,
+    device_health,
     exchange_routes,
     fiware_routes,
     indicator_routes,
     ledger_routes,
+    ranking,
     registry_routes,
     round_routes,
 )
@@ -121,6 +123,8 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
     app.include_router(exchange_routes.router)
     app.include_router(ledger_routes.router)
     app.include_router(consent_routes.router)
+    app.include_router(ranking.router)
+    app.include_router(device_health.router)
     app.include_router(dashboard.router)
 
     # the last added runs first: CORS, then size limits, then admission (key, rate limit, turns)

@@ -51,12 +51,16 @@ from cloud.params import (
     parse_list,
     parse_step,
 )
+from cloud.period_compare import CompareTo, other_period, with_comparison
 from cloud.problems import ApiProblem
 from cloud.timefmt import iso, period_out
 
 router = APIRouter(prefix="/v1", tags=["indicators"])
 When = Annotated[Period, Depends(get_period)]
 MAX_COMPARED = 20
+CompareQuery = Annotated[CompareTo | None, Query(
+    description="Also give each indicator against another period: previous (the same length just before) "
+                "or year (the same dates a year earlier), with the change and whether it is an improvement.")]
 CSV_OK = {200: {"content": {"text/csv": {"example": "scope,id,name,value,unit,from,to,coverage,...\r\n"}},
                 "description": "JSON, or CSV with `format=csv`."}}
 
@@ -93,6 +97,19 @@ def indicator_set(ctx: Context, registry: Registry, scope: Scope, period: Period
     return cached(ctx, registry, key, compute, response, budget, period_cost(registry, scope, period))
 
 
+def compared_set(ctx: Context, registry: Registry, scope: Scope, period: Period, ids: list[str] | None,
+                 compare: CompareTo | None, response: Response, budget: RequestBudget) -> IndicatorSet:
+    """The indicator set, with each indicator against the other period when `compare` is given
+    (both computed and cached as two ordinary sets: the same values as asking for each)."""
+    result = indicator_set(ctx, registry, scope, period, ids, response, budget)
+    if compare is None:
+        return result
+    other = other_period(period, compare)
+    budget.check_cost(period_cost(registry, scope, other))
+    before = indicator_set(ctx, registry, scope, other, ids, response, budget)
+    return with_comparison(result, before, compare, ctx.references)
+
+
 def as_format(model, fmt: str, rows: Callable[[], list[list[str]]], filename: str, response: Response):
     if fmt == "csv":
         return csv_response(rows(), filename, {"X-Cache": response.headers.get("X-Cache", "miss")})
@@ -102,24 +119,25 @@ def as_format(model, fmt: str, rows: Callable[[], list[list[str]]], filename: st
 @router.get("/territories/{territory_id}/indicators", response_model=IndicatorSet, responses=CSV_OK,
             summary="Indicators of a territory over a period (default: the last 30 days)")
 def territory_indicators(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, response: Response,
-                         budget: Budget, ids: IdsQuery = None, fmt: FormatQuery = "json"):
+                         budget: Budget, ids: IdsQuery = None, fmt: FormatQuery = "json",
+                         compare: CompareQuery = None):
     reg = ctx.registry
     territory_or_404(reg, who, territory_id)
     scope = Scope("territory", (territory_id,))
     budget.check_cost(period_cost(reg, scope, period))
-    result = indicator_set(ctx, reg, scope, period, parse_ids(ids), response, budget)
+    result = compared_set(ctx, reg, scope, period, parse_ids(ids), compare, response, budget)
     return as_format(result, fmt, lambda: indicator_rows([result]), f"{territory_id}-indicators.csv", response)
 
 
 @router.get("/sites/{site_id}/indicators", response_model=IndicatorSet, responses=CSV_OK,
             summary="Indicators of a site over a period (default: the last 30 days)")
 def site_indicators(site_id: SiteId, ctx: Ctx, who: Who, period: When, response: Response, budget: Budget,
-                    ids: IdsQuery = None, fmt: FormatQuery = "json"):
+                    ids: IdsQuery = None, fmt: FormatQuery = "json", compare: CompareQuery = None):
     reg = ctx.registry
     site_or_404(reg, who, site_id)
     scope = Scope("site", (site_id,))
     budget.check_cost(period_cost(reg, scope, period))
-    result = indicator_set(ctx, reg, scope, period, parse_ids(ids), response, budget)
+    result = compared_set(ctx, reg, scope, period, parse_ids(ids), compare, response, budget)
     return as_format(result, fmt, lambda: indicator_rows([result]), f"{site_id}-indicators.csv", response)
 
 

@@ -45,6 +45,21 @@ class LedgerCitation(BaseModel):
                                               "that entry (hex), which its own readings recompute.")
 
 
+class PeriodChange(BaseModel):
+    """An indicator against another period (`compare=previous|year`)."""
+
+    compare: str = Field(description="previous (the period of the same length just before) or year (the same "
+                                     "dates a year earlier).")
+    period: PeriodOut
+    value: float | None = Field(description="The indicator over the other period.")
+    coverage: float = Field(ge=0, le=1, description="Data coverage of the other period's value (0–1).")
+    delta: float | None = Field(description="This period's value minus the other's.")
+    delta_pct: float | None = Field(description="delta in % of the other value (None when it is 0).")
+    direction: str | None = Field(description="Which way is better: lower | higher (cloud/references.toml).")
+    improved: bool | None = Field(description="True when the change goes the better way, False the worse, "
+                                              "None when unchanged or unknown.")
+
+
 class IndicatorOut(BaseModel):
     """One indicator value, with the data coverage it rests on."""
 
@@ -69,6 +84,7 @@ class IndicatorOut(BaseModel):
     caveats: list[str] = []
     sources: list[LedgerCitation] = Field(default=[], description="The UTC days of data it was computed from, "
                                           "each with its ledger digest (docs/ledger.md).")
+    change: PeriodChange | None = Field(default=None, description="Against another period, with `compare`.")
 
 
 class IndicatorSet(BaseModel):
@@ -79,6 +95,7 @@ class IndicatorSet(BaseModel):
     scope: dict[str, Any] = Field(description="kind (site | territory | territories) and ids.")
     period: PeriodOut
     indicators: list[IndicatorOut]
+    compared_with: PeriodOut | None = Field(default=None, description="The other period, with `compare`.")
 
 
 class Comparison(BaseModel):

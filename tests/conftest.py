@@ -6,8 +6,11 @@ machine; under CI (CI=true) a missing binary is an error, never a skip.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,15 @@ from tests.servers import InfluxDB, Mosquitto, NatsCluster
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_REGISTRY = REPO / "boucle" / "examples" / "registry.toml"
+
+
+@functools.cache
+def minute_registry() -> Path:
+    """The example registry with every device reporting once a minute (its own meters report
+    every 5 minutes, its bins every 15): for the tests written around one reading a minute."""
+    path = Path(tempfile.mkdtemp(prefix="boucle-minute-registry-")) / "registry.toml"
+    path.write_text(re.sub(r"^interval_s = \d+$", "interval_s = 60", EXAMPLE_REGISTRY.read_text(), flags=re.MULTILINE))
+    return path
 
 
 def require_binary(name: str, apt_package: str) -> None:

@@ -12,7 +12,7 @@ from cloud.problems import ApiProblem
 FOLDER = Path(__file__).resolve().parent
 LANGUAGES = ("fr", "en")
 ASSETS = {"app.js": "text/javascript", "charts.js": "text/javascript", "i18n.js": "text/javascript",
-          "operations.js": "text/javascript",
+          "operations.js": "text/javascript", "compare.js": "text/javascript", "drilldown.js": "text/javascript",
           "style.css": "text/css", "favicon.svg": "image/svg+xml"}
 # the page talks only to its own origin; inline scripts and remote assets are refused
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "

@@ -190,6 +190,7 @@
     fill.style.width = `${Math.round(v.coverage * 100)}%`;
     bar.appendChild(fill);
     cov.append(label, bar);
+    if (v.change) a.appendChild(window.BoucleCompare.changeLine(v.change, t, number));
     for (const c of v.caveats || []) add("p", "caveat", caveat(c));
     return a;
   }
@@ -266,7 +267,7 @@
     document.body.dataset.state = "loading";
     try {
       const [set, sites, devices, grid, pv, pooling, symbiosis] = await Promise.all([
-        json(`${base}/indicators?${p.query}`),
+        json(`${base}/indicators?${p.query}${$("compare").value ? "&compare=" + $("compare").value : ""}`),
         territorial ? json(`/v1/sites?territory=${id}`) : json(`/v1/sites/${id}`).then(s => [s]),
         json(`/v1/devices?${territorial ? "territory" : "site"}=${id}`),
         json(`${base}/indicators/energy.consumed/series?step=${stepText}&${p.query}`),
@@ -276,6 +277,7 @@
       ]);
       state.last = { set, sites, devices, grid, pv, pooling, symbiosis, p, tid };
       render();
+      if (window.BoucleDrilldown) await window.BoucleDrilldown.refresh();
       document.body.dataset.state = "ready";
     } catch (e) {
       document.body.dataset.state = "error";
@@ -354,12 +356,17 @@
     if (state.places.length) await load();
   }
 
+  // what the drill-down views (drilldown.js) use of this page
+  window.BoucleApp = { json, t, number, unit, indicatorName, period, step, formatTime,
+    scope: () => ({ kind: state.kind, id: $("territory").value }) };
+
   // --- events --------------------------------------------------------------------------
   $("lang").addEventListener("click", () => {
     lang = lang === "fr" ? "en" : "fr";
     localStorage.setItem("boucle.lang", lang);
     applyLanguage();
     render();
+    if (window.BoucleDrilldown) window.BoucleDrilldown.refresh();
   });
   $("login-form").addEventListener("submit", e => {
     e.preventDefault();
@@ -372,6 +379,7 @@
   $("key-swap-keep").addEventListener("click", () => answerKeySwap(false));
   window.addEventListener("hashchange", () => { if (takeKeyFromFragment()) start(); });
   $("territory").addEventListener("change", load);
+  $("compare").addEventListener("change", load);
   $("preset").addEventListener("change", () => { applyPreset(); load(); });
   for (const id of ["from", "to"]) $(id).addEventListener("change", () => { $("preset").value = "custom"; load(); });
   $("export").addEventListener("click", () => exportCsv().catch(e => { $("status").textContent = t("error", { msg: e.message }); }));

@@ -26,9 +26,15 @@ class References:
     data: dict[str, Any]
 
     def benchmark(self, indicator_id: str) -> dict | None:
-        """The reference of an indicator (limit, target, source...), or None."""
+        """The reference of an indicator (limit, target, source...), or None (a table
+        with only a direction is no reference)."""
         found = self.data.get("indicators", {}).get(indicator_id)
-        return dict(found) if found else None
+        return dict(found) if found and set(found) - {"direction"} else None
+
+    def direction(self, indicator_id: str) -> str | None:
+        """Which way is better for an indicator: "lower", "higher", or None (not said)."""
+        found = self.data.get("indicators", {}).get(indicator_id) or {}
+        return found.get("direction")
 
     @property
     def grid_factor(self) -> dict:

@@ -86,7 +86,7 @@ def step(fleet, group, meters: list[VirtualMeter], ts: int, local: datetime, dt_
             lat, lon = group.site.location
             powers[m.device.id] = pv_power_w(profiles, rated, lat, lon, ts, cloud)
         elif m.device.channel == "load":
-            powers[m.device.id] = _machine_power(group, state["machine_on"], m, rated, machine_cfg)
+            powers[m.device.id] = _machine_power(group, state["machine_on"], m, rated, machine_cfg, dt_s)
     load = building + sum(p for d, p in powers.items() if channel[d] == "load")
     pv = sum(p for d, p in powers.items() if channel[d] == "pv_production")
     grid = [m for m in meters if m.device.channel == "grid_import"]
@@ -111,13 +111,14 @@ def step(fleet, group, meters: list[VirtualMeter], ts: int, local: datetime, dt_
         fleet.state[m.device.id].counters[COUNTER] = m.counter.total_wh
 
 
-def _machine_power(group, machine_on: dict[str, bool], m: VirtualMeter, rated: float, cfg) -> float:
+def _machine_power(group, machine_on: dict[str, bool], m: VirtualMeter, rated: float, cfg, dt_s: int) -> float:
     on = machine_on.get(m.device.id, False)
     if group.open_now:
         minutes_open = 600.0
-        if on and m.rng.random() < 1 / cfg["session_minutes"]:
+        step_min = dt_s / 60  # the chances are per minute of the step
+        if on and m.rng.random() < step_min / cfg["session_minutes"]:
             on = False
-        elif not on and m.rng.random() < cfg["sessions_per_day"] / minutes_open:
+        elif not on and m.rng.random() < cfg["sessions_per_day"] * step_min / minutes_open:
             on = True
     else:
         on = False

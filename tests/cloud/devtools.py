@@ -62,6 +62,24 @@ class DevToolsTab:
         self.call("Page.navigate", url=url)
         self.wait_for("document.readyState === 'complete'")
 
+    def screenshot(self, path: Path, width: int = 1280, height: int = 1600, selector: str | None = None) -> bytes:
+        """A PNG of the page at that window size (or of the element `selector` matches),
+        written to `path`."""
+        import base64
+
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                  mobile=False)
+        extra = {}
+        if selector:
+            box = self.eval(f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+                            ".getBoundingClientRect(); return {x: r.x + scrollX, y: r.y + scrollY, "
+                            "width: r.width, height: r.height}; })()")
+            extra = {"clip": {**box, "scale": 1}, "captureBeyondViewport": True}
+        data = base64.b64decode(self.call("Page.captureScreenshot", format="png", **extra)["data"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return data
+
     def close(self) -> None:
         try:
             self.ws.close()

@@ -30,7 +30,7 @@ def test_the_schema_declares_the_key_so_the_docs_can_send_it(tmp_path, served):
         "description": "An API key (`boucle key` makes one; `boucle up` prints one)."}
     assert schema["components"]["securitySchemes"]["Bearer"]["scheme"] == "bearer"
     operations = [op for path, ops in schema["paths"].items() if path.startswith("/v1") for op in ops.values()]
-    assert len(operations) == 34  # 18, 9 of alerts, rounds and exchanges, 7 of the ledger and consent
+    assert len(operations) == 37  # 18, 9 of alerts, rounds and exchanges, 7 of the ledger and consent, 3 of drill-down
     assert all(op["security"] == [{"ApiKey": []}, {"Bearer": []}] for op in operations)
     # Swagger UI draws its "Authorize" button from those schemes
     dom = chromium(tmp_path, f"{spec}/docs", "--dump-dom")

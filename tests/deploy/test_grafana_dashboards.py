@@ -73,7 +73,7 @@ def loaded_influxdb(tmp_path_factory):
         registry_path = REPO / "boucle" / "examples" / "registry.toml"
         readings = simulate_through_gateway(workdir, broker.port, server.url, DATABASE, registry_path,
                                             START, START + 60 * MINUTES)
-        assert readings >= MINUTES * len(load_registry(registry_path).devices)
+        assert readings >= sum(60 * MINUTES // d.interval_s for d in load_registry(registry_path).devices)
         yield server, load_registry(registry_path)
     finally:
         broker.stop()

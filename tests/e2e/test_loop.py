@@ -19,7 +19,7 @@ from cloud.serve import ServerThread
 from gateway.service import Gateway
 from simulator.ledger import read_ledger, totals
 from simulator.run import run_simulation
-from tests.conftest import EXAMPLE_REGISTRY
+from tests.conftest import minute_registry
 from tests.servers import free_port
 
 START = 1763596800  # 2025-11-20 00:00 UTC
@@ -35,7 +35,7 @@ def api(tmp_path):
     def serve(store_path):
         port = free_port()
         settings = load_settings(ApiSettings, {}, port=port, store_url=f"sqlite:///{store_path}")
-        app = create_app(settings, registry_file=RegistryFile(EXAMPLE_REGISTRY),
+        app = create_app(settings, registry_file=RegistryFile(minute_registry()),
                          extra_keys=[ApiKey(id="test-admin", sha256=hash_key(KEY), admin=True)])
         servers.append(ServerThread(app, "127.0.0.1", port).start())
         return servers[-1].url
@@ -58,15 +58,19 @@ def wait_for_readings(store: SQLiteStore, devices, expected: int, timeout: float
 
 def test_indicators_equal_the_ground_truth(tmp_path, mosquitto, api):
     db = tmp_path / "boucle.db"
+    # one reading a minute: the tolerances below are those of that cadence (docs/simulator.md)
+    registry_path = str(minute_registry())
     gateway = Gateway(load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
-                                    metrics_port=0, spool_path=str(tmp_path / "spool.db"))).start()
+                                    metrics_port=0, spool_path=str(tmp_path / "spool.db"),
+                                    registry=registry_path)).start()
     try:
-        sim = load_settings(SimulatorSettings, {}, mqtt_port=mosquitto.port, ledger=str(tmp_path / "ledger.jsonl"))
+        sim = load_settings(SimulatorSettings, {}, mqtt_port=mosquitto.port, ledger=str(tmp_path / "ledger.jsonl"),
+                            registry=registry_path)
         report = run_simulation(sim, start=START, end=END, speed=HOURS * 3600 / 3, batch=10,
                                 state_path=tmp_path / "state.json")
-        registry = load_registry(EXAMPLE_REGISTRY)
+        registry = load_registry(minute_registry())
         devices = [d.id for d in registry.devices]
-        assert report.readings == len(devices) * HOURS * 60
+        assert report.readings == sum(HOURS * 3600 // d.interval_s for d in registry.devices)
         store = SQLiteStore(db)
         assert wait_for_readings(store, devices, report.readings) == report.readings
         assert store.dead_letters() == []

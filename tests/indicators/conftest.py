@@ -7,7 +7,7 @@ from gateway.parse import Rejected, parse_telemetry
 from simulator.fleet import Fleet
 from simulator.ledger import Ledger, read_ledger
 from simulator.profiles import load_profiles
-from tests.conftest import EXAMPLE_REGISTRY
+from tests.conftest import minute_registry
 from tests.indicators.builders import utc
 
 SIM_START, SIM_END = utc("2026-03-28T00:00"), utc("2026-03-30T00:00")
@@ -29,7 +29,7 @@ def simulated(tmp_path_factory):
 
     Yields (registry, store, ledger rows)."""
     folder = tmp_path_factory.mktemp("sim")
-    registry = load_registry(EXAMPLE_REGISTRY)
+    registry = load_registry(minute_registry())  # a reading a minute: the truth to the minute
     devices = {d.id: d for d in registry.devices}
     ledger = Ledger(folder / "ledger.jsonl")
     fleet = Fleet(registry, load_profiles(), 11, ledger)

@@ -3,6 +3,7 @@ then delivers everything, garbage goes to dead letters, duplicates are dropped, 
 real subscriber sees the same bytes for the same seed."""
 
 import json
+import re
 import threading
 import time
 
@@ -55,14 +56,15 @@ def test_an_outage_delays_then_the_pipeline_gets_everything(tmp_path, mosquitto)
                                 state_path=tmp_path / "state.json", faults=faults,
                                 publish_hook=lambda t, p: published.append((t, p)))
         devices = [d.id for d in load_registry(EXAMPLE_REGISTRY).devices]
-        assert report.readings == len(devices) * HOURS * 60
+        assert report.readings == sum(HOURS * 3600 // d.interval_s for d in load_registry(EXAMPLE_REGISTRY).devices)
         assert report.garbage == 5 and report.duplicates == 2 * sum(d.startswith("zim-") for d in devices)
         store = SQLiteStore(db)
         assert wait_until(lambda: sum(store.reading_counts(devices, 0, 2**31).values()) >= report.readings)
         assert wait_until(lambda: len(store.dead_letters(1000)) >= report.garbage)
         time.sleep(0.5)  # anything more would be a bug: give it the chance to show
         counts = store.reading_counts(devices, 0, 2**31)
-        assert counts == {d: HOURS * 60 for d in devices}  # every minute, duplicates dropped
+        # every interval, duplicates dropped
+        assert counts == {d.id: HOURS * 3600 // d.interval_s for d in load_registry(EXAMPLE_REGISTRY).devices}
         assert len(store.dead_letters(1000)) == report.garbage
         assert all(d.topic == "boucle/v1/ecully-bakery-grid/telemetry" for d in store.dead_letters(1000))
     finally:
@@ -190,7 +192,7 @@ def test_the_fleet_never_runs_ahead_of_the_real_clock(tmp_path, mosquitto):
             late.extend((r["ts"], now) for r in json.loads(payload)["readings"] if r["ts"] > now)
 
     fast = tmp_path / "every-second.toml"  # every device samples each second
-    fast.write_text(EXAMPLE_REGISTRY.read_text().replace("[[devices]]\n", "[[devices]]\ninterval_s = 1\n"))
+    fast.write_text(re.sub(r"^interval_s = \d+$", "interval_s = 1", EXAMPLE_REGISTRY.read_text(), flags=re.MULTILINE))
     now = int(time.time())
     sim = load_settings(SimulatorSettings, {}, mqtt_port=mosquitto.port, registry=str(fast),
                         ledger=str(tmp_path / "ledger.jsonl"))
@@ -226,6 +228,7 @@ def test_a_broker_restart_mid_run_loses_nothing(tmp_path, mosquitto):
         devices = [d.id for d in load_registry(EXAMPLE_REGISTRY).devices]
         store = SQLiteStore(db)
         assert wait_until(lambda: sum(store.reading_counts(devices, 0, 2**31).values()) >= report.readings)
-        assert store.reading_counts(devices, 0, 2**31) == {d: 6 * 60 for d in devices}
+        assert store.reading_counts(devices, 0, 2**31) == {
+            d.id: 6 * 3600 // d.interval_s for d in load_registry(EXAMPLE_REGISTRY).devices}
     finally:
         gateway.stop()

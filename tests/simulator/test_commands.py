@@ -14,7 +14,7 @@ from simulator.fleet import Fleet
 from simulator.ledger import Ledger
 from simulator.profiles import load_profiles
 from simulator.run import run_simulation
-from tests.conftest import EXAMPLE_REGISTRY
+from tests.conftest import minute_registry
 from tests.simulator.capture import START
 
 BIN = "ecully-fablab-bin-residual"
@@ -31,7 +31,7 @@ def telemetry(fleet, device):
 
 
 def test_set_interval_tare_reboot_and_refusals():
-    fleet = Fleet(load_registry(EXAMPLE_REGISTRY), load_profiles(), 1, Ledger(None), {}, start_ts=START)
+    fleet = Fleet(load_registry(minute_registry()), load_profiles(), 1, Ledger(None), {}, start_ts=START)
     fleet.step(START)
     list(fleet.payloads(1))
 

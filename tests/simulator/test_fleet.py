@@ -12,7 +12,7 @@ from boucle.registry import load_registry
 from gateway.parse import Rejected, Signing, parse_rows
 from simulator.faults import FaultError, garbage_payloads, parse_flag, resolve
 from simulator.generate import generate_registry, parse_shape
-from tests.conftest import EXAMPLE_REGISTRY
+from tests.conftest import EXAMPLE_REGISTRY, minute_registry
 from tests.simulator.capture import START, drive, ledger_sum, server_wh
 
 GRID = "ecully-fablab-grid"
@@ -41,13 +41,13 @@ def readings_of(capture, device):
 
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory):
-    return drive(EXAMPLE_REGISTRY, tmp_path_factory.mktemp("faulty"), hours=6, faults=FAULTS)
+    return drive(minute_registry(), tmp_path_factory.mktemp("faulty"), hours=6, faults=FAULTS)
 
 
 def test_same_seed_same_bytes(tmp_path, faulty):
-    again = drive(EXAMPLE_REGISTRY, tmp_path, hours=6, faults=FAULTS)
+    again = drive(minute_registry(), tmp_path, hours=6, faults=FAULTS)
     assert again.sent == faulty.sent
-    other = drive(EXAMPLE_REGISTRY, tmp_path, hours=6, faults=FAULTS, seed=2)
+    other = drive(minute_registry(), tmp_path, hours=6, faults=FAULTS, seed=2)
     assert other.sent != faulty.sent
 
 
@@ -163,7 +163,7 @@ def test_a_full_buffer_drops_the_oldest_and_counts_them(tmp_path):
 
 
 def test_some_bins_overflow_and_some_rounds_come_early(tmp_path):
-    capture = drive(EXAMPLE_REGISTRY, tmp_path, hours=14 * 24, interval=600, batch=200)
+    capture = drive(minute_registry(), tmp_path, hours=14 * 24, interval=600, batch=200)
     overflows = ledger_sum(capture.ledger_rows, "overflows")
     emptyings = Counter()
     for (device, _hour), n in ledger_sum(capture.ledger_rows, "emptyings").items():
@@ -236,7 +236,7 @@ def test_the_end_of_a_run_sends_a_whole_backlog(tmp_path):
 
 
 def test_current_clamps_have_gain_errors_and_meters_count_true(tmp_path):
-    capture = drive(EXAMPLE_REGISTRY, tmp_path, hours=12)
+    capture = drive(minute_registry(), tmp_path, hours=12)
     meters = {i: d for i, d in capture.fleet.devices.items() if d.device.kind == "energy"}
     clamps = {i: m for i, m in meters.items() if m.device.profile == "energy-ct"}
     assert clamps and {round(m.gain, 6) for m in clamps.values()} != {1.0}
@@ -249,3 +249,12 @@ def test_current_clamps_have_gain_errors_and_meters_count_true(tmp_path):
             assert m.counter.total_wh == pytest.approx(m.true_wh, rel=0.05)
         else:
             assert m.counter.total_wh == pytest.approx(m.true_wh, abs=1)  # integer Wh, remainder kept
+
+
+def test_fleet_step_is_the_common_divisor_of_the_intervals():
+    from simulator.run import fleet_step
+
+    registry = load_registry(EXAMPLE_REGISTRY)
+    step = fleet_step(registry)
+    assert step == 300 and all(d.interval_s % step == 0 for d in registry.devices)
+    assert fleet_step(load_registry(EXAMPLE_REGISTRY).model_copy(update={"devices": []})) == 60

@@ -1,0 +1,148 @@
+"""Device health for a technician: which sensor to visit, and why
+(`GET /v1/territories/{id}/device-health`, `GET /v1/sites/{id}/device-health`).
+
+From what the gateway keeps per device (boucle.storage: the newest reading's time and
+when it was received, the latest health message: buffer depth, readings dropped on the
+device, RSSI, firmware, last error) and the period's data coverage per device
+(data.coverage's breakdown). `visit_reasons` is the pure triage; devices come sorted
+with those to visit first.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, Field
+
+from boucle.registry import Device
+from cloud.access import Budget, Context, Ctx, Who, site_or_404, territory_or_404
+from cloud.budget import RequestBudget, period_cost
+from cloud.indicator_routes import indicator_set
+from cloud.indicators import LOW_COVERAGE, Period, Scope
+from cloud.models import PeriodOut
+from cloud.params import SiteId, TerritoryId, get_period
+from cloud.timefmt import iso, period_out
+
+router = APIRouter(prefix="/v1", tags=["drill-down"])
+When = Annotated[Period, Depends(get_period)]
+
+WEAK_RSSI_DBM = -80       # below this the Wi-Fi link loses packets: move the device or add an access point
+BACKLOG_READINGS = 100    # a buffer this deep means the device has trouble sending
+LOW_COVERAGE_PCT = 100 * LOW_COVERAGE  # as the indicators' low-coverage caveat
+
+
+class DeviceHealth(BaseModel):
+    id: str
+    site: str
+    kind: str
+    channel: str | None = None
+    stream: str | None = None
+    online: bool = Field(description="Newest reading received less than BOUCLE_ONLINE_AFTER_S ago.")
+    last_seen: str | None = Field(description="Event time of the newest reading, ISO 8601 UTC.")
+    silent_s: int | None = Field(description="Seconds since the gateway received its newest reading.")
+    interval_s: int
+    buffer_depth: int | None = Field(description="Readings waiting in the device's buffer (health message).")
+    dropped: int | None = Field(description="Readings the device dropped (buffer full), since its boot.")
+    rssi: int | None = Field(description="Wi-Fi signal, dBm (health message).")
+    firmware: str | None = None
+    boot: int | None = None
+    reset_cause: str | None = None
+    error: str | None = Field(default=None, description="The last problem the device reported.")
+    coverage: float | None = Field(description="Readings received ÷ expected over the period, %.")
+    visit: list[str] = Field(description="Why a technician should go and see it (empty: nothing to do).")
+
+
+class DeviceHealthList(BaseModel):
+    scope: dict
+    period: PeriodOut
+    to_visit: int
+    devices: list[DeviceHealth]
+
+
+def _int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def visit_reasons(d: DeviceHealth, low_coverage_pct: float = LOW_COVERAGE_PCT) -> list[str]:
+    """Why to visit a device, most urgent first: silent (offline), a reported error, low
+    coverage, readings dropped, a backlog in its buffer, a weak signal."""
+    out = []
+    if not d.online:
+        out.append("offline: no reading received for " + _duration(d.silent_s) if d.silent_s is not None
+                   else "offline: never seen")
+    if d.error:
+        out.append(f"reports an error: {d.error}")
+    if d.coverage is not None and d.coverage < low_coverage_pct:
+        out.append(f"coverage {d.coverage:.0f} % over the period")
+    if d.dropped:
+        out.append(f"dropped {d.dropped} readings (buffer full)")
+    if d.buffer_depth is not None and d.buffer_depth >= BACKLOG_READINGS:
+        out.append(f"{d.buffer_depth} readings waiting in its buffer")
+    if d.rssi is not None and d.rssi < WEAK_RSSI_DBM:
+        out.append(f"weak Wi-Fi signal ({d.rssi} dBm)")
+    return out
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
+
+
+def device_health(ctx: Context, devices: list[Device], coverage: dict[str, float], now: float) -> list[DeviceHealth]:
+    """Each device's health, those to visit first (most reasons first), then by id."""
+    ids = [d.id for d in devices]
+    seen = ctx.store.last_seen(ids)
+    states = ctx.store.device_states(ids)
+    out = []
+    for d in devices:
+        ts, received = seen.get(d.id, (None, None))
+        health = states.get(d.id, {}).get("health")
+        doc = health.doc if health else {}
+        row = DeviceHealth(
+            id=d.id, site=d.site, kind=d.kind, channel=d.channel, stream=d.stream,
+            online=received is not None and now - received < ctx.settings.online_after_s,
+            last_seen=iso(ts), silent_s=int(now - received) if received is not None else None,
+            interval_s=d.interval_s, buffer_depth=_int(doc.get("buffer_depth")), dropped=_int(doc.get("dropped")),
+            rssi=_int(doc.get("rssi")), firmware=doc.get("fw") if isinstance(doc.get("fw"), str) else None,
+            boot=_int(doc.get("boot")), reset_cause=doc.get("reset_cause") if isinstance(
+                doc.get("reset_cause"), str) else None,
+            error=doc.get("error") if isinstance(doc.get("error"), str) else None,
+            coverage=coverage.get(d.id), visit=[])
+        out.append(row.model_copy(update={"visit": visit_reasons(row)}))
+    return sorted(out, key=lambda r: (-len(r.visit), r.online, r.id))
+
+
+def health_list(ctx: Context, scope: Scope, devices: list[Device], period: Period, response: Response,
+                budget: RequestBudget) -> DeviceHealthList:
+    budget.check_cost(period_cost(ctx.registry, scope, period))
+    (cov,) = indicator_set(ctx, ctx.registry, scope, period, ["data.coverage"], response, budget).indicators
+    by_device = (cov.breakdown or {}).get("by_device", {})
+    rows = device_health(ctx, devices, by_device, time.time())
+    return DeviceHealthList(scope={"kind": scope.kind, "ids": list(scope.ids)}, period=period_out(period),
+                            to_visit=sum(1 for r in rows if r.visit), devices=rows)
+
+
+@router.get("/territories/{territory_id}/device-health", response_model=DeviceHealthList,
+            summary="The territory's devices: online, last seen, buffer, dropped, RSSI, firmware, coverage, "
+                    "and which to visit")
+def territory_health(territory_id: TerritoryId, ctx: Ctx, who: Who, period: When, response: Response,
+                     budget: Budget) -> DeviceHealthList:
+    reg = ctx.registry
+    territory_or_404(reg, who, territory_id)
+    return health_list(ctx, Scope("territory", (territory_id,)), list(reg.devices_of(territory_id)), period,
+                       response, budget)
+
+
+@router.get("/sites/{site_id}/device-health", response_model=DeviceHealthList,
+            summary="The site's devices, and which to visit")
+def site_health(site_id: SiteId, ctx: Ctx, who: Who, period: When, response: Response,
+                budget: Budget) -> DeviceHealthList:
+    reg = ctx.registry
+    site_or_404(reg, who, site_id)
+    return health_list(ctx, Scope("site", (site_id,)), list(reg.devices_of_site(site_id)), period,
+                       response, budget)

@@ -1,0 +1,119 @@
+"""Drill-down API: sites ranked by an indicator, device health for a technician."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from boucle.registry import load_registry
+from boucle.storage import DeviceState
+from boucle.storage.sqlite import SQLiteStore
+from cloud.device_health import DeviceHealth, visit_reasons
+from cloud.ranking import RankedSite, rank
+from tests.cloud.conftest import ADMIN, ECULLY, PERIOD, make_app
+from tests.conftest import EXAMPLE_REGISTRY
+
+H = {"X-API-Key": ADMIN}
+
+
+def row(site: str, value: float | None) -> RankedSite:
+    return RankedSite(rank=None, site=site, name=site, value=value, indicator_value=value, coverage=1.0)
+
+
+def test_rank_orders_shares_ties_and_puts_missing_values_last():
+    rows = [row("a", 3.0), row("b", None), row("c", 5.0), row("d", 3.0)]
+    assert [(r.site, r.rank) for r in rank(rows, "desc")] == [("c", 1), ("a", 2), ("d", 2), ("b", None)]
+    assert [(r.site, r.rank) for r in rank(rows, "asc")] == [("a", 1), ("d", 1), ("c", 3), ("b", None)]
+
+
+def health(**fields) -> DeviceHealth:
+    base = {"id": "x", "site": "s", "kind": "energy", "online": True, "last_seen": None, "silent_s": 30,
+            "interval_s": 300, "buffer_depth": 0, "dropped": 0, "rssi": -60, "coverage": 100.0, "visit": []}
+    return DeviceHealth(**{**base, **fields})
+
+
+def test_visit_reasons():
+    assert visit_reasons(health()) == []
+    assert visit_reasons(health(online=False, silent_s=3 * 86400)) == ["offline: no reading received for 3 days"]
+    assert visit_reasons(health(online=False, silent_s=None)) == ["offline: never seen"]
+    many = visit_reasons(health(coverage=62.0, dropped=12, buffer_depth=400, rssi=-88, error="hx711 timeout"))
+    assert many == ["reports an error: hx711 timeout", "coverage 62 % over the period",
+                    "dropped 12 readings (buffer full)", "400 readings waiting in its buffer",
+                    "weak Wi-Fi signal (-88 dBm)"]
+
+
+def test_ranking_equals_each_sites_own_indicator(client):
+    registry = load_registry(EXAMPLE_REGISTRY)
+    got = client.get("/v1/territories/ecully/ranking", params={**PERIOD, "indicator": "energy.consumed"}, headers=H)
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["unit"] == "kWh" and body["order"] == "desc"
+    sites = body["sites"]
+    assert {s["site"] for s in sites} == {s.id for s in registry.sites_of("ecully")}
+    for s in sites:
+        own = client.get(f"/v1/sites/{s['site']}/indicators", params={**PERIOD, "ids": "energy.consumed"},
+                         headers=H).json()["indicators"][0]
+        assert s["value"] == own["value"] == s["indicator_value"]
+    valued = [s["value"] for s in sites if s["value"] is not None]
+    assert valued == sorted(valued, reverse=True) and len(valued) >= 3
+    assert sites[0]["rank"] == 1
+
+    per_m2 = client.get("/v1/territories/ecully/ranking", headers=H,
+                        params={**PERIOD, "indicator": "energy.base_load", "per": "m2"}).json()
+    assert per_m2["unit"] == "kW/m²"
+    for s in per_m2["sites"]:
+        if s["indicator_value"] is not None:
+            assert s["value"] == pytest.approx(s["indicator_value"] / s["floor_area_m2"])
+    worst_sorting = client.get("/v1/territories/ecully/ranking", headers=H,
+                               params={**PERIOD, "indicator": "waste.sorting_rate", "order": "asc"}).json()["sites"]
+    rates = [s["value"] for s in worst_sorting if s["value"] is not None]
+    assert rates == sorted(rates)
+
+    assert client.get("/v1/territories/ecully/ranking", params={"indicator": "energy.nope"},
+                      headers=H).status_code == 422
+    assert client.get("/v1/territories/zi-meyzieu/ranking", params={"indicator": "energy.consumed"},
+                      headers={"X-API-Key": ECULLY}).status_code == 404
+
+
+@pytest.fixture
+def own_db(simulated_db, tmp_path):
+    """A copy of the simulated store, to write health messages into."""
+    copy = tmp_path / "boucle.db"
+    with sqlite3.connect(simulated_db) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    return copy
+
+
+def test_device_health_tells_which_sensor_to_visit(own_db):
+    store = SQLiteStore(own_db)
+    store.write_device_states([
+        DeviceState("ecully-fablab-grid", "health", {"buffer_depth": 3, "dropped": 0, "rssi": -58, "fw": "0.1.0",
+                                                     "boot": 4, "reset_cause": "power_on"}, time.time()),
+        DeviceState("ecully-bakery-grid", "health", {"buffer_depth": 250, "dropped": 40, "rssi": -86,
+                                                     "fw": "0.0.9", "boot": 9, "reset_cause": "watchdog"},
+                    time.time())])
+    store.close()
+    with TestClient(make_app(own_db, rate_limit_per_s=1000.0, rate_limit_burst=10_000)) as client:
+        got = client.get("/v1/territories/ecully/device-health", params=PERIOD, headers=H)
+        assert got.status_code == 200, got.text
+        body = got.json()
+        coverage = client.get("/v1/territories/ecully/indicators", params={**PERIOD, "ids": "data.coverage"},
+                              headers=H).json()["indicators"][0]["breakdown"]["by_device"]
+        site = client.get("/v1/sites/ecully-bakery/device-health", params=PERIOD, headers=H).json()
+    devices = {d["id"]: d for d in body["devices"]}
+    assert set(devices) == {d.id for d in load_registry(EXAMPLE_REGISTRY).devices_of("ecully")}
+    assert all(d["coverage"] == coverage[d["id"]] for d in devices.values())
+    bakery = devices["ecully-bakery-grid"]
+    assert (bakery["rssi"], bakery["dropped"], bakery["buffer_depth"], bakery["firmware"]) == (-86, 40, 250, "0.0.9")
+    assert {"dropped 40 readings (buffer full)", "250 readings waiting in its buffer",
+            "weak Wi-Fi signal (-86 dBm)"} <= set(bakery["visit"])
+    assert body["devices"][0]["id"] == "ecully-bakery-grid"  # the most reasons first
+    assert devices["ecully-fablab-grid"]["firmware"] == "0.1.0"
+    # the readings were received long ago (the simulated clock): every device is offline
+    assert all(not d["online"] and d["visit"][0].startswith("offline") for d in devices.values())
+    assert body["to_visit"] == len(devices)
+    assert {d["id"] for d in site["devices"]} == {"ecully-bakery-grid", *(
+        d.id for d in load_registry(EXAMPLE_REGISTRY).devices_of_site("ecully-bakery"))}
