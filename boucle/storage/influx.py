@@ -446,7 +446,7 @@ class InfluxStore:
     def write_rollups(self, days: Sequence[DayRow], months: Sequence[MonthRow]) -> None:
         lines = [self._rollup_line("rollup_days", d.device, d.day, d) for d in days]
         lines += [self._rollup_line("rollup_months", m.device, m.month, m) for m in months]
-        lines += [self._rollup_line("rollup_month_slots", m.device, m.month, m) for m in months if m.slots]
+        lines += [self._rollup_line("rollup_month_slots", m.device, m.month, m) for m in months if m.slots is not None]
         if lines:
             self.write_lines(lines, rp=self.rollups_rp or None)
             self._bump_version(rollups=True)
