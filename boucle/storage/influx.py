@@ -465,7 +465,8 @@ class InfluxStore:
         if self.rollup_cache is None:
             return sorted(self._fetch_rollups(table, devices, start, end, None))
         return self.rollup_cache.rows(table, devices, start, end, self.rollups_version(),
-                                      lambda: self._digests(table, devices, start, end),
+                                      lambda: self._fingerprints(table, devices, start, end),
+                                      lambda starts: self._digests(table, devices, start, end, starts),
                                       lambda keys: self._fetch_rollups(table, devices, start, end, keys))
 
     def _fetch_rollups(self, table: str, devices: Sequence[str], start: int, end: int,
@@ -492,13 +493,31 @@ class InfluxStore:
                        ) -> dict[tuple[str, int], int | None]:
         return {(device, t): digest for t, digest, device in self._digests(table, devices, start, end)}
 
-    def _digests(self, table: str, devices: Sequence[str], start: int, end: int) -> list:
-        """(time, digest, device) of the rows (as decoded: lists, no conversion)."""
+    def _digests(self, table: str, devices: Sequence[str], start: int, end: int,
+                 starts: Collection[int] | None = None) -> list:
+        """(time, digest, device) of the rows (as decoded: lists, no conversion); with
+        `starts`, of the rows at those times only."""
         if not devices:
             return []
-        series = self.query_series(f'SELECT "digest", "device" FROM {self._table(table)} WHERE time >= {start}s '
-                                   f"AND time < {end}s AND {_devices_match(devices)}")
-        return [v for s in series for v in s["values"]]
+        match = _devices_match(devices)
+        if starts is None:
+            spans = [f"time >= {start}s AND time < {end}s"]
+        else:
+            spans = [f"time = {t}s" for t in sorted(starts)]
+        statements = [f'SELECT "digest", "device" FROM {self._table(table)} WHERE {span} AND {match}' for span in spans]
+        return [v for result in self._query(";".join(statements)) for s in result.get("series", [])
+                for v in s["values"]]
+
+    def _fingerprints(self, table: str, devices: Sequence[str], start: int, end: int
+                      ) -> dict[int, tuple[int, int | None]]:
+        """Per row start (a UTC day or month: rows start on UTC days), how many rows and the
+        sum of their digests, summed by InfluxDB (integers wrap in 64 bits, as
+        `rollup_cache.fingerprint` sums): a number a start instead of an integer a row."""
+        first = ROLLUP_TABLES[table][0]
+        series = self.query_series(f'SELECT count("{first}"), sum("digest") FROM {self._table(table)} '
+                                   f"WHERE time >= {start}s AND time < {end}s AND {_devices_match(devices)} "
+                                   "GROUP BY time(1d) fill(none)")
+        return {v[0]: (v[1], v[2]) for s in series for v in s["values"]}
 
     def day_rollups(self, devices: Sequence[str], start: int, end: int) -> list[DayRow]:
         return self._rollup_rows("rollup_days", devices, start, end)

@@ -9,8 +9,12 @@ the store holds them with their digest (`boucle.rollup.row_digest` of the bytes 
 per query it answered (table, devices, span), the store's data version then and its rows.
 
 - Data version unchanged since the query was answered: the same rows (nothing was written).
-- Else: the stored digests of the query's rows (one small query, an integer a row) say
-  which rows changed or appeared; only those are read again.
+- Else: the store's **fingerprint** of each start (day or month) of the query, the count of
+  its rows and the sum of their digests (64-bit, wrapping; one aggregate query, a number a
+  start), against the same of the held rows: the starts that still match are the held rows
+  (a gateway round changes the current day's and month's rows, not a year's); for the
+  others the stored digests of their rows (an integer a row) say which rows changed or
+  appeared, and only those are read again.
 
 The copy is the store's, whoever wrote it and whenever (late data, two gateways): a held
 row's digest is computed from the bytes held, so it matches the stored digest exactly when
@@ -31,8 +35,10 @@ from boucle.storage import ROLLUP_TABLES
 
 Key = tuple[str, int]
 """(device, start of the row's day or month)."""
-Digests = Callable[[], list]
-"""The stored rows' (start, digest, device)."""
+Fingerprints = Callable[[], dict[int, tuple[int, int | None]]]
+"""Per start of the query's stored rows: (how many, the wrapped sum of their digests)."""
+Digests = Callable[[Collection[int]], list]
+"""The stored rows' (start, digest, device) of these starts."""
 Fetch = Callable[[Collection[Key] | None], list[NamedTuple]]
 """The rows of these keys (None: every row of the query), as the store holds them: rollup
 rows (boucle.rollup DayRow, MonthRow, MonthSlots: device, start, then the columns)."""
@@ -59,7 +65,7 @@ class RollupCache:
         return self._size
 
     def rows(self, table: str, devices: Sequence[str], start: int, end: int, version: Hashable,
-             digests: Digests, fetch: Fetch) -> list[NamedTuple]:
+             fingerprints: Fingerprints, digests: Digests, fetch: Fetch) -> list[NamedTuple]:
         """The rows of `table` of these devices with start <= day or month < end, by device
         then start, at data `version` (read before calling): the copy's, where the store's
         digests still match it."""
@@ -76,9 +82,12 @@ class RollupCache:
             fresh = fetch(None)
             out = {(r[0], r[1]): r for r in fresh}
         else:
-            answer = digests()
+            stored = fingerprints()
             with self._lock:
-                out = self._unchanged(table, answer)
+                out, stale = self._matching(table, known[1], stored)
+            answer = digests(stale) if stale else []
+            with self._lock:
+                out.update(self._unchanged(table, answer))
             changed = [(device, t) for t, _, device in answer if (device, t) not in out]
             fresh = fetch(changed) if changed else []
             out.update(((r[0], r[1]), r) for r in fresh)
@@ -91,6 +100,25 @@ class RollupCache:
             while len(self._queries) > MAX_QUERIES:
                 self._queries.popitem(last=False)
         return [out[k] for k in keys]
+
+    def _matching(self, table: str, keys: list[Key], stored: dict[int, tuple[int, int | None]]
+                  ) -> tuple[dict[Key, NamedTuple], list[int]]:
+        """The held rows of the starts whose stored fingerprint is the held rows' (every row of
+        the start still held), and the stored starts that differ."""
+        rows = self._rows
+        by_start: dict[int, list] = {}
+        for key in keys:
+            by_start.setdefault(key[1], []).append((key, rows.get((table, *key))))
+        out: dict[Key, NamedTuple] = {}
+        stale = []
+        for t, count_sum in stored.items():
+            held = by_start.get(t)
+            if held is None or any(row is None for _, row in held) or count_sum != fingerprint(
+                    [row[0] for _, row in held]):
+                stale.append(t)
+            else:
+                out.update((key, row[1]) for key, row in held)
+        return out, stale
 
     def _unchanged(self, table: str, answer: list) -> dict[Key, NamedTuple]:
         """The held rows whose stored digest is the held one."""
@@ -127,3 +155,8 @@ class RollupCache:
         while self._size > self.max_bytes and len(self._rows) > 1:
             _, (_, _, freed) = self._rows.popitem(last=False)
             self._size -= freed
+
+
+def fingerprint(digests: Sequence[int]) -> tuple[int, int]:
+    """(count, sum) of row digests as a store sums them: in signed 64 bits, wrapping."""
+    return len(digests), (sum(digests) + 2**63) % 2**64 - 2**63
