@@ -230,7 +230,10 @@ def rewrite_current_day(store: Store, registry: Registry, month: dict[str, dict[
         amount[changed] = np.round(amount[changed] * rng.uniform(0.5, 1.5, int(changed.sum())))
         slots["amount"] = amount
         days.append(rollup.day_row(device.id, device.kind, _day_intervals(device, slots, end - DAY)))
-        months.append(_month(device, int(slots["start"][0]), slots))
+        row = _month(device, int(slots["start"][0]), slots)
+        # the gateway writes a month's slots row only where it changed: a round of the open
+        # day leaves the closed days' slots as they are (gateway.aggregate)
+        months.append(row if whole_month else row._replace(slots=None, covered=None))
     store.write_rollups(days, months)
     return len(days) + len(months)
 

@@ -10,8 +10,9 @@ import random
 
 import pytest
 
+from boucle import rollup
+from boucle.rollup import DAY
 from boucle.storage import ROLLUP_TABLES, open_store
-from boucle.storage.rollup_cache import fingerprint
 from boucle.storage.sqlite import SQLiteStore
 from cloud.indicators import Scope, compute_indicators
 from gateway.recent import RecentReadings
@@ -75,24 +76,25 @@ def test_the_cache_follows_what_is_written_and_reads_only_what_changed(stores):
         assert values(small, reg, period) == want and small.rollup_cache.size <= 20_000 + 12_500
 
 
-def test_the_stores_fingerprints_are_the_held_rows_sums(stores):
-    """InfluxDB sums the digests of each start as the cache does (64 bits, wrapping), so a
-    start nothing was written to is not read again."""
+def test_only_the_starts_written_since_are_checked(stores):
+    """The store's write marks say which starts (days, months) were written since the rows
+    were checked: the others are not asked for their digests."""
     influx, cached, _, _ = stores
-    reg = registry_of(FLEET)
+    reg, period = registry_of(FLEET), FLEET.period
     fill_as_the_gateway_does(influx, reg, readings_of(FLEET), 3, seed=0, recent=RecentReadings(10**6))
     devices = [d.id for d in reg.devices]
-    for table in ROLLUP_TABLES:
-        by_start: dict[int, list[int]] = {}
-        for (_, t), digest in influx.rollup_digests(table, devices, 0, 2**33).items():
-            by_start.setdefault(t, []).append(digest)
-        assert influx._fingerprints(table, devices, 0, 2**33) == {t: fingerprint(d) for t, d in by_start.items()}
-    assert any(abs(sum(d)) >= 2**63 for d in by_start.values())  # the sums did wrap
-    values(cached, reg, FLEET.period)
+    want = values(influx, reg, period)
+    assert values(cached, reg, period) == want
+    asked = []
+    digests = cached._digests
+    cached._digests = lambda table, *args: asked.append((table, list(args[-1]))) or digests(table, *args)
+    month = rollup.month_start(period.start + 2 * DAY)
+    again = influx.month_rollups(devices, month, month + 1)  # their sums: written again, the same
+    assert again and all(m.slots is None for m in again)
     read = cached.rollup_cache.fetched
-    influx.write_rollups(influx.day_rollups(devices, 0, 2**33)[:3], [])  # the same rows again: a new version
-    assert values(cached, reg, FLEET.period) == values(influx, reg, FLEET.period)
-    assert cached.rollup_cache.fetched == read
+    influx.write_rollups([], again)
+    assert values(cached, reg, period) == want and cached.rollup_cache.fetched == read
+    assert asked and all(a == ("rollup_months", [month]) for a in asked)  # (a query a span of placements)
 
 
 def digests(store, devices) -> dict:
