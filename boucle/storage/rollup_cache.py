@@ -54,7 +54,7 @@ class RollupCache:
         self.max_bytes = max_bytes
         self._rows: OrderedDict[tuple[str, str, int], tuple[int, NamedTuple, int]] = OrderedDict()
         self._size = 0
-        self._queries: OrderedDict[tuple, tuple[Hashable, list[Key]]] = OrderedDict()
+        self._queries: OrderedDict[tuple, tuple[Hashable, list[Key], dict[int, int]]] = OrderedDict()
         """query → (data version, its rows' keys in order, the write marks they were checked at)."""
         self._lock = threading.Lock()
         self.fetched = 0
@@ -155,4 +155,3 @@ class RollupCache:
         while self._size > self.max_bytes and len(self._rows) > 1:
             _, (_, _, freed) = self._rows.popitem(last=False)
             self._size -= freed
-
