@@ -27,7 +27,7 @@ API's ResultCache hit per (query, data version). InfluxDB is read as the API rea
 through its rollup cache (boucle/storage/rollup_cache.py): `first` fills it, the repeats
 find the data version unchanged; `after_write` times each computation after a gateway
 round of every device (its current day, the data's last one, open, with other values: that
-day's rows and the month's rows written again), so the cache reads the fingerprints,
+day's rows and the month's rows written again), so the cache reads the write marks,
 digests and rows of what changed; `after_month_rewrite` the same after late data changed
 every day of the month of every device (its slots rows change too); `no_cache` reads every
 row every time. SQLite is timed after the same writes. Nothing here is a test: numbers are
