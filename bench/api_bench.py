@@ -13,9 +13,9 @@ Timings, wall time on the client (httpx, one keep-alive connection), the whole r
 admission, scope check, data version, computation, JSON:
 - cold: the first request to a freshly built app (empty result cache, empty rollup cache:
   what the first dashboard view after a restart waits), `cold_runs` times;
-- after a write: each request follows a write of the current month's rows of every device
-  with other values (what the gateway does all the time): the result cache misses, the
-  rollup cache reads the rows' digests and the changed rows;
+- after a write: each request follows a gateway round of every device (today's rows and
+  the month's rows written again, today's values changed: what the gateway does every few
+  seconds): the result cache misses, the rollup cache reads what changed;
 - cached: the same request again, answered from the result cache (`X-Cache: hit`).
 Nothing here is a test: numbers are returned, never asserted.
 """
@@ -31,7 +31,13 @@ from pathlib import Path
 
 import httpx
 
-from bench.indicators_bench import bench_registry, rewrite_last_month, timing_stats, write_rollups
+from bench.indicators_bench import (
+    bench_registry,
+    current_month,
+    rewrite_current_day,
+    timing_stats,
+    write_rollups,
+)
 from boucle.registry import ApiKey, RegistryFile, hash_key
 from boucle.rollup import DAY, day_start
 from boucle.settings import ApiSettings, load_settings
@@ -118,13 +124,14 @@ def bench_api(devices: int = 1000, cold_runs: int = 5, repeats: int = 20, workdi
             urls = {"sqlite": f"sqlite:///{folder / 'api.db'}",
                     "influxdb": f"influx+http://127.0.0.1:{influx.port}/api"}
             out: dict = {"devices": len(registry.devices), "territory": territory}
+            month = current_month(registry, start, end)
             for name, url in urls.items():
                 store = open_store(url)
                 try:
                     write_rollups(store, registry, start, end, every_day=True)
 
                     def writer(i: int, store=store) -> None:
-                        rewrite_last_month(store, registry, end, seed=1 + i)
+                        rewrite_current_day(store, registry, month, end, seed=1 + i)
 
                     out[name] = time_api(url, registry_path, territory, writer, cold_runs, repeats)
                 finally:

@@ -25,9 +25,11 @@ Timings: `first` is the first computation on a fresh connection (the OS page cac
 the data was just written); p50/p99 over `repeats` fresh computations; `cached` is the
 API's ResultCache hit per (query, data version). InfluxDB is read as the API reads it,
 through its rollup cache (boucle/storage/rollup_cache.py): `first` fills it, the repeats
-find the data version unchanged; `after_write` times each computation after the last month
-of every device was written again with other values (as the gateway rewrites the current
-month), so the cache reads the rows' digests and the changed rows; `no_cache` reads every
+find the data version unchanged; `after_write` times each computation after a gateway
+round of every device (its current day, the data's last one, open, with other values: that
+day's rows and the month's rows written again), so the cache reads the write marks,
+digests and rows of what changed; `after_month_rewrite` the same after late data changed
+every day of the month of every device (its slots rows change too); `no_cache` reads every
 row every time. SQLite is timed after the same writes. Nothing here is a test: numbers are
 printed, never asserted.
 """
@@ -116,7 +118,9 @@ def _slots(device: Device, start: int, end: int, seed: int, site_grid_w: float) 
     """A device's 15-min intervals as arrays: readings, mWh or deposited g, emptyings."""
     rng = np.random.default_rng(seed)
     t = np.arange(start, end, SLOT, dtype=np.int64)
-    out = {"start": t, "received": np.full(t.size, SLOT // READING_S, dtype=np.int64)}
+    # a meter's slots are covered but the last one: its newest reading is inside it (the data's
+    # last day is the device's current day, open, as at the gateway)
+    out = {"start": t, "received": np.full(t.size, SLOT // READING_S, dtype=np.int64), "covered": t < end - SLOT}
     if device.kind == "energy":
         wh = _power_w(device, t + SLOT // 2, rng, site_grid_w) * SLOT / 3600
         out["amount"] = np.round(wh * rollup.MWH_PER_WH).astype(np.int64)
@@ -137,7 +141,7 @@ def _day_intervals(device: Device, slots: dict[str, np.ndarray], day: int) -> In
         emptied = np.column_stack([slots["start"][part][e] + 1, slots["before"][part][e], np.full(int(e.sum()), np.nan)])
     return Intervals(rollup.day_edges(day), slots["received"][part], np.full(SLOTS_A_DAY, 0 if meter else rollup.WEIGHT,
                                                                                        dtype=np.uint8),
-                     slots["amount"][part], np.full(SLOTS_A_DAY, meter), emptied, np.zeros((0, 2), dtype=np.int64))
+                     slots["amount"][part], slots["covered"][part] & meter, emptied, np.zeros((0, 2), dtype=np.int64))
 
 
 def _month(device: Device, month: int, slots: dict[str, np.ndarray]) -> MonthRow:
@@ -164,8 +168,10 @@ def _month(device: Device, month: int, slots: dict[str, np.ndarray]) -> MonthRow
     amount = np.zeros(days * SLOTS_A_DAY, dtype=np.int32)
     covered = np.zeros(days * SLOTS_A_DAY, dtype=bool)
     amount[span.start * SLOTS_A_DAY:span.stop * SLOTS_A_DAY] = slots["amount"][lo:hi]
-    covered[span.start * SLOTS_A_DAY:span.stop * SLOTS_A_DAY] = True
-    return row._replace(slots=amount.tobytes(), covered=np.packbits(covered).tobytes())
+    covered[span.start * SLOTS_A_DAY:span.stop * SLOTS_A_DAY] = slots["covered"][lo:hi]
+    closed = np.flatnonzero(covered.reshape(days, SLOTS_A_DAY)[:, -1])  # the days the month row holds
+    held = (int(closed[-1]) + 1 if closed.size else 0) * SLOTS_A_DAY
+    return row._replace(slots=amount[:held].tobytes(), covered=np.packbits(covered[:held]).tobytes())
 
 
 def write_rollups(store: Store, registry: Registry, start: int, end: int, every_day: bool = False) -> dict:
@@ -197,16 +203,37 @@ def write_rollups(store: Store, registry: Registry, start: int, end: int, every_
     return {"month_rows": months, "day_rows": days}
 
 
-def rewrite_last_month(store: Store, registry: Registry, end: int, seed: int) -> int:
-    """Write the last month's rows (month rows, the last day's rows) of every device again
-    with other values, as the gateway rewrites the current month; one write. The rows written."""
-    month = rollup.month_start(end - 1)
+def current_month(registry: Registry, start: int, end: int) -> dict[str, dict[str, np.ndarray]]:
+    """Each device's synthetic arrays of the last month of [start, end), as `write_rollups`
+    wrote them (what `rewrite_current_day` starts from)."""
+    month = max(start, rollup.month_start(end - 1))
     grid = _grid_w(registry)
-    days, months = [], []
+    out = {}
     for n, device in enumerate(registry.devices):
-        slots = _slots(device, month, end, seed=seed * 100_003 + n, site_grid_w=grid.get(device.site, 60_000))
+        slots = _slots(device, start, end, seed=n, site_grid_w=grid.get(device.site, 60_000))
+        at = int(np.searchsorted(slots["start"], month))
+        out[device.id] = {name: a[at:].copy() for name, a in slots.items()}
+    return out
+
+
+def rewrite_current_day(store: Store, registry: Registry, month: dict[str, dict[str, np.ndarray]], end: int,
+                        seed: int, whole_month: bool = False) -> int:
+    """What a gateway round writes for every device: the current (last) day's rows and the
+    month's rows again, the day's amounts changed (other values, seeded); with `whole_month`
+    every day of the month changed (late data in each day). One write; the rows written."""
+    rng = np.random.default_rng(seed)
+    days, months = [], []
+    for device in registry.devices:
+        slots = dict(month[device.id])
+        changed = slots["start"] >= (slots["start"][0] if whole_month else end - DAY)
+        amount = slots["amount"].copy()
+        amount[changed] = np.round(amount[changed] * rng.uniform(0.5, 1.5, int(changed.sum())))
+        slots["amount"] = amount
         days.append(rollup.day_row(device.id, device.kind, _day_intervals(device, slots, end - DAY)))
-        months.append(_month(device, month, slots))
+        row = _month(device, int(slots["start"][0]), slots)
+        # the gateway writes a month's slots row only where it changed: a round of the open
+        # day leaves the closed days' slots as they are (gateway.aggregate)
+        months.append(row if whole_month else row._replace(slots=None, covered=None))
     store.write_rollups(days, months)
     return len(days) + len(months)
 
@@ -303,14 +330,23 @@ def _on_influxdb(registry: Registry, period: Period, local: Period, repeats: int
                "rollups_local_time": time_query(cached, registry, local, False, repeats),
                "no_cache": time_query(partial(open_store, url), registry, period, False, max(3, repeats // 4))}
 
-        def rewrite(store: Store, i: int) -> None:
-            rewrite_last_month(store, registry, period.end, seed=1 + i)
+        month = current_month(registry, period.start - DAY, period.end)
+
+        def rewrite(store: Store, i: int, whole_month: bool = False) -> None:
+            rewrite_current_day(store, registry, month, period.end, seed=1 + i, whole_month=whole_month)
 
         # the same writes on both stores: SQLite first, then InfluxDB (whose values are compared)
         out["sqlite_after_write"] = time_query(sqlite, registry, period, False, repeats, rewrite)
         out["after_write"] = time_query(cached, registry, period, False, repeats, rewrite)
         same = out["sqlite_after_write"].pop("values") == out["after_write"]["values"]
         out["after_write_values_equal_sqlite"] = same
+        # late data in every day of the month (every device): the month's slots rows change too
+        late = partial(rewrite, whole_month=True)
+        few = max(3, repeats // 4)
+        out["sqlite_after_month_rewrite"] = time_query(sqlite, registry, period, False, few, late)
+        out["after_month_rewrite"] = time_query(cached, registry, period, False, few, late)
+        same = out["sqlite_after_month_rewrite"].pop("values") == out["after_month_rewrite"]["values"]
+        out["after_month_rewrite_values_equal_sqlite"] = same
         return out
     finally:
         server.stop()
@@ -344,13 +380,14 @@ def bench_indicators(devices: int, days: int, workdir: Path | str | None = None,
             differ = {i: (rollups["values"][i], on_influx["rollups"]["values"][i]) for i in rollups["values"]
                       if rollups["values"][i] != on_influx["rollups"]["values"].get(i)}
             on_influx["values_differing_sqlite_vs_influxdb"] = differ
-            for timing in ("rollups", "rollups_local_time", "no_cache", "after_write"):
+            for timing in ("rollups", "rollups_local_time", "no_cache", "after_write", "after_month_rewrite"):
                 on_influx[timing].pop("values")
             on_influx["ratio_p50"] = round(on_influx["rollups"]["p50_ms"] / rollups["p50_ms"], 2)
             on_influx["ratio_p50_local_time"] = round(on_influx["rollups_local_time"]["p50_ms"]
                                                       / rollups_local["p50_ms"], 2)
-            on_influx["ratio_p50_after_write"] = round(on_influx["after_write"]["p50_ms"]
-                                                       / on_influx["sqlite_after_write"]["p50_ms"], 2)
+            for timing in ("after_write", "after_month_rewrite"):
+                on_influx[f"ratio_p50_{timing}"] = round(on_influx[timing]["p50_ms"]
+                                                         / on_influx[f"sqlite_{timing}"]["p50_ms"], 2)
 
         raw_devices, raw_days = min(raw_devices, devices), min(raw_days, days)
         raw_registry = bench_registry(raw_devices)

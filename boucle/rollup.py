@@ -29,7 +29,15 @@ the last reading before the day (the hysteresis restarts each UTC day: at most o
 every sum is exact whatever its order: rollups and raw readings give the same values.
 
 Stored at two resolutions: a day row per device and UTC day (its 96 slots), and a month
-row per device and UTC month (per-day sums, the month's events, and meters' slots).
+row per device and UTC month (per-day sums, the month's events, and meters' slots of its
+**closed days**). A meter's day is closed once a reading at or after its end is known (its
+last slot is covered); a month row's slots run from the month's first day through its last
+closed day, and the days after (the device's current day, the days since its last reading)
+are read from their day rows. So a gateway round, which rewrites the current day, rewrites
+that day's row and the month's sums, not a month of slots; the slots row changes once a day.
+Which days a row holds changes no value: a reader takes each day's slots from the month row
+when it holds the day, else from the day's row (nothing where there is none), which is what
+`month_row` put there. Rows written before this rule hold every day: valid rows too.
 """
 
 from __future__ import annotations
@@ -231,6 +239,8 @@ def _bin(edges: np.ndarray, day: int, readings: Readings, inside: np.ndarray):
 
 SLOT_CELL = np.dtype([("received", "<u2"), ("measured", "u1"), ("amount", "<i4")])
 """A day row's slot: readings, measured bits, mWh or g."""
+SLOT_CELL_BYTES = 4
+"""A month row's slot: int32 mWh."""
 DAY_CELL = np.dtype([("received", "<i4"), ("measured", "u1"), ("amount", "<i8")])
 """A month row's day: the sums of its slots."""
 EMPTIED = 0
@@ -252,26 +262,34 @@ class DayRow(NamedTuple):
 
 class MonthRow(NamedTuple):
     """One device's UTC month: per-day sums and its events, and meters' slots (stored apart,
-    read back as MonthSlots: a read of sums leaves them empty)."""
+    read back as MonthSlots: a read of sums leaves them None)."""
 
     device: str
     month: int
     days: bytes
     """DAY_CELL per day of the month."""
     events: bytes
-    slots: bytes = b""
-    """int32 mWh per slot of the month (meters)."""
-    covered: bytes = b""
-    """packbits of the month's slots (meters)."""
+    slots: bytes | None = None
+    """int32 mWh per slot of the month's closed days, from its first day (meters; None for
+    bins: no slots row; b"" for a meter without a closed day in the month yet)."""
+    covered: bytes | None = None
+    """packbits of those slots (meters)."""
 
 
 class MonthSlots(NamedTuple):
-    """A meter's slots of one UTC month, as read for a profile."""
+    """A meter's slots of one UTC month, as read for a profile: those of its first
+    `held_days` days (see the module docstring)."""
 
     device: str
     month: int
     slots: bytes
     covered: bytes
+
+
+def held_days(row: MonthSlots) -> int:
+    """The days a month's slots row holds, from the month's first day: the others are read
+    from their day rows."""
+    return len(row.slots) // (SLOT_CELL_BYTES * SLOTS_A_DAY)
 
 
 DAY_COLUMNS = DayRow._fields[2:]
@@ -358,7 +376,7 @@ _NOT_COVERED = bytes(SLOTS_A_DAY // 8)
 
 def month_row(device: str, kind: str, month: int, days: Sequence[DayRow]) -> MonthRow:
     """A month row from the month's day rows (days without a row: nothing received, no
-    energy known)."""
+    energy known); a meter's slots through its last closed day (module docstring)."""
     n = days_in(month)
     sums = np.zeros(n, dtype=DAY_CELL)
     slots = np.zeros(n * SLOTS_A_DAY, dtype=np.int32)
@@ -375,9 +393,45 @@ def month_row(device: str, kind: str, month: int, days: Sequence[DayRow]) -> Mon
         cells = (at[:, None] * SLOTS_A_DAY + np.arange(SLOTS_A_DAY)).reshape(-1)
         slots[cells] = block.amount.reshape(-1)
         covered[cells] = block.covered.reshape(-1)
-    meter = kind in kinds.METERS
-    return MonthRow(device, month, sums.tobytes(), b"".join(r.events for r in rows),
-                    slots.tobytes() if meter else b"", np.packbits(covered).tobytes() if meter else b"")
+    events = b"".join(r.events for r in rows)
+    if kind not in kinds.METERS:
+        return MonthRow(device, month, sums.tobytes(), events)
+    closed = at[block.covered[:, -1]] if rows else []
+    held = (int(max(closed)) + 1 if len(closed) else 0) * SLOTS_A_DAY
+    return MonthRow(device, month, sums.tobytes(), events, slots[:held].tobytes(), np.packbits(covered[:held]).tobytes())
+
+
+def month_slot_arrays(rows: Sequence[MonthSlots], open_days: Sequence[DayRow] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """(mWh, covered) per slot of n meters' month (their slots rows of one month), as (n,
+    slots of the month) arrays: the days each row holds, then the later days from their day
+    rows among `open_days` (any day rows of these devices; a day without one: nothing)."""
+    month = rows[0].month
+    width = days_in(month) * SLOTS_A_DAY
+    n = len(rows)
+    held = [len(r.slots) // SLOT_CELL_BYTES for r in rows]
+    if min(held) == max(held):  # usually: every meter's rows hold the same days
+        k = held[0]
+        joined = np.frombuffer(b"".join(r.slots for r in rows), dtype=np.int32).reshape(n, k)
+        bits = covered_bits([r.covered for r in rows], n * k).reshape(n, k)
+        if k == width:
+            return joined, bits
+        amount, covered = np.zeros((n, width), dtype=np.int32), np.zeros((n, width), dtype=bool)
+        amount[:, :k], covered[:, :k] = joined, bits
+    else:
+        amount, covered = np.zeros((n, width), dtype=np.int32), np.zeros((n, width), dtype=bool)
+        for i, (r, k) in enumerate(zip(rows, held)):
+            amount[i, :k] = np.frombuffer(r.slots, dtype=np.int32)
+            covered[i, :k] = covered_bits([r.covered], k)
+    index = {r.device: i for i, r in enumerate(rows)}
+    later = [r for r in open_days if r.device in index and month + held[index[r.device]] // SLOTS_A_DAY * DAY
+             <= r.day < month + width // SLOTS_A_DAY * DAY]
+    if later:
+        block = DayBlock(later)
+        at = np.array([index[r.device] for r in later])
+        cells = ((np.array([r.day for r in later]) - month) // DAY * SLOTS_A_DAY)[:, None] + np.arange(SLOTS_A_DAY)
+        amount[at[:, None], cells] = block.amount
+        covered[at[:, None], cells] = block.covered
+    return amount, covered
 
 
 def month_sums(rows: Sequence[MonthRow], n: int) -> np.ndarray:

@@ -223,12 +223,28 @@ def _from_memory(store: Store, recent: RecentReadings, plans: list[_Plan]) -> li
         stored = {m: [r for r, _ in memory.days[m].values()] for m in rollup.months(plan.days.start, plan.days.stop)}
         days += plan.rows.values()
         months += month_rows(plan.device, plan.rows, stored)
-    store.write_rollups(days, months)
+    store.write_rollups(days, _changed_slots_only(store, months))
     for plan in plans:
         memory = recent.get(plan.device.id)
         for day, row in plan.rows.items():
             memory.days[rollup.month_start(day)][day] = (row, row_digest(row[2:]))
     return _check(store, recent, plans)
+
+
+def _changed_slots_only(store: Store, months: list[MonthRow]) -> list[MonthRow]:
+    """The month rows, without the slots of those whose stored slots row is already the
+    same (one digest query a month): a round of the current day changes the month's sums,
+    and its slots (the closed days') once a day."""
+    ids: dict[int, list[str]] = defaultdict(list)
+    for m in months:
+        if m.slots is not None:
+            ids[m.month].append(m.device)
+    stored: dict[tuple[str, int], int | None] = {}
+    for month, devices in ids.items():
+        stored.update(store.rollup_digests("rollup_month_slots", devices, month, month + 1))
+    return [m._replace(slots=None, covered=None)
+            if m.slots is not None and stored.get((m.device, m.month)) == row_digest((m.slots, m.covered)) else m
+            for m in months]
 
 
 def _check(store: Store, recent: RecentReadings, plans: list[_Plan]) -> list[Span]:

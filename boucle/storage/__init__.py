@@ -141,7 +141,8 @@ class Store(Protocol):
         without their slots (see month_slots)."""
 
     def month_slots(self, devices: Sequence[str], start: int, end: int) -> list[MonthSlots]:
-        """The meters' slots of the month rows with start <= month < end, by device then month."""
+        """The meters' slots of the month rows with start <= month < end, by device then month
+        (those of each month's closed days: boucle.rollup)."""
 
     def rollup_digests(self, table: str, devices: Sequence[str], start: int, end: int
                        ) -> dict[tuple[str, int], int | None]:

@@ -20,6 +20,7 @@ import base64
 import binascii
 import json
 import logging
+import random
 import re
 import threading
 import time
@@ -111,6 +112,8 @@ against 119-174 ms, their rows 77-107 against 200-225 ms)."""
 WRITE_BYTES = 8 * 2**20
 """Largest write body (InfluxDB refuses more than 25 MB by default)."""
 _ROW_TYPES = {"rollup_days": DayRow, "rollup_months": MonthRow, "rollup_month_slots": MonthSlots}
+MARKS = "rollup_marks"
+"""The measurement of the rollups' write marks: tag `table`, field `write`, time the start."""
 _LONG_QUERY = 4000
 """Characters of InfluxQL past which a query goes in a POST body rather than the URL."""
 
@@ -454,9 +457,15 @@ class InfluxStore:
     def write_rollups(self, days: Sequence[DayRow], months: Sequence[MonthRow]) -> None:
         lines = [self._rollup_line("rollup_days", d.device, d.day, d) for d in days]
         lines += [self._rollup_line("rollup_months", m.device, m.month, m) for m in months]
-        lines += [self._rollup_line("rollup_month_slots", m.device, m.month, m) for m in months if m.slots]
+        lines += [self._rollup_line("rollup_month_slots", m.device, m.month, m) for m in months if m.slots is not None]
         if lines:
             self.write_lines(lines, rp=self.rollups_rp or None)
+            # the write marks of the starts written (boucle.storage.rollup_cache), after the rows
+            mark = random.getrandbits(63)
+            starts = {("rollup_days", d.day) for d in days} | {("rollup_months", m.month) for m in months}
+            starts |= {("rollup_month_slots", m.month) for m in months if m.slots is not None}
+            self.write_lines([f"{MARKS},table={table} write={mark}i {self._t(t)}" for table, t in sorted(starts)],
+                             rp=self.rollups_rp or None)
             self._bump_version(rollups=True)
 
     def _rollup_line(self, table: str, device: str, start: int, row) -> str:
@@ -473,7 +482,8 @@ class InfluxStore:
         if self.rollup_cache is None:
             return sorted(self._fetch_rollups(table, devices, start, end, None))
         return self.rollup_cache.rows(table, devices, start, end, self.rollups_version(),
-                                      lambda: self._digests(table, devices, start, end),
+                                      lambda: self._marks(table, start, end),
+                                      lambda starts: self._digests(table, devices, start, end, starts),
                                       lambda keys: self._fetch_rollups(table, devices, start, end, keys))
 
     def _fetch_rollups(self, table: str, devices: Sequence[str], start: int, end: int,
@@ -500,13 +510,28 @@ class InfluxStore:
                        ) -> dict[tuple[str, int], int | None]:
         return {(device, t): digest for t, digest, device in self._digests(table, devices, start, end)}
 
-    def _digests(self, table: str, devices: Sequence[str], start: int, end: int) -> list:
-        """(time, digest, device) of the rows (as decoded: lists, no conversion)."""
+    def _digests(self, table: str, devices: Sequence[str], start: int, end: int,
+                 starts: Collection[int] | None = None) -> list:
+        """(time, digest, device) of the rows (as decoded: lists, no conversion); with
+        `starts`, of the rows at those times only."""
         if not devices:
             return []
-        series = self.query_series(f'SELECT "digest", "device" FROM {self._table(table)} WHERE time >= {start}s '
-                                   f"AND time < {end}s AND {_devices_match(devices)}")
-        return [v for s in series for v in s["values"]]
+        match = _devices_match(devices)
+        if starts is None:
+            spans = [f"time >= {start}s AND time < {end}s"]
+        else:
+            spans = [f"time = {t}s" for t in sorted(starts)]
+        statements = [f'SELECT "digest", "device" FROM {self._table(table)} WHERE {span} AND {match}' for span in spans]
+        return [v for result in self._query(";".join(statements)) for s in result.get("series", [])
+                for v in s["values"]]
+
+    def _marks(self, table: str, start: int, end: int) -> dict[int, int]:
+        """The write mark of each start of a table in [start, end) that has one: a number
+        written beside the rows of a start whenever rows are written there (one series a
+        table: a few hundred points a year, read in a few ms)."""
+        series = self.query_series(f'SELECT "write" FROM {self._table(MARKS)} WHERE "table" = {_quote(table)} '
+                                   f"AND time >= {start}s AND time < {end}s")
+        return {v[0]: v[1] for s in series for v in s["values"]}
 
     def day_rollups(self, devices: Sequence[str], start: int, end: int) -> list[DayRow]:
         return self._rollup_rows("rollup_days", devices, start, end)

@@ -289,7 +289,7 @@ class SQLiteStore:
         conn = self._conn()
         with conn:
             for table, rows in (("rollup_days", days), ("rollup_months", months),
-                                ("rollup_month_slots", [m for m in months if m.slots])):
+                                ("rollup_month_slots", [m for m in months if m.slots is not None])):
                 if rows:
                     columns = ROLLUP_TABLES[table]
                     conn.executemany(

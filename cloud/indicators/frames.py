@@ -7,8 +7,8 @@ measured, the accepted energy or the deposited mass (exact integers), the events
 (emptyings, counter resets, rejected deltas), and, for the meters an indicator needs a
 profile of, the energy of each interval of the period's grid.
 
-`FrameLoader` reads them from the gateway's rollups: month rows for the whole UTC days,
-day rows for the partial days at the edges when those fall on quarter-hours (a local
+`FrameLoader` reads them from the gateway's rollups: month rows for the whole UTC days
+(and the day rows of the days a meter's month slots do not hold yet: its open days), day rows for the partial days at the edges when those fall on quarter-hours (a local
 midnight always does), and the same computation on raw readings
 (`boucle.rollup.day_intervals`) for what the rollups do not hold: a partial quarter-hour
 at an edge, a day or month the gateway has not rolled up. With `raw=True` every day comes
@@ -31,7 +31,6 @@ from boucle.rollup import (
     DAY,
     MWH_PER_WH,
     SLOT,
-    SLOTS_A_DAY,
     DayBlock,
     Intervals,
     MonthRow,
@@ -303,9 +302,9 @@ class _SpanData:
                     lo, hi = max(self.first, month), min(self.last, rollup.next_month(month))
                     if month in have:
                         part = slice((lo - month) // SLOT, (hi - month) // SLOT)
-                        amounts.append(np.frombuffer(have[month].slots, dtype=np.int32)[part] / MWH_PER_WH)
-                        n = rollup.days_in(month) * SLOTS_A_DAY
-                        covered.append(rollup.covered_bits([have[month].covered], n)[part])
+                        mwh, bits = self._month_slots([have[month]], hi)
+                        amounts.append(mwh[0, part] / MWH_PER_WH)
+                        covered.append(bits[0, part])
                     else:
                         for day in range(lo, hi, DAY):
                             _take(computed[day], day, day + DAY, amounts, covered)
@@ -373,10 +372,8 @@ class _SpanData:
             lo, hi = max(self.first, month), min(self.last, rollup.next_month(month))
             part = slice((lo - month) // SLOT, (hi - month) // SLOT)
             n = part.stop - part.start
-            mine = [rows[d][k] for d in ids]
-            amounts = np.frombuffer(b"".join(r.slots for r in mine), dtype=np.int32).reshape(len(ids), -1)
+            amounts, bits = self._month_slots([rows[d][k] for d in ids], hi)
             np.divide(amounts[:, part], MWH_PER_WH, out=wh[:, col:col + n])
-            bits = rollup.covered_bits([r.covered for r in mine], amounts.size).reshape(len(ids), -1)
             covered[:, col:col + n] = bits[:, part]
             col += n
         for piece, lo, hi in pieces:
@@ -385,6 +382,15 @@ class _SpanData:
         for a in (wh, covered):
             a.flags.writeable = False
         return {d: (wh[i], covered[i]) for i, d in enumerate(ids)}
+
+    def _month_slots(self, rows: Sequence[MonthSlots], hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """(mWh, covered) per slot of these meters' month (`boucle.rollup.month_slot_arrays`),
+        with the day rows of their open days before `hi` (the days their rows do not hold)."""
+        month = rows[0].month
+        open_from = {r.device: month + rollup.held_days(r) * DAY for r in rows}
+        wanted = [d for d, t in open_from.items() if t < hi]
+        days = self.store.day_rollups(wanted, min(open_from[d] for d in wanted), hi) if wanted else []
+        return rollup.month_slot_arrays(rows, days)
 
     # --- partial days and raw readings -----------------------------------------------------
 

@@ -87,12 +87,24 @@ def test_a_round_rolls_up_what_was_written_without_reading_it_back(store_url):
     store = Counting(open_store(store_url))
     recent = RecentReadings(10**6)
     readings = stream(H - 3 * 3600, 6 * 60)  # across midnight: two days, two months
+    slots_written = []
+    write_rollups = store.store.write_rollups
+
+    def counted(days, months):  # the real write; how many month slots rows it carried
+        slots_written.append(sum(m.slots is not None for m in months))
+        write_rollups(days, months)
+
+    store.store.write_rollups = counted
     try:
         for n, i in enumerate(range(0, len(readings), 60)):
             spans = write(store, recent, readings[i:i + 60], float(n))
             assert until_done(store, recent, spans) == 1
         assert store.calls["readings"] == store.calls["next_reading_ts"] == 0
         assert store.calls["reading_counts"] == 0  # checked with a few marks a round instead
+        # the meter's slots rows hold closed days: written when a month gets one (the first
+        # round, an empty row; at midnight, December's with its last day, and January's), not
+        # in the rounds of an open day
+        assert slots_written == [1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0]  # half-hours from 21:00
         assert_rollups_are_the_readings(store.store)
     finally:
         store.close()

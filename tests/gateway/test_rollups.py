@@ -8,7 +8,7 @@ import pytest
 from boucle import rollup
 from boucle.protocol import Reading
 from boucle.registry import Device
-from boucle.rollup import DAY, FILL, REJECTED, RESET, WEIGHT, Readings
+from boucle.rollup import DAY, FILL, REJECTED, RESET, WEIGHT, DayRow, Readings
 from boucle.storage import StoredReading, open_store
 from gateway.aggregate import recompute_rollups
 
@@ -66,7 +66,9 @@ def test_a_water_meter_is_a_meter_of_litres_reset_aware_with_its_rated_flow():
     row = rollup.day_row(WATER.id, "water", iv)
     assert row.covered  # a meter: its slots' coverage is kept, as for energy
     month = rollup.month_row(WATER.id, "water", rollup.month_start(H), [row])
-    assert np.frombuffer(month.slots, dtype=np.int32)[:2].tolist() == [22_000, 12_000]
+    assert month.slots == b""  # its only day is open (no reading after it yet): read from its day row
+    amount, _ = rollup.month_slot_arrays([rollup.MonthSlots(*month[:2], month.slots, month.covered)], [row])
+    assert amount[0, (H - month.month) // 900:][:2].tolist() == [22_000, 12_000]
     # without a rated flow the flow field's bound applies (10,000 L/min)
     glitch = readings([(H, {"water_l": 0}), (H + 60, {"water_l": 20_000})])
     assert rollup.day_intervals("water", H, glitch).amount.sum() == 0
@@ -119,7 +121,36 @@ def test_rows_round_trip_and_months_sum_their_days():
     month = rollup.month_row(METER.id, "energy", H, days)
     per_day = rollup.month_sums([month], 1)[0]["amount"]
     assert per_day[:4].tolist() == [5 * 1440 * 1000] * 3 + [0]
-    assert np.frombuffer(month.slots, dtype=np.int32)[: 3 * 96].sum() == per_day.sum()
+    assert rollup.held_days(month) == 3  # a reading at the third day's end: all three are closed
+    assert np.frombuffer(month.slots, dtype=np.int32).sum() == per_day.sum()
+
+
+def test_a_month_row_holds_the_slots_of_its_closed_days_and_its_open_days_come_from_day_rows():
+    """A gateway round rewrites the current day: the month's slots row (its closed days)
+    stays the same, and reading it with the day rows gives every day's slots."""
+    r = readings([(H + 60 * i, {"energy_wh": 2 * i}) for i in range(2 * 1440 + 600)])
+
+    def rows(upto: int) -> list[DayRow]:
+        part = r.take(0, upto)
+        return [rollup.day_row(METER.id, "energy", rollup.day_intervals("energy", d, part.take(
+            max(int(np.searchsorted(part.times, d)) - 1, 0), int(np.searchsorted(part.times, d + DAY)) + 1)))
+                for d in (H, H + DAY, H + 2 * DAY)]
+
+    earlier, later = rows(2 * 1440 + 300), rows(2 * 1440 + 600)  # two rounds of the third day
+    first, second = (rollup.month_row(METER.id, "energy", H, days) for days in (earlier, later))
+    assert rollup.held_days(first) == rollup.held_days(second) == 2
+    assert (first.slots, first.covered) == (second.slots, second.covered) and first.days != second.days
+    held = rollup.MonthSlots(METER.id, H, second.slots, second.covered)
+    amount, covered = rollup.month_slot_arrays([held, held._replace(device="other")], later)
+    for i, day in enumerate(later):
+        iv = rollup.day_intervals_of(day)
+        assert amount[0, i * 96:(i + 1) * 96].tolist() == iv.amount.tolist()
+        assert covered[0, i * 96:(i + 1) * 96].tolist() == iv.covered.tolist()
+    assert not amount[1, 2 * 96:].any() and not amount[0, 3 * 96:].any()  # no day row: nothing
+    # a row of every day (written before closed days were kept apart) reads the same
+    full = rollup.MonthSlots(METER.id, H, amount[0].tobytes(), np.packbits(covered[0]).tobytes())
+    again = rollup.month_slot_arrays([full], later)
+    assert again[0].tolist() == amount[:1].tolist() and again[1].tolist() == covered[:1].tolist()
 
 
 @pytest.fixture(params=["sqlite", "influx"])
@@ -156,9 +187,11 @@ def test_a_late_reading_updates_the_days_it_touches(store):
     (month,) = store.month_rollups([device], H, H + 31 * DAY)
     first_day = rollup.month_sums([month], 1)[0][0]
     assert first_day["amount"] == 1_190_000 and first_day["received"] == 120
-    assert month.slots == b""  # read apart
+    assert month.slots is None  # read apart
     (slots,) = store.month_slots([device], H, H + DAY)
-    assert np.frombuffer(slots.slots, dtype=np.int32)[:8].sum() == 1_190_000
+    assert slots.slots == b""  # the day is open: its slots are its day row's
+    amount, _ = rollup.month_slot_arrays([slots], store.day_rollups([device], H, H + DAY))
+    assert amount[0, :8].sum() == 1_190_000
 
 
 def test_a_gap_spreads_its_delta_over_the_days_it_spans(store):

@@ -10,6 +10,8 @@ import random
 
 import pytest
 
+from boucle import rollup
+from boucle.rollup import DAY
 from boucle.storage import ROLLUP_TABLES, open_store
 from boucle.storage.sqlite import SQLiteStore
 from cloud.indicators import Scope, compute_indicators
@@ -72,6 +74,27 @@ def test_the_cache_follows_what_is_written_and_reads_only_what_changed(stores):
         read = cached.rollup_cache.fetched
         assert values(cached, reg, period) == want and cached.rollup_cache.fetched == read  # nothing written: none
         assert values(small, reg, period) == want and small.rollup_cache.size <= 20_000 + 12_500
+
+
+def test_only_the_starts_written_since_are_checked(stores):
+    """The store's write marks say which starts (days, months) were written since the rows
+    were checked: the others are not asked for their digests."""
+    influx, cached, _, _ = stores
+    reg, period = registry_of(FLEET), FLEET.period
+    fill_as_the_gateway_does(influx, reg, readings_of(FLEET), 3, seed=0, recent=RecentReadings(10**6))
+    devices = [d.id for d in reg.devices]
+    want = values(influx, reg, period)
+    assert values(cached, reg, period) == want
+    asked = []
+    digests = cached._digests
+    cached._digests = lambda table, *args: asked.append((table, list(args[-1]))) or digests(table, *args)
+    month = rollup.month_start(period.start + 2 * DAY)
+    again = influx.month_rollups(devices, month, month + 1)  # their sums: written again, the same
+    assert again and all(m.slots is None for m in again)
+    read = cached.rollup_cache.fetched
+    influx.write_rollups([], again)
+    assert values(cached, reg, period) == want and cached.rollup_cache.fetched == read
+    assert asked and all(a == ("rollup_months", [month]) for a in asked)  # (a query a span of placements)
 
 
 def digests(store, devices) -> dict:
