@@ -88,6 +88,9 @@ class GatewaySettings(MqttSettings):
                                               "(docs/ledger.md): readings of it stored later make a new version.")
     ledger_interval_s: float = setting(300.0, "How often the ledger stage looks for days to seal and re-checks the "
                                               "recent ones; 0 turns the stage off (run it in one gateway process only).")
+    ledger_settle_s: float = setting(60.0, "A ledger entry holds the readings the gateway received up to this long "
+                                           "before its round (a write in flight then is committed by the time the "
+                                           "day is read); those received later are late readings (a new version).")
     ledger_lookback_days: int = setting(7, "Sealed days the ledger stage re-checks each round for late readings (by "
                                            "count) and, every ledger_audit_rounds rounds, recomputes in full.")
     ledger_audit_rounds: int = setting(288, "Every this many rounds (288: daily at the default interval) the ledger "

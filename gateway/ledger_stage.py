@@ -45,12 +45,15 @@ class LedgerRound:
 
 
 def ledger_round(store: Store, registry: Registry, now: float, close_after_s: int, lookback_days: int,
-                 audit: bool = False) -> LedgerRound:
-    """One round of the ledger stage over every territory (see the module docstring)."""
+                 audit: bool = False, settle_s: float = 0.0) -> LedgerRound:
+    """One round of the ledger stage over every territory (see the module docstring). An
+    entry holds the readings received (the writer's clock) by its sealed_at, `settle_s`
+    before `now`: a write stamped before that is committed by then, so that an entry and
+    its time agree (BOUCLE_LEDGER_SETTLE_S)."""
     out = LedgerRound()
     closed_before = day_start(int(now) - close_after_s)  # days before it are closed
     for territory in registry.territories:
-        _territory_round(store, registry, territory.id, now, closed_before, lookback_days, audit, out)
+        _territory_round(store, registry, territory.id, now - settle_s, closed_before, lookback_days, audit, out)
     return out
 
 
@@ -72,7 +75,10 @@ def _territory_round(store: Store, registry: Registry, territory: str, now: floa
         if ledger.day_root(roots) == entry.root:
             continue
         if ledger.day_root(sealed_then) == entry.root:
-            if not _append(store, chain, ledger.seal(territory, day, roots, chain, now), out):
+            _, by_now = day_roots(store, registry, territory, day, now)
+            if ledger.day_root(by_now) == entry.root:
+                continue  # the late readings came after `now`: the next round seals them
+            if not _append(store, chain, ledger.seal(territory, day, by_now, chain, now), out):
                 return
             continue
         out.mismatches.append(Mismatch(territory, day, _differences(entry, roots)))
@@ -80,8 +86,11 @@ def _territory_round(store: Store, registry: Registry, territory: str, now: floa
     if start is None:
         return
     for day in range(start, closed_before, DAY):
-        roots, _ = day_roots(store, registry, territory, day)
-        if not _append(store, chain, ledger.seal(territory, day, roots, chain, now), out):
+        # What was received by `now`, the entry's sealed_at: a reading the writer stores
+        # while this round reads the day is a late one (the next version), not one the
+        # entry holds without its time saying so (which the next round took for tampering).
+        _, by_now = day_roots(store, registry, territory, day, now)
+        if not _append(store, chain, ledger.seal(territory, day, by_now, chain, now), out):
             return
 
 

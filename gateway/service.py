@@ -366,7 +366,8 @@ class Gateway:
             try:
                 result = ledger_round(self.store, self.registry.current(), time.time(),
                                       self.settings.ledger_close_after_s, self.settings.ledger_lookback_days,
-                                      audit=bool(every) and rounds % every == 0)
+                                      audit=bool(every) and rounds % every == 0,
+                                      settle_s=self.settings.ledger_settle_s)
             except Exception as exc:  # noqa: BLE001 - store trouble: the next round does it
                 log.warning("ledger round failed (%s); retrying next round", exc)
                 continue

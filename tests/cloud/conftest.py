@@ -18,6 +18,7 @@ from boucle.settings import ApiSettings, load_settings
 from boucle.storage.sqlite import SQLiteStore
 from cloud.app import create_app
 from cloud.serve import ServerThread
+from tests.cloud.devtools import DevToolsTab
 from tests.cloud.readings import write_readings
 from tests.conftest import EXAMPLE_REGISTRY
 from tests.servers import free_port
@@ -79,3 +80,11 @@ def served(simulated_db):
     yield serve
     for server in running:
         server.stop()
+
+
+@pytest.fixture
+def tab(tmp_path):
+    """A headless Chromium tab driven over DevTools (tests/cloud/devtools.py), closed after."""
+    opened = DevToolsTab(tmp_path / "devtools-profile")
+    yield opened
+    opened.close()

@@ -19,7 +19,6 @@ from cloud.indicators import CATALOGUE
 from cloud.indicators.caveats import TEMPLATES
 from cloud.serve import ServerThread
 from tests.cloud.conftest import ADMIN, ECULLY, KEYS, ZIM_FABLAB
-from tests.cloud.devtools import DevToolsTab
 from tests.conftest import EXAMPLE_REGISTRY, REPO, require_binary
 from tests.servers import free_port
 
@@ -126,13 +125,6 @@ STORED = "({session: sessionStorage.getItem('boucle.key'), local: localStorage.g
 OPTIONS = "Array.from(document.querySelectorAll('#territory option')).map(o => o.value)"
 READY = "document.body.dataset.state === 'ready'"
 SWAP_SHOWN = "!document.getElementById('key-swap').hidden"
-
-
-@pytest.fixture
-def tab(tmp_path):
-    opened = DevToolsTab(tmp_path / "devtools-profile")
-    yield opened
-    opened.close()
 
 
 def test_a_key_from_a_link_is_kept_in_the_tab_only_and_leaves_the_address(tab, base):

@@ -26,11 +26,10 @@ TEXTS = "[...document.querySelectorAll('{}')].map(n => n.textContent)"
 
 
 @pytest.fixture
-def tab(tmp_path):
-    opened = DevToolsTab(tmp_path / "devtools-profile")
-    opened.call("Emulation.setDeviceMetricsOverride", width=1280, height=1000, deviceScaleFactor=1, mobile=False)
-    yield opened
-    opened.close()
+def tab(tab):
+    """The page tab, at a desktop size for the screenshots."""
+    tab.call("Emulation.setDeviceMetricsOverride", width=1280, height=1000, deviceScaleFactor=1, mobile=False)
+    return tab
 
 
 def screenshot(tab: DevToolsTab, element: str, name: str) -> bytes:

@@ -7,7 +7,6 @@ import pytest
 
 from cloud.indicators import CATALOGUE
 from tests.cloud.conftest import ADMIN
-from tests.cloud.devtools import DevToolsTab
 from tests.conftest import REPO
 
 SCREENSHOTS = REPO / "docs" / "screenshots"
@@ -19,13 +18,6 @@ CHANGES = "Array.from(document.querySelectorAll('.card .change')).map(p => [p.cl
 @pytest.fixture
 def base(served):
     return served().url
-
-
-@pytest.fixture
-def tab(tmp_path):
-    opened = DevToolsTab(tmp_path / "devtools-profile")
-    yield opened
-    opened.close()
 
 
 def test_the_compare_toggle_shows_each_indicator_against_the_previous_period(tab, base):

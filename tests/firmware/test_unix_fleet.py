@@ -1,16 +1,22 @@
 """`boucle simulate --firmware N`: registry devices run by the firmware itself on virtual
 boards (unix-port MicroPython), beside the modelled fleet, through the gateway into
-SQLite; the ledger's truth holds for them as for the modelled devices."""
+SQLite; the ledger's truth holds for them as for the modelled devices. A board's signed
+readings end in the gateway's daily ledger, and one is proven to belong to its day."""
 
 from __future__ import annotations
 
 import itertools
 import time
 
+from fastapi.testclient import TestClient
+
+from boucle import ledger
 from boucle.device_keys import generate_key
-from boucle.registry import load_registry
-from boucle.settings import GatewaySettings, SimulatorSettings, load_settings
+from boucle.registry import ApiKey, RegistryFile, hash_key, load_registry
+from boucle.rollup import day_start
+from boucle.settings import ApiSettings, GatewaySettings, SimulatorSettings, load_settings
 from boucle.storage.sqlite import SQLiteStore
+from cloud.app import create_app
 from gateway.service import Gateway
 from simulator.firmware_devices import pick
 from simulator.ledger import read_ledger, totals
@@ -20,7 +26,7 @@ from tests.conftest import EXAMPLE_REGISTRY, require_binary
 HOURS = 3
 
 
-def test_three_registry_devices_on_the_firmware_beside_the_model(unix_micropython, mosquitto, tmp_path):
+def test_three_registry_devices_on_the_firmware_beside_the_model(unix_micropython, mosquitto, tmp_path, caplog):
     start = int(time.time()) - 86400
     start -= start % 3600
     end = start + HOURS * 3600
@@ -33,7 +39,8 @@ def test_three_registry_devices_on_the_firmware_beside_the_model(unix_micropytho
     keys.write_text(f"ecully-fablab-grid:{generate_key()}\necully-bakery-grid:{generate_key()}\n")
     gateway = Gateway(load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=f"sqlite:///{db}",
                                     metrics_port=0, spool_path=str(tmp_path / "spool.db"),
-                                    device_keys=str(keys))).start()
+                                    device_keys=str(keys), ledger_close_after_s=0,
+                                    ledger_interval_s=0.5, ledger_settle_s=1)).start()
     try:
         sim = load_settings(SimulatorSettings, {}, mqtt_port=mosquitto.port, ledger=str(tmp_path / "ledger.jsonl"),
                             device_keys=str(keys))
@@ -48,8 +55,33 @@ def test_three_registry_devices_on_the_firmware_beside_the_model(unix_micropytho
         assert sum(counts.values()) == report.readings
         assert store.dead_letters() == []  # the keyed ones signed: no bad_signature
         assert counts["ecully-fablab-grid"] and counts["ecully-bakery-grid"]
+        # The signed board's readings of a closed day (the run starts 24 h ago, so it has
+        # one) are sealed in the territory's ledger by the gateway's ledger stage.
+        signed = next(r for r in store.readings("ecully-fablab-grid", 0, 2**31, ["energy_wh"])
+                      if r.ts < day_start(int(time.time())))
+        day = day_start(signed.ts)
+        ecully = [d.id for d in registry.devices_of("ecully")]
+        stored = sum(store.reading_counts(ecully, day, day + 86400).values())
+
+        def sealed() -> ledger.LedgerEntry | None:
+            return ledger.latest(store.ledger("ecully")).get(day)
+
+        # every stored reading of the day, in its first version or (those the backfill
+        # stored while the day was being sealed) a later one, and no alarm
+        assert _wait(lambda: sealed() is not None and sealed().count == stored, 60), store.ledger("ecully")
+        assert "ALARM ledger" not in caplog.text
     finally:
         gateway.stop()
+    entry = sealed()
+    assert ledger.chain_problems(store.ledger("ecully")) == []
+    admin = "bk_fleet-ledger-admin"
+    api = load_settings(ApiSettings, {}, registry=str(EXAMPLE_REGISTRY))
+    with TestClient(create_app(api, registry_file=RegistryFile(EXAMPLE_REGISTRY), store=store,
+                               extra_keys=[ApiKey(id="admin", sha256=hash_key(admin), admin=True)])) as client:
+        proof = client.get(f"/v1/territories/ecully/ledger/{time.strftime('%Y-%m-%d', time.gmtime(day))}/proof",
+                           params={"device": "ecully-fablab-grid", "ts": signed.ts}, headers={"X-API-Key": admin})
+    assert proof.status_code == 200, proof.text
+    assert proof.json()["valid"] and ledger.verify_proof(ledger.proof_of(proof.json()["proof"]), entry.root)
 
     rows = read_ledger(tmp_path / "ledger.jsonl")
     ledger_readings = totals(rows, "device", "readings")
@@ -70,6 +102,15 @@ def test_three_registry_devices_on_the_firmware_beside_the_model(unix_micropytho
     states = store.device_states(boards)
     assert all(states[d]["health"].doc["fw"] == "0.1.0" for d in boards), states
     assert all(states[d]["status"].doc == {"v": 1, "online": False} for d in boards), states
+
+
+def _wait(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def test_boucle_up_with_two_devices_on_the_firmware(unix_micropython, tmp_path):

@@ -86,7 +86,8 @@ def test_a_running_gateway_seals_versions_and_raises_the_alarm_on_tampering(tmp_
     port = free_port()
     settings = load_settings(GatewaySettings, {}, mqtt_port=mosquitto.port, store_url=url, registry=str(registry_path),
                              metrics_port=port, client_id="ledger-gateway", spool_path=str(tmp_path / "spool.db"),
-                             ledger_interval_s=0.2, ledger_audit_rounds=1, ledger_lookback_days=400)
+                             ledger_interval_s=0.2, ledger_audit_rounds=1, ledger_lookback_days=400,
+                             ledger_settle_s=0.5)
     gateway = Gateway(settings).start()
     try:
         with caplog.at_level(logging.ERROR, logger="boucle.gateway"):
