@@ -113,13 +113,15 @@ def test_docker_compose_validates_the_file(tmp_path):
     assert scaled.returncode == 0, scaled.stderr
 
 
-def test_second_gateway_differs_only_by_its_session_and_spool(compose):
+def test_second_gateway_differs_only_by_its_session_spool_and_ledger(compose):
     extra = yaml.safe_load(interpolate(SECOND_GATEWAY.read_text("utf-8"), stack_env()))
     first, second = compose["services"]["gateway"], extra["services"]["gateway-2"]
     differ = {k for k in first["environment"].keys() | second["environment"].keys()
               if first["environment"].get(k) != second["environment"].get(k)}
-    # Its own MQTT identity: the broker names sessions by user name (mosquitto.conf).
-    assert differ == {"BOUCLE_CLIENT_ID", "BOUCLE_MQTT_USERNAME", "BOUCLE_MQTT_PASSWORD"}
+    # Its own MQTT identity: the broker names sessions by user name (mosquitto.conf); the
+    # first gateway alone seals the ledger (docs/ledger.md).
+    assert differ == {"BOUCLE_CLIENT_ID", "BOUCLE_MQTT_USERNAME", "BOUCLE_MQTT_PASSWORD", "BOUCLE_LEDGER_INTERVAL_S"}
+    assert second["environment"]["BOUCLE_LEDGER_INTERVAL_S"] == "0" and "BOUCLE_LEDGER_INTERVAL_S" not in first["environment"]
     assert second["environment"]["BOUCLE_MQTT_USERNAME"] == second["environment"]["BOUCLE_CLIENT_ID"]
     for key in ("image", "command", "depends_on", "healthcheck", "restart", "stop_grace_period"):
         assert first[key] == second[key], key
@@ -406,7 +408,7 @@ def test_cluster_profile_has_three_nodes_each_with_its_own_name_and_data(compose
     assert len(set(ports)) == 3
 
 
-def test_cluster_gateways_share_one_consumer_and_differ_only_by_their_id_and_spool(compose):
+def test_cluster_gateways_share_one_consumer_and_differ_only_by_their_id_spool_and_ledger(compose):
     services = compose["services"]
     first, second = services["cluster-gateway-1"], services["cluster-gateway-2"]
     settings = [load_settings(GatewaySettings, {k: str(v) for k, v in g["environment"].items()}) for g in (first, second)]
@@ -417,7 +419,9 @@ def test_cluster_gateways_share_one_consumer_and_differ_only_by_their_id_and_spo
         assert s.share_group == "boucle-gateway"
     differ = {k for k in first["environment"].keys() | second["environment"].keys()
               if first["environment"].get(k) != second["environment"].get(k)}
-    assert differ == {"BOUCLE_CLIENT_ID"}
+    assert differ == {"BOUCLE_CLIENT_ID", "BOUCLE_LEDGER_INTERVAL_S"}
+    # one gateway seals the ledger (docs/ledger.md: InfluxDB has no conditional write)
+    assert [s.ledger_interval_s > 0 for s in settings] == [True, False]
     spools = [next(m.source for m in mounts(g) if m.target == "/var/lib/boucle/spool") for g in (first, second)]
     assert spools[0] != spools[1] and all(s in compose["volumes"] for s in spools)
     # The gateway's MQTT user is one the NATS config knows, with the same password variable.
