@@ -42,7 +42,11 @@ def require_binary(name: str, apt_package: str) -> None:
 def running(binary: str, apt_package: str, server):
     """A test server started for a fixture (skipped without its binary outside CI), stopped after."""
     require_binary(binary, apt_package)
-    started = server.start()
+    try:
+        started = server.start()
+    except BaseException:
+        server.stop()  # what did start (a cluster's first nodes) does not outlive the test
+        raise
     yield started
     started.stop()
 

@@ -64,7 +64,12 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     users = tmp / "authorization.conf"
     users.write_text(text)
     env = {"MQTT_GATEWAY_PASSWORD": passwords["boucle-gateway"], "MQTT_SIMULATOR_PASSWORD": passwords["boucle-simulator"]}
-    cluster = NatsCluster(tmp / "nats", authorization=users, env=env).start()
+    cluster = NatsCluster(tmp / "nats", authorization=users, env=env)
+    try:
+        cluster.start()
+    except BaseException:
+        cluster.stop()  # the nodes that did start
+        raise
     store, log = tmp / "store.db", tmp / "gateway.log"
     gateway = gateway_process(log, INPUT="jetstream", NATS_SERVERS=cluster.urls, SHARE_GROUP="gateways",
                               MQTT_PORT=cluster.mqtt_ports[0], CLIENT_ID="gateway-0",
