@@ -85,7 +85,7 @@ def test_the_gateways_hmac_is_rfc_4231s():
         key, data = bytes.fromhex(case["key"]), bytes.fromhex(case["data"])
         got = hmac_sha256_hex(key, data).decode()
         assert got.startswith(case["hmac_sha256"]) and got == hmac.new(key, data, hashlib.sha256).hexdigest()
-        assert hmac_sha256_hex(key, data + b"!") != got.encode()  # the cached key states are copied, not used up
+        assert hmac_sha256_hex(key, data + b"!") != got.encode()  # the cached keyed HMAC is copied, not used up
 
 
 def test_the_signature_is_compared_over_the_exact_bytes():
