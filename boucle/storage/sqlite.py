@@ -112,20 +112,21 @@ INSERT OR IGNORE INTO meta VALUES ('data_version', 0);
 # Dead-letter bounds (trim_dead_letters): a tally per device kept by triggers, so checking
 # the bounds after a batch reads a few rows, never the letters; indexes with the size, so
 # finding the oldest to drop never reads a letter (its payload spills to overflow pages).
-_DEAD_LETTER_BOUNDS = """
-CREATE INDEX IF NOT EXISTS dead_letters_by_device ON dead_letters (device, id, size);
-CREATE INDEX IF NOT EXISTS dead_letters_by_age ON dead_letters (id, size);
-CREATE TABLE IF NOT EXISTS dead_letter_tally (
+# One statement each: the migration runs them inside one BEGIN IMMEDIATE (a script would commit).
+_DEAD_LETTER_BOUNDS = (
+    "CREATE INDEX IF NOT EXISTS dead_letters_by_device ON dead_letters (device, id, size)",
+    "CREATE INDEX IF NOT EXISTS dead_letters_by_age ON dead_letters (id, size)",
+    """CREATE TABLE IF NOT EXISTS dead_letter_tally (
     device TEXT PRIMARY KEY, letters INTEGER NOT NULL, bytes INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS dead_letter_kept AFTER INSERT ON dead_letters BEGIN
+) WITHOUT ROWID""",
+    """CREATE TRIGGER IF NOT EXISTS dead_letter_kept AFTER INSERT ON dead_letters BEGIN
     INSERT INTO dead_letter_tally VALUES (NEW.device, 1, NEW.size)
     ON CONFLICT (device) DO UPDATE SET letters = letters + 1, bytes = bytes + excluded.bytes;
-END;
-CREATE TRIGGER IF NOT EXISTS dead_letter_dropped AFTER DELETE ON dead_letters BEGIN
+END""",
+    """CREATE TRIGGER IF NOT EXISTS dead_letter_dropped AFTER DELETE ON dead_letters BEGIN
     UPDATE dead_letter_tally SET letters = letters - 1, bytes = bytes - OLD.size WHERE device = OLD.device;
-END;
-"""
+END""",
+)
 _ROWS_JSON = msgspec.json.Encoder()
 _COLUMN = "value ->> {}" if sqlite3.sqlite_version_info >= (3, 38) else "json_extract(value, '$[{}]')"
 _INSERT = (
@@ -397,20 +398,36 @@ def _add_column(conn: sqlite3.Connection, table: str, column: str) -> None:
 
 def _bound_dead_letters(conn: sqlite3.Connection) -> None:
     """The dead-letter bounds' columns, indexes, tally and triggers; a store written before
-    them gets its letters' device (the topic's second-to-last segment) and size."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(dead_letters)")}
-    if "device" not in columns:
-        conn.execute("ALTER TABLE dead_letters ADD COLUMN device TEXT NOT NULL DEFAULT ''")
-        conn.execute("ALTER TABLE dead_letters ADD COLUMN size INTEGER NOT NULL DEFAULT 0")
-        rows = conn.execute("SELECT id, received, topic, error, path, message, payload, coalesce(key, '') "
-                            "FROM dead_letters").fetchall()
-        letters = [(row[0], DeadLetter(*row[1:], device=_topic_device(row[2]))) for row in rows]
-        conn.executemany("UPDATE dead_letters SET device = ?, size = ? WHERE id = ?",
-                         [(d.device, letter_size(d), id_) for id_, d in letters])
-    fresh = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dead_letter_tally'").fetchone() is None
-    conn.executescript(_DEAD_LETTER_BOUNDS)
-    if fresh:
-        conn.execute("INSERT INTO dead_letter_tally SELECT device, count(*), sum(size) FROM dead_letters GROUP BY device")
+    them gets its letters' device (the topic's second-to-last segment) and size.
+
+    One write transaction, taken before looking: processes opening an old store together
+    (a gateway and the API) migrate it one after the other, the later ones finding it done."""
+    conn.commit()
+    level, conn.isolation_level = conn.isolation_level, None  # our BEGIN, not the module's
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(dead_letters)")}
+            if "device" not in columns:
+                conn.execute("ALTER TABLE dead_letters ADD COLUMN device TEXT NOT NULL DEFAULT ''")
+                conn.execute("ALTER TABLE dead_letters ADD COLUMN size INTEGER NOT NULL DEFAULT 0")
+                rows = conn.execute("SELECT id, received, topic, error, path, message, payload, coalesce(key, '') "
+                                    "FROM dead_letters").fetchall()
+                letters = [(row[0], DeadLetter(*row[1:], device=_topic_device(row[2]))) for row in rows]
+                conn.executemany("UPDATE dead_letters SET device = ?, size = ? WHERE id = ?",
+                                 [(d.device, letter_size(d), id_) for id_, d in letters])
+            fresh = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dead_letter_tally'").fetchone() is None
+            for statement in _DEAD_LETTER_BOUNDS:
+                conn.execute(statement)
+            if fresh:
+                conn.execute("INSERT INTO dead_letter_tally "
+                             "SELECT device, count(*), sum(size) FROM dead_letters GROUP BY device")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        conn.isolation_level = level
 
 
 _START = {"rollup_days": "day", "rollup_months": "month", "rollup_month_slots": "month"}

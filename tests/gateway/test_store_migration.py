@@ -81,3 +81,35 @@ def test_processes_opening_an_old_store_together_all_migrate_it(tmp_path):
         p.join(120)
     assert [p.exitcode for p in openers] == [0, 0, 0]
     assert set(MEASUREMENT_FIELDS) <= set(_columns(path))
+
+
+def _before_bounds(path: Path) -> None:
+    """The old store as the code before the dead-letter bounds (90e058d) left it."""
+    with sqlite3.connect(path) as conn:
+        for name in ("dead_letter_kept", "dead_letter_dropped"):
+            conn.execute(f"DROP TRIGGER {name}")
+        for name in ("dead_letters_by_device", "dead_letters_by_age"):
+            conn.execute(f"DROP INDEX {name}")
+        conn.execute("DROP TABLE dead_letter_tally")
+        conn.execute("ALTER TABLE dead_letters DROP COLUMN device")
+        conn.execute("ALTER TABLE dead_letters DROP COLUMN size")
+
+
+def test_processes_opening_a_store_older_than_the_dead_letter_bounds_together_all_bound_it(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    path = tmp_path / "old.db"
+    shutil.copy(OLD, path)
+    _before_bounds(path)
+    start = ctx.Barrier(3)
+    openers = [ctx.Process(target=_open, args=(str(path), start)) for _ in range(3)]
+    for p in openers:
+        p.start()
+    for p in openers:
+        p.join(120)
+    assert [p.exitcode for p in openers] == [0, 0, 0]
+    with sqlite3.connect(path) as conn:
+        letters = conn.execute("SELECT device, count(*), sum(size) FROM dead_letters GROUP BY device").fetchall()
+        assert letters and all(device and size > 0 for device, _, size in letters)
+        # counted once, though three processes found the store without its tally
+        assert conn.execute("SELECT device, letters, bytes FROM dead_letter_tally ORDER BY device").fetchall() \
+            == sorted(letters)
