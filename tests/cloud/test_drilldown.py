@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import sqlite3
 import time
 
@@ -71,6 +73,17 @@ def test_ranking_equals_each_sites_own_indicator(client):
                                params={**PERIOD, "indicator": "waste.sorting_rate", "order": "asc"}).json()["sites"]
     rates = [s["value"] for s in worst_sorting if s["value"] is not None]
     assert rates == sorted(rates)
+
+    as_csv = client.get("/v1/territories/ecully/ranking", headers=H,
+                        params={**PERIOD, "indicator": "energy.base_load", "per": "m2", "format": "csv"})
+    assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv")
+    assert "ecully-ranking-energy.base_load.csv" in as_csv.headers["content-disposition"]
+    table = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert [r["site"] for r in table] == [s["site"] for s in per_m2["sites"]]  # the same order
+    for r, s in zip(table, per_m2["sites"], strict=True):
+        assert r["rank"] == ("" if s["rank"] is None else str(s["rank"]))
+        assert r["value"] == ("" if s["value"] is None else repr(s["value"]))
+        assert (r["name"], r["unit"], r["per"], float(r["coverage"])) == (s["name"], "kW/m²", "m2", s["coverage"])
 
     assert client.get("/v1/territories/ecully/ranking", params={"indicator": "energy.nope"},
                       headers=H).status_code == 422
