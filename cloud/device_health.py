@@ -18,7 +18,9 @@ from pydantic import BaseModel, Field
 
 from boucle.registry import Device, HealthSettings, Registry
 from cloud.access import Budget, Context, Ctx, Who, site_or_404, territory_or_404
+from cloud.bin_forecasts import fill_now_pct, load_kg
 from cloud.budget import RequestBudget, period_cost
+from cloud.fiware_entities import newest
 from cloud.indicator_routes import indicator_set
 from cloud.indicators import Period, Scope
 from cloud.models import PeriodOut
@@ -53,6 +55,9 @@ class DeviceHealth(BaseModel):
     reset_cause: str | None = None
     error: str | None = Field(default=None, description="The last problem the device reported.")
     coverage: float | None = Field(description="Readings received ÷ expected over the period, %.")
+    fill_pct: float | None = Field(default=None, description="A bin's fill from its newest reading, 0–100: its "
+                                   "fill sensor, else weight ÷ capacity_kg (as FIWARE fillingLevel × 100).")
+    weight_kg: float | None = Field(default=None, description="A scale bin's load from its newest reading, kg.")
     visit: list[str] = Field(description="Why a technician should go and see it (empty: nothing to do).")
 
 
@@ -110,10 +115,16 @@ def is_online(device: Device, received: float | None, now: float, online_after_s
     return received is not None and now - received < limit
 
 
+def bin_now(device: Device, latest: dict) -> dict:
+    """A bin's fill_pct (rounded to 0.1) and weight_kg from its newest reading's values."""
+    fill = fill_now_pct(latest.get("fill_pct"), latest.get("weight_g"), device.capacity_kg)
+    return {"fill_pct": None if fill is None else round(fill, 1), "weight_kg": load_kg(latest.get("weight_g"))}
+
+
 def device_health(ctx: Context, devices: list[Device], coverage: dict[str, float], now: float) -> list[DeviceHealth]:
     """Each device's health, those to visit first (most reasons first), then by id."""
     ids = [d.id for d in devices]
-    seen = ctx.store.last_seen(ids)
+    seen, newest_of = newest(ctx, devices, ["fill_pct", "weight_g"], kind="waste")
     states = ctx.store.device_states(ids)
     out = []
     for d in devices:
@@ -130,7 +141,7 @@ def device_health(ctx: Context, devices: list[Device], coverage: dict[str, float
             boot=_int(doc.get("boot")), reset_cause=doc.get("reset_cause") if isinstance(
                 doc.get("reset_cause"), str) else None,
             error=doc.get("error") if isinstance(doc.get("error"), str) else None,
-            coverage=coverage.get(d.id), visit=[])
+            coverage=coverage.get(d.id), visit=[], **bin_now(d, newest_of.get(d.id, {})))
         out.append(row.model_copy(update={"visit": visit_reasons(row, limits)}))
     return sorted(out, key=lambda r: (-len(r.visit), r.online, r.id))
 

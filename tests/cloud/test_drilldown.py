@@ -120,6 +120,8 @@ def test_device_health_tells_which_sensor_to_visit(own_db):
         coverage = client.get("/v1/territories/ecully/indicators", params={**PERIOD, "ids": "data.coverage"},
                               headers=H).json()["indicators"][0]["breakdown"]["by_device"]
         site = client.get("/v1/sites/ecully-bakery/device-health", params=PERIOD, headers=H).json()
+        containers = client.get("/v1/fiware/territories/ecully/waste-containers", headers=H,
+                                params={**PERIOD, "options": "keyValues"}).json()
     devices = {d["id"]: d for d in body["devices"]}
     assert set(devices) == {d.id for d in load_registry(EXAMPLE_REGISTRY).devices_of("ecully")}
     assert all(d["coverage"] == coverage[d["id"]] for d in devices.values())
@@ -132,6 +134,14 @@ def test_device_health_tells_which_sensor_to_visit(own_db):
     # the readings were received long ago (the simulated clock): every device is offline
     assert all(not d["online"] and d["visit"][0].startswith("offline") for d in devices.values())
     assert body["to_visit"] == len(devices)
+    # a bin's fill and load now: its newest reading, as the FIWARE WasteContainer says them
+    bins = {d["id"]: d for d in devices.values() if d["kind"] == "waste"}
+    fiware = {e["id"].rsplit(":", 1)[1]: e for e in containers}
+    assert set(bins) == set(fiware) and any(b["fill_pct"] for b in bins.values())
+    for device, b in bins.items():
+        assert b["fill_pct"] == pytest.approx(fiware[device]["fillingLevel"] * 100, abs=0.05)
+        assert b["weight_kg"] == fiware[device].get("cargoWeight")
+    assert all(d["fill_pct"] is None and d["weight_kg"] is None for d in devices.values() if d["kind"] != "waste")
     assert {d["id"] for d in site["devices"]} == {"ecully-bakery-grid", *(
         d.id for d in load_registry(EXAMPLE_REGISTRY).devices_of_site("ecully-bakery"))}
 
