@@ -57,7 +57,14 @@ class Evaluated(BaseModel):
 
 
 def get_alerts(request: Request) -> AlertService:
-    return request.app.state.alerts
+    """The process's alert service; 503 where BOUCLE_ALERTS_DB=off (another process keeps the book)."""
+    alerts = request.app.state.alerts
+    if alerts is None:
+        raise ApiProblem(503, "Alerts not kept here",
+                         "this API process keeps no alert book (BOUCLE_ALERTS_DB=off): alerts and exchanges are "
+                         "served by the one that does (on Kubernetes, through the boucle-api Ingress, "
+                         "deploy/kubernetes/README.md)")
+    return alerts
 
 
 Alerts = Annotated[AlertService, Depends(get_alerts)]
