@@ -437,7 +437,10 @@ def _fix_for(err: dict) -> str:
     bound = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "more than"),
              "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}.get(kind)
     if bound and bound[0] in err.get("ctx", {}):
-        return f"use a value {bound[1]} {err['ctx'][bound[0]]} (docs/registry.md gives each key's range and default)"
+        limit = err["ctx"][bound[0]]
+        if isinstance(limit, float) and limit.is_integer():
+            limit = int(limit)
+        return f"use a value {bound[1]} {limit} (docs/registry.md gives each key's range and default)"
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return "use a whole number (docs/registry.md gives each key's range and default)"
     if kind == "string_pattern_mismatch":
