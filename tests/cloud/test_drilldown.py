@@ -15,6 +15,7 @@ from boucle.settings import ApiSettings, load_settings
 from boucle.storage import DeviceState
 from boucle.storage.sqlite import SQLiteStore
 from cloud.app import create_app
+from cloud.bin_forecasts import fill_now_pct, load_kg
 from cloud.device_health import DeviceHealth, visit_reasons
 from cloud.indicators import LOW_COVERAGE
 from cloud.ranking import RankedSite, rank
@@ -192,3 +193,12 @@ def test_device_health_thresholds_are_the_territorys(own_db, tmp_path):
         load_registry(bad)
     message = str(refused.value)
     assert "territories[0].device_health.weak_rssi_dbm" in message and "Fix: use a value at most 0" in message
+
+
+def test_a_bins_fill_now():
+    assert fill_now_pct(42.5, 9000, 60) == 42.5  # the fill sensor first
+    assert fill_now_pct(None, 9000, 60) == 15.0  # else weight ÷ capacity
+    assert fill_now_pct(float("nan"), 9000, 60) == 15.0
+    assert fill_now_pct(None, 90_000, 60) == 100.0 and fill_now_pct(None, -20, 60) == 0.0  # clamped
+    assert fill_now_pct(None, 9000, None) is None and fill_now_pct(None, None, 60) is None
+    assert (load_kg(12_345), load_kg(-8), load_kg(None)) == (12.345, 0.0, None)
