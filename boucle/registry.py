@@ -82,6 +82,22 @@ class AlertSettings(_Model):
     """Nights before last night that make its usual level."""
 
 
+class HealthSettings(_Model):
+    """A territory's device-health thresholds (`[territories.device_health]`, docs/registry.md)."""
+
+    offline_intervals: int | None = Field(default=None, ge=1, le=100_000)
+    """Offline when nothing was received for longer than this many of the device's intervals
+    (None: BOUCLE_ONLINE_AFTER_S, the service's setting)."""
+    low_coverage_pct: float = Field(default=90, ge=0, le=100)
+    """To visit when its coverage over the period is below this."""
+    dropped_readings: int = Field(default=1, ge=1, le=1_000_000_000)
+    """To visit when it reports having dropped at least this many readings (buffer full)."""
+    backlog_readings: int = Field(default=100, ge=1, le=1_000_000)
+    """To visit when at least this many readings wait in its buffer."""
+    weak_rssi_dbm: int = Field(default=-80, ge=-130, le=0)
+    """To visit when its Wi-Fi signal is below this."""
+
+
 class CollectionSettings(_Model):
     """A territory's collection rounds (`[territories.collection]`, docs/registry.md "Collection rounds")."""
 
@@ -125,6 +141,7 @@ class Territory(_Model):
     timezone: str = "Europe/Paris"
     routes: dict[str, Route] = {}
     alerts: AlertSettings = AlertSettings()
+    device_health: HealthSettings = HealthSettings()
     collection: CollectionSettings = CollectionSettings()
     signed: Signed = "optional"
     """Its devices' default: "required" refuses unsigned telemetry even from a device the
@@ -417,6 +434,15 @@ def _fix_for(err: dict) -> str:
         return "remove this key or check its spelling against docs/registry.md"
     if kind in ("literal_error", "enum"):
         return f"use one of the allowed values ({err.get('ctx', {}).get('expected', 'see docs/registry.md')})"
+    bound = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "more than"),
+             "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}.get(kind)
+    if bound and bound[0] in err.get("ctx", {}):
+        limit = err["ctx"][bound[0]]
+        if isinstance(limit, float) and limit.is_integer():
+            limit = int(limit)
+        return f"use a value {bound[1]} {limit} (docs/registry.md gives each key's range and default)"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "use a whole number (docs/registry.md gives each key's range and default)"
     if kind == "string_pattern_mismatch":
         return "use lower-case letters, digits, '-' and '_' only (3 to 48 characters)"
     return "see docs/registry.md for the expected value"

@@ -130,7 +130,8 @@ class ApiSettings:
                                    "store before each use, so that a computation reads only the rows changed since "
                                    "(a year of 1,000 devices is about 80 MB); 0 reads every row every time.")
     alerts_db: str = setting("", "The alert book (SQLite: alerts, their deliveries, proposed exchanges); empty: "
-                                 "alerts.db beside an SQLite store, else .boucle/alerts.db.")
+                                 "alerts.db beside an SQLite store, else .boucle/alerts.db; off: this process keeps "
+                                 "none, evaluates no rule and answers alerts and exchanges 503 (another serves them).")
     alerts_interval_s: float = setting(30.0, "How often the API looks for new data (the store's data version) to "
                                              "evaluate the alert rules on; 0 stops evaluating (the book still answers).")
     alerts_recheck_s: float = setting(300.0, "Rules are evaluated at least this often even without new data (a silent "

@@ -10,7 +10,7 @@ import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from boucle.registry import Registry
 from cloud.access import Budget, Ctx, Who, territory_or_404
@@ -36,7 +36,9 @@ class AlertOut(BaseModel):
     site: str
     severity: str
     status: AlertStatus
-    message: str
+    message: str = Field(description="What happened, in English (as when the alert last changed).")
+    messages: dict[str, str] = Field(description="The message in each language of the dashboard: {en, fr} "
+                                                "(cloud/alerts/texts.py).")
     detail: dict
     opened: str
     updated: str
@@ -55,7 +57,14 @@ class Evaluated(BaseModel):
 
 
 def get_alerts(request: Request) -> AlertService:
-    return request.app.state.alerts
+    """The process's alert service; 503 where BOUCLE_ALERTS_DB=off (another process keeps the book)."""
+    alerts = request.app.state.alerts
+    if alerts is None:
+        raise ApiProblem(503, "Alerts not kept here",
+                         "this API process keeps no alert book (BOUCLE_ALERTS_DB=off): alerts and exchanges are "
+                         "served by the one that does (on Kubernetes, through the boucle-api Ingress, "
+                         "deploy/kubernetes/README.md)")
+    return alerts
 
 
 Alerts = Annotated[AlertService, Depends(get_alerts)]

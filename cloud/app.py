@@ -77,9 +77,11 @@ def create_app(settings: ApiSettings, *, registry_file: RegistryFile | None = No
     """Build the API and dashboard around a registry file and a store."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.alerts.start()  # the alert loop runs while the app is served
+        if app.state.alerts is not None:
+            app.state.alerts.start()  # the alert loop runs while the app is served
         yield
-        app.state.alerts.stop()
+        if app.state.alerts is not None:
+            app.state.alerts.stop()
 
     # fastapi-offline serves Swagger UI from its own package, not a CDN: /docs works offline.
     app = FastAPIOffline(lifespan=lifespan,

@@ -1,4 +1,5 @@
-"""Bins' fill forecasts from their stored readings (cloud.rounds holds the arithmetic)."""
+"""Bins' current fill and fill forecasts from their stored readings (cloud.rounds holds the
+forecasts' arithmetic)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,23 @@ FILL_FIELDS = ("fill_pct", "weight_g")
 
 def _known(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def fill_now_pct(fill_pct, weight_g, capacity_kg: float | None) -> float | None:
+    """A bin's fill from its newest reading, 0–100: the fill sensor, else weight ÷ capacity_kg
+    (clamped: an overfull bin reads 100); None when neither is known."""
+    if _known(fill_pct):
+        level = float(fill_pct)
+    elif _known(weight_g) and capacity_kg:
+        level = float(weight_g) / 1000 / capacity_kg * 100
+    else:
+        return None
+    return min(100.0, max(0.0, level))
+
+
+def load_kg(weight_g) -> float | None:
+    """A scale bin's load in kg (an empty bin's load cell reads a few grams either side of zero: 0)."""
+    return max(0.0, round(float(weight_g) / 1000, 3)) if _known(weight_g) else None
 
 
 def forecast(store: Store, device: Device, start: int, end: int) -> BinForecast | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from boucle.private_files import create_private_file
 from boucle.storage.sqlite import BUSY_TIMEOUT_S, _use_wal
 from cloud.alerts.rules import Finding
+from cloud.alerts.texts import messages
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -239,6 +240,7 @@ class Book:
 def _alert_dict(row: sqlite3.Row) -> dict:
     out = dict(zip(ALERT_COLUMNS, row))
     out["detail"] = json.loads(out["detail"])
+    out["messages"] = messages(out["rule"], out["subject"], out["detail"], out["message"])
     return out
 
 

@@ -16,11 +16,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
-from boucle.registry import Device
+from boucle.registry import Device, HealthSettings, Registry
 from cloud.access import Budget, Context, Ctx, Who, site_or_404, territory_or_404
+from cloud.bin_forecasts import fill_now_pct, load_kg
 from cloud.budget import RequestBudget, period_cost
+from cloud.fiware_entities import newest
 from cloud.indicator_routes import indicator_set
-from cloud.indicators import LOW_COVERAGE, Period, Scope
+from cloud.indicators import Period, Scope
 from cloud.models import PeriodOut
 from cloud.params import SiteId, TerritoryId, get_period
 from cloud.timefmt import iso, period_out
@@ -28,9 +30,10 @@ from cloud.timefmt import iso, period_out
 router = APIRouter(prefix="/v1", tags=["drill-down"])
 When = Annotated[Period, Depends(get_period)]
 
-WEAK_RSSI_DBM = -80       # below this the Wi-Fi link loses packets: move the device or add an access point
-BACKLOG_READINGS = 100    # a buffer this deep means the device has trouble sending
-LOW_COVERAGE_PCT = 100 * LOW_COVERAGE  # as the indicators' low-coverage caveat
+DEFAULTS = HealthSettings()
+"""The thresholds where a territory sets none (`[territories.device_health]`, docs/registry.md):
+under -80 dBm a Wi-Fi link loses packets; 100 readings in the buffer mean trouble sending;
+coverage under 90 % as the indicators' low-coverage caveat."""
 
 
 class DeviceHealth(BaseModel):
@@ -39,7 +42,8 @@ class DeviceHealth(BaseModel):
     kind: str
     channel: str | None = None
     stream: str | None = None
-    online: bool = Field(description="Newest reading received less than BOUCLE_ONLINE_AFTER_S ago.")
+    online: bool = Field(description="Newest reading received less than BOUCLE_ONLINE_AFTER_S ago (or its "
+                                     "territory's device_health.offline_intervals of its interval_s).")
     last_seen: str | None = Field(description="Event time of the newest reading, ISO 8601 UTC.")
     silent_s: int | None = Field(description="Seconds since the gateway received its newest reading.")
     interval_s: int
@@ -51,6 +55,9 @@ class DeviceHealth(BaseModel):
     reset_cause: str | None = None
     error: str | None = Field(default=None, description="The last problem the device reported.")
     coverage: float | None = Field(description="Readings received ÷ expected over the period, %.")
+    fill_pct: float | None = Field(default=None, description="A bin's fill from its newest reading, 0–100: its "
+                                   "fill sensor, else weight ÷ capacity_kg (as FIWARE fillingLevel × 100).")
+    weight_kg: float | None = Field(default=None, description="A scale bin's load from its newest reading, kg.")
     visit: list[str] = Field(description="Why a technician should go and see it (empty: nothing to do).")
 
 
@@ -65,22 +72,22 @@ def _int(value) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def visit_reasons(d: DeviceHealth, low_coverage_pct: float = LOW_COVERAGE_PCT) -> list[str]:
+def visit_reasons(d: DeviceHealth, limits: HealthSettings = DEFAULTS) -> list[str]:
     """Why to visit a device, most urgent first: silent (offline), a reported error, low
-    coverage, readings dropped, a backlog in its buffer, a weak signal."""
+    coverage, readings dropped, a backlog in its buffer, a weak signal (`limits`: its territory's)."""
     out = []
     if not d.online:
         out.append("offline: no reading received for " + _duration(d.silent_s) if d.silent_s is not None
                    else "offline: never seen")
     if d.error:
         out.append(f"reports an error: {d.error}")
-    if d.coverage is not None and d.coverage < low_coverage_pct:
+    if d.coverage is not None and d.coverage < limits.low_coverage_pct:
         out.append(f"coverage {d.coverage:.0f} % over the period")
-    if d.dropped:
+    if d.dropped is not None and d.dropped >= limits.dropped_readings:
         out.append(f"dropped {d.dropped} readings (buffer full)")
-    if d.buffer_depth is not None and d.buffer_depth >= BACKLOG_READINGS:
+    if d.buffer_depth is not None and d.buffer_depth >= limits.backlog_readings:
         out.append(f"{d.buffer_depth} readings waiting in its buffer")
-    if d.rssi is not None and d.rssi < WEAK_RSSI_DBM:
+    if d.rssi is not None and d.rssi < limits.weak_rssi_dbm:
         out.append(f"weak Wi-Fi signal ({d.rssi} dBm)")
     return out
 
@@ -93,27 +100,49 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 86400} days"
 
 
+def health_settings(registry: Registry, device: Device) -> HealthSettings:
+    """The device-health thresholds of the territory a device is in."""
+    site = registry.site(device.site)
+    territory = registry.territory(site.territory) if site else None
+    return territory.device_health if territory else DEFAULTS
+
+
+def is_online(device: Device, received: float | None, now: float, online_after_s: float,
+              limits: HealthSettings) -> bool:
+    """Its newest reading received less than `offline_intervals` of its intervals ago when
+    its territory sets that, else less than BOUCLE_ONLINE_AFTER_S."""
+    limit = online_after_s if limits.offline_intervals is None else limits.offline_intervals * device.interval_s
+    return received is not None and now - received < limit
+
+
+def bin_now(device: Device, latest: dict) -> dict:
+    """A bin's fill_pct (rounded to 0.1) and weight_kg from its newest reading's values."""
+    fill = fill_now_pct(latest.get("fill_pct"), latest.get("weight_g"), device.capacity_kg)
+    return {"fill_pct": None if fill is None else round(fill, 1), "weight_kg": load_kg(latest.get("weight_g"))}
+
+
 def device_health(ctx: Context, devices: list[Device], coverage: dict[str, float], now: float) -> list[DeviceHealth]:
     """Each device's health, those to visit first (most reasons first), then by id."""
     ids = [d.id for d in devices]
-    seen = ctx.store.last_seen(ids)
+    seen, newest_of = newest(ctx, devices, ["fill_pct", "weight_g"], kind="waste")
     states = ctx.store.device_states(ids)
     out = []
     for d in devices:
         ts, received = seen.get(d.id, (None, None))
         health = states.get(d.id, {}).get("health")
         doc = health.doc if health else {}
+        limits = health_settings(ctx.registry, d)
         row = DeviceHealth(
             id=d.id, site=d.site, kind=d.kind, channel=d.channel, stream=d.stream,
-            online=received is not None and now - received < ctx.settings.online_after_s,
+            online=is_online(d, received, now, ctx.settings.online_after_s, limits),
             last_seen=iso(ts), silent_s=int(now - received) if received is not None else None,
             interval_s=d.interval_s, buffer_depth=_int(doc.get("buffer_depth")), dropped=_int(doc.get("dropped")),
             rssi=_int(doc.get("rssi")), firmware=doc.get("fw") if isinstance(doc.get("fw"), str) else None,
             boot=_int(doc.get("boot")), reset_cause=doc.get("reset_cause") if isinstance(
                 doc.get("reset_cause"), str) else None,
             error=doc.get("error") if isinstance(doc.get("error"), str) else None,
-            coverage=coverage.get(d.id), visit=[])
-        out.append(row.model_copy(update={"visit": visit_reasons(row)}))
+            coverage=coverage.get(d.id), visit=[], **bin_now(d, newest_of.get(d.id, {})))
+        out.append(row.model_copy(update={"visit": visit_reasons(row, limits)}))
     return sorted(out, key=lambda r: (-len(r.visit), r.online, r.id))
 
 

@@ -267,7 +267,8 @@ class DeviceOut(BaseModel):
     channel: str | None
     stream: str | None
     last_seen: str | None = Field(description="Event time of the newest reading, ISO 8601 UTC.")
-    online: bool = Field(description="Newest reading received less than BOUCLE_ONLINE_AFTER_S ago.")
+    online: bool = Field(description="Newest reading received less than BOUCLE_ONLINE_AFTER_S ago (or its "
+                                     "territory's device_health.offline_intervals of its interval_s).")
     health: dict[str, Any] | None = Field(description="Latest health message of the device.")
     buffer_depth: int | None = Field(description="Readings waiting in the device's store-and-forward buffer.")
 

@@ -14,10 +14,11 @@ from pydantic import BaseModel, Field
 
 from cloud.access import Budget, Ctx, Who, territory_or_404
 from cloud.budget import period_cost
-from cloud.indicator_routes import indicator_set
+from cloud.csv_export import cell
+from cloud.indicator_routes import CSV_OK, as_format, indicator_set
 from cloud.indicators import CATALOGUE, Period, Scope
 from cloud.models import PeriodOut
-from cloud.params import TerritoryId, get_period
+from cloud.params import FormatQuery, TerritoryId, get_period
 from cloud.problems import invalid_parameter
 from cloud.timefmt import period_out
 
@@ -61,11 +62,22 @@ def rank(rows: list[RankedSite], order: str) -> list[RankedSite]:
     return out + [r.model_copy(update={"rank": None}) for r in rows if r.value is None]
 
 
+RANKING_COLUMNS = ["rank", "site", "name", "value", "unit", "indicator", "indicator_value", "per", "coverage",
+                   "standing", "floor_area_m2", "employees", "from", "to"]
+
+
+def ranking_rows(r: Ranking) -> list[list[str]]:
+    """The ranking as CSV rows, in its order (a site without a value: empty rank and value)."""
+    return [RANKING_COLUMNS] + [[cell(x) for x in (
+        s.rank, s.site, s.name, s.value, r.unit, r.indicator, s.indicator_value, r.per, s.coverage, s.standing,
+        s.floor_area_m2, s.employees, r.period.start, r.period.end)] for s in r.sites]
+
+
 def divided(value: float | None, by: float | None) -> float | None:
     return None if value is None or not by else value / by
 
 
-@router.get("/territories/{territory_id}/ranking", response_model=Ranking,
+@router.get("/territories/{territory_id}/ranking", response_model=Ranking, responses=CSV_OK,
             summary="The territory's sites ranked by one indicator (optionally per m² or per employee)")
 def ranking(territory_id: TerritoryId, ctx: Ctx, who: Who, response: Response, budget: Budget,
             period: Annotated[Period, Depends(get_period)],
@@ -74,7 +86,7 @@ def ranking(territory_id: TerritoryId, ctx: Ctx, who: Who, response: Response, b
             per: Annotated[Per, Query(description="site (the value itself), m2 (÷ floor_area_m2) or "
                                                   "employee (÷ employees).")] = "site",
             order: Annotated[Literal["desc", "asc"], Query(description="desc: highest first.")] = "desc",
-            ) -> Ranking:
+            fmt: FormatQuery = "json"):
     reg = ctx.registry
     territory_or_404(reg, who, territory_id)
     if indicator not in CATALOGUE:
@@ -93,6 +105,7 @@ def ranking(territory_id: TerritoryId, ctx: Ctx, who: Who, response: Response, b
         rows.append(RankedSite(rank=None, site=site.id, name=site.name, value=divided(v.value, by),
                                indicator_value=v.value, coverage=v.coverage, standing=v.standing,
                                floor_area_m2=site.floor_area_m2, employees=site.employees))
-    return Ranking(territory=territory_id, indicator=indicator, name=CATALOGUE[indicator].name,
-                   unit=unit + PER_UNIT[per], per=per, order=order, period=period_out(period),
-                   sites=rank(rows, order))
+    result = Ranking(territory=territory_id, indicator=indicator, name=CATALOGUE[indicator].name,
+                     unit=unit + PER_UNIT[per], per=per, order=order, period=period_out(period),
+                     sites=rank(rows, order))
+    return as_format(result, fmt, lambda: ranking_rows(result), f"{territory_id}-ranking-{indicator}.csv", response)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from boucle.registry import Registry, Site, Territory
 from cloud.access import Ctx, Who, site_or_404, territory_or_404
+from cloud.device_health import health_settings, is_online
 from cloud.models import DeviceOut, SiteOut, TerritoryOut, plain
 from cloud.params import SiteId, TerritoryId
 from cloud.problems import ApiProblem
@@ -91,7 +92,7 @@ def devices(ctx: Ctx, who: Who,
         depth = health.doc.get("buffer_depth") if health else None
         out.append(DeviceOut(
             id=d.id, site=d.site, kind=d.kind, channel=d.channel, stream=d.stream, last_seen=iso(ts),
-            online=received is not None and now - received < ctx.settings.online_after_s,
+            online=is_online(d, received, now, ctx.settings.online_after_s, health_settings(reg, d)),
             health=plain(health.doc) if health else None,
             buffer_depth=depth if isinstance(depth, int) and not isinstance(depth, bool) else None))
     return out

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from boucle.registry import AlertSettings
+from cloud.alerts.texts import message
 from cloud.rounds import BinForecast
 from cloud.timefmt import iso
 
@@ -39,15 +40,19 @@ class Finding:
         return f"{self.rule}:{self.subject}"
 
 
+def finding(rule: str, subject: str, territory: str, site: str, detail: dict,
+            severity: str = "warning") -> Finding:
+    """A finding whose message is its rule's English text (cloud.alerts.texts) filled from its detail."""
+    return Finding(rule, subject, territory, site, message(rule, subject, detail), detail, severity)
+
+
 def bin_overflow(forecast: BinForecast, next_round_ts: int, threshold_pct: float, territory: str,
                  site: str) -> Finding | None:
     """A bin forecast to pass its threshold before its next planned collection."""
     reaches = forecast.reaches(threshold_pct)
     if reaches is None or reaches >= next_round_ts:
         return None
-    return Finding("bin_overflow", forecast.device, territory, site,
-                   f"{forecast.device} is forecast to pass {threshold_pct:g}% at {iso(int(reaches))}, "
-                   f"before its next collection at {iso(next_round_ts)}",
+    return finding("bin_overflow", forecast.device, territory, site,
                    {"fill_pct": round(forecast.fill_pct, 1), "rate_pct_per_day": round(forecast.rate_pct_per_day, 2),
                     "reaches_threshold": iso(int(reaches)), "next_round": iso(next_round_ts),
                     "threshold_pct": threshold_pct},
@@ -60,9 +65,7 @@ def device_silent(device: str, interval_s: int, last_ts: int | None, now: float,
     limit = settings.silent_intervals * interval_s
     if last_ts is not None and now - last_ts <= limit:
         return None
-    since = "never sent a reading" if last_ts is None else f"silent since {iso(last_ts)}"
-    return Finding("device_silent", device, territory, site,
-                   f"{device} {since} (more than {settings.silent_intervals} intervals of {interval_s} s)",
+    return finding("device_silent", device, territory, site,
                    {"last_reading": iso(last_ts) if last_ts is not None else None, "interval_s": interval_s,
                     "silent_intervals": settings.silent_intervals})
 
@@ -79,10 +82,9 @@ def data_gap(device: str, interval_s: int, times: Sequence[int], settings: Alert
     if start is None or longest <= settings.gap_intervals * interval_s:
         return None
     missing = longest // interval_s - 1
-    return Finding("data_gap", device, territory, site,
-                   f"{device} has a {longest // 60} min gap from {iso(start)} (about {missing} readings missing)",
-                   {"from": iso(start), "until": iso(start + longest), "missing_readings": missing,
-                    "lookback_h": settings.gap_lookback_h})
+    return finding("data_gap", device, territory, site,
+                   {"from": iso(start), "until": iso(start + longest), "gap_min": longest // 60,
+                    "missing_readings": missing, "lookback_h": settings.gap_lookback_h})
 
 
 def base_load_high(site: str, nights: Mapping[str, float], settings: AlertSettings, territory: str) -> Finding | None:
@@ -97,14 +99,12 @@ def base_load_high(site: str, nights: Mapping[str, float], settings: AlertSettin
     if last <= usual * settings.base_load_ratio or last - usual < settings.base_load_min_w:
         return None
     night = max(nights)
-    return Finding("base_load_high", site, territory, site,
-                   f"{site}: night base load {last:.0f} W on {night}, usually {usual:.0f} W",
+    return finding("base_load_high", site, territory, site,
                    {"night": night, "base_load_w": round(last, 1), "usual_w": round(usual, 1),
                     "nights_compared": len(before), "ratio": settings.base_load_ratio})
 
 
 def water_leak(site: str, nights_in_a_row: int, until: str, territory: str) -> Finding:
     """A site water.leak_suspected names (night flow above 0 for nights in a row)."""
-    return Finding("water_leak", site, territory, site,
-                   f"{site}: water flowed every night for {nights_in_a_row} nights (until {until}): a leak?",
+    return finding("water_leak", site, territory, site,
                    {"nights_in_a_row": nights_in_a_row, "until": until}, "critical")

@@ -112,10 +112,17 @@ class AlertService:
                 close()
 
 
-def alert_service(ctx) -> AlertService:
-    """The alert service of an API context (cloud.access.Context); SettingsError for a
-    webhook without its secret."""
+NO_BOOK = "off"
+"""BOUCLE_ALERTS_DB=off: this process keeps no alert book, evaluates and delivers nothing,
+and answers the book's routes (alerts, exchanges) 503: another process serves them."""
+
+
+def alert_service(ctx) -> AlertService | None:
+    """The alert service of an API context (cloud.access.Context), None with
+    BOUCLE_ALERTS_DB=off; SettingsError for a webhook without its secret."""
     s = ctx.settings
+    if s.alerts_db == NO_BOOK:
+        return None
     if s.alerts_webhook_url:
         if not s.alerts_webhook_url.startswith(("http://", "https://")):
             raise SettingsError("BOUCLE_ALERTS_WEBHOOK_URL: use an http:// or https:// URL")

@@ -86,6 +86,16 @@
       table(HEALTH_HEADERS(), healthRows(h.devices)));
   }
 
+  // a bin's fill from its newest reading: the figure and a gauge (amber from 75 %, red from 90 %)
+  function fillCell(pct) {
+    if (pct === null || pct === undefined) return el("td", { class: "bin-fill", text: "—" });
+    const level = pct >= 90 ? "fill-high" : pct >= 75 ? "fill-mid" : "fill-low";
+    const bar = el("span", { class: `fill-bar ${level}` });
+    bar.style.width = `${Math.min(100, pct)}%`;  // CSSOM: the page's CSP forbids style attributes
+    return el("td", { class: "bin-fill", "data-fill": String(pct) }, el("span", { class: "fill-gauge" }, bar),
+      el("span", { class: "fill-value", text: `${A().number(pct, 0)} %` }));
+  }
+
   async function sitePage(box) {
     const { json, t, number, unit, indicatorName, period, step, formatTime } = A();
     const p = period();
@@ -110,9 +120,12 @@
     { label: t("load_curve"), unit: t("kw"), empty: t("no_data"), format: v => number(v),
       formatTime: ms => formatTime(ms, p.to - p.from) });
     const bins = h.devices.filter(d => d.kind === "waste");
-    box.append(el("h4", { text: t("bins") }), table([t("device"), t("stream"), t("coverage"), t("visit")],
+    box.append(el("h4", { text: t("bins") }), table([t("device"), t("stream"), t("fill_now"), t("weight_now"),
+      t("coverage"), t("visit")],
       bins.map(b => el("tr", { class: "bin", "data-device": b.id }, el("td", { text: b.id }),
         el("td", { text: (window.BOUCLE_I18N[document.documentElement.lang] || {}).streams?.[b.stream] || b.stream }),
+        fillCell(b.fill_pct),
+        el("td", { class: "weight num", text: b.weight_kg === null ? "—" : `${number(b.weight_kg)} ${t("kg")}` }),
         el("td", { text: b.coverage === null ? "—" : `${number(b.coverage, 0)} %` }),
         el("td", { class: "visit", text: b.visit.length ? b.visit.join(" · ") : t("nothing_to_do") })))));
     box.append(el("h4", { text: t("site_devices") }), table(HEALTH_HEADERS(), healthRows(h.devices)));

@@ -121,8 +121,8 @@
         ? button(t("acknowledge"), async () => { await call(`/v1/alerts/${a.id}/acknowledge`, "POST"); await load(); })
         : el("span", "muted", a.status === "acknowledged" ? t("by", { who: a.acknowledged_by || "" })
           : when(a.resolved));
-      const what = el("span", "", `${t("rule_" + a.rule)} · ${a.subject}`);
-      what.title = a.message;
+      const what = el("div", "", `${t("rule_" + a.rule)} · ${a.subject}`);
+      what.appendChild(el("div", "alert-message muted", (a.messages || {})[lang()] || a.message));
       return [el("span", `severity severity-${a.severity}`, t(`severity_${a.severity}`)), what, when(a.opened), state, action];
     });
     const tbl = table([t("severity"), t("alert"), t("opened"), t("state"), ""], rows);

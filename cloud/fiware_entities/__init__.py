@@ -24,11 +24,14 @@ def entity_kinds() -> dict[str, ModuleType]:
     return kinds.components("FIWARE")
 
 
-def newest(ctx: Context, devices, fields: list[str]) -> tuple[dict, dict[str, dict]]:
-    """The devices' last_seen, and the `fields` of each one's newest reading ({} if none)."""
+def newest(ctx: Context, devices, fields: list[str], kind: str | None = None) -> tuple[dict, dict[str, dict]]:
+    """The devices' last_seen, and the `fields` of each one's newest reading ({} if none;
+    with `kind`, read only for the devices of that kind)."""
     seen = ctx.store.last_seen([d.id for d in devices])
     found: dict[str, dict] = {}
     for d in devices:
+        if kind is not None and d.kind != kind:
+            continue
         rows = ctx.store.readings(d.id, seen[d.id][0], seen[d.id][0] + 1, fields) if d.id in seen else []
         found[d.id] = rows[-1].values if rows else {}
     return seen, found

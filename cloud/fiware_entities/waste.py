@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from boucle.registry import Registry
 from cloud.access import Context
+from cloud.bin_forecasts import fill_now_pct, load_kg
 from cloud.fiware import ngsi_entity, point
 from cloud.fiware_entities import newest
 from cloud.indicators import Period, Scope, load_context
@@ -43,13 +44,8 @@ class ContainerState:
 
 def filling_level(state: ContainerState) -> float | None:
     """0–1: the fill sensor, else weight ÷ capacity (clamped: an overfull bin reads 1)."""
-    if state.fill_pct is not None:
-        level = state.fill_pct / 100
-    elif state.weight_g is not None and state.capacity_kg:
-        level = state.weight_g / 1000 / state.capacity_kg
-    else:
-        return None
-    return round(min(1.0, max(0.0, level)), 4)
+    level = fill_now_pct(state.fill_pct, state.weight_g, state.capacity_kg)
+    return None if level is None else round(level / 100, 4)
 
 
 def entity(state: ContainerState, key_values: bool = False) -> dict:
@@ -58,8 +54,7 @@ def entity(state: ContainerState, key_values: bool = False) -> dict:
         "id": f"urn:ngsi-ld:WasteContainer:boucle:{state.device_id}",
         "type": "WasteContainer",
         "fillingLevel": filling_level(state),
-        # an empty bin's load cell reads a few grams either side of zero
-        "cargoWeight": None if state.weight_g is None else max(0.0, round(state.weight_g / 1000, 3)),
+        "cargoWeight": load_kg(state.weight_g),
         "storedWasteKind": WASTE_KIND.get(state.stream or "", ["other"]),
         "wasteStream": state.stream,
         "dateLastEmptying": state.last_emptying,

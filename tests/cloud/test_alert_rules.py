@@ -9,6 +9,8 @@ import hmac
 from boucle.registry import AlertSettings
 from cloud.alerts import rules
 from cloud.alerts.delivery import backoff_s, signature
+from cloud.alerts.texts import LANGS
+from cloud.alerts.texts import messages as texts_of
 from cloud.book import Book
 from cloud.rounds import BinForecast
 
@@ -82,3 +84,31 @@ def test_signature_and_back_off():
     assert signature("s" * 32, "1780000000", body) == "sha256=" + expected
     assert [backoff_s(n, 10) for n in (1, 2, 3, 4)] == [10, 20, 40, 80]
     assert backoff_s(30, 10) == 3600
+
+
+def test_every_rule_speaks_english_and_french_and_the_book_carries_both(tmp_path):
+    found = [
+        rules.bin_overflow(BinForecast("b1", NOW, 70.0, 10.0), NOW + 3 * 86400, 90, "t", "s"),
+        rules.device_silent("m1", 60, NOW - 601, NOW, DEFAULTS, "t", "s"),
+        rules.device_silent("m2", 60, None, NOW, DEFAULTS, "t", "s"),
+        rules.data_gap("m3", 60, [NOW - 3600, NOW - 1800, NOW - 1740], DEFAULTS, "t", "s"),
+        rules.base_load_high("s1", {**{f"2026-11-{d:02d}": 200.0 for d in range(1, 10)}, "2026-11-10": 320.0},
+                             DEFAULTS, "t"),
+        rules.water_leak("s2", 4, "2026-11-10", "t"),
+    ]
+    assert {f.rule for f in found} == set(rules.RULES)
+    book = Book(tmp_path / "alerts.db")
+    kept = {a["subject"]: a for a in book.apply(found, {("t", r) for r in rules.RULES}, NOW)}
+    for f in found:
+        texts = kept[f.subject]["messages"]
+        assert set(texts) == set(LANGS) and texts["en"] == f.message
+        assert texts["fr"] != texts["en"] and f.subject in texts["fr"]
+    assert kept["m3"]["messages"] == {"en": "m3 has a 30 min gap from 2026-05-28T19:26:40Z (about 29 readings "
+                                            "missing)",
+                                      "fr": "m3 a un trou de 30 min à partir du 2026-05-28T19:26:40Z (environ 29 "
+                                            "mesures manquantes)"}
+    assert kept["m2"]["messages"]["fr"].startswith("m2 n'a jamais envoyé de mesure (plus de 10 intervalles")
+    assert kept["s2"]["messages"]["fr"] == ("s2 : l'eau a coulé chaque nuit pendant 4 nuits (jusqu'au 2026-11-10) "
+                                            ": une fuite ?")
+    # an alert whose detail cannot fill the template (kept by an older version) keeps its message in each
+    assert texts_of("data_gap", "m1", {"from": "x"}, "old text") == {"en": "old text", "fr": "old text"}

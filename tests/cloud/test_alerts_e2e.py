@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import paho.mqtt.client as mqtt
@@ -21,6 +22,8 @@ from boucle.registry import ApiKey, RegistryFile, hash_key
 from boucle.settings import ApiSettings, load_settings
 from boucle.storage.sqlite import SQLiteStore
 from cloud.app import create_app
+from tests.cloud.conftest import ADMIN as CLOUD_ADMIN
+from tests.cloud.conftest import make_app
 
 SECRET = "a-test-webhook-secret-0123456789"
 ADMIN, OTHER = "bk_alerts-admin-key", "bk_alerts-other-territory-key"
@@ -169,3 +172,20 @@ def test_alerts_delivered_signed_retried_acknowledged_resolved(tmp_path, mosquit
         sub.disconnect()
         http.shutdown()
         store.close()
+
+
+
+def test_a_process_without_a_book_evaluates_nothing_and_says_who_serves_alerts(simulated_db):
+    """BOUCLE_ALERTS_DB=off (the scalable API replicas on Kubernetes): no book, no loop, 503."""
+    app = make_app(simulated_db, alerts_db="off", alerts_interval_s=0.05)
+    key = {"X-API-Key": CLOUD_ADMIN}
+    with TestClient(app) as client:
+        assert app.state.alerts is None
+        for method, path in [("GET", "/v1/alerts"), ("GET", "/v1/alerts/1"), ("POST", "/v1/alerts/evaluate"),
+                             ("GET", "/v1/exchanges")]:
+            got = client.request(method, path, headers=key)
+            assert got.status_code == 503, (path, got.text)
+            assert "BOUCLE_ALERTS_DB=off" in got.json()["detail"]
+        assert client.get("/v1/alerts").status_code == 401  # the key is still checked first
+        assert client.get("/v1/territories/ecully", headers=key).status_code == 200
+    assert not Path("off").exists()  # "off" is no file name

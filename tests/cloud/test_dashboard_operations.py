@@ -64,6 +64,9 @@ def test_alerts_rounds_and_exchanges_views(tmp_path, simulated_db, tab):
         rows = tab.eval(TEXTS.format("#alerts-list tr[data-alert]"))
         assert len(rows) == len(ecully) and all("Silent sensor" in r and "Acknowledge" in r for r in rows)
         assert "zim-" not in " ".join(rows)  # the Écully key sees Écully's alerts only
+        shown = tab.eval(TEXTS.format("#alerts-list .alert-message"))
+        assert sorted(shown) == sorted(a["messages"]["en"] for a in ecully)  # each alert's own message
+        assert all(" (more than 10 intervals of " in m for m in shown)
         assert screenshot(tab, "alerts-view", "alerts")[:8] == b"\x89PNG\r\n\x1a\n"
         tab.eval("document.querySelector('#alerts-list tr[data-alert] button').click()")
         tab.wait_for("document.querySelector('#alerts-list .status-acknowledged')")
@@ -98,5 +101,8 @@ def test_alerts_rounds_and_exchanges_views(tmp_path, simulated_db, tab):
         for text in ("Capteur muet", "prise en compte", "Prendre en compte", "Tournée de collecte", "À vider",
                      "Échanges enregistrés", "accepté", "Marquer réalisé"):
             assert text in french, text
+        shown = tab.eval(TEXTS.format("#alerts-list .alert-message"))
+        assert sorted(shown) == sorted(a["messages"]["fr"] for a in ecully)  # and in French
+        assert all(" (plus de 10 intervalles de " in m for m in shown)
     finally:
         server.stop()

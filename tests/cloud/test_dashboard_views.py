@@ -3,6 +3,9 @@ Each view's screenshot is written to docs/screenshots/ (committed: the docs show
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
 
 from cloud.indicators import CATALOGUE
@@ -45,6 +48,17 @@ PAGE_2D = "/?territory=ecully&from=2026-03-28&to=2026-03-29"
 DRILL_READY = "document.getElementById('drill-view').dataset.state === 'ready'"
 
 
+BIN_CELLS = ("Object.fromEntries(Array.from(document.querySelectorAll('#drill-view tr.bin')).map(r => [r.dataset.device, "
+             "[r.querySelector('.bin-fill').dataset.fill, r.querySelector('.fill-value').textContent, "
+             "r.querySelector('.weight').textContent]]))")
+
+
+def api_get(base: str, path: str) -> dict:
+    request = urllib.request.Request(base + path, headers={"X-API-Key": ADMIN})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.load(answer)
+
+
 def text(tab, selector: str) -> list[str]:
     return tab.eval(f"Array.from(document.querySelectorAll({selector!r})).map(n => n.textContent)")
 
@@ -73,9 +87,29 @@ def test_ranking_site_page_and_device_health_views(tab, base):
     assert tab.eval("document.querySelectorAll('#site-chart .series-grid').length") == 1  # its load curve
     assert "ecully-bakery-grid" in text(tab, "#drill-view tr[data-device] td:first-child")  # its devices
     assert any("Energy consumed" in row for row in text(tab, "#drill-view tr[data-id]"))  # its indicators
+    # its bins' fill and weight now: the API's device health (newest readings)
+    api = api_get(base, "/v1/sites/ecully-bakery/device-health?from=2026-03-28&to=2026-03-30")
+    bins = {d["id"]: d for d in api["devices"] if d["kind"] == "waste"}
+    shown = tab.eval(BIN_CELLS)
+    assert set(shown) == set(bins) and all(b["fill_pct"] is not None for b in bins.values())
+    for device, (fill, fill_text, weight_text) in shown.items():
+        assert float(fill) == bins[device]["fill_pct"]
+        assert fill_text == f"{bins[device]['fill_pct']:.0f} %"
+        assert weight_text == f"{bins[device]['weight_kg']:g} kg"
+    assert bins["ecully-bakery-bin-bio"]["fill_pct"] > 0  # a bin with something in it
     tab.screenshot(SCREENSHOTS / "site-page.png", selector="#drilldown")
 
     # device health: which sensor to visit (the readings are from long ago: all offline)
+    tab.eval("document.getElementById('lang').click()")  # French: the same figures, its words
+    tab.wait_for(DRILL_READY)
+    tab.wait_for("document.documentElement.lang === 'fr'")
+    assert "Remplissage" in text(tab, "#drill-view th") and "Poids" in text(tab, "#drill-view th")
+    assert {d: (f, w) for d, (f, _, w) in tab.eval(BIN_CELLS).items()} == {
+        d: (f, w.replace(".", ",")) for d, (f, _, w) in shown.items()}
+    tab.eval("document.getElementById('lang').click()")  # back to English
+    tab.wait_for("document.documentElement.lang === 'en'")
+    tab.wait_for(DRILL_READY)
+
     tab.eval("document.querySelector('#drilldown [data-view=health]').click()")
     tab.wait_for("document.getElementById('drill-view').dataset.view === 'health'")
     tab.wait_for(DRILL_READY)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 
 from cloud.indicators import CATALOGUE, Period, load_references
@@ -84,3 +87,29 @@ def test_compare_year_and_refusals(client):
     assert plain.get("compared_with") is None and all(v.get("change") is None for v in plain["indicators"])
     bad = client.get("/v1/territories/ecully/indicators", params={**params, "compare": "last"}, headers=H)
     assert bad.status_code in (400, 422) and "compare" in bad.text
+
+
+def test_compare_csv_carries_the_change_columns_equal_to_the_json(client):
+    params = {"from": iso(D28 + DAY), "to": iso(D28 + 2 * DAY), "compare": "previous"}
+    route = "/v1/territories/ecully/indicators"
+    body = client.get(route, params=params, headers=H).json()
+    got = client.get(route, params={**params, "format": "csv"}, headers=H)
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(got.text))}
+    assert list(rows) == [v["id"] for v in body["indicators"]]
+
+    def number(text):
+        return None if text == "" else float(text)
+
+    for v in body["indicators"]:
+        row, c = rows[v["id"]], v["change"]
+        assert (row["compare"], row["compared_from"], row["compared_to"]) == (
+            "previous", body["compared_with"]["from"], body["compared_with"]["to"])
+        assert number(row["value"]) == v["value"]
+        assert number(row["compared_value"]) == c["value"] and number(row["compared_coverage"]) == c["coverage"]
+        assert number(row["delta"]) == c["delta"] and number(row["delta_pct"]) == c["delta_pct"]
+        assert row["direction"] == (c["direction"] or "")
+        assert row["improved"] == {True: "true", False: "false", None: ""}[c["improved"]]
+    assert {r["improved"] for r in rows.values()} >= {"true", "false"}  # both ways, as the JSON
+    plain = client.get(route, params={"from": params["from"], "to": params["to"], "format": "csv"}, headers=H)
+    assert "delta" not in plain.text.splitlines()[0].split(",")  # no comparison, no change columns

@@ -5,6 +5,8 @@ StatefulSet with a volume per node whose routes name its pods, the API is behind
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from pathlib import Path
 
@@ -148,3 +150,63 @@ def test_every_secret_and_configmap_referenced_is_made_by_the_readme():
         assert f"secret generic {name}" in readme, name
     for name in re.findall(r"configMap(?:Ref)?: \{name: ([\w-]+)\}", text):
         assert name in made or f"create configmap {name}" in readme, name
+
+
+def _uses(dependant, call) -> bool:
+    return dependant.call is call or any(_uses(d, call) for d in dependant.dependencies)
+
+
+def test_alerts_are_evaluated_by_exactly_one_replica_with_its_book_on_a_volume():
+    """One API Deployment keeps the alert book (one replica, Recreate, the book on a
+    PersistentVolumeClaim) and evaluates; every other keeps none (BOUCLE_ALERTS_DB=off); the
+    Ingress sends every path whose route needs the book to the one that keeps it."""
+    from fastapi.routing import APIRoute
+
+    import cloud
+    from cloud.alert_routes import get_alerts
+    from cloud.alerts.service import NO_BOOK, book_path
+
+    apis = [o for o in objects() if o["kind"] == "Deployment"
+            and o["spec"]["template"]["spec"]["containers"][0]["args"][:1] == ["api"]]
+    loaded = {}
+    for api in apis:
+        values, sources = container_env(api)
+        loaded[api["metadata"]["name"]] = load_settings(ApiSettings, {**values, **{n: "s" * 24 for n in sources}})
+    keepers = [a for a in apis if loaded[a["metadata"]["name"]].alerts_db != NO_BOOK]
+    assert len(keepers) == 1 and len(apis) >= 2, [a["metadata"]["name"] for a in keepers]
+    (keeper,) = keepers
+    settings = loaded[keeper["metadata"]["name"]]
+    assert settings.alerts_interval_s > 0  # it evaluates
+    assert keeper["spec"]["replicas"] == 1 and keeper["spec"]["strategy"]["type"] == "Recreate"
+    spec = keeper["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = [m for m in spec["containers"][0]["volumeMounts"] if book_path(settings).startswith(m["mountPath"] + "/")]
+    assert len(mounts) == 1 and not mounts[0].get("readOnly")
+    claim = one("PersistentVolumeClaim", volumes[mounts[0]["name"]]["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsUser"]  # the volume is writable
+    assert sum(a["spec"]["replicas"] for a in apis if a is not keeper) >= 2  # the rest scales
+
+    def served_by(service_name: str) -> str:
+        selector = one("Service", service_name)["spec"]["selector"]
+        (api,) = [a for a in apis if selector.items() <= a["spec"]["template"]["metadata"]["labels"].items()]
+        return api["metadata"]["name"]
+
+    (ingress,) = [o for o in objects() if o["kind"] == "Ingress"]
+    paths = [(p["path"], served_by(p["backend"]["service"]["name"])) for rule in ingress["spec"]["rules"]
+             for p in rule["http"]["paths"]]
+
+    def routed(path: str) -> str:  # the longest matching Prefix, element-wise, as Kubernetes does
+        matching = [(prefix, to) for prefix, to in paths
+                    if prefix == "/" or path == prefix or path.startswith(prefix.rstrip("/") + "/")]
+        return max(matching, key=lambda m: len(m[0]))[1]
+
+    routers = [getattr(importlib.import_module(f"cloud.{m.name}"), "router", None)
+               for m in pkgutil.iter_modules(cloud.__path__)]
+    book_routes = [r.path for router in routers if router is not None for r in router.routes
+                   if isinstance(r, APIRoute) and _uses(r.dependant, get_alerts)]
+    assert "/v1/alerts/{alert_id}/acknowledge" in book_routes and "/v1/exchanges" in book_routes
+    for path in book_routes:
+        assert routed(path) == keeper["metadata"]["name"], path
+    assert routed("/v1/territories/ecully/indicators") != keeper["metadata"]["name"]
+    assert routed("/") != keeper["metadata"]["name"]

@@ -38,7 +38,7 @@ def test_the_registry_checks_a_new_kind_from_its_descriptors(said):
     reg = section(said, "registry")
     assert reg["valid"] == "ok"
     assert reg["bound"] == "devices[1].rated_gas_m3_h: Input should be greater than 0. " \
-                           "Fix: see docs/registry.md for the expected value"
+                           "Fix: use a value more than 0 (docs/registry.md gives each key's range and default)"
     assert reg["missing"] == "devices[1].rated_gas_m3_h: a gas meter needs its maximum flow. " \
                              "Fix: add rated_gas_m3_h = 6 (m³/h, on its plate)"
     assert "'gas'" in reg["unknown_kind"] and reg["unknown_kind"].startswith("devices[1].kind: ")
