@@ -4,20 +4,22 @@
 From what the gateway keeps per device (boucle.storage: the newest reading's time and
 when it was received, the latest health message: buffer depth, readings dropped on the
 device, RSSI, firmware, last error) and the period's data coverage per device
-(data.coverage's breakdown). `visit_reasons` is the pure triage; devices come sorted
-with those to visit first.
+(data.coverage's breakdown). `visit_reasons` is the pure triage; each reason has a code,
+its values and its text in each language (the alerts' templating, cloud.alerts.texts);
+devices come sorted with those to visit first.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from boucle.registry import Device, HealthSettings, Registry
 from cloud.access import Budget, Context, Ctx, Who, site_or_404, territory_or_404
+from cloud.alerts.texts import in_each_language
 from cloud.bin_forecasts import fill_now_pct, load_kg
 from cloud.budget import RequestBudget, period_cost
 from cloud.fiware_entities import newest
@@ -34,6 +36,14 @@ DEFAULTS = HealthSettings()
 """The thresholds where a territory sets none (`[territories.device_health]`, docs/registry.md):
 under -80 dBm a Wi-Fi link loses packets; 100 readings in the buffer mean trouble sending;
 coverage under 90 % as the indicators' low-coverage caveat."""
+
+
+class VisitReason(BaseModel):
+    code: Literal["offline", "error", "low_coverage", "dropped", "backlog", "weak_signal"]
+    values: dict[str, int | float | str | None] = Field(
+        description="The figures the reason names: offline silent_s (null: never seen), error error, "
+                    "low_coverage coverage (%), dropped dropped, backlog buffer_depth, weak_signal rssi (dBm).")
+    messages: dict[str, str] = Field(description="The reason in each language of the dashboard: {en, fr}.")
 
 
 class DeviceHealth(BaseModel):
@@ -58,7 +68,9 @@ class DeviceHealth(BaseModel):
     fill_pct: float | None = Field(default=None, description="A bin's fill from its newest reading, 0–100: its "
                                    "fill sensor, else weight ÷ capacity_kg (as FIWARE fillingLevel × 100).")
     weight_kg: float | None = Field(default=None, description="A scale bin's load from its newest reading, kg.")
-    visit: list[str] = Field(description="Why a technician should go and see it (empty: nothing to do).")
+    visit: list[str] = Field(description="Why a technician should go and see it, in English (empty: nothing to do).")
+    visit_reasons: list[VisitReason] = Field(default=[], description="The same reasons, each as its code and "
+                                             "values, and its text in each language (`messages`).")
 
 
 class DeviceHealthList(BaseModel):
@@ -72,32 +84,56 @@ def _int(value) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def visit_reasons(d: DeviceHealth, limits: HealthSettings = DEFAULTS) -> list[str]:
+VISIT_TEXTS: dict[str, dict[str, str]] = {
+    "offline.never": {"en": "offline: never seen", "fr": "hors ligne : jamais vu"},
+    "offline.min": {"en": "offline: no reading received for {n} min",
+                    "fr": "hors ligne : aucune mesure reçue depuis {n} min"},
+    "offline.h": {"en": "offline: no reading received for {n} h", "fr": "hors ligne : aucune mesure reçue depuis {n} h"},
+    "offline.days": {"en": "offline: no reading received for {n} days",
+                     "fr": "hors ligne : aucune mesure reçue depuis {n} jours"},
+    "error": {"en": "reports an error: {error}", "fr": "signale une erreur : {error}"},
+    "low_coverage": {"en": "coverage {coverage:.0f} % over the period",
+                     "fr": "couverture de {coverage:.0f} % sur la période"},
+    "dropped": {"en": "dropped {dropped} readings (buffer full)", "fr": "{dropped} mesures perdues (tampon plein)"},
+    "backlog": {"en": "{buffer_depth} readings waiting in its buffer",
+                "fr": "{buffer_depth} mesures en attente dans son tampon"},
+    "weak_signal": {"en": "weak Wi-Fi signal ({rssi} dBm)", "fr": "signal Wi-Fi faible ({rssi} dBm)"},
+}
+"""A reason's text per language, by its code (offline: by the unit of its silence, `n` of them)."""
+
+
+def _reason(code: str, values: dict, template: str | None = None, **shown) -> VisitReason:
+    return VisitReason(code=code, values=values,
+                       messages=in_each_language(VISIT_TEXTS[template or code], {**values, **shown}))
+
+
+def _offline(silent_s: int | None) -> VisitReason:
+    if silent_s is None:
+        return _reason("offline", {"silent_s": None}, "offline.never")
+    if silent_s < 3600:
+        unit, n = "min", silent_s // 60
+    elif silent_s < 2 * 86400:
+        unit, n = "h", silent_s // 3600
+    else:
+        unit, n = "days", silent_s // 86400
+    return _reason("offline", {"silent_s": silent_s}, f"offline.{unit}", n=n)
+
+
+def visit_reasons(d: DeviceHealth, limits: HealthSettings = DEFAULTS) -> list[VisitReason]:
     """Why to visit a device, most urgent first: silent (offline), a reported error, low
     coverage, readings dropped, a backlog in its buffer, a weak signal (`limits`: its territory's)."""
-    out = []
-    if not d.online:
-        out.append("offline: no reading received for " + _duration(d.silent_s) if d.silent_s is not None
-                   else "offline: never seen")
+    out = [] if d.online else [_offline(d.silent_s)]
     if d.error:
-        out.append(f"reports an error: {d.error}")
+        out.append(_reason("error", {"error": d.error}))
     if d.coverage is not None and d.coverage < limits.low_coverage_pct:
-        out.append(f"coverage {d.coverage:.0f} % over the period")
+        out.append(_reason("low_coverage", {"coverage": d.coverage}))
     if d.dropped is not None and d.dropped >= limits.dropped_readings:
-        out.append(f"dropped {d.dropped} readings (buffer full)")
+        out.append(_reason("dropped", {"dropped": d.dropped}))
     if d.buffer_depth is not None and d.buffer_depth >= limits.backlog_readings:
-        out.append(f"{d.buffer_depth} readings waiting in its buffer")
+        out.append(_reason("backlog", {"buffer_depth": d.buffer_depth}))
     if d.rssi is not None and d.rssi < limits.weak_rssi_dbm:
-        out.append(f"weak Wi-Fi signal ({d.rssi} dBm)")
+        out.append(_reason("weak_signal", {"rssi": d.rssi}))
     return out
-
-
-def _duration(seconds: int) -> str:
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} days"
 
 
 def health_settings(registry: Registry, device: Device) -> HealthSettings:
@@ -142,7 +178,8 @@ def device_health(ctx: Context, devices: list[Device], coverage: dict[str, float
                 doc.get("reset_cause"), str) else None,
             error=doc.get("error") if isinstance(doc.get("error"), str) else None,
             coverage=coverage.get(d.id), visit=[], **bin_now(d, newest_of.get(d.id, {})))
-        out.append(row.model_copy(update={"visit": visit_reasons(row, limits)}))
+        reasons = visit_reasons(row, limits)
+        out.append(row.model_copy(update={"visit": [r.messages["en"] for r in reasons], "visit_reasons": reasons}))
     return sorted(out, key=lambda r: (-len(r.visit), r.online, r.id))
 
 

@@ -3,7 +3,8 @@
 One template per (rule, variant) and language; the rules (cloud.alerts.rules) write the
 English one into `message`, and every alert the API lists or delivers carries
 `messages: {en, fr}` rendered from its stored detail (docs/api.md "Alerts"). Times stay
-ISO 8601 UTC in every language, as in the detail.
+ISO 8601 UTC in every language, as in the detail. `in_each_language` fills one template
+in every language; device health's reasons to visit use it too (cloud.device_health).
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def _template(rule: str, detail: dict) -> dict[str, str] | None:
     return TEMPLATES.get(rule)
 
 
+def in_each_language(template: dict[str, str], values: dict) -> dict[str, str]:
+    """{lang: `template`'s text in lang filled from `values`} for every language; KeyError
+    when `values` lacks a field the template names."""
+    return {lang: template[lang].format_map(values) for lang in LANGS}
+
+
 def message(rule: str, subject: str, detail: dict, lang: str = "en") -> str:
     """The alert's message in `lang`; KeyError when the detail lacks a field its template names."""
     return _template(rule, detail)[lang].format_map({**detail, "subject": subject})
@@ -57,6 +64,6 @@ def messages(rule: str, subject: str, detail: dict, fallback: str) -> dict[str, 
     """{lang: message} for every language; `fallback` (the stored message) for an alert
     whose detail cannot fill the template (one kept by an older version)."""
     try:
-        return {lang: message(rule, subject, detail, lang) for lang in LANGS}
+        return in_each_language(_template(rule, detail), {**detail, "subject": subject})
     except (KeyError, TypeError, ValueError):
         return dict.fromkeys(LANGS, fallback)

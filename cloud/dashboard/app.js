@@ -256,9 +256,13 @@
   }
 
   // --- loading -------------------------------------------------------------------------
+  // the indicator set's query: the period, and the period it is compared with when the toggle says so
+  const setQuery = p => `${p.query}${$("compare").value ? "&compare=" + encodeURIComponent($("compare").value) : ""}`;
+
   async function load() {
     const tid = $("territory").value;
     const p = period();
+    const query = setQuery(p);
     const [stepText] = step(p);
     const id = encodeURIComponent(tid);
     const territorial = state.kind === "territory";
@@ -267,7 +271,7 @@
     document.body.dataset.state = "loading";
     try {
       const [set, sites, devices, grid, pv, pooling, symbiosis] = await Promise.all([
-        json(`${base}/indicators?${p.query}${$("compare").value ? "&compare=" + $("compare").value : ""}`),
+        json(`${base}/indicators?${query}`),
         territorial ? json(`/v1/sites?territory=${id}`) : json(`/v1/sites/${id}`).then(s => [s]),
         json(`/v1/devices?${territorial ? "territory" : "site"}=${id}`),
         json(`${base}/indicators/energy.consumed/series?step=${stepText}&${p.query}`),
@@ -275,7 +279,7 @@
         territorial ? json(`${base}/pooling?${p.query}`) : null,
         territorial ? json(`${base}/symbiosis?${p.query}`) : null,
       ]);
-      state.last = { set, sites, devices, grid, pv, pooling, symbiosis, p, tid };
+      state.last = { set, sites, devices, grid, pv, pooling, symbiosis, p, tid, query, kind: state.kind };
       render();
       if (window.BoucleDrilldown) await window.BoucleDrilldown.refresh();
       document.body.dataset.state = "ready";
@@ -301,14 +305,15 @@
       + `${t("devices", { n: l.devices.length, online })}`;
   }
 
+  // the cards shown as CSV: the same place, period and comparison (with its change columns)
   async function exportCsv() {
-    const p = period();
-    const tid = $("territory").value;
-    const base = state.kind === "territory" ? "/v1/territories" : "/v1/sites";
-    const r = await api(`${base}/${encodeURIComponent(tid)}/indicators?format=csv&${p.query}`);
+    const l = state.last || { tid: $("territory").value, kind: state.kind, p: period(), query: setQuery(period()) };
+    const base = l.kind === "territory" ? "/v1/territories" : "/v1/sites";
+    const r = await api(`${base}/${encodeURIComponent(l.tid)}/indicators?format=csv&${l.query}`);
     const a = document.createElement("a");
     a.href = URL.createObjectURL(await r.blob());
-    a.download = `boucle-${tid}-${isoDay(p.from)}.csv`;
+    const compare = new URLSearchParams(l.query).get("compare");
+    a.download = `boucle-${l.tid}-${isoDay(l.p.from)}${compare ? "-vs-" + compare : ""}.csv`;
     document.body.appendChild(a);
     a.click();
     a.remove();
@@ -357,7 +362,7 @@
   }
 
   // what the drill-down views (drilldown.js) use of this page
-  window.BoucleApp = { json, t, number, unit, indicatorName, period, step, formatTime,
+  window.BoucleApp = { json, t, number, unit, indicatorName, period, step, formatTime, lang: () => lang,
     scope: () => ({ kind: state.kind, id: $("territory").value }) };
 
   // --- events --------------------------------------------------------------------------

@@ -63,6 +63,10 @@
     box.append(controls, table([t("rank"), t("site_col"), t("value_col"), t("coverage")], rows));
   }
 
+  // why to visit a device, in the page's language (each reason's `messages`; the API renders them)
+  const visitText = d => (d.visit_reasons.length
+    ? d.visit_reasons.map(r => r.messages[A().lang()] || r.messages.en).join(" · ") : A().t("nothing_to_do"));
+
   function healthRows(devices) {
     const { t, number } = A();
     return devices.map(d => el("tr", { class: d.visit.length ? "to-visit" : "", "data-device": d.id },
@@ -71,7 +75,7 @@
       el("td", { text: d.buffer_depth ?? "—" }), el("td", { text: d.dropped ?? "—" }),
       el("td", { text: d.rssi ?? "—" }), el("td", { text: d.firmware ?? "—" }),
       el("td", { text: d.coverage === null ? "—" : `${number(d.coverage, 0)} %` }),
-      el("td", { class: "visit", text: d.visit.length ? d.visit.join(" · ") : t("nothing_to_do") })));
+      el("td", { class: "visit", text: visitText(d) })));
   }
 
   const HEALTH_HEADERS = () => ["device", "online", "last_seen", "buffer", "dropped", "rssi", "firmware", "coverage",
@@ -127,7 +131,7 @@
         fillCell(b.fill_pct),
         el("td", { class: "weight num", text: b.weight_kg === null ? "—" : `${number(b.weight_kg)} ${t("kg")}` }),
         el("td", { text: b.coverage === null ? "—" : `${number(b.coverage, 0)} %` }),
-        el("td", { class: "visit", text: b.visit.length ? b.visit.join(" · ") : t("nothing_to_do") })))));
+        el("td", { class: "visit", text: visitText(b) })))));
     box.append(el("h4", { text: t("site_devices") }), table(HEALTH_HEADERS(), healthRows(h.devices)));
   }
 

@@ -3,6 +3,8 @@ Each view's screenshot is written to docs/screenshots/ (committed: the docs show
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import urllib.request
 
@@ -42,6 +44,71 @@ def test_the_compare_toggle_shows_each_indicator_against_the_previous_period(tab
     tab.eval("document.getElementById('lang').click()")  # French
     assert " par rapport à " in tab.eval("document.querySelector('.card .change').textContent")
     assert tab.eval("document.querySelector('#compare option[value=year]').textContent") == "Même période, un an avant"
+
+
+# the page's requests are noted, the file it links kept (the page's CSP refuses reading a blob:
+# URL back) and its download link not followed (no file written)
+WATCH_EXPORT = """(() => {
+  window.requested = [];
+  const fetchIt = window.fetch, link = URL.createObjectURL;
+  window.fetch = (url, options) => { window.requested.push(String(url)); return fetchIt(url, options); };
+  URL.createObjectURL = file => { window.linked = file; return link(file); };
+  document.addEventListener('click', e => {
+    if (e.target.download) { e.preventDefault(); window.downloaded = { href: e.target.href, name: e.target.download }; }
+  }, true);
+})()"""
+
+
+def export(tab) -> tuple[str, str, list[dict]]:
+    """Click the page's CSV button: the request it made, the file name, the CSV's rows."""
+    tab.eval("window.downloaded = null; window.requested = []; document.getElementById('export').click()")
+    tab.wait_for("window.downloaded")
+    (url,) = [u for u in tab.eval("window.requested") if "format=csv" in u]
+    name = tab.eval("window.downloaded.name")
+    return url, name, list(csv.DictReader(io.StringIO(tab.eval("window.linked.text()"))))
+
+
+def number_or_null(cell: str) -> str:
+    return cell if cell else "null"
+
+
+def test_the_csv_export_follows_the_compare_toggle_and_the_period_shown(tab, base):
+    tab.goto(f"{base}{DAY_29}&lang=en#key={ADMIN}")
+    tab.wait_for(READY)
+    tab.eval(WATCH_EXPORT)
+    url, name, rows = export(tab)  # no comparison: no change columns
+    assert "from=2026-03-29&to=2026-03-30" in url and "compare=" not in url
+    assert "compare" not in rows[0] and name == "boucle-ecully-2026-03-29.csv"
+
+    tab.eval("const s = document.getElementById('compare'); s.value = 'previous'; "
+             "s.dispatchEvent(new Event('change'))")
+    tab.wait_for(f"{CHANGES}.length === {len(CATALOGUE)}")
+    tab.wait_for(READY)
+    url, name, rows = export(tab)
+    assert "compare=previous" in url and "from=2026-03-29&to=2026-03-30" in url
+    assert name == "boucle-ecully-2026-03-29-vs-previous.csv"
+    assert [r["id"] for r in rows] == tab.eval("Array.from(document.querySelectorAll('.card')).map(c => c.dataset.id)")
+    shown = {i: (cls, text) for i, cls, text in tab.eval(CHANGES)}
+    for r in rows:
+        assert r["from"].startswith("2026-03-29") and r["to"].startswith("2026-03-30")
+        assert (r["compare"], r["compared_from"][:10], r["compared_to"][:10]) == ("previous", "2026-03-28", "2026-03-29")
+        # the CSV's change, drawn by the page's own change line, is the card's
+        improved = {"true": "true", "false": "false", "": "null"}[r["improved"]]
+        drawn = tab.eval(
+            f"(() => {{ const p = BoucleCompare.changeLine({{ compare: {json.dumps(r['compare'])}, "
+            f"delta: {number_or_null(r['delta'])}, delta_pct: {number_or_null(r['delta_pct'])}, "
+            f"value: {number_or_null(r['compared_value'])}, improved: {improved} }}, BoucleApp.t, BoucleApp.number); "
+            "return [p.className, p.textContent]; })()")
+        assert tuple(drawn) == shown[r["id"]], r["id"]
+    assert {r["improved"] for r in rows} >= {"true", "false"}  # some each way: the columns carry something
+
+    tab.eval("document.getElementById('preset').value = 'custom'; const f = document.getElementById('from'); "
+             "f.value = '2026-03-28'; f.dispatchEvent(new Event('change'))")  # two days shown: the export's too
+    tab.wait_for(READY)
+    tab.wait_for("document.querySelector('.card .change')")
+    url, name, rows = export(tab)
+    assert "from=2026-03-28&to=2026-03-30&compare=previous" in url
+    assert {(r["from"][:10], r["compared_from"][:10]) for r in rows} == {("2026-03-28", "2026-03-26")}
 
 
 PAGE_2D = "/?territory=ecully&from=2026-03-28&to=2026-03-29"
@@ -106,6 +173,8 @@ def test_ranking_site_page_and_device_health_views(tab, base):
     assert "Remplissage" in text(tab, "#drill-view th") and "Poids" in text(tab, "#drill-view th")
     assert {d: (f, w) for d, (f, _, w) in tab.eval(BIN_CELLS).items()} == {
         d: (f, w.replace(".", ",")) for d, (f, _, w) in shown.items()}
+    assert text(tab, "#drill-view tr.bin td.visit") == [" · ".join(r["messages"]["fr"] for r in bins[d]["visit_reasons"])
+                                                        for d in tab.eval(BIN_CELLS)]
     tab.eval("document.getElementById('lang').click()")  # back to English
     tab.wait_for("document.documentElement.lang === 'en'")
     tab.wait_for(DRILL_READY)
@@ -118,6 +187,17 @@ def test_ranking_site_page_and_device_health_views(tab, base):
     assert text(tab, ".to-visit-count") == ["17 of 17 devices to visit"]
     assert all(v.startswith("offline: no reading received for") for v in text(tab, "#drill-view td.visit"))
     tab.screenshot(SCREENSHOTS / "device-health.png", selector="#drilldown")
+    # each reason in the page's language: the API's messages, the English ones its `visit`
+    api = api_get(base, "/v1/territories/ecully/device-health?from=2026-03-28&to=2026-03-30")["devices"]
+    visits = "Object.fromEntries(Array.from(document.querySelectorAll('#drill-view tbody tr')).map(r => " \
+             "[r.dataset.device, r.querySelector('td.visit').textContent]))"
+    assert tab.eval(visits) == {d["id"]: " · ".join(d["visit"]) for d in api}
+    assert all(d["visit"] == [r["messages"]["en"] for r in d["visit_reasons"]] for d in api)
     tab.eval("document.getElementById('lang').click()")
+    tab.wait_for("document.documentElement.lang === 'fr'")
     tab.wait_for(DRILL_READY)
     assert "capteurs à visiter" in text(tab, ".to-visit-count")[0]
+    french = tab.eval(visits)
+    assert french == {d["id"]: " · ".join(r["messages"]["fr"] for r in d["visit_reasons"]) for d in api}
+    assert all(v.startswith("hors ligne : aucune mesure reçue depuis ") and v.endswith(" jours")
+               for v in french.values())

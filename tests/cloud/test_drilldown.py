@@ -14,9 +14,10 @@ from boucle.registry import HealthSettings, RegistryError, RegistryFile, load_re
 from boucle.settings import ApiSettings, load_settings
 from boucle.storage import DeviceState
 from boucle.storage.sqlite import SQLiteStore
+from cloud.alerts.texts import LANGS
 from cloud.app import create_app
 from cloud.bin_forecasts import fill_now_pct, load_kg
-from cloud.device_health import DeviceHealth, visit_reasons
+from cloud.device_health import VISIT_TEXTS, DeviceHealth, visit_reasons
 from cloud.indicators import LOW_COVERAGE
 from cloud.ranking import RankedSite, rank
 from tests.cloud.conftest import ADMIN, ECULLY, END, KEYS, PERIOD, make_app
@@ -42,14 +43,35 @@ def health(**fields) -> DeviceHealth:
     return DeviceHealth(**{**base, **fields})
 
 
+def english(reasons) -> list[str]:
+    return [r.messages["en"] for r in reasons]
+
+
 def test_visit_reasons():
     assert visit_reasons(health()) == []
-    assert visit_reasons(health(online=False, silent_s=3 * 86400)) == ["offline: no reading received for 3 days"]
-    assert visit_reasons(health(online=False, silent_s=None)) == ["offline: never seen"]
+    assert english(visit_reasons(health(online=False, silent_s=3 * 86400))) == [
+        "offline: no reading received for 3 days"]
+    assert english(visit_reasons(health(online=False, silent_s=None))) == ["offline: never seen"]
     many = visit_reasons(health(coverage=62.0, dropped=12, buffer_depth=400, rssi=-88, error="hx711 timeout"))
-    assert many == ["reports an error: hx711 timeout", "coverage 62 % over the period",
-                    "dropped 12 readings (buffer full)", "400 readings waiting in its buffer",
-                    "weak Wi-Fi signal (-88 dBm)"]
+    assert english(many) == ["reports an error: hx711 timeout", "coverage 62 % over the period",
+                             "dropped 12 readings (buffer full)", "400 readings waiting in its buffer",
+                             "weak Wi-Fi signal (-88 dBm)"]
+    # language-neutral: a code and the figures it names, and its text in each language
+    assert [(r.code, r.values) for r in many] == [
+        ("error", {"error": "hx711 timeout"}), ("low_coverage", {"coverage": 62.0}), ("dropped", {"dropped": 12}),
+        ("backlog", {"buffer_depth": 400}), ("weak_signal", {"rssi": -88})]
+    assert [r.messages["fr"] for r in many] == [
+        "signale une erreur : hx711 timeout", "couverture de 62 % sur la période", "12 mesures perdues (tampon plein)",
+        "400 mesures en attente dans son tampon", "signal Wi-Fi faible (-88 dBm)"]
+    silences = {s: visit_reasons(health(online=False, silent_s=s))[0] for s in (None, 600, 5 * 3600, 3 * 86400)}
+    assert {s: (r.code, r.values) for s, r in silences.items()} == {s: ("offline", {"silent_s": s}) for s in silences}
+    assert [r.messages["fr"] for r in silences.values()] == [
+        "hors ligne : jamais vu", "hors ligne : aucune mesure reçue depuis 10 min",
+        "hors ligne : aucune mesure reçue depuis 5 h", "hors ligne : aucune mesure reçue depuis 3 jours"]
+    # a device's own words are a value, not a template: braces in them stay as they are
+    assert visit_reasons(health(error="bad {rssi}"))[0].messages == {"en": "reports an error: bad {rssi}",
+                                                                      "fr": "signale une erreur : bad {rssi}"}
+    assert all(set(t) == set(LANGS) and t["fr"] != t["en"] for t in VISIT_TEXTS.values())
 
 
 def test_ranking_equals_each_sites_own_indicator(client):
@@ -130,6 +152,12 @@ def test_device_health_tells_which_sensor_to_visit(own_db):
     assert (bakery["rssi"], bakery["dropped"], bakery["buffer_depth"], bakery["firmware"]) == (-86, 40, 250, "0.0.9")
     assert {"dropped 40 readings (buffer full)", "250 readings waiting in its buffer",
             "weak Wi-Fi signal (-86 dBm)"} <= set(bakery["visit"])
+    # beside the English `visit`, each reason's code, values and text in each language
+    assert all(d["visit"] == [r["messages"]["en"] for r in d["visit_reasons"]] for d in devices.values())
+    reasons = {r["code"]: r for r in bakery["visit_reasons"]}
+    assert {c: reasons[c]["values"] for c in ("dropped", "backlog", "weak_signal")} == {
+        "dropped": {"dropped": 40}, "backlog": {"buffer_depth": 250}, "weak_signal": {"rssi": -86}}
+    assert reasons["weak_signal"]["messages"]["fr"] == "signal Wi-Fi faible (-86 dBm)"
     assert body["devices"][0]["id"] == "ecully-bakery-grid"  # the most reasons first
     assert devices["ecully-fablab-grid"]["firmware"] == "0.1.0"
     # the readings were received long ago (the simulated clock): every device is offline
@@ -182,7 +210,7 @@ def test_device_health_thresholds_are_the_territorys(own_db, tmp_path):
         meyzieu = client.get("/v1/territories/zi-meyzieu/device-health", params=PERIOD, headers=H).json()
         listed = {d["id"]: d["online"] for d in client.get("/v1/devices", headers=H).json()}
     bakery = ecully["ecully-bakery-grid"]
-    assert bakery["online"] and bakery["visit"] == []  # -86 dBm, 250 waiting, 40 dropped: all within Écully's
+    assert bakery["online"] and bakery["visit"] == bakery["visit_reasons"] == []  # -86 dBm, 250 waiting, 40 dropped: all within Écully's
     assert all(d["online"] for d in ecully.values()) and all(listed[i] for i in ecully)  # /v1/devices agrees
     # the other territories keep the defaults: offline after BOUCLE_ONLINE_AFTER_S
     assert meyzieu["devices"] and all(not d["online"] for d in meyzieu["devices"])
