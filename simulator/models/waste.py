@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from boucle_fw.config import profiles as fw_profiles
 from boucle_fw.kinds.waste import emptied
 
 from simulator.devices import VirtualDevice
@@ -27,6 +28,7 @@ class VirtualBin(VirtualDevice):
     drift_g: float = 0.0
     activity: float = 1.0  # this bin's deposits relative to its site kind's average
     tare_g: float = 0.0    # zero offset set by the tare command
+    watches: bool = True   # reads its sensor between reports (not a deep-sleep battery bin)
     watch_rng: random.Random | None = None  # noise of the samples between reports
     last: tuple[int, dict[str, float], bool] | None = None  # last sample: ts, fields, reported
     unreported_kg: float = 0.0  # deposits since the last reading, that no reading shows yet
@@ -59,14 +61,16 @@ class VirtualBin(VirtualDevice):
 
     def measure(self, ts: int, noise_g: float, drift_g_per_min: float) -> list[tuple[dict[str, Any], float]]:
         """The sensor read at each fleet step, as the firmware reads it between reports
-        (boucle_fw/kinds/waste.py): a reading when due, and at once when the sample shows
-        an emptying, then with the sample before it. Each reading with the deposits it is the
+        (boucle_fw/kinds/waste.py; a deep-sleep bin only wakes to report): a reading when
+        due, and at once when the sample shows an emptying, then with the sample before it. Each reading with the deposits it is the
         first to show (what the server counts at it; a bin's first reading is its baseline)."""
         self.drift_g += self.rng.gauss(0, drift_g_per_min)
         hidden, self.hidden_kg = self.hidden_kg, 0.0
         if self.dead:
             return []
         report = self.due()
+        if not (report or self.watches):
+            return []
         fields = self._sample(self.rng if report else self.watch_rng, noise_g)
         last, out = self.last, []
         emptying = last is not None and emptied(last[1], fields)
@@ -89,7 +93,9 @@ class VirtualBin(VirtualDevice):
 def virtual(fleet, dev, common: dict, saved) -> VirtualBin:
     """A bin with its own activity: some see much more use than their site kind's average
     (a busy workshop, a drop-off point on a main road); those are the ones that overflow."""
-    vd = VirtualBin(**common, watch_rng=random.Random(f"{fleet.seed}:{dev.id}:watch"))
+    overrides = fw_profiles().get(dev.profile, {}).get("overrides") or {}
+    asleep = overrides.get("deep_sleep", {}).get("enabled", False)  # a battery bin: no samples between wakes
+    vd = VirtualBin(**common, watches=not asleep, watch_rng=random.Random(f"{fleet.seed}:{dev.id}:watch"))
     sigma = fleet.profiles.raw["waste"].get("activity", {}).get("sigma", 0.0)
     vd.activity = random.Random(f"{fleet.seed}:{dev.id}:activity").lognormvariate(-sigma**2 / 2, sigma)
     fleet.ledger.describe(dev.id, site=common["site"].id, territory=common["territory"], kind=KIND,
