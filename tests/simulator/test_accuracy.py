@@ -25,3 +25,13 @@ def test_without_report_on_emptying_a_collection_takes_unseen_deposits():
     assert blind[dairy].deposited_kg == watched[dairy].deposited_kg  # the same world
     assert blind[dairy].hidden_kg > 1 and abs(watched[dairy].hidden_kg) < 1e-6
     assert abs(watched[dairy].rest_kg) <= 0.3 and abs(blind[dairy].rest_kg) <= 0.3
+
+
+def test_the_firmware_finds_an_emptying_as_the_server_does():
+    from boucle_fw.kinds.waste import EMPTYING
+
+    from boucle import accounting
+
+    assert EMPTYING == {
+        "weight_g": (accounting.NOISE_G, accounting.NEAR_TARE_G, accounting.NEAR_TARE_FRACTION),
+        "fill_pct": (accounting.FILL_NOISE_PCT, accounting.FILL_NEAR_EMPTY_PCT, accounting.FILL_NEAR_EMPTY_FRACTION)}
