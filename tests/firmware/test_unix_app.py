@@ -109,14 +109,19 @@ def test_broker_outage_of_an_hour_spills_to_flash_and_the_gateway_stores_each_re
         gateway.stop()
 
 
+def _bin_board(interpreter, broker, boards, tmp_path, counts_per_g: int, **overrides):
+    """A started waste-scale board, empty, its cell at 8000 counts empty: (board, its start)."""
+    board = new_board(interpreter, tmp_path / "bin", device_config(BIN, broker, "waste-scale", **overrides),
+                      params={"weight_g": 0.0}, bench={"hx711": {"zero_counts": 8000, "counts_per_g": counts_per_g}})
+    boards.append(board)
+    board.start()
+    return board, board.world_ms
+
+
 def test_commands_tare_calibrate_set_interval_reboot(unix_micropython, broker, observer, boards, tmp_path):
     # A bin on a load cell: the cell gives 8000 counts empty and 400 counts per gram; the
     # config says 420 (uncalibrated), and there is no tare at boot
-    board = new_board(unix_micropython, tmp_path / "bin", device_config(BIN, broker, "waste-scale"),
-                      params={"weight_g": 0.0}, bench={"hx711": {"zero_counts": 8000, "counts_per_g": 400}})
-    boards.append(board)
-    board.start()
-    t0 = board.world_ms
+    board, t0 = _bin_board(unix_micropython, broker, boards, tmp_path, counts_per_g=400)
     board.run(t0 + 3 * MINUTE)
     observer.wait(lambda: observer.readings(BIN), "a reading")
     assert observer.readings(BIN)[0][1]["weight_g"] == round(8000 / 420)  # then zero tracking
@@ -246,13 +251,10 @@ def test_a_water_meter_counts_litres_from_its_contact_and_keeps_them_across_a_re
 
 def test_a_bin_reports_its_emptying_at_once_with_the_weight_before_it(unix_micropython, broker, observer, boards,
                                                                       tmp_path):
-    # A bin reporting every 15 minutes, tared at boot; its load cell is read every minute
-    # between reports (boucle_fw/kinds/waste.py: WATCH_S)
-    board = new_board(unix_micropython, tmp_path / "bin", device_config(BIN, broker, "waste-scale", interval_s=900),
-                      params={"weight_g": 0.0}, bench={"hx711": {"zero_counts": 8000, "counts_per_g": 420}})
-    boards.append(board)
-    board.start()
-    t0 = board.world_ms
+    # A bin reporting every 15 minutes (its cell as its config says, 420 counts per gram, with
+    # 8000 counts of zero offset); the cell is read every minute between reports
+    # (boucle_fw/kinds/waste.py: WATCH_S)
+    board, t0 = _bin_board(unix_micropython, broker, boards, tmp_path, counts_per_g=420, interval_s=900)
     board.run(t0 + 2 * MINUTE)
     observer.wait(lambda: observer.readings(BIN), "the first report")
     board.set(weight_g=8000.0)
