@@ -1,6 +1,7 @@
 """Waste's physical model: deposits into each bin while its site is open (lognormal masses,
 a bin's own activity), collection rounds (some early, some missed), and the load cell or
-distance sensor that watches the content.
+distance sensor that watches the content: read at every fleet step, reported every
+interval and at once on an emptying, as the firmware does (boucle_fw.device.Device.watch).
 
 profiles.toml: [waste.deposit_kg_per_day] per site kind and stream, [waste.activity],
 [waste.deposit_mass], [waste.collection], [general] (scale noise and drift).
@@ -62,8 +63,9 @@ class VirtualBin(VirtualDevice):
     def measure(self, ts: int, noise_g: float, drift_g_per_min: float) -> list[tuple[dict[str, Any], float]]:
         """The sensor read at each fleet step, as the firmware reads it between reports
         (boucle_fw/kinds/waste.py; a deep-sleep bin only wakes to report): a reading when
-        due, and at once when the sample shows an emptying, then with the sample before it. Each reading with the deposits it is the
-        first to show (what the server counts at it; a bin's first reading is its baseline)."""
+        due, and at once when the sample shows an emptying, then with the sample before it.
+        Each reading comes with the deposits it is the first to show (what the server counts
+        at it; a bin's first reading is its baseline)."""
         self.drift_g += self.rng.gauss(0, drift_g_per_min)
         hidden, self.hidden_kg = self.hidden_kg, 0.0
         if self.dead:
@@ -104,7 +106,8 @@ def virtual(fleet, dev, common: dict, saved) -> VirtualBin:
 
 
 def step(fleet, group, bins: list[VirtualBin], ts: int, local, dt_s: int) -> None:
-    """Each bin: a collection if one is due, deposits while open, a reading when due."""
+    """Each bin: a collection if one is due, deposits while open, its readings (when due, and
+    at an emptying)."""
     for b in bins:
         _step_bin(fleet, group, b, ts, local, dt_s)
 
