@@ -131,7 +131,8 @@ def _loop(cfg, dev, wifi, machine, system, apps, rtc):
     last_good = dev.tb.now_ms()
     while True:
         now = dev.tb.now_ms()
-        if "sample" in dev.scheduler.due(now):
+        tasks = dev.scheduler.due(now)
+        if "sample" in tasks:
             due = last_sync is None or now - last_sync >= resync_ms or not dev.tb.synced
             if due and wifi.ensure() and _sync_clock(dev, cfg, system, rtc):
                 last_sync = now
@@ -147,6 +148,8 @@ def _loop(cfg, dev, wifi, machine, system, apps, rtc):
             # After the cycle, which allocates (a reading, its payload); the idle turns
             # between cycles allocate next to nothing and need no collection each second.
             gc.collect()
+        elif "watch" in tasks and dev.watch() and dev.link.connect():
+            dev.flush()  # an emptying goes out at once
         dev.link.poll(dev.on_command)
         if dev.reboot_requested or dev.ota_request:
             _restart(dev, machine, apps)

@@ -85,11 +85,45 @@ class Device:
         self.interval_s = interval
         self.scheduler = Scheduler()
         self.scheduler.every("sample", interval * 1000, 0)
+        # A bin reads its sensor between reports and reports an emptying at once (kinds/waste.py)
+        self._emptied = getattr(self.kind, "emptied", None) if self.kind is not None else None
+        self._last = None  # (last reading taken, whether it was pushed)
+        if self._emptied is not None:
+            self.scheduler.every("watch", self.kind.WATCH_S * 1000, 0)
 
     # --- one cycle --------------------------------------------------------------------
 
     def sample(self):
         """Read every sensor into one reading and push it; None when no sensor answered."""
+        reading = self._read()
+        if reading is not None:
+            self._take(reading, True)
+        return reading
+
+    def watch(self):
+        """A bin between reports: read the sensors and push nothing, unless the reading shows
+        an emptying since the previous one; then push both (the previous one, the top of
+        the bin before the collection, unless it was pushed already). True if it pushed."""
+        reading = self._read()
+        return reading is not None and self._take(reading, False)
+
+    def _take(self, reading, report):
+        last = self._last
+        emptying = (self._emptied is not None and last is not None
+                    and self._emptied(last[0], reading))
+        if emptying and not last[1]:
+            self._push(last[0])
+        if report or emptying:
+            self._push(reading)
+        self._last = (reading, report or emptying)
+        return emptying
+
+    def _push(self, reading):
+        reading["seq"] = self.seq  # only readings that exist take a number: no gaps
+        self.seq += 1
+        self.buffer.push(reading)
+
+    def _read(self):
         now = self.tb.now_ms()
         dt = 0 if self._last_sample_ms is None else now - self._last_sample_ms
         self._last_sample_ms = now
@@ -113,12 +147,7 @@ class Device:
             reading[field] = self.counter.total_wh
             if self.counter_store is not None:
                 self.counter_store.cycle(self.counter, now // 1000)
-        if not got:
-            return None
-        reading["seq"] = self.seq  # only readings that exist take a number: no gaps
-        self.seq += 1
-        self.buffer.push(reading)
-        return reading
+        return reading if got else None
 
     def _account(self, fields, dt_ms):
         if self.counter is not None:
@@ -129,6 +158,7 @@ class Device:
         earlier boots that can no longer be placed in time."""
         boot = self.boot
         tb = self.tb
+        self._last = None  # a sample held back unstamped is not worth placing
         self.buffer.restamp(lambda r: tb.restamp(r, boot))
         self.buffer.discard(lambda r: r.get("ts") is not None)
 

@@ -1,6 +1,7 @@
 """Waste's physical model: deposits into each bin while its site is open (lognormal masses,
 a bin's own activity), collection rounds (some early, some missed), and the load cell or
-distance sensor that watches the content.
+distance sensor that watches the content: read at every fleet step, reported every
+interval and at once on an emptying, as the firmware does (boucle_fw.device.Device.watch).
 
 profiles.toml: [waste.deposit_kg_per_day] per site kind and stream, [waste.activity],
 [waste.deposit_mass], [waste.collection], [general] (scale noise and drift).
@@ -12,6 +13,9 @@ import math
 import random
 from dataclasses import dataclass
 from typing import Any
+
+from boucle_fw.config import profiles as fw_profiles
+from boucle_fw.kinds.waste import emptied
 
 from simulator.devices import VirtualDevice
 
@@ -25,6 +29,11 @@ class VirtualBin(VirtualDevice):
     drift_g: float = 0.0
     activity: float = 1.0  # this bin's deposits relative to its site kind's average
     tare_g: float = 0.0    # zero offset set by the tare command
+    watches: bool = True   # reads its sensor between reports (not a deep-sleep battery bin)
+    watch_rng: random.Random | None = None  # noise of the samples between reports
+    last: tuple[int, dict[str, float], bool] | None = None  # last sample: ts, fields, reported
+    unreported_kg: float = 0.0  # deposits since the last reading, that no reading shows yet
+    hidden_kg: float = 0.0      # those of them an emptying took away this step
 
     def raw_g(self) -> float:
         """What the load cell feels, before tare and noise: content plus slow drift."""
@@ -43,29 +52,52 @@ class VirtualBin(VirtualDevice):
         room = max(0.0, self.capacity_kg * 1.1 - self.content_kg)
         accepted = min(kg, room)
         self.content_kg += accepted
+        self.unreported_kg += accepted
         return accepted, accepted < kg
 
     def empty(self) -> float:
         collected, self.content_kg = self.content_kg, 0.0
+        self.hidden_kg, self.unreported_kg = self.unreported_kg, 0.0
         return collected
 
-    def measure(self, ts: int, noise_g: float, drift_g_per_min: float) -> dict[str, Any] | None:
+    def measure(self, ts: int, noise_g: float, drift_g_per_min: float) -> list[tuple[dict[str, Any], float]]:
+        """The sensor read at each fleet step, as the firmware reads it between reports
+        (boucle_fw/kinds/waste.py; a deep-sleep bin only wakes to report): a reading when
+        due, and at once when the sample shows an emptying, then with the sample before it.
+        Each reading comes with the deposits it is the first to show (what the server counts
+        at it; a bin's first reading is its baseline)."""
         self.drift_g += self.rng.gauss(0, drift_g_per_min)
-        if self.dead or not self.due():
-            return None
-        reading = self.stamp(ts)
+        hidden, self.hidden_kg = self.hidden_kg, 0.0
+        if self.dead:
+            return []
+        report = self.due()
+        if not (report or self.watches):
+            return []
+        fields = self._sample(self.rng if report else self.watch_rng, noise_g)
+        last, out = self.last, []
+        emptying = last is not None and emptied(last[1], fields)
+        if emptying and not last[2]:
+            out.append(({**self.stamp(last[0]), **last[1]}, hidden))
+        if report or emptying:
+            seen = self.unreported_kg if last is not None else 0.0
+            out.append(({**self.stamp(ts), **fields}, seen))
+            self.unreported_kg = 0.0
+        self.last = (ts, fields, report or emptying)
+        return out
+
+    def _sample(self, rng: random.Random, noise_g: float) -> dict[str, float]:
         if self.measures_weight:
-            reading["weight_g"] = round(self.raw_g() - self.tare_g + self.rng.gauss(0, noise_g))
-        else:
-            fill = 100.0 * self.content_kg / self.capacity_kg + self.rng.gauss(0, 0.8)
-            reading["fill_pct"] = min(100.0, max(0.0, fill))
-        return reading
+            return {"weight_g": round(self.raw_g() - self.tare_g + rng.gauss(0, noise_g))}
+        fill = 100.0 * self.content_kg / self.capacity_kg + rng.gauss(0, 0.8)
+        return {"fill_pct": min(100.0, max(0.0, fill))}
 
 
 def virtual(fleet, dev, common: dict, saved) -> VirtualBin:
     """A bin with its own activity: some see much more use than their site kind's average
     (a busy workshop, a drop-off point on a main road); those are the ones that overflow."""
-    vd = VirtualBin(**common)
+    overrides = fw_profiles().get(dev.profile, {}).get("overrides") or {}
+    asleep = overrides.get("deep_sleep", {}).get("enabled", False)  # a battery bin: no samples between wakes
+    vd = VirtualBin(**common, watches=not asleep, watch_rng=random.Random(f"{fleet.seed}:{dev.id}:watch"))
     sigma = fleet.profiles.raw["waste"].get("activity", {}).get("sigma", 0.0)
     vd.activity = random.Random(f"{fleet.seed}:{dev.id}:activity").lognormvariate(-sigma**2 / 2, sigma)
     fleet.ledger.describe(dev.id, site=common["site"].id, territory=common["territory"], kind=KIND,
@@ -74,7 +106,8 @@ def virtual(fleet, dev, common: dict, saved) -> VirtualBin:
 
 
 def step(fleet, group, bins: list[VirtualBin], ts: int, local, dt_s: int) -> None:
-    """Each bin: a collection if one is due, deposits while open, a reading when due."""
+    """Each bin: a collection if one is due, deposits while open, its readings (when due, and
+    at an emptying)."""
     for b in bins:
         _step_bin(fleet, group, b, ts, local, dt_s)
 
@@ -99,13 +132,15 @@ def _step_bin(fleet, group, b: VirtualBin, ts: int, local, dt_s: int) -> None:
             overflows += overflow
             rate -= 1
     general = profiles.general
-    reading = b.measure(ts, general["scale_noise_g"], general["scale_drift_g_per_day"] / 1440)
+    readings = b.measure(ts, general["scale_noise_g"], general["scale_drift_g_per_day"] / 1440)
     if b.device.id in fleet.external:
         fleet.world[b.device.id] = {"weight_g": b.raw_g(), "fill": b.content_kg / b.capacity_kg}
-        reading = None
-    fleet.keep(b, reading, ts)
+        readings = []
+    for reading, seen_kg in readings:
+        fleet.keep(b, reading, ts)
+        fleet.ledger.add(b.device.id, reading["ts"] if reading.get("ts") is not None else ts, reported_kg=seen_kg)
     fleet.ledger.add(b.device.id, ts, deposited_kg=deposited, collected_kg=collected,
-                     emptyings=emptyings, overflows=overflows, readings=int(reading is not None))
+                     emptyings=emptyings, overflows=overflows, readings=len(readings))
 
 
 def deposits(profiles, site_kind: str) -> dict[str, float]:

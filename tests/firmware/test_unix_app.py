@@ -109,14 +109,19 @@ def test_broker_outage_of_an_hour_spills_to_flash_and_the_gateway_stores_each_re
         gateway.stop()
 
 
+def _bin_board(interpreter, broker, boards, tmp_path, counts_per_g: int, **overrides):
+    """A started waste-scale board, empty, its cell at 8000 counts empty: (board, its start)."""
+    board = new_board(interpreter, tmp_path / "bin", device_config(BIN, broker, "waste-scale", **overrides),
+                      params={"weight_g": 0.0}, bench={"hx711": {"zero_counts": 8000, "counts_per_g": counts_per_g}})
+    boards.append(board)
+    board.start()
+    return board, board.world_ms
+
+
 def test_commands_tare_calibrate_set_interval_reboot(unix_micropython, broker, observer, boards, tmp_path):
     # A bin on a load cell: the cell gives 8000 counts empty and 400 counts per gram; the
     # config says 420 (uncalibrated), and there is no tare at boot
-    board = new_board(unix_micropython, tmp_path / "bin", device_config(BIN, broker, "waste-scale"),
-                      params={"weight_g": 0.0}, bench={"hx711": {"zero_counts": 8000, "counts_per_g": 400}})
-    boards.append(board)
-    board.start()
-    t0 = board.world_ms
+    board, t0 = _bin_board(unix_micropython, broker, boards, tmp_path, counts_per_g=400)
     board.run(t0 + 3 * MINUTE)
     observer.wait(lambda: observer.readings(BIN), "a reading")
     assert observer.readings(BIN)[0][1]["weight_g"] == round(8000 / 420)  # then zero tracking
@@ -242,3 +247,29 @@ def test_a_water_meter_counts_litres_from_its_contact_and_keeps_them_across_a_re
     observer.wait(lambda: any(b == 1 for b, _ in observer.readings(WATER)), "a reading of boot 1")
     assert next(r["water_l"] for b, r in observer.readings(WATER) if b == 1) == last  # kept exactly
     assert "water" in board.nvs()["boucle"]
+
+
+def test_a_bin_reports_its_emptying_at_once_with_the_weight_before_it(unix_micropython, broker, observer, boards,
+                                                                      tmp_path):
+    # A bin reporting every 15 minutes (its cell as its config says, 420 counts per gram, with
+    # 8000 counts of zero offset); the cell is read every minute between reports
+    # (boucle_fw/kinds/waste.py: WATCH_S)
+    board, t0 = _bin_board(unix_micropython, broker, boards, tmp_path, counts_per_g=420, interval_s=900)
+    board.run(t0 + 2 * MINUTE)
+    observer.wait(lambda: observer.readings(BIN), "the first report")
+    board.set(weight_g=8000.0)
+    board.run(t0 + 5 * MINUTE)
+    board.set(weight_g=12000.0)  # a last deposit, 2 minutes before the collection
+    board.run(t0 + 7 * MINUTE)
+    board.set(weight_g=0.0)      # collected
+    board.run(t0 + 9 * MINUTE)   # the next report is due at 15 minutes
+    observer.wait(lambda: len(observer.readings(BIN)) >= 3, "the emptying, before the next report")
+    first, before, after = (r for _, r in observer.readings(BIN)[:3])
+    # 8000 counts of zero offset (19 g at 420 counts/g), which zero tracking shrinks while empty
+    assert before["weight_g"] - after["weight_g"] == 12000 and 0 <= after["weight_g"] <= 20
+    assert after["ts"] - before["ts"] == 60 and 5 * 60 <= before["ts"] - first["ts"] < 7 * 60
+    assert [r["seq"] for r in (first, before, after)] == [0, 1, 2]
+    board.run(t0 + 16 * MINUTE)
+    observer.wait(lambda: len(observer.readings(BIN)) == 4, "the report due")
+    # on the 15-minute grid of the boot (the first report waited for the Wi-Fi join)
+    assert 14 * 60 < observer.readings(BIN)[3][1]["ts"] - first["ts"] <= 15 * 60

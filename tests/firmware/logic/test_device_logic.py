@@ -225,3 +225,68 @@ def test_home_assistant_discovery_messages():
     energy = json.loads(msgs[0][1])
     assert energy["state_class"] == "total_increasing" and energy["unit_of_measurement"] == "Wh"
     assert energy["value_template"].startswith("{{ value_json.readings[-1].energy_wh")
+
+
+class Bin:
+    """A load cell whose weight the test sets."""
+
+    def __init__(self):
+        self.weight_g = 0
+
+    def read(self):
+        return {"weight_g": self.weight_g}
+
+
+def _bin():
+    ticks = Ticks()
+    cfg = config.make_config("ecully-fablab-bin-residual", "w", "p", "b", 1883, "ecully-fablab-bin-residual",
+                             "x", None, "waste-scale", interval_s=900)
+    scale = Bin()
+    d = Device(cfg, 3, Timebase(ticks), MemoryLink(), ReadingBuffer(500, 16, 8, None), [("hx711", scale)],
+               None, None, None, None, "0.1.0")
+    d.tb.sync(1767225600)
+    return d, ticks, scale
+
+
+def _take(d, ticks, scale, steps):
+    """(seconds from now, weight, "sample" or "watch") in order; what each watch returned."""
+    t0, out = ticks.t, []
+    for s, w, what in steps:
+        ticks.t = t0 + s * 1000
+        scale.weight_g = w
+        out.append(d.sample() is not None if what == "sample" else d.watch())
+    return out
+
+
+def test_a_bin_reports_an_emptying_at_once_with_the_reading_before_it():
+    d, ticks, scale = _bin()
+    assert d.scheduler.period("watch") == 60000 and _device()[0].scheduler.period("watch") is None
+    got = _take(d, ticks, scale, [(0, 1000, "sample"), (60, 1200, "watch"), (120, 1500, "watch"),
+                                  (180, 100, "watch"), (240, 300, "watch"), (900, 400, "sample")])
+    assert got == [True, False, False, True, False, True]
+    d.flush()
+    readings = [r for _, r in d.link.telemetry()]
+    assert [r["seq"] for r in readings] == [0, 1, 2, 3]
+    assert [(r["ts"] - 1767225600, r["weight_g"]) for r in readings] == [(0, 1000), (120, 1500), (180, 100), (900, 400)]
+
+
+def test_an_emptying_seen_at_a_report_brings_the_watched_reading_before_it():
+    d, ticks, scale = _bin()
+    got = _take(d, ticks, scale, [(0, 5000, "sample"), (840, 9000, "watch"), (900, 50, "sample"),
+                                  (960, 40000, "watch"), (1020, 200, "watch"), (1800, 3000, "sample")])
+    # 40 kg to 200 g is an emptying (at most 10 % of the weight before); 200 g to 3 kg is not
+    assert got == [True, False, True, False, True, True]
+    d.flush()
+    readings = [(r["ts"] - 1767225600, r["weight_g"]) for _, r in d.link.telemetry()]
+    assert readings == [(0, 5000), (840, 9000), (900, 50), (960, 40000), (1020, 200), (1800, 3000)]
+
+
+def test_small_falls_are_not_emptyings():
+    from boucle_fw.kinds.waste import emptied
+    assert not emptied({"weight_g": 1000}, {"weight_g": 950})      # within the 100 g band
+    assert not emptied({"weight_g": 20000}, {"weight_g": 5000})    # a bag taken out, not a collection
+    assert emptied({"weight_g": 20000}, {"weight_g": 1900})
+    assert emptied({"weight_g": 450}, {"weight_g": 0})
+    assert emptied({"fill_pct": 80.0}, {"fill_pct": 12.0})
+    assert not emptied({"fill_pct": 80.0}, {"fill_pct": 40.0})
+    assert not emptied({"weight_g": 20000}, {"fill_pct": 0.0})    # nothing to compare
