@@ -57,6 +57,12 @@ def ledger_round(store: Store, registry: Registry, now: float, close_after_s: in
     return out
 
 
+def possibly_sealed_before(now: float, close_after_s: int, margin_s: float) -> int:
+    """Readings stamped before this may be of a day the ledger has sealed, or seals within
+    `margin_s` (which covers the sealer's settle time and its clock's difference)."""
+    return day_start(int(now + margin_s) - close_after_s)
+
+
 def _territory_round(store: Store, registry: Registry, territory: str, now: float, closed_before: int,
                      lookback_days: int, audit: bool, out: LedgerRound) -> None:
     chain = store.ledger(territory)
