@@ -104,8 +104,11 @@ def ledger_readings(store: Store, registry: Registry, territory: str, day: int, 
     return out
 
 
-def stored_leaves(device: str, readings: Iterable[StoredReading], start: int
-                  ) -> list[tuple[tuple[int, int, int], bytes, float]]:
+Leaf = tuple[tuple[int, int, int], bytes, float]
+"""A stored reading in a day tree: its (ts, boot, seq), leaf hash and `received`."""
+
+
+def stored_leaves(device: str, readings: Iterable[StoredReading], start: int) -> list[Leaf]:
     """((ts, boot, seq), leaf hash, received) of a device's stored readings (`fields`: every
     measurement and RECEIVED) from `start` on."""
     out = []
@@ -118,20 +121,31 @@ def stored_leaves(device: str, readings: Iterable[StoredReading], start: int
     return out
 
 
+def _device_leaves(store: Store, registry: Registry, territory: str, day: int, sites: set[str] | None = None
+                   ) -> Iterator[tuple[str, str, list[Leaf]]]:
+    """(site, device, its sorted leaves) of the territory's day, a device at a time."""
+    stays_by: dict[tuple[str, str], list[Stay]] = {}
+    for stay in stays(registry, territory, day, sites):
+        stays_by.setdefault((stay.site, stay.device), []).append(stay)
+    for (site, device), its in stays_by.items():
+        yield site, device, sorted(leaf for stay in its
+                                   for leaf in stored_leaves(device, store.readings(device, stay.start, stay.end,
+                                                                                    FIELDS), stay.start))
+
+
+def site_leaves(store: Store, registry: Registry, territory: str, day: int, site: str) -> dict[str, list[Leaf]]:
+    """A site's stored readings of the day as leaves, by device (for the audit's in-flight check)."""
+    return {device: leaves for _, device, leaves in _device_leaves(store, registry, territory, day, {site})}
+
+
 def day_roots(store: Store, registry: Registry, territory: str, day: int, received_by: float | None = None
               ) -> tuple[list[SiteRoot], list[SiteRoot]]:
     """The site roots of the territory's stored readings of the UTC day starting at `day`,
     and those of the readings among them received by `received_by` (the same without it).
     A device at a time: what stays in memory is a root per device, not the readings."""
-    stays_by: dict[tuple[str, str], list[Stay]] = {}
-    for stay in stays(registry, territory, day):
-        stays_by.setdefault((stay.site, stay.device), []).append(stay)
     every: dict[str, dict[str, tuple[bytes, int]]] = {}
     early: dict[str, dict[str, tuple[bytes, int]]] = {}
-    for (site, device), its in stays_by.items():
-        leaves = sorted(leaf for stay in its
-                        for leaf in stored_leaves(device, store.readings(device, stay.start, stay.end, FIELDS),
-                                                  stay.start))
+    for site, device, leaves in _device_leaves(store, registry, territory, day):
         hashes = [h for _, h, _ in leaves]
         every.setdefault(site, {})[device] = root = (merkle_root(hashes), len(hashes))
         if received_by is not None:

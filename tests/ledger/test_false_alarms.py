@@ -51,3 +51,35 @@ def test_repeats_of_days_still_open_are_left_to_the_stores_own_dedup(store, regi
     parsed = Parsed(readings=[reading_row(r) for r in today])
     drop_sealed_repeats(parsed, store, DAY0 + 86400 + 7200, CLOSE)
     assert parsed.duplicates == 0 and len(parsed.readings) == 2
+
+
+def test_a_write_in_flight_when_its_day_was_sealed_makes_a_new_version(store, registry):
+    """A batch stamped (received) before the entry's sealed_at but committed only after the
+    sealing round read the day (a write longer than BOUCLE_LEDGER_SETTLE_S: a slow or
+    retried InfluxDB write): the entry does not hold it, though its time says it should.
+    The audit took that for tampering; it is a late reading, the day's next version."""
+    settle = 60.0
+    (entry, _) = ledger_round(store, registry, NOW, CLOSE, 7, settle_s=settle).sealed
+    assert entry.sealed_at == NOW - settle
+    stamped = entry.sealed_at - 5  # the batch's received, its write committed after the round
+    batch = [type(r)(r.device, 3, r.seq, r.ts + 1, r.values) for r in (day_readings("atelier-pv", DAY0)[:2]
+                                                                       + day_readings("fablab-grid", DAY0)[:1])]
+    store.write_readings(batch, stamped)
+    found = ledger_round(store, registry, NOW + 300, CLOSE, 7, settle_s=settle)
+    assert found.mismatches == []
+    assert [(e.day, e.version, e.count) for e in found.sealed] == [(DAY0, 2, entry.count + 3)]
+    assert ledger_round(store, registry, NOW + 600, CLOSE, 7, audit=True, settle_s=settle).mismatches == []
+
+
+def test_a_reading_dropped_beside_a_write_in_flight_is_still_reported(store, registry):
+    """The in-flight explanation only removes whole batches received just before sealed_at:
+    a sealed reading dropped is a mismatch even with such a batch beside it."""
+    from tests.ledger.conftest import drop
+
+    (entry, _) = ledger_round(store, registry, NOW, CLOSE, 7, settle_s=60.0).sealed
+    store.write_readings([type(r)(r.device, 3, r.seq, r.ts + 1, r.values) for r in day_readings("atelier-pv", DAY0)[:1]],
+                         entry.sealed_at - 5)
+    drop(store, "atelier-grid", DAY0 + 600)  # the same count: found by the audit
+    found = ledger_round(store, registry, NOW + 300, CLOSE, 7, audit=True, settle_s=60.0)
+    assert found.sealed == [] and [m.day for m in found.mismatches] == [DAY0]
+    assert "atelier: 288 readings sealed, 288 stored, same count but other readings" in found.mismatches[0].problem
