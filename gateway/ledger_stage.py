@@ -79,14 +79,14 @@ def _territory_round(store: Store, registry: Registry, territory: str, now: floa
         entry = current[day]
         if not audit and day_count(store, registry, territory, day) == entry.count:
             continue
-        roots, sealed_then = day_roots(store, registry, territory, day, entry.sealed_at)
+        roots, sealed_then, _ = day_roots(store, registry, territory, day, entry.sealed_at)
         if ledger.day_root(roots) == entry.root:
             continue
         if ledger.day_root(sealed_then) == entry.root or _in_flight(store, registry, entry, sealed_then):
-            _, by_now = day_roots(store, registry, territory, day, now)
+            _, by_now, checks = day_roots(store, registry, territory, day, now)
             if ledger.day_root(by_now) == entry.root:
                 continue  # the late readings came after `now`: the next round seals them
-            if not _append(store, chain, ledger.seal(territory, day, by_now, chain, now), out):
+            if not _append(store, chain, ledger.seal(territory, day, by_now, chain, now, checks), out):
                 return
             continue
         out.mismatches.append(Mismatch(territory, day, _differences(entry, roots)))
@@ -97,8 +97,8 @@ def _territory_round(store: Store, registry: Registry, territory: str, now: floa
         # What was received by `now`, the entry's sealed_at: a reading the writer stores
         # while this round reads the day is a late one (the next version), not one the
         # entry holds without its time saying so (which the next round took for tampering).
-        _, by_now = day_roots(store, registry, territory, day, now)
-        if not _append(store, chain, ledger.seal(territory, day, by_now, chain, now), out):
+        _, by_now, checks = day_roots(store, registry, territory, day, now)
+        if not _append(store, chain, ledger.seal(territory, day, by_now, chain, now, checks), out):
             return
 
 
@@ -140,7 +140,7 @@ def in_flight_explains(devices: dict[str, list[Leaf]], sealed: ledger.SiteRoot, 
         return False
     sizes: dict[float, int] = {}
     for leaves in early.values():
-        for _, _, got in leaves:
+        for _, _, got, _ in leaves:
             if got > sealed_at - IN_FLIGHT_S:
                 sizes[got] = sizes.get(got, 0) + 1
     batches = sorted(sizes, reverse=True)[:IN_FLIGHT_BATCHES]
@@ -149,7 +149,7 @@ def in_flight_explains(devices: dict[str, list[Leaf]], sealed: ledger.SiteRoot, 
             if sum(sizes[b] for b in left_out) != extra:
                 continue
             out = set(left_out)
-            kept = {d: [h for _, h, got in leaves if got not in out] for d, leaves in early.items()}
+            kept = {d: [h for _, h, got, _ in leaves if got not in out] for d, leaves in early.items()}
             if ledger.site_root(sealed.site, {d: (ledger.merkle_root(h), len(h)) for d, h in kept.items()}) == sealed:
                 return True
     return False

@@ -49,6 +49,9 @@ class Parsed:
     known, and the one refused)."""
     written: set[str] = field(default_factory=set)
     """What the store confirmed already (a retried write does not write it twice)."""
+    checked: set[str] = field(default_factory=set)
+    """Devices whose telemetry in the batch had its signature checked against their key
+    (stored so, for the ledger's count of checked readings)."""
 
 
 def letter_key(topic: str, payload: bytes) -> str:
@@ -82,6 +85,8 @@ def parse_batch(spooled: Sequence[Spooled], prefix: str, known_devices: Collecti
         else:
             out.received += len(result)
             out.readings.extend(result)
+            if signing is not None and device in signing.keys:  # a keyed device's telemetry is taken only signed
+                out.checked.add(device)
             if max(map(_TS, result)) > msg.received:
                 _note_ahead(out, result, msg.received)
     return out
@@ -149,7 +154,7 @@ def write_parsed(parsed: Parsed, store: Store, recent: RecentReadings | None = N
     if parsed.readings and "readings" not in parsed.written:
         received = time.time()
         with recent.lock if recent is not None else nullcontext():
-            new = store.write_rows(parsed.readings, received)
+            new = store.write_rows(parsed.readings, received, parsed.checked)
             if recent is not None:
                 if new == len(parsed.readings) or not store.dedups:
                     recent.add(parsed.readings, received)
