@@ -11,8 +11,9 @@ A round, per territory:
   do. Another root, but the readings received by the day's sealing still make the sealed
   root (or do once whole batches stamped just before it, writes still in flight when the
   day was read, are left out): the rest are late readings, sealed as the day's next
-  version. Otherwise the store no longer holds what was sealed (a reading changed, dropped, or the day replaced): a
-  mismatch, reported with the sites whose roots differ, and not sealed over.
+  version. Otherwise the store no longer holds what was sealed (a reading changed,
+  dropped, or the day replaced): a mismatch, reported with the sites whose roots differ,
+  and not sealed over.
 """
 
 from __future__ import annotations
