@@ -191,4 +191,3 @@ def test_every_secret_and_configmap_referenced_is_made_by_the_readme():
         assert f"secret generic {name}" in readme, name
     for name in re.findall(r"configMap(?:Ref)?: \{name: ([\w-]+)\}", text):
         assert name in made or f"create configmap {name}" in readme, name
-
