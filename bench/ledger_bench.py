@@ -75,13 +75,13 @@ def bench_ledger(devices: int = 1000, sites: int = 100, interval_s: int = 60) ->
         got = sum(map(len, stored.values()))
 
         def seal():
-            roots, _ = day_roots(store, registry, "bench", DAY)
-            entry = ledger.seal("bench", DAY, roots, [], time.time())
+            day = day_roots(store, registry, "bench", DAY)
+            entry = ledger.seal("bench", DAY, day.every, [], time.time(), day.checks)
             store.append_ledger(entry)
             return entry
 
         seal_s, entry = timed(seal)
-        hash_s, _ = timed(lambda: [ledger.merkle_root([h for _, h, _ in sorted(stored_leaves(d, rows, DAY))])
+        hash_s, _ = timed(lambda: [ledger.merkle_root([leaf[1] for leaf in sorted(stored_leaves(d, rows, DAY))])
                                    for d, rows in stored.items()])
         count_s, counted = timed(lambda: day_count(store, registry, "bench", DAY))
         (entry_bytes,) = store._conn().execute(
@@ -95,6 +95,7 @@ def bench_ledger(devices: int = 1000, sites: int = 100, interval_s: int = 60) ->
             "count_check_s": round(count_s, 4), "seal_to_read_ratio": round(seal_s / read_s, 2),
             "hash_to_read_ratio": round(hash_s / read_s, 2),
             "entry_bytes": entry_bytes, "sites_json_bytes": len(ledger_sites_text(entry.sites)),
+            "checks_json_bytes": len(ledger_sites_text(entry.sites, entry.checks)) - len(ledger_sites_text(entry.sites)),
             "store_file_bytes": file_bytes, "entry_per_reading_bytes": round(entry_bytes / readings, 4)}
 
 

@@ -30,6 +30,8 @@ LEDGER_FORMAT = 1
 GENESIS = bytes(32)
 """The `prev` of a territory's first entry."""
 DOMAIN = b"boucle-ledger/1\n"
+DOMAIN_CHECKS = b"boucle-ledger/2\n"
+"""The digest's domain for an entry that records its signature checks (DeviceCheck)."""
 _INT, _FLOAT = b"i", b"f"
 _TS_BOOT_SEQ = struct.Struct(">qqq")
 _I64, _F64 = struct.Struct(">q"), struct.Struct(">d")
@@ -244,10 +246,37 @@ def verify_proof(proof: ReadingProof, root: bytes) -> bool:
 # --- the chain ------------------------------------------------------------------------
 
 
-def entry_digest(territory: str, seq: int, day: int, version: int, count: int, root: bytes, prev: bytes) -> bytes:
-    """SHA-256 of DOMAIN ‖ territory ‖ seq ‖ day ‖ version ‖ count ‖ day root ‖ prev digest."""
-    return hashlib.sha256(DOMAIN + _name(territory) + seq.to_bytes(8, "big") + _I64.pack(day)
-                          + version.to_bytes(4, "big") + count.to_bytes(8, "big") + root + prev).digest()
+@dataclass(frozen=True)
+class DeviceCheck:
+    """How many of a device's readings of the day (at one site) the gateway stored with their
+    signature checked against the device's key (the others were taken unsigned, as the
+    registry allowed: a device without a key)."""
+
+    site: str
+    device: str
+    count: int
+    checked: int
+
+
+def checks_hash(checks: Iterable[DeviceCheck]) -> bytes:
+    """SHA-256 of "C" ‖ per device (sorted by site, device): site, device (length-prefixed),
+    count and checked (uint64 each)."""
+    parts = [b"C"]
+    for c in sorted(checks, key=lambda c: (c.site, c.device)):
+        parts += [_name(c.site), _name(c.device), c.count.to_bytes(8, "big"), c.checked.to_bytes(8, "big")]
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+def entry_digest(territory: str, seq: int, day: int, version: int, count: int, root: bytes, prev: bytes,
+                 checks: Sequence[DeviceCheck] | None = None) -> bytes:
+    """SHA-256 of DOMAIN ‖ territory ‖ seq ‖ day ‖ version ‖ count ‖ day root ‖ prev digest;
+    for an entry that records its signature checks, of DOMAIN_CHECKS ‖ the same ‖
+    checks_hash(checks)."""
+    body = (_name(territory) + seq.to_bytes(8, "big") + _I64.pack(day) + version.to_bytes(4, "big")
+            + count.to_bytes(8, "big") + root + prev)
+    if checks is None:
+        return hashlib.sha256(DOMAIN + body).digest()
+    return hashlib.sha256(DOMAIN_CHECKS + body + checks_hash(checks)).digest()
 
 
 @dataclass(frozen=True)
@@ -265,12 +294,23 @@ class LedgerEntry:
     sealed_at: float
     """When the gateway sealed it (its clock): readings received later are late ones."""
     sites: tuple[SiteRoot, ...] = field(default=())
+    checks: tuple[DeviceCheck, ...] | None = None
+    """Per device with readings, how many had their signature checked (sorted by site,
+    device); None in an entry sealed before the ledger recorded it."""
+
+    def signature_checks(self, device: str) -> tuple[int, int] | None:
+        """(readings, checked) of a device in this entry, None when the entry does not say."""
+        if self.checks is None:
+            return None
+        found = [c for c in self.checks if c.device == device]
+        return sum(c.count for c in found), sum(c.checked for c in found)
 
 
 def seal(territory: str, day: int, sites: Sequence[SiteRoot], chain: Sequence[LedgerEntry],
-         sealed_at: float) -> LedgerEntry:
+         sealed_at: float, checks: Iterable[DeviceCheck] | None = None) -> LedgerEntry:
     """The next entry of a territory's chain (`chain`: its entries so far, by seq): the
-    day's next version."""
+    day's next version. `checks`: its devices' signature checks (recorded in the entry and
+    its digest)."""
     last = chain[-1] if chain else None
     seq = last.seq + 1 if last else 0
     prev = last.digest if last else GENESIS
@@ -278,8 +318,32 @@ def seal(territory: str, day: int, sites: Sequence[SiteRoot], chain: Sequence[Le
     kept = tuple(sorted((s for s in sites if s.count), key=lambda s: s.site))
     count = sum(s.count for s in kept)
     root = day_root(kept)
+    checked = None if checks is None else tuple(sorted((c for c in checks if c.count),
+                                                       key=lambda c: (c.site, c.device)))
     return LedgerEntry(territory, seq, day, version, count, root, prev,
-                       entry_digest(territory, seq, day, version, count, root, prev), sealed_at, kept)
+                       entry_digest(territory, seq, day, version, count, root, prev, checked), sealed_at, kept,
+                       checked)
+
+
+def signature_word(count: int, checked: int) -> str:
+    """What a device's readings of a day are as to signatures, in words."""
+    if count and checked == count:
+        return "signed and checked"
+    return "unsigned" if not checked else f"partly signed and checked ({checked} of {count})"
+
+
+def _checks_problem(e: LedgerEntry) -> str | None:
+    """Why an entry's signature checks cannot be its sites' readings, if they cannot."""
+    if e.checks is None:
+        return None
+    per_site: dict[str, int] = {}
+    for c in e.checks:
+        if not 0 <= c.checked <= c.count:
+            return f"device {c.device}: {c.checked} of {c.count} readings checked"
+        per_site[c.site] = per_site.get(c.site, 0) + c.count
+    if per_site != {s.site: s.count for s in e.sites}:
+        return "its signature checks do not count its sites' readings"
+    return None
 
 
 def chain_problems(chain: Sequence[LedgerEntry], whole: bool = True) -> list[str]:
@@ -293,8 +357,11 @@ def chain_problems(chain: Sequence[LedgerEntry], whole: bool = True) -> list[str
             problems.append(f"entry {e.seq}: expected entry {expected} (an entry is missing)")
         if e.prev != prev:
             problems.append(f"entry {e.seq} (day {e.day} v{e.version}): does not follow the entry before it")
-        if e.digest != entry_digest(e.territory, e.seq, e.day, e.version, e.count, e.root, e.prev):
+        if e.digest != entry_digest(e.territory, e.seq, e.day, e.version, e.count, e.root, e.prev, e.checks):
             problems.append(f"entry {e.seq} (day {e.day} v{e.version}): its digest does not match its content")
+        checks = _checks_problem(e)
+        if checks:
+            problems.append(f"entry {e.seq} (day {e.day} v{e.version}): {checks}")
         if e.sites and (day_root(e.sites) != e.root or sum(s.count for s in e.sites) != e.count):
             problems.append(f"entry {e.seq} (day {e.day} v{e.version}): its sites' roots do not make its root")
         prev, expected = e.digest, e.seq + 1
@@ -317,15 +384,20 @@ def entry_doc(e: LedgerEntry) -> dict:
     """An entry as JSON-ready data (hashes in hex)."""
     return {"territory": e.territory, "seq": e.seq, "day": e.day, "version": e.version, "count": e.count,
             "root": e.root.hex(), "prev": e.prev.hex(), "digest": e.digest.hex(), "sealed_at": e.sealed_at,
-            "sites": [{"site": s.site, "root": s.root.hex(), "count": s.count} for s in e.sites]}
+            "sites": [{"site": s.site, "root": s.root.hex(), "count": s.count} for s in e.sites],
+            **({} if e.checks is None else {"checks": [
+                {"site": c.site, "device": c.device, "count": c.count, "checked": c.checked} for c in e.checks]})}
 
 
 def entry_of(doc: Mapping) -> LedgerEntry:
-    """entry_doc's inverse."""
+    """entry_doc's inverse (an entry without `checks`, sealed before they were recorded, has None)."""
+    checks = doc.get("checks")
     return LedgerEntry(doc["territory"], int(doc["seq"]), int(doc["day"]), int(doc["version"]), int(doc["count"]),
                        bytes.fromhex(doc["root"]), bytes.fromhex(doc["prev"]), bytes.fromhex(doc["digest"]),
                        float(doc["sealed_at"]),
-                       tuple(SiteRoot(s["site"], bytes.fromhex(s["root"]), int(s["count"])) for s in doc["sites"]))
+                       tuple(SiteRoot(s["site"], bytes.fromhex(s["root"]), int(s["count"])) for s in doc["sites"]),
+                       None if checks is None else tuple(DeviceCheck(c["site"], c["device"], int(c["count"]),
+                                                                     int(c["checked"])) for c in checks))
 
 
 def path_doc(p: AuditPath) -> dict:

@@ -111,8 +111,22 @@ def reading_proof(territory_id: TerritoryId, day: DayPath, ctx: Ctx, who: Who,
         raise ApiProblem(404, "Reading not found", f"no stored reading of {device!r} at {ts}")
     tree = DayReadings.of(territory_id, start, rows).trees()[site]
     proof = ledger.prove(tree, entry.sites, match[0].ledger_bytes())
+    checks = entry.signature_checks(device)
     return ProofOut(entry=ledger.entry_doc(entry), proof=ledger.proof_doc(proof),
-                    valid=ledger.verify_proof(proof, entry.root))
+                    valid=ledger.verify_proof(proof, entry.root), signature=reading_signature(checks, match[0].checked),
+                    device_checks=None if checks is None else {"readings": checks[0], "checked": checks[1]})
+
+
+def reading_signature(checks: tuple[int, int] | None, stored_checked: bool) -> str:
+    """A reading's signature status from its device's sealed checks of the day; when only
+    some of them were checked (a key provisioned that day), the stored reading's own flag
+    says which."""
+    if checks is None:
+        return "not recorded"
+    count, checked = checks
+    if 0 < checked < count:
+        return "signed and checked" if stored_checked else "unsigned"
+    return ledger.signature_word(count, checked)
 
 
 # --- exports ----------------------------------------------------------------------------

@@ -152,6 +152,12 @@ class ProofOut(BaseModel):
     proof: dict[str, Any]
     valid: bool = Field(description="Whether the paths lead the reading to the entry's root (checked by the API; "
                                     "check it yourself with boucle.ledger.verify_proof).")
+    signature: str = Field("not recorded", description="Whether the gateway checked the reading's signature against "
+                           "its device's key: 'signed and checked', 'unsigned' (a device without a key, as the "
+                           "registry allowed), or 'not recorded' (an entry sealed before the ledger counted them). "
+                           "From the entry's sealed count for the device and day (docs/ledger.md).")
+    device_checks: dict[str, Any] | None = Field(None, description="The entry's signature checks of the reading's "
+                                                 "device that day: {readings, checked}.")
 
 
 class ConsentIn(BaseModel):

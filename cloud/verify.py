@@ -112,17 +112,49 @@ def verify(doc: dict[str, Any]) -> tuple[list[str], bool]:
         unshared = sorted(set(sealed) - shared)
         note = (f"; {', '.join(unshared)}: readings not shared as stored, checked by their roots only"
                 if unshared else "")
+        wrong += _checks_against(entry, rows, shared)
+        signatures = _signatures(entry, set(doc.get("shared") or sealed))
         if wrong:
             ok = False
             lines.append(f"{iso_day(day)} v{entry.version}: DOES NOT MATCH the ledger: {'; '.join(wrong)}")
         else:
             lines.append(f"{iso_day(day)} v{entry.version}: matches the ledger "
-                         f"({sum(mine[s].count for s in shared if s in mine)} readings{note})")
+                         f"({sum(mine[s].count for s in shared if s in mine)} readings{note}){signatures}")
     if doc.get("indicators") and doc.get("registry"):
         more, same = verify_indicators(doc, entries)
         lines += more
         ok = ok and same
     return lines, ok
+
+
+def _checks_against(entry: ledger.LedgerEntry, rows: list[LedgerReading], shared: set[str]) -> list[str]:
+    """The devices of shared sites whose exported readings are not as many as the entry's
+    signature checks count (the checks would then not be of these readings)."""
+    if entry.checks is None:
+        return []
+    exported: dict[tuple[str, str], int] = {}
+    for row in rows:
+        exported[row.site, row.device] = exported.get((row.site, row.device), 0) + 1
+    sealed = {(c.site, c.device): c.count for c in entry.checks if c.site in shared}
+    return [f"device {device}: {exported.get((site, device), 0)} readings exported, "
+            f"{sealed.get((site, device), 0)} in the signature checks"
+            for site, device in sorted(sealed.keys() | {k for k in exported if k[0] in shared})
+            if exported.get((site, device), 0) != sealed.get((site, device), 0)]
+
+
+def _signatures(entry: ledger.LedgerEntry, sites: set[str]) -> str:
+    """What the entry says of the signatures of its sites' readings (those in `sites`)."""
+    if entry.checks is None:
+        return "; signatures: not recorded (sealed before the ledger counted them)"
+    groups: dict[str, list[str]] = {}
+    totals: dict[str, int] = {}
+    for c in entry.checks:
+        if c.site in sites:
+            word = ledger.signature_word(c.count, c.checked)
+            groups.setdefault(word, []).append(c.device)
+            totals[word] = totals.get(word, 0) + c.count
+    parts = [f"{word}: {totals[word]} readings of {', '.join(devices)}" for word, devices in sorted(groups.items())]
+    return f"; {'; '.join(parts)}" if parts else ""
 
 
 def verify_indicators(doc: dict[str, Any], entries: list[ledger.LedgerEntry]) -> tuple[list[str], bool]:

@@ -41,6 +41,7 @@ from gateway.output import (
     Parsed,
     bound_dead_letters,
     drop_repeats,
+    drop_sealed_repeats,
     parse_batch,
     record_metrics,
     write_parsed,
@@ -279,6 +280,8 @@ class Gateway:
                     return
                 continue
             drop_repeats(parsed, self.spool, store_dedups)
+            drop_sealed_repeats(parsed, self.store, time.time(), s.ledger_close_after_s,
+                                s.ledger_settle_s + 3600)
             attempt = 0
             while True:
                 try:

@@ -7,12 +7,12 @@ a reading is keyed by (device, boot, seq), so rewriting it leaves the same state
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from boucle.consent import Consent
-from boucle.ledger import LedgerEntry, SiteRoot
+from boucle.ledger import DeviceCheck, LedgerEntry, SiteRoot
 from boucle.protocol import MEASUREMENT_FIELDS, Reading, ReadingRow
 from boucle.rollup import (
     DAY_COLUMNS,
@@ -37,7 +37,10 @@ class StoredReading:
 
 RECEIVED = "received"
 """When the gateway stored a reading (its clock): readable beside the measurement fields."""
-READABLE_FIELDS = frozenset((*MEASUREMENT_FIELDS, RECEIVED))
+SIG_CHECKED = "sig_checked"
+"""Whether the gateway checked a reading's signature against its device's key (1) or took it
+unsigned, as the registry allowed (null): readable beside the measurement fields."""
+READABLE_FIELDS = frozenset((*MEASUREMENT_FIELDS, RECEIVED, SIG_CHECKED))
 
 ROLLUP_TABLES = {"rollup_days": DAY_COLUMNS, "rollup_months": MONTH_SUM_COLUMNS,
                  "rollup_month_slots": MONTH_SLOT_COLUMNS}
@@ -45,13 +48,26 @@ ROLLUP_TABLES = {"rollup_days": DAY_COLUMNS, "rollup_months": MONTH_SUM_COLUMNS,
 row also keeps its `row_digest` of them."""
 
 
-def ledger_sites_text(sites: Sequence[SiteRoot]) -> str:
-    """How the stores keep a ledger entry's site roots: JSON [[site, root hex, count], ...]."""
-    return json.dumps([[s.site, s.root.hex(), s.count] for s in sites], separators=(",", ":"))
+def ledger_sites_text(sites: Sequence[SiteRoot], checks: Sequence[DeviceCheck] | None = None) -> str:
+    """How the stores keep a ledger entry's site roots: JSON [[site, root hex, count], ...];
+    with its signature checks, {"sites": that, "checks": [[site, device, count, checked], ...]}."""
+    roots = [[s.site, s.root.hex(), s.count] for s in sites]
+    if checks is None:
+        return json.dumps(roots, separators=(",", ":"))
+    return json.dumps({"sites": roots, "checks": [[c.site, c.device, c.count, c.checked] for c in checks]},
+                      separators=(",", ":"))
 
 
 def ledger_sites(text: str) -> tuple[SiteRoot, ...]:
-    return tuple(SiteRoot(site, bytes.fromhex(root), count) for site, root, count in json.loads(text))
+    doc = json.loads(text)
+    return tuple(SiteRoot(site, bytes.fromhex(root), count)
+                 for site, root, count in (doc["sites"] if isinstance(doc, dict) else doc))
+
+
+def ledger_checks(text: str) -> tuple[DeviceCheck, ...] | None:
+    """The signature checks kept with an entry's site roots (None for an entry without)."""
+    doc = json.loads(text)
+    return tuple(DeviceCheck(*c) for c in doc["checks"]) if isinstance(doc, dict) else None
 
 
 def check_fields(fields: Sequence[str]) -> None:
@@ -90,8 +106,9 @@ class Store(Protocol):
     def write_readings(self, readings: Sequence[Reading], received: float) -> int:
         """Store readings; return how many were new (repeats by identity are ignored)."""
 
-    def write_rows(self, rows: Sequence[ReadingRow], received: float) -> int:
-        """write_readings for rows (the gateway's hot path: no Reading objects)."""
+    def write_rows(self, rows: Sequence[ReadingRow], received: float, checked: Collection[str] = ()) -> int:
+        """write_readings for rows (the gateway's hot path: no Reading objects). `checked`:
+        the devices whose readings among them had their signature checked (SIG_CHECKED)."""
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Keep refused messages with their reason."""

@@ -43,11 +43,13 @@ from boucle.rollup import DayRow, MonthRow, MonthSlots, row_digest
 from boucle.storage import (
     RECEIVED,
     ROLLUP_TABLES,
+    SIG_CHECKED,
     DeadLetter,
     DeviceState,
     ReadingMarks,
     StoredReading,
     check_fields,
+    ledger_checks,
     ledger_sites,
     ledger_sites_text,
 )
@@ -283,13 +285,14 @@ class InfluxStore:
     def write_readings(self, readings: Sequence[Reading], received: float) -> int:
         return self.write_rows([reading_row(r) for r in readings], received)
 
-    def write_rows(self, rows: Sequence[ReadingRow], received: float) -> int:
+    def write_rows(self, rows: Sequence[ReadingRow], received: float, checked: Collection[str] = ()) -> int:
         # Line protocol formatted here rather than through influxdb_client's Point (about ten
         # times the cost a reading, on the gateway's hot path); Point's escaping and field
         # types are kept, and tests read every field and tag back from a real InfluxDB.
-        got = f"received={float(received)!r}"
+        stamp = f"received={float(received)!r}"
         lines = []
         for device, group in groupby(rows, key=itemgetter(0)):
+            got = f"{stamp},{SIG_CHECKED}=1i" if device in checked else stamp
             shown, series = None, ""
             for row in group:
                 tags = self.device_tags(device, row[3])
@@ -550,7 +553,7 @@ class InfluxStore:
             return False
         fields = (f'day={entry.day}i,version={entry.version}i,count={entry.count}i,root="{entry.root.hex()}",'
                   f'prev="{entry.prev.hex()}",digest="{entry.digest.hex()}",sealed_at={float(entry.sealed_at)!r},'
-                  f'sites="{ledger_sites_text(entry.sites).replace(chr(34), chr(92) + chr(34))}"')
+                  f'sites="{ledger_sites_text(entry.sites, entry.checks).replace(chr(34), chr(92) + chr(34))}"')
         self.write_lines([f"ledger,territory={_tag(entry.territory)} {fields} {self._t(entry.seq)}"],
                          rp=self.rollups_rp or None)
         self._bump_version()
@@ -559,7 +562,7 @@ class InfluxStore:
     def ledger(self, territory: str) -> list[LedgerEntry]:
         return [LedgerEntry(territory, int(v[0]),
                             int(v[1]), int(v[2]), int(v[3]), bytes.fromhex(v[4]), bytes.fromhex(v[5]),
-                            bytes.fromhex(v[6]), float(v[7]), ledger_sites(v[8]))
+                            bytes.fromhex(v[6]), float(v[7]), ledger_sites(v[8]), ledger_checks(v[8]))
                 for v in self._ledger_points(territory)]
 
     def _ledger_points(self, territory: str, where: str = "") -> list:

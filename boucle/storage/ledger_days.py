@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from boucle.ledger import (
+    DeviceCheck,
     SiteRoot,
     SiteTree,
     leaf_hash,
@@ -22,10 +24,12 @@ from boucle.ledger import (
 from boucle.protocol import INTEGER_FIELDS, MEASUREMENT_FIELDS
 from boucle.registry import Registry
 from boucle.rollup import DAY
-from boucle.storage import RECEIVED, Store, StoredReading
+from boucle.storage import RECEIVED, SIG_CHECKED, Store, StoredReading
 
-FIELDS = (*MEASUREMENT_FIELDS, RECEIVED)
+FIELDS = (*MEASUREMENT_FIELDS, RECEIVED, SIG_CHECKED)
 """What the ledger reads of a stored reading."""
+_NOT_HASHED = frozenset((RECEIVED, SIG_CHECKED))
+"""Read beside a reading's measurements, not part of its leaf: the gateway's, not the sensor's."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,8 @@ class LedgerReading:
     seq: int
     values: dict[str, float | int]
     received: float
+    checked: bool = False
+    """Whether the gateway checked its signature (SIG_CHECKED): the store's word, per reading."""
 
     def ledger_bytes(self) -> bytes:
         return reading_bytes(self.device, self.ts, self.boot, self.seq, self.values, INTEGER_FIELDS)
@@ -98,48 +104,78 @@ def ledger_readings(store: Store, registry: Registry, territory: str, day: int, 
     for stay in stays(registry, territory, day, sites):
         for r in store.readings(stay.device, stay.start, stay.end, FIELDS):
             if r.ts >= stay.start:  # not the baseline before it
-                values = {k: v for k, v in r.values.items() if k != RECEIVED and v is not None}
+                values = {k: v for k, v in r.values.items() if k not in _NOT_HASHED and v is not None}
                 out.append(LedgerReading(stay.device, stay.site, r.ts, r.boot, r.seq, values,
-                                  float(r.values[RECEIVED] or 0.0)))
+                                         float(r.values[RECEIVED] or 0.0), bool(r.values.get(SIG_CHECKED))))
     return out
 
 
-def stored_leaves(device: str, readings: Iterable[StoredReading], start: int
-                  ) -> list[tuple[tuple[int, int, int], bytes, float]]:
-    """((ts, boot, seq), leaf hash, received) of a device's stored readings (`fields`: every
-    measurement and RECEIVED) from `start` on."""
+Leaf = tuple[tuple[int, int, int], bytes, float, bool]
+"""A stored reading in a day tree: its (ts, boot, seq), leaf hash, `received`, and whether
+its signature was checked (SIG_CHECKED)."""
+
+
+def stored_leaves(device: str, readings: Iterable[StoredReading], start: int) -> list[Leaf]:
+    """The leaves of a device's stored readings (`fields`: FIELDS) from `start` on."""
     out = []
     for r in readings:
         if r.ts >= start:  # not the baseline before it
-            values = {k: v for k, v in r.values.items() if k != RECEIVED}
+            values = {k: v for k, v in r.values.items() if k not in _NOT_HASHED}
             out.append(((r.ts, r.boot, r.seq),
                         leaf_hash(reading_bytes(device, r.ts, r.boot, r.seq, values, INTEGER_FIELDS)),
-                        float(r.values[RECEIVED] or 0.0)))
+                        float(r.values[RECEIVED] or 0.0), bool(r.values.get(SIG_CHECKED))))
     return out
 
 
-def day_roots(store: Store, registry: Registry, territory: str, day: int, received_by: float | None = None
-              ) -> tuple[list[SiteRoot], list[SiteRoot]]:
-    """The site roots of the territory's stored readings of the UTC day starting at `day`,
-    and those of the readings among them received by `received_by` (the same without it).
-    A device at a time: what stays in memory is a root per device, not the readings."""
+def _device_leaves(store: Store, registry: Registry, territory: str, day: int, sites: set[str] | None = None
+                   ) -> Iterator[tuple[str, str, list[Leaf]]]:
+    """(site, device, its sorted leaves) of the territory's day, a device at a time."""
     stays_by: dict[tuple[str, str], list[Stay]] = {}
-    for stay in stays(registry, territory, day):
+    for stay in stays(registry, territory, day, sites):
         stays_by.setdefault((stay.site, stay.device), []).append(stay)
+    for (site, device), its in stays_by.items():
+        yield site, device, sorted(leaf for stay in its
+                                   for leaf in stored_leaves(device, store.readings(device, stay.start, stay.end,
+                                                                                    FIELDS), stay.start))
+
+
+def site_leaves(store: Store, registry: Registry, territory: str, day: int, site: str) -> dict[str, list[Leaf]]:
+    """A site's stored readings of the day as leaves, by device (for the audit's in-flight check)."""
+    return {device: leaves for _, device, leaves in _device_leaves(store, registry, territory, day, {site})}
+
+
+class DayRoots(NamedTuple):
+    """A territory's stored day as the ledger seals it (day_roots)."""
+
+    every: list[SiteRoot]
+    """The site roots of every stored reading of the day."""
+    received: list[SiteRoot]
+    """Those of the readings received by the time asked for."""
+    checks: list[DeviceCheck]
+    """Per device (and site), how many of the latter had their signature checked."""
+
+
+def day_roots(store: Store, registry: Registry, territory: str, day: int, received_by: float | None = None
+              ) -> DayRoots:
+    """The site roots of the territory's stored readings of the UTC day starting at `day`,
+    and those of the readings among them received by `received_by` (the same without it),
+    with their signature checks. A device at a time: what stays in memory is a root per
+    device, not the readings."""
     every: dict[str, dict[str, tuple[bytes, int]]] = {}
     early: dict[str, dict[str, tuple[bytes, int]]] = {}
-    for (site, device), its in stays_by.items():
-        leaves = sorted(leaf for stay in its
-                        for leaf in stored_leaves(device, store.readings(device, stay.start, stay.end, FIELDS),
-                                                  stay.start))
-        hashes = [h for _, h, _ in leaves]
+    checks = []
+    for site, device, leaves in _device_leaves(store, registry, territory, day):
+        hashes = [leaf[1] for leaf in leaves]
         every.setdefault(site, {})[device] = root = (merkle_root(hashes), len(hashes))
         if received_by is not None:
-            hashes = [h for _, h, got in leaves if got <= received_by]
-            root = (merkle_root(hashes), len(hashes)) if len(hashes) < len(leaves) else root
+            leaves = [leaf for leaf in leaves if leaf[2] <= received_by]
+            if len(leaves) < len(hashes):
+                hashes = [leaf[1] for leaf in leaves]
+                root = (merkle_root(hashes), len(hashes))
         early.setdefault(site, {})[device] = root
-    return ([site_root(s, devices) for s, devices in every.items()],
-            [site_root(s, devices) for s, devices in early.items()])
+        checks.append(DeviceCheck(site, device, len(leaves), sum(leaf[3] for leaf in leaves)))
+    return DayRoots([site_root(s, devices) for s, devices in every.items()],
+                    [site_root(s, devices) for s, devices in early.items()], checks)
 
 
 def day_count(store: Store, registry: Registry, territory: str, day: int) -> int:

@@ -6,7 +6,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -35,11 +35,13 @@ from boucle.rollup import (
 from boucle.storage import (
     RECEIVED,
     ROLLUP_TABLES,
+    SIG_CHECKED,
     DeadLetter,
     DeviceState,
     ReadingMarks,
     StoredReading,
     check_fields,
+    ledger_checks,
     ledger_sites,
     ledger_sites_text,
 )
@@ -61,7 +63,7 @@ def _column_type(field: str) -> str:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
-    {reading_columns}, received REAL NOT NULL,
+    {reading_columns}, received REAL NOT NULL, sig_checked INTEGER,
     PRIMARY KEY (device, boot, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (device, ts);
@@ -130,8 +132,8 @@ END""",
 _ROWS_JSON = msgspec.json.Encoder()
 _COLUMN = "value ->> {}" if sqlite3.sqlite_version_info >= (3, 38) else "json_extract(value, '$[{}]')"
 _INSERT = (
-    f"INSERT OR IGNORE INTO readings ({', '.join(ROW_FIELDS)}, received) "
-    f"SELECT {', '.join(_COLUMN.format(i) for i in range(len(ROW_FIELDS)))}, ? FROM json_each(?)"
+    f"INSERT OR IGNORE INTO readings ({', '.join(ROW_FIELDS)}, received, sig_checked) "
+    f"SELECT {', '.join(_COLUMN.format(i) for i in range(len(ROW_FIELDS)))}, ?, ? FROM json_each(?)"
 )
 
 
@@ -167,11 +169,17 @@ class SQLiteStore:
     def write_readings(self, readings: Sequence[Reading], received: float) -> int:
         return self.write_rows([reading_row(r) for r in readings], received)
 
-    def write_rows(self, rows: Sequence[ReadingRow], received: float) -> int:
+    def write_rows(self, rows: Sequence[ReadingRow], received: float, checked: Collection[str] = ()) -> int:
         conn = self._conn()
         with conn:
             before = conn.total_changes
-            conn.execute(_INSERT, (float(received), _ROWS_JSON.encode(rows)))
+            if checked:  # SIG_CHECKED 1 for those devices' rows, null for the others'
+                signed = [r for r in rows if r[0] in checked]
+                if signed:
+                    conn.execute(_INSERT, (float(received), 1, _ROWS_JSON.encode(signed)))
+                rows = [r for r in rows if r[0] not in checked]
+            if rows:
+                conn.execute(_INSERT, (float(received), None, _ROWS_JSON.encode(rows)))
             new = conn.total_changes - before
             if new:
                 conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'data_version'")
@@ -326,7 +334,7 @@ class SQLiteStore:
             added = conn.execute(
                 "INSERT OR IGNORE INTO ledger VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (entry.territory, entry.seq, entry.day, entry.version, entry.count, entry.root, entry.prev,
-                 entry.digest, entry.sealed_at, ledger_sites_text(entry.sites))).rowcount
+                 entry.digest, entry.sealed_at, ledger_sites_text(entry.sites, entry.checks))).rowcount
             if added:
                 conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'data_version'")
         return bool(added)
@@ -335,7 +343,7 @@ class SQLiteStore:
         rows = self._conn().execute(
             "SELECT territory, seq, day, version, count, root, prev, digest, sealed_at, sites FROM ledger "
             "WHERE territory = ? ORDER BY seq", (territory,))
-        return [LedgerEntry(*row[:9], ledger_sites(row[9])) for row in rows]
+        return [LedgerEntry(*row[:9], ledger_sites(row[9]), ledger_checks(row[9])) for row in rows]
 
     def append_consent(self, consent: Consent) -> None:
         conn = self._conn()
@@ -385,6 +393,8 @@ def _add_field_columns(conn: sqlite3.Connection) -> None:
     for name in MEASUREMENT_FIELDS:
         if name not in columns:
             _add_column(conn, "readings", f"{name} {_column_type(name)}")
+    if SIG_CHECKED not in columns:  # readings stored before it: not known to be checked
+        _add_column(conn, "readings", f"{SIG_CHECKED} INTEGER")
 
 
 def _add_column(conn: sqlite3.Connection, table: str, column: str) -> None:

@@ -94,6 +94,49 @@ def test_gateways_name_themselves_after_their_pod_and_share_one_consumer():
     assert spec["terminationGracePeriodSeconds"] >= 60
 
 
+def test_exactly_one_gateway_replica_seals_the_ledger_and_never_two_at_once():
+    """InfluxDB has no conditional write: two processes sealing at once can both write an
+    entry (a false ALARM after). One sealing replica across the manifests, in a workload
+    that never runs two pods of it at once, with the same pod as the scaled gateways' but
+    for the ledger stage (docs/ledger.md, "One sealer")."""
+    sealing, pods = [], {}
+    for obj in objects():
+        if obj["kind"] not in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"):
+            continue
+        container = obj["spec"]["template"]["spec"]["containers"][0]
+        if container.get("args", [])[:1] != ["gateway"]:
+            continue
+        values, sources = container_env(obj)
+        settings = load_settings(GatewaySettings, {**values, **{n: "boucle-gateway-x" if "fieldRef" in s else "s" * 24
+                                                                for n, s in sources.items()}})
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        pods[name] = obj["spec"]["template"]["spec"]
+        if settings.ledger_interval_s > 0:
+            assert obj["kind"] in ("Deployment", "StatefulSet"), name
+            sealing += [name] * obj["spec"].get("replicas", 1)
+    assert sealing == ["StatefulSet/boucle-gateway-sealer"]
+    sealer = one("StatefulSet", "boucle-gateway-sealer")
+    # A StatefulSet replaces its pod only once the old one is gone (a rollout, a lost node).
+    assert sealer["spec"].get("updateStrategy", {}).get("type", "RollingUpdate") == "RollingUpdate"
+    assert sealer["spec"].get("podManagementPolicy", "OrderedReady") == "OrderedReady"
+    assert one("Service", sealer["spec"]["serviceName"])["spec"]["clusterIP"] == "None"
+    scaled = one("Deployment", "boucle-gateway")
+    assert scaled["spec"]["replicas"] >= 2 and "Deployment/boucle-gateway" in pods
+    # The sealer's pods are not the Deployment's (its selector does not take them).
+    assert not scaled["spec"]["selector"]["matchLabels"].items() <= sealer["spec"]["template"]["metadata"]["labels"].items()
+
+    def without_ledger(spec: dict) -> dict:
+        container = spec["containers"][0]
+        env = [e for e in container["env"] if e["name"] != "BOUCLE_LEDGER_INTERVAL_S"]
+        return {**spec, "containers": [{**container, "env": env}]}
+
+    assert without_ledger(pods["Deployment/boucle-gateway"]) == without_ledger(pods["StatefulSet/boucle-gateway-sealer"])
+    # Both check signatures against the key store (the ledger counts the readings checked).
+    for spec in pods.values():
+        mounts = {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+        assert "/etc/boucle/keys" in mounts
+
+
 def test_broker_is_three_nodes_each_with_its_volume_and_routes_to_its_pods(tmp_path):
     broker = one("StatefulSet", "nats")
     spec = broker["spec"]

@@ -86,6 +86,11 @@ def test_three_registry_devices_on_the_firmware_beside_the_model(unix_micropytho
                            params={"device": "ecully-fablab-grid", "ts": signed.ts}, headers={"X-API-Key": admin})
     assert proof.status_code == 200, proof.text
     assert proof.json()["valid"] and ledger.verify_proof(ledger.proof_of(proof.json()["proof"]), entry.root)
+    # The entry records that the keyed board's readings were signed and checked, and that an
+    # unkeyed board's were not (docs/ledger.md, "Signature checks").
+    assert proof.json()["signature"] == "signed and checked"
+    fablab_grid, fablab_pv = entry.signature_checks("ecully-fablab-grid"), entry.signature_checks("ecully-fablab-pv")
+    assert fablab_grid[0] == fablab_grid[1] > 0 and fablab_pv[0] > 0 == fablab_pv[1]
 
     rows = read_ledger(tmp_path / "ledger.jsonl")
     ledger_readings = totals(rows, "device", "readings")

@@ -56,7 +56,7 @@ def test_a_replaced_day_breaks_the_chain(store, registry):
     chain = ledger_round(store, registry, NOW, CLOSE, 7).sealed
     # day 0's readings replaced, and its entry sealed again to match them
     replace_day(store, ("atelier-grid", "atelier-pv", "fablab-grid"), DAY0, watts=800.0)
-    resealed = ledger.seal("vallee", DAY0, day_roots(store, registry, "vallee", DAY0)[0], [], chain[0].sealed_at)
+    resealed = ledger.seal("vallee", DAY0, day_roots(store, registry, "vallee", DAY0).every, [], chain[0].sealed_at)
     rewrite_entry(store, resealed)
     found = ledger_round(store, registry, NOW + 300, CLOSE, 7, audit=True)
     assert found.sealed == []
@@ -121,7 +121,7 @@ def test_a_device_that_moved_during_the_day_counts_at_each_site_for_its_stay(tmp
     store = open_store(f"sqlite:///{tmp_path / 'm.db'}")
     try:
         store.write_readings(day_readings("fablab-grid", DAY0), DAY0 + 86400)
-        roots, _ = day_roots(store, moved, "vallee", DAY0)
+        roots = day_roots(store, moved, "vallee", DAY0).every
         assert {r.site: r.count for r in roots} == {"atelier": 72, "fablab": 72}
         assert day_count(store, moved, "vallee", DAY0) == 144
         (entry,) = ledger_round(store, moved, DAY0 + 86400 + CLOSE, CLOSE, 7).sealed

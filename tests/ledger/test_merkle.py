@@ -146,5 +146,7 @@ def test_the_docs_test_vector_is_what_the_code_computes():
                                   INTEGER_FIELDS)
     site = ledger.site_tree("atelier", {"atelier-grid": [second, first]}).root()
     entry = ledger.seal("vallee", 1774656000, [site], [], 0.0)
-    for figure in (first.hex(), ledger.leaf_hash(first).hex(), site.root.hex(), entry.root.hex(), entry.digest.hex()):
+    checked = ledger.seal("vallee", 1774656000, [site], [], 0.0, [ledger.DeviceCheck("atelier", "atelier-grid", 2, 2)])
+    for figure in (first.hex(), ledger.leaf_hash(first).hex(), site.root.hex(), entry.root.hex(), entry.digest.hex(),
+                   ledger.checks_hash(checked.checks).hex(), checked.digest.hex()):
         assert figure in doc
