@@ -13,9 +13,10 @@ Timings, wall time on the client (httpx, one keep-alive connection), the whole r
 admission, scope check, data version, computation, JSON:
 - cold: the first request to a freshly built app (empty result cache, empty rollup cache:
   what the first dashboard view after a restart waits), `cold_runs` times;
-- after a write: each request follows a gateway round of every device (today's rows and
-  the month's rows written again, today's values changed: what the gateway does every few
-  seconds): the result cache misses, the rollup cache reads what changed;
+- after a write: each request follows a gateway round of every device (today's rows
+  written again, today's values changed; the month rows, which hold the closed days, stay:
+  what the gateway does every few seconds): the result cache misses, the rollup cache
+  reads what changed;
 - cached: the same request again, answered from the result cache (`X-Cache: hit`).
 Nothing here is a test: numbers are returned, never asserted.
 """

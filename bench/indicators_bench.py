@@ -27,8 +27,8 @@ API's ResultCache hit per (query, data version). InfluxDB is read as the API rea
 through its rollup cache (boucle/storage/rollup_cache.py): `first` fills it, the repeats
 find the data version unchanged; `after_write` times each computation after a gateway
 round of every device (its current day, the data's last one, open, with other values: that
-day's rows and the month's rows written again), so the cache reads the write marks,
-digests and rows of what changed; `after_month_rewrite` the same after late data changed
+day's rows written again; the month rows, which hold the closed days, stay), so the cache
+reads the write marks, digests and rows of what changed; `after_month_rewrite` the same after late data changed
 every day of the month of every device (its slots rows change too); `no_cache` reads every
 row every time. SQLite is timed after the same writes. Nothing here is a test: numbers are
 printed, never asserted.
@@ -118,8 +118,8 @@ def _slots(device: Device, start: int, end: int, seed: int, site_grid_w: float) 
     """A device's 15-min intervals as arrays: readings, mWh or deposited g, emptyings."""
     rng = np.random.default_rng(seed)
     t = np.arange(start, end, SLOT, dtype=np.int64)
-    # a meter's slots are covered but the last one: its newest reading is inside it (the data's
-    # last day is the device's current day, open, as at the gateway)
+    # slots are covered but the last one: the newest reading is inside it (the data's last day
+    # is the device's current day, open, as at the gateway)
     out = {"start": t, "received": np.full(t.size, SLOT // READING_S, dtype=np.int64), "covered": t < end - SLOT}
     if device.kind == "energy":
         wh = _power_w(device, t + SLOT // 2, rng, site_grid_w) * SLOT / 3600
@@ -141,7 +141,7 @@ def _day_intervals(device: Device, slots: dict[str, np.ndarray], day: int) -> In
         emptied = np.column_stack([slots["start"][part][e] + 1, slots["before"][part][e], np.full(int(e.sum()), np.nan)])
     return Intervals(rollup.day_edges(day), slots["received"][part], np.full(SLOTS_A_DAY, 0 if meter else rollup.WEIGHT,
                                                                                        dtype=np.uint8),
-                     slots["amount"][part], slots["covered"][part] & meter, emptied, np.zeros((0, 2), dtype=np.int64))
+                     slots["amount"][part], slots["covered"][part], emptied, np.zeros((0, 2), dtype=np.int64))
 
 
 def _month(device: Device, month: int, slots: dict[str, np.ndarray]) -> MonthRow:
@@ -156,22 +156,27 @@ def _month(device: Device, month: int, slots: dict[str, np.ndarray]) -> MonthRow
     sums = np.zeros(days, dtype=rollup.DAY_CELL)
     for name in ("received", "amount"):
         sums[name][span] = slots[name][lo:hi].reshape(-1, SLOTS_A_DAY).sum(axis=1)
+    covered = np.zeros(days * SLOTS_A_DAY, dtype=bool)
+    covered[span.start * SLOTS_A_DAY:span.stop * SLOTS_A_DAY] = slots["covered"][lo:hi]
+    # the days the month row holds: through the last closed one (boucle.rollup.closed_days)
+    day_has = np.zeros(days, dtype=bool)
+    day_has[span] = True
+    held = rollup.closed_days(np.flatnonzero(day_has), covered.reshape(days, SLOTS_A_DAY)[day_has, -1],
+                              sums["received"])
     events = b""
     if not meter:
         sums["measured"][span] = rollup.WEIGHT
-        e = slots["emptied"][lo:hi]
+        inside = slots["start"][lo:hi] < month + held * DAY
+        e = slots["emptied"][lo:hi] & inside
         emptied = np.column_stack([slots["start"][lo:hi][e] + 1, slots["before"][lo:hi][e], np.full(int(e.sum()), np.nan)])
         events = rollup.events_blob(emptied, np.zeros((0, 2), dtype=np.int64))
-    row = MonthRow(device.id, month, sums.tobytes(), events)
+    row = MonthRow(device.id, month, sums[:held].tobytes(), events)
     if not meter:
         return row
     amount = np.zeros(days * SLOTS_A_DAY, dtype=np.int32)
-    covered = np.zeros(days * SLOTS_A_DAY, dtype=bool)
     amount[span.start * SLOTS_A_DAY:span.stop * SLOTS_A_DAY] = slots["amount"][lo:hi]
-    covered[span.start * SLOTS_A_DAY:span.stop * SLOTS_A_DAY] = slots["covered"][lo:hi]
-    closed = np.flatnonzero(covered.reshape(days, SLOTS_A_DAY)[:, -1])  # the days the month row holds
-    held = (int(closed[-1]) + 1 if closed.size else 0) * SLOTS_A_DAY
-    return row._replace(slots=amount[:held].tobytes(), covered=np.packbits(covered[:held]).tobytes())
+    cells = held * SLOTS_A_DAY
+    return row._replace(slots=amount[:cells].tobytes(), covered=np.packbits(covered[:cells]).tobytes())
 
 
 def write_rollups(store: Store, registry: Registry, start: int, end: int, every_day: bool = False) -> dict:
@@ -218,9 +223,11 @@ def current_month(registry: Registry, start: int, end: int) -> dict[str, dict[st
 
 def rewrite_current_day(store: Store, registry: Registry, month: dict[str, dict[str, np.ndarray]], end: int,
                         seed: int, whole_month: bool = False) -> int:
-    """What a gateway round writes for every device: the current (last) day's rows and the
-    month's rows again, the day's amounts changed (other values, seeded); with `whole_month`
-    every day of the month changed (late data in each day). One write; the rows written."""
+    """What a gateway round writes for every device: the current (last) day's rows, the day's
+    amounts changed (other values, seeded); the month rows hold the closed days only, so the
+    gateway leaves them as they are (gateway.aggregate writes a month row only where it
+    differs). With `whole_month` every day of the month changed (late data in each day): the
+    month's rows written again too. One write; the rows written."""
     rng = np.random.default_rng(seed)
     days, months = [], []
     for device in registry.devices:
@@ -230,10 +237,8 @@ def rewrite_current_day(store: Store, registry: Registry, month: dict[str, dict[
         amount[changed] = np.round(amount[changed] * rng.uniform(0.5, 1.5, int(changed.sum())))
         slots["amount"] = amount
         days.append(rollup.day_row(device.id, device.kind, _day_intervals(device, slots, end - DAY)))
-        row = _month(device, int(slots["start"][0]), slots)
-        # the gateway writes a month's slots row only where it changed: a round of the open
-        # day leaves the closed days' slots as they are (gateway.aggregate)
-        months.append(row if whole_month else row._replace(slots=None, covered=None))
+        if whole_month:
+            months.append(_month(device, int(slots["start"][0]), slots))
     store.write_rollups(days, months)
     return len(days) + len(months)
 

@@ -15,7 +15,8 @@ cut further where a span's edge falls inside a slot. Each interval holds
   the bound of the kind's rate field (1 MW, 10,000 L/min), × Δt × 1.5 + 1 unit is
   rejected); for bins the mass deposited by its readings in g (rises past the 100 g
   hysteresis band);
-- `covered` (meters): whether readings exist at or before its start and at or after its end;
+- `covered`: whether readings (of what the device measures: a meter's counter, a bin's
+  weight or fill) exist at or before its start and at or after its end;
 
 and the device has **events**: `emptied` (bins: ts, weight just before in g, fill just
 before in %, NaN where not measured) and `flags` (meters: ts, RESET or REJECTED).
@@ -29,20 +30,24 @@ the last reading before the day (the hysteresis restarts each UTC day: at most o
 every sum is exact whatever its order: rollups and raw readings give the same values.
 
 Stored at two resolutions: a day row per device and UTC day (its 96 slots), and a month
-row per device and UTC month (per-day sums, the month's events, and meters' slots of its
-**closed days**). A meter's day is closed once a reading at or after its end is known (its
-last slot is covered); a month row's slots run from the month's first day through its last
-closed day, and the days after (the device's current day, the days since its last reading)
-are read from their day rows. So a gateway round, which rewrites the current day, rewrites
-that day's row and the month's sums, not a month of slots; the slots row changes once a day.
-Which days a row holds changes no value: a reader takes each day's slots from the month row
-when it holds the day, else from the day's row (nothing where there is none), which is what
-`month_row` put there. Rows written before this rule hold every day: valid rows too.
+row per device and UTC month holding its **closed days**: their per-day sums and events
+(every device), and their slots (meters, in a row of their own). A day is closed once a
+reading at or after its end is known: its last slot is covered (bins' day rows carry
+coverage too, for this), or a later day of the month received a reading. A month row runs
+from the month's first day through its last closed day; the days after (the device's
+current day, the days since its last reading) are read from their day rows. So a gateway
+round, which rewrites the current day, rewrites that day's row only: the month's row
+changes once a day, when a day closes. Which days a row holds changes no value: a reader
+takes each day from the month row when it holds the day, else from the day's row (nothing
+where there is none), which is what `month_row` put there. Rows written before this rule
+(sums and events of every day; slots of every day, or of the closed days) are valid rows
+too, and so are bins' day rows without coverage.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -108,7 +113,7 @@ class Intervals(NamedTuple):
     amount: np.ndarray
     """int64: mWh (meters) or g (bins)."""
     covered: np.ndarray
-    """bool (all False for bins)."""
+    """bool."""
     emptied: np.ndarray
     """float64 rows (ts, weight before g, fill before %)."""
     flags: np.ndarray
@@ -166,7 +171,15 @@ def day_intervals(kind: str, day: int, readings: Readings, rated_per_hour: float
                                         rated_per_hour or meter.max_per_hour)
         return Intervals(edges, received, measured, amount, covered, _NO_EMPTYINGS, flags)
     amount, emptied = _bin(edges, day, readings, inside)
-    return Intervals(edges, received, measured, amount, np.zeros(n, dtype=bool), emptied, _NO_FLAGS)
+    known = ~np.isnan(readings.weight_g) | ~np.isnan(readings.fill_pct)
+    return Intervals(edges, received, measured, amount, _covered(edges, t[known]), emptied, _NO_FLAGS)
+
+
+def _covered(edges: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per interval: readings at these times at or before its start and at or after its end."""
+    if not t.size:
+        return np.zeros(edges.size - 1, dtype=bool)
+    return (edges[:-1] >= t[0]) & (edges[1:] <= t[-1])
 
 
 _NO_EMPTYINGS = np.zeros((0, 3))
@@ -180,8 +193,7 @@ def _meter(edges: np.ndarray, day: int, times: np.ndarray, counter: np.ndarray, 
     t, v = times[has], counter[has]
     n = edges.size - 1
     if t.size < 2:
-        covered = np.zeros(n, dtype=bool)
-        return np.zeros(n, dtype=np.int64), covered, _NO_FLAGS
+        return np.zeros(n, dtype=np.int64), _covered(edges, t), _NO_FLAGS
     d = counter_deltas(v, t, per_hour)
     delta, dt = d.deltas_wh[1:], np.diff(t)
     # the energy accrued up to each edge: deltas spread linearly over their Δt, a delta of
@@ -197,7 +209,7 @@ def _meter(edges: np.ndarray, day: int, times: np.ndarray, counter: np.ndarray, 
     # mWh accrued since the day's start, rounded, then differenced: the intervals of any
     # cutting of the day add up exactly to its whole slots (a series' steps to the period)
     amount = np.diff(np.rint(accrued * MWH_PER_WH)).astype(np.int64)
-    covered = (edges[:-1] >= t[0]) & (edges[1:] <= t[-1])
+    covered = _covered(edges, t)
     # flags of the day's own readings (the delta of the reading after the day is the next day's)
     later = t[1:]
     own = (later >= day) & (later < day + DAY)
@@ -255,7 +267,7 @@ class DayRow(NamedTuple):
     slots: bytes
     """SLOT_CELL per slot."""
     covered: bytes
-    """packbits of the slots (meters; empty for bins)."""
+    """packbits of the slots (empty in bins' rows written before bins had coverage)."""
     events: bytes
     """float64 rows (ts, kind, weight before g, fill before %): emptyings, resets, rejected deltas."""
 
@@ -267,8 +279,10 @@ class MonthRow(NamedTuple):
     device: str
     month: int
     days: bytes
-    """DAY_CELL per day of the month."""
+    """DAY_CELL per closed day of the month, from its first day (see the module docstring;
+    every day in rows written before the rule)."""
     events: bytes
+    """The events of those days."""
     slots: bytes | None = None
     """int32 mWh per slot of the month's closed days, from its first day (meters; None for
     bins: no slots row; b"" for a meter without a closed day in the month yet)."""
@@ -290,6 +304,12 @@ def held_days(row: MonthSlots) -> int:
     """The days a month's slots row holds, from the month's first day: the others are read
     from their day rows."""
     return len(row.slots) // (SLOT_CELL_BYTES * SLOTS_A_DAY)
+
+
+def sums_held_days(row: MonthRow) -> int:
+    """The days a month row's sums and events hold, from the month's first day: the others
+    are read from their day rows."""
+    return len(row.days) // DAY_CELL.itemsize
 
 
 DAY_COLUMNS = DayRow._fields[2:]
@@ -338,8 +358,7 @@ def day_row(device: str, kind: str, iv: Intervals) -> DayRow:
         raise ValueError("a day row holds a day's 96 slots: compute it without cuts")
     cells = np.empty(SLOTS_A_DAY, dtype=SLOT_CELL)
     cells["received"], cells["measured"], cells["amount"] = iv.received, iv.measured, iv.amount
-    return DayRow(device, int(iv.edges[0]), cells.tobytes(),
-                  np.packbits(iv.covered).tobytes() if kind in kinds.METERS else b"",
+    return DayRow(device, int(iv.edges[0]), cells.tobytes(), np.packbits(iv.covered).tobytes(),
                   events_blob(iv.emptied, iv.flags))
 
 
@@ -376,7 +395,7 @@ _NOT_COVERED = bytes(SLOTS_A_DAY // 8)
 
 def month_row(device: str, kind: str, month: int, days: Sequence[DayRow]) -> MonthRow:
     """A month row from the month's day rows (days without a row: nothing received, no
-    energy known); a meter's slots through its last closed day (module docstring)."""
+    energy known), through its last closed day (module docstring)."""
     n = days_in(month)
     sums = np.zeros(n, dtype=DAY_CELL)
     slots = np.zeros(n * SLOTS_A_DAY, dtype=np.int32)
@@ -393,12 +412,23 @@ def month_row(device: str, kind: str, month: int, days: Sequence[DayRow]) -> Mon
         cells = (at[:, None] * SLOTS_A_DAY + np.arange(SLOTS_A_DAY)).reshape(-1)
         slots[cells] = block.amount.reshape(-1)
         covered[cells] = block.covered.reshape(-1)
-    events = b"".join(r.events for r in rows)
+    held = closed_days(at, block.covered[:, -1], sums["received"]) if rows else 0
+    events = b"".join(r.events for r in rows if r.day < month + held * DAY)
     if kind not in kinds.METERS:
-        return MonthRow(device, month, sums.tobytes(), events)
-    closed = at[block.covered[:, -1]] if rows else []
-    held = (int(max(closed)) + 1 if len(closed) else 0) * SLOTS_A_DAY
-    return MonthRow(device, month, sums.tobytes(), events, slots[:held].tobytes(), np.packbits(covered[:held]).tobytes())
+        return MonthRow(device, month, sums[:held].tobytes(), events)
+    cells = held * SLOTS_A_DAY
+    return MonthRow(device, month, sums[:held].tobytes(), events, slots[:cells].tobytes(),
+                    np.packbits(covered[:cells]).tobytes())
+
+
+def closed_days(at: np.ndarray, last_covered: np.ndarray, received: np.ndarray) -> int:
+    """How many days from the month's first a month row holds: through its last closed day.
+    `at` are the days of the month's day rows, `last_covered` whether each one's last slot is
+    covered, `received` the readings of every day of the month."""
+    closed = at[last_covered]
+    latest = np.flatnonzero(received)  # a day before the latest one with a reading is closed
+    through = max(int(closed.max()) if closed.size else -1, int(latest[-1]) - 1 if latest.size else -1)
+    return through + 1
 
 
 def month_slot_arrays(rows: Sequence[MonthSlots], open_days: Sequence[DayRow] = ()) -> tuple[np.ndarray, np.ndarray]:
@@ -434,10 +464,41 @@ def month_slot_arrays(rows: Sequence[MonthSlots], open_days: Sequence[DayRow] = 
     return amount, covered
 
 
-def month_sums(rows: Sequence[MonthRow], n: int) -> np.ndarray:
-    """The DAY_CELL arrays of n devices' month rows (the same months each, device after
-    device) as an (n, days) array."""
-    return np.frombuffer(b"".join(r.days for r in rows), dtype=DAY_CELL).reshape(n, -1)
+def month_sums(rows: Sequence[MonthRow], n: int, open_days: Sequence[DayRow] = ()) -> np.ndarray:
+    """The DAY_CELL arrays of n devices' month rows (the same consecutive months each, device
+    after device) as an (n, days of those months) array: the days each row holds, and the
+    others from their day rows among `open_days` (day rows of days those month rows do not
+    hold: `open_spans`); a day without either: nothing."""
+    k = len(rows) // n if n else 0
+    widths = [days_in(r.month) * DAY_CELL.itemsize for r in rows[:k]]
+    joined = b"".join(r.days for r in rows)
+    if len(joined) != n * sum(widths):  # rows holding their closed days only: the others are zeros
+        joined = b"".join(r.days.ljust(w, b"\0") for r, w in zip(rows, itertools.cycle(widths)))
+    out = np.frombuffer(joined, dtype=DAY_CELL).reshape(n, -1)
+    if open_days:
+        out = out.copy()
+        index = {r.device: i for i, r in enumerate(rows[::k])}
+        block = DayBlock(open_days)
+        at = np.array([index[r.device] for r in open_days])
+        day = (np.array([r.day for r in open_days]) - rows[0].month) // DAY
+        out["received"][at, day] = block.received.sum(axis=1)
+        out["measured"][at, day] = np.bitwise_or.reduce(block.measured, axis=1)
+        out["amount"][at, day] = block.amount.sum(axis=1)
+    return out
+
+
+def open_spans(rows: Sequence[MonthRow], start: int, end: int) -> dict[str, list[tuple[int, int]]]:
+    """Per device, the spans of the days inside [start, end) that its month rows do not hold
+    (their open days: read from their day rows)."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    full = {m: days_in(m) * DAY_CELL.itemsize for m in {r.month for r in rows}}
+    for r in rows:
+        if len(r.days) < full[r.month]:
+            lo = max(start, r.month + len(r.days) // DAY_CELL.itemsize * DAY)
+            hi = min(end, r.month + full[r.month] // DAY_CELL.itemsize * DAY)
+            if lo < hi:
+                out.setdefault(r.device, []).append((lo, hi))
+    return out
 
 
 def covered_bits(blobs: Sequence[bytes], n: int) -> np.ndarray:
@@ -468,6 +529,7 @@ def months(start: int, end: int) -> list[int]:
     return out
 
 
+@lru_cache(maxsize=4096)
 def days_in(month: int) -> int:
     return (next_month(month) - month) // DAY
 

@@ -11,9 +11,11 @@ docs/api.md "Collection rounds".
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from boucle.accounting import fill_events, waste_events
@@ -89,6 +91,34 @@ def next_round(after: float, settings: CollectionSettings, tz: ZoneInfo) -> int:
                 return ts
         day += timedelta(days=1)
     raise ValueError(f"no round day in {settings.round_days!r}")  # unreachable: days are checked on load
+
+
+def next_rounds(times: Sequence[float], settings: CollectionSettings, tz: ZoneInfo) -> list[int]:
+    """`next_round` of each of these times, sorted or not, from a table of the round starts
+    of the months they span (a round start a day instead of a search a time: a year's
+    emptyings of a territory's bins are tens of thousands; the bins share the table)."""
+    if not len(times):
+        return []
+    first, last = (datetime.fromtimestamp(t, tz).date() for t in (min(times), max(times)))
+    starts = _round_starts(first.replace(day=1), (last.replace(day=1) + timedelta(days=32)).replace(day=1),
+                           settings.round_days, settings.round_time, tz)
+    # the first start after t: round days run in the order of their starts (the same local time)
+    return [starts[bisect.bisect_right(starts, t)] for t in times]
+
+
+@lru_cache(maxsize=64)
+def _round_starts(first: date, end: date, round_days: str, round_time: str, tz: ZoneInfo) -> tuple[int, ...]:
+    """The round starts of the local days from `first` to `end` and 15 days more."""
+    settings = CollectionSettings(round_days=round_days, round_time=round_time)
+    weekdays = settings.weekdays()
+    starts, day = [], first
+    while day < end + timedelta(days=15):
+        if day.weekday() in weekdays:
+            starts.append(round_at(day, settings, tz))
+        day += timedelta(days=1)
+    if not starts:
+        raise ValueError(f"no round day in {round_days!r}")  # unreachable: days are checked on load
+    return tuple(starts)
 
 
 @dataclass(frozen=True)

@@ -223,7 +223,7 @@ def _from_memory(store: Store, recent: RecentReadings, plans: list[_Plan]) -> li
         stored = {m: [r for r, _ in memory.days[m].values()] for m in rollup.months(plan.days.start, plan.days.stop)}
         days += plan.rows.values()
         months += month_rows(plan.device, plan.rows, stored)
-    store.write_rollups(days, _changed_slots_only(store, months))
+    store.write_rollups(days, _changed_only(store, months))
     for plan in plans:
         memory = recent.get(plan.device.id)
         for day, row in plan.rows.items():
@@ -231,20 +231,29 @@ def _from_memory(store: Store, recent: RecentReadings, plans: list[_Plan]) -> li
     return _check(store, recent, plans)
 
 
-def _changed_slots_only(store: Store, months: list[MonthRow]) -> list[MonthRow]:
-    """The month rows, without the slots of those whose stored slots row is already the
-    same (one digest query a month): a round of the current day changes the month's sums,
-    and its slots (the closed days') once a day."""
+def _changed_only(store: Store, months: list[MonthRow]) -> list[MonthRow]:
+    """The month rows whose stored row differs (one digest query a month and table): a month
+    row holds the closed days (boucle.rollup), so a round of the current day leaves it as it
+    is, and it changes once a day. A meter's slots row is written where it differs, its sums
+    where they or the slots differ."""
     ids: dict[int, list[str]] = defaultdict(list)
     for m in months:
-        if m.slots is not None:
-            ids[m.month].append(m.device)
-    stored: dict[tuple[str, int], int | None] = {}
+        ids[m.month].append(m.device)
+    with_slots = {m.month for m in months if m.slots is not None}
+    sums: dict[tuple[str, int], int | None] = {}
+    slots: dict[tuple[str, int], int | None] = {}
     for month, devices in ids.items():
-        stored.update(store.rollup_digests("rollup_month_slots", devices, month, month + 1))
-    return [m._replace(slots=None, covered=None)
-            if m.slots is not None and stored.get((m.device, m.month)) == row_digest((m.slots, m.covered)) else m
-            for m in months]
+        sums.update(store.rollup_digests("rollup_months", devices, month, month + 1))
+        if month in with_slots:
+            slots.update(store.rollup_digests("rollup_month_slots", devices, month, month + 1))
+    out = []
+    for m in months:
+        key = (m.device, m.month)
+        if m.slots is not None and slots.get(key) == row_digest((m.slots, m.covered)):
+            m = m._replace(slots=None, covered=None)
+        if m.slots is not None or sums.get(key) != row_digest((m.days, m.events)):
+            out.append(m)
+    return out
 
 
 def _check(store: Store, recent: RecentReadings, plans: list[_Plan]) -> list[Span]:

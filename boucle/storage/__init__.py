@@ -155,7 +155,8 @@ class Store(Protocol):
 
     def month_rollups(self, devices: Sequence[str], start: int, end: int) -> list[MonthRow]:
         """Month rows of these devices with start <= month < end, by device then month,
-        without their slots (see month_slots)."""
+        without their slots (see month_slots): the sums and events of each month's closed
+        days (boucle.rollup)."""
 
     def month_slots(self, devices: Sequence[str], start: int, end: int) -> list[MonthSlots]:
         """The meters' slots of the month rows with start <= month < end, by device then month

@@ -8,8 +8,9 @@ measured, the accepted energy or the deposited mass (exact integers), the events
 profile of, the energy of each interval of the period's grid.
 
 `FrameLoader` reads them from the gateway's rollups: month rows for the whole UTC days
-(and the day rows of the days a meter's month slots do not hold yet: its open days), day rows for the partial days at the edges when those fall on quarter-hours (a local
-midnight always does), and the same computation on raw readings
+(and the day rows of the days a month row does not hold yet: the device's open days), day
+rows for the partial days at the edges when those fall on quarter-hours (a local midnight
+always does), and the same computation on raw readings
 (`boucle.rollup.day_intervals`) for what the rollups do not hold: a partial quarter-hour
 at an edge, a day or month the gateway has not rolled up. With `raw=True` every day comes
 from raw readings: the reference path. Both give the same frames from the same readings.
@@ -32,6 +33,7 @@ from boucle.rollup import (
     MWH_PER_WH,
     SLOT,
     DayBlock,
+    DayRow,
     Intervals,
     MonthRow,
     MonthSlots,
@@ -252,6 +254,25 @@ class _SpanData:
         self.months = rollup.months(self.first, self.last) if self.first < self.last else []
         self._raw_days: dict[str, dict[int, Intervals]] = {}
         self._pieces: dict[int, _Piece] = {}
+        self._days: dict[tuple[int, int], list[DayRow]] = {}
+
+    def _day_rows(self, lo: int, hi: int) -> list[DayRow]:
+        """The span's devices' day rows of [lo, hi), read once (partial days, open days)."""
+        if (lo, hi) not in self._days:
+            self._days[(lo, hi)] = self.store.day_rollups(list(self.devices), lo, hi)
+        return self._days[(lo, hi)]
+
+    def _open_days(self, rows: Sequence[MonthRow]) -> dict[str, list[DayRow]]:
+        """Per device, the day rows of the span's whole days its month rows do not hold."""
+        spans = rollup.open_spans(rows, self.first, self.last)
+        if not spans:
+            return {}
+        out: dict[str, list[DayRow]] = defaultdict(list)
+        lo, hi = min(a for v in spans.values() for a, _ in v), max(b for v in spans.values() for _, b in v)
+        for r in self._day_rows(lo, hi):
+            if any(a <= r.day < b for a, b in spans.get(r.device, ())):
+                out[r.device].append(r)
+        return out
 
     # --- what the frames get ------------------------------------------------------------
 
@@ -263,7 +284,9 @@ class _SpanData:
                 self._add_piece(day, lo, hi, out)
         if self.months:
             complete, partial = self._month_rows()
-            self._add_complete(complete, out)
+            open_days = self._open_days([r for mine in (*complete.values(), *(p.values() for p in partial.values()))
+                                         for r in mine])
+            self._add_complete(complete, open_days, out)
             for device_id in self.devices:
                 if device_id in complete:
                     continue
@@ -271,7 +294,9 @@ class _SpanData:
                 computed = self._computed(device_id, [m for m in self.months if m not in have])
                 for month in self.months:
                     if month in have:
-                        self._add_month(have[month], out[device_id])
+                        row, end = have[month], rollup.next_month(month)
+                        self._add_month(row, [r for r in open_days.get(device_id, ()) if month <= r.day < end],
+                                        out[device_id])
                         continue
                     for day in range(max(self.first, month), min(self.last, rollup.next_month(month)), DAY):
                         out[device_id].add_intervals(computed[day], day, day + DAY)
@@ -329,27 +354,29 @@ class _SpanData:
             return {}, {}
         return _by_month(self.store.month_slots(list(ids), self.months[0], self.last), self.months)
 
-    def _add_complete(self, rows: dict[str, list[MonthRow]], out: dict[str, _Totals]) -> None:
-        """The whole days' sums and events of the devices with all their month rows, in one
-        decoding for all of them."""
+    def _add_complete(self, rows: dict[str, list[MonthRow]], open_days: dict[str, list[DayRow]],
+                      out: dict[str, _Totals]) -> None:
+        """The whole days' sums and events of the devices with all their month rows (and the
+        day rows of their open days), in one decoding for all of them."""
         ids = list(rows)
         if not ids:
             return
         days = slice((self.first - self.months[0]) // DAY, (self.last - self.months[0]) // DAY)
-        sums = rollup.month_sums([r for d in ids for r in rows[d]], len(ids))[:, days]
+        opened = [r for d in ids for r in open_days.get(d, ())]
+        sums = rollup.month_sums([r for d in ids for r in rows[d]], len(ids), opened)[:, days]
         totals = zip(sums["received"].sum(axis=1, dtype=np.int64).tolist(),
                      np.bitwise_or.reduce(sums["measured"], axis=1).tolist(), sums["amount"].sum(axis=1).tolist())
         for d, (received, measured, amount) in zip(ids, totals):
-            blob = b"".join(r.events for r in rows[d])
+            blob = _events_in_order(rows[d], open_days.get(d, ()))
             out[d].add(received, measured, amount, rollup.events(blob) if blob else None, self.first, self.last)
 
-    def _add_month(self, row: MonthRow, t: _Totals) -> None:
-        """One month row's days inside the span's whole days."""
+    def _add_month(self, row: MonthRow, open_days: Sequence[DayRow], t: _Totals) -> None:
+        """One month row's days inside the span's whole days (and its open days' rows)."""
         lo = (max(self.first, row.month) - row.month) // DAY
         hi = (min(self.last, rollup.next_month(row.month)) - row.month) // DAY
-        sums = rollup.month_sums([row], 1)[0, lo:hi]
+        sums = rollup.month_sums([row], 1, open_days)[0, lo:hi]
         t.add(int(sums["received"].sum()), int(np.bitwise_or.reduce(sums["measured"])) if sums.size else 0,
-              int(sums["amount"].sum()), rollup.events(row.events), self.first, self.last)
+              int(sums["amount"].sum()), rollup.events(_events_in_order([row], open_days)), self.first, self.last)
 
     def _block_slots(self, rows: dict[str, list[MonthSlots]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The span's (Wh, covered) per interval of the devices with all their months' slots,
@@ -387,10 +414,8 @@ class _SpanData:
         """(mWh, covered) per slot of these meters' month (`boucle.rollup.month_slot_arrays`),
         with the day rows of their open days before `hi` (the days their rows do not hold)."""
         month = rows[0].month
-        open_from = {r.device: month + rollup.held_days(r) * DAY for r in rows}
-        wanted = [d for d, t in open_from.items() if t < hi]
-        days = self.store.day_rollups(wanted, min(open_from[d] for d in wanted), hi) if wanted else []
-        return rollup.month_slot_arrays(rows, days)
+        lo = max(self.first, month + min(rollup.held_days(r) for r in rows) * DAY)
+        return rollup.month_slot_arrays(rows, self._day_rows(lo, hi) if lo < hi else [])
 
     # --- partial days and raw readings -----------------------------------------------------
 
@@ -399,7 +424,7 @@ class _SpanData:
         it are quarter-hours, else (or without a day row) computed from raw readings."""
         if day not in self._pieces:
             on_slots = all(x % SLOT == 0 for d, lo, hi in self.pieces if d == day for x in (lo, hi))
-            rows = self.store.day_rollups(list(self.devices), day, day + DAY) if on_slots and not self.raw else []
+            rows = self._day_rows(day, day + DAY) if on_slots and not self.raw else []
             block = DayBlock(rows)
             computed = {d: self._computed(d)[day] if self.raw else self._compute(d, [day])[day]
                         for d in self.devices if d not in block.index}
@@ -447,6 +472,15 @@ class _SpanData:
                 self.cache[keys[day]] = rollup.day_intervals(device.kind, day, readings.take(lo, hi),
                                                              rated_per_hour(device.kind, device), cuts=keys[day][2])
         return {day: self.cache[keys[day]] for day in days}
+
+
+def _events_in_order(months: Sequence[MonthRow], open_days: Sequence[DayRow]) -> bytes:
+    """The event rows of a device's month rows and of its open days' rows, in time order (a
+    month row's events are those of the days it holds, which come before its open days)."""
+    if not open_days:
+        return b"".join(r.events for r in months)
+    parts = sorted([(r.month, 0, r.events) for r in months] + [(r.day, 1, r.events) for r in open_days])
+    return b"".join(p[2] for p in parts)
 
 
 def _put_piece(ids: Sequence[str], piece: _Piece, lo: int, hi: int, wh: np.ndarray, covered: np.ndarray,

@@ -191,7 +191,7 @@ def avoidable_collections(ctx: Context) -> Outcome:
 def plan_avoidable_collections(ctx: Context) -> Outcome:
     """waste.plan_avoidable_collections: the emptyings the round plan (cloud.rounds) would
     have left for a later round, as a share of all emptyings."""
-    from cloud.rounds import avoidable_emptyings, next_round
+    from cloud.rounds import avoidable_emptyings, next_rounds
 
     bins, _ = _collected(ctx)
     total = avoidable = 0
@@ -207,8 +207,9 @@ def plan_avoidable_collections(ctx: Context) -> Outcome:
             continue
         rounds, tz = territory.collection, ctx.site_timezone(site)
         rate = float(fills.sum()) / observed_days  # what was emptied is what came in
+        after = dict(zip(times.tolist(), next_rounds(times.tolist(), rounds, tz)))
         saved = avoidable_emptyings(list(zip(times.tolist(), fills.tolist())), rate, rounds.threshold_pct,
-                                    lambda ts, c=rounds, z=tz: next_round(ts, c, z))
+                                    after.__getitem__)
         total += int(fills.size)
         avoidable += saved
         by_bin[d.id] = saved

@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from boucle.registry import CollectionSettings
-from cloud.rounds import BinForecast, BinPlace, fill_forecast, next_round, plan_round, round_at
+from cloud.rounds import (
+    BinForecast,
+    BinPlace,
+    fill_forecast,
+    next_round,
+    next_rounds,
+    plan_round,
+    round_at,
+)
 from tests.cloud.conftest import ADMIN, ECULLY, ZIM_FABLAB
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -57,6 +65,16 @@ def test_next_round_skips_days_without_rounds():
     friday_7am = datetime(2026, 11, 6, 7, 0, tzinfo=PARIS).timestamp()
     assert next_round(friday_7am, weekdays, PARIS) == round_at(date(2026, 11, 9), weekdays, PARIS)
     assert datetime.fromtimestamp(next_round(friday_7am - 3601, weekdays, PARIS), PARIS).day == 6  # 06:00 that day
+
+
+@settings(max_examples=30, deadline=None)
+@given(times=st.lists(st.integers(1774000000, 1774000000 + 400 * DAY), min_size=1, max_size=40),
+       days=st.sampled_from(["Mo-Fr", "Tu,Th", "Su", "Sa-Mo"]), at=st.sampled_from(["06:00", "02:30", "23:45"]))
+def test_next_rounds_are_next_round_of_each_time(times, days, at):
+    """The table the indicators use (one round start a day) gives next_round's answer, across
+    the DST changes (02:30 does not exist on the spring one), out of order too."""
+    c = CollectionSettings(round_days=days, round_time=at)
+    assert next_rounds(times, c, PARIS) == [next_round(t, c, PARIS) for t in times]
 
 
 forecast = st.builds(BinForecast, st.just("b"), st.integers(R0 - 7 * DAY, R0),

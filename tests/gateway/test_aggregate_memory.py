@@ -87,10 +87,11 @@ def test_a_round_rolls_up_what_was_written_without_reading_it_back(store_url):
     store = Counting(open_store(store_url))
     recent = RecentReadings(10**6)
     readings = stream(H - 3 * 3600, 6 * 60)  # across midnight: two days, two months
-    slots_written = []
+    slots_written, months_written = [], []
     write_rollups = store.store.write_rollups
 
-    def counted(days, months):  # the real write; how many month slots rows it carried
+    def counted(days, months):  # the real write; how many month rows and slots rows it carried
+        months_written.append(len(months))
         slots_written.append(sum(m.slots is not None for m in months))
         write_rollups(days, months)
 
@@ -105,6 +106,9 @@ def test_a_round_rolls_up_what_was_written_without_reading_it_back(store_url):
         # round, an empty row; at midnight, December's with its last day, and January's), not
         # in the rounds of an open day
         assert slots_written == [1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0]  # half-hours from 21:00
+        # so do both devices' month rows (sums and events of closed days): the rounds of an
+        # open day write its day rows only
+        assert months_written == [2, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0]
         assert_rollups_are_the_readings(store.store)
     finally:
         store.close()

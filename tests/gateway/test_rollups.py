@@ -125,32 +125,71 @@ def test_rows_round_trip_and_months_sum_their_days():
     assert np.frombuffer(month.slots, dtype=np.int32).sum() == per_day.sum()
 
 
-def test_a_month_row_holds_the_slots_of_its_closed_days_and_its_open_days_come_from_day_rows():
-    """A gateway round rewrites the current day: the month's slots row (its closed days)
-    stays the same, and reading it with the day rows gives every day's slots."""
-    r = readings([(H + 60 * i, {"energy_wh": 2 * i}) for i in range(2 * 1440 + 600)])
+def _day_rows_of(device: Device, r: Readings, days) -> list[DayRow]:
+    return [rollup.day_row(device.id, device.kind, rollup.day_intervals(device.kind, d, r.take(
+        max(int(np.searchsorted(r.times, d)) - 1, 0), int(np.searchsorted(r.times, d + DAY)) + 1)))
+            for d in days]
 
-    def rows(upto: int) -> list[DayRow]:
-        part = r.take(0, upto)
-        return [rollup.day_row(METER.id, "energy", rollup.day_intervals("energy", d, part.take(
-            max(int(np.searchsorted(part.times, d)) - 1, 0), int(np.searchsorted(part.times, d + DAY)) + 1)))
-                for d in (H, H + DAY, H + 2 * DAY)]
 
-    earlier, later = rows(2 * 1440 + 300), rows(2 * 1440 + 600)  # two rounds of the third day
-    first, second = (rollup.month_row(METER.id, "energy", H, days) for days in (earlier, later))
-    assert rollup.held_days(first) == rollup.held_days(second) == 2
-    assert (first.slots, first.covered) == (second.slots, second.covered) and first.days != second.days
-    held = rollup.MonthSlots(METER.id, H, second.slots, second.covered)
-    amount, covered = rollup.month_slot_arrays([held, held._replace(device="other")], later)
+@pytest.mark.parametrize("device", [METER, BIN])
+def test_a_month_row_holds_its_closed_days_and_its_open_days_come_from_day_rows(device):
+    """A gateway round rewrites the current day: the month's row (sums, events and a meter's
+    slots of its closed days) stays the same, and reading it with the day rows gives every
+    day's values, as a row of every day (written before the rule) does."""
+    if device is METER:
+        r = readings([(H + 60 * i, {"energy_wh": 2 * (i % 650)}) for i in range(2 * 1440 + 600)])
+    else:  # emptied every 500 minutes, across the days
+        r = readings([(H + 60 * i, {"weight_g": 50 * (i % 500)}) for i in range(2 * 1440 + 600)])
+    days = (H, H + DAY, H + 2 * DAY)
+    earlier, later = _day_rows_of(device, r.take(0, 2 * 1440 + 300), days), _day_rows_of(device, r, days)
+    assert later[2] != earlier[2]  # two rounds of the third day
+    first, second = (rollup.month_row(device.id, device.kind, H, rows) for rows in (earlier, later))
+    assert first == second and rollup.sums_held_days(first) == 2  # the third day is open: not in the row
+    assert rollup.open_spans([first], H, H + 31 * DAY) == {device.id: [(H + 2 * DAY, H + 31 * DAY)]}
+    assert (first.slots is None) == (device is BIN) and (device is METER) == (rollup.held_days(first) == 2
+                                                                               if first.slots is not None else False)
+    # read with the open day's row: every day's sums and events, as from a row of every day
+    sums = rollup.month_sums([first], 1, later[2:])[0]
     for i, day in enumerate(later):
         iv = rollup.day_intervals_of(day)
-        assert amount[0, i * 96:(i + 1) * 96].tolist() == iv.amount.tolist()
-        assert covered[0, i * 96:(i + 1) * 96].tolist() == iv.covered.tolist()
-    assert not amount[1, 2 * 96:].any() and not amount[0, 3 * 96:].any()  # no day row: nothing
-    # a row of every day (written before closed days were kept apart) reads the same
-    full = rollup.MonthSlots(METER.id, H, amount[0].tobytes(), np.packbits(covered[0]).tobytes())
-    again = rollup.month_slot_arrays([full], later)
-    assert again[0].tolist() == amount[:1].tolist() and again[1].tolist() == covered[:1].tolist()
+        assert (sums[i]["received"], sums[i]["amount"]) == (iv.received.sum(), iv.amount.sum())
+        assert sums[i]["measured"] == np.bitwise_or.reduce(iv.measured)
+    assert not sums[3:]["received"].any()
+    full = first._replace(days=sums.tobytes(), events=b"".join(d.events for d in later))
+    assert rollup.open_spans([full], H, H + 31 * DAY) == {}
+    assert rollup.month_sums([full], 1).tobytes() == sums.tobytes()
+    assert rollup.events(first.events).shape[0] < rollup.events(full.events).shape[0]  # events of the open day
+    if device is METER:
+        held = rollup.MonthSlots(METER.id, H, second.slots, second.covered)
+        amount, covered = rollup.month_slot_arrays([held, held._replace(device="other")], later)
+        for i, day in enumerate(later):
+            iv = rollup.day_intervals_of(day)
+            assert amount[0, i * 96:(i + 1) * 96].tolist() == iv.amount.tolist()
+            assert covered[0, i * 96:(i + 1) * 96].tolist() == iv.covered.tolist()
+        assert not amount[1, 2 * 96:].any() and not amount[0, 3 * 96:].any()  # no day row: nothing
+        every = rollup.MonthSlots(METER.id, H, amount[0].tobytes(), np.packbits(covered[0]).tobytes())
+        again = rollup.month_slot_arrays([every], later)
+        assert again[0].tolist() == amount[:1].tolist() and again[1].tolist() == covered[:1].tolist()
+    # the first reading of the next day closes the third one: the row then holds it
+    closing = readings([*((int(t), {"energy_wh": 0} if device is METER else {"weight_g": 0})
+                          for t in r.times), (H + 3 * DAY + 60, {"energy_wh": 0} if device is METER else {"weight_g": 0})])
+    closed = rollup.month_row(device.id, device.kind, H, _day_rows_of(device, closing, days))
+    assert rollup.sums_held_days(closed) == 3
+
+
+def test_a_bin_day_row_without_coverage_written_before_reads_the_same():
+    """Bins' day rows carry coverage now (for the closed-day rule); a row written before,
+    without it, decodes to the same sums and events, and its month still closes on a later
+    day's reading."""
+    r = readings([(H + 600 * i, {"weight_g": 300 * (i % 40)}) for i in range(2 * 144 + 10)])
+    rows = _day_rows_of(BIN, r, (H, H + DAY, H + 2 * DAY))
+    assert rows[0].covered and rollup.day_intervals_of(rows[0]).covered[-1]
+    old = [row._replace(covered=b"") for row in rows]
+    for new, before in zip(rows, old):
+        a, b = rollup.day_intervals_of(new), rollup.day_intervals_of(before)
+        assert (a.received.tolist(), a.amount.tolist(), a.emptied.tobytes()) == (
+            b.received.tolist(), b.amount.tolist(), b.emptied.tobytes())
+    assert rollup.sums_held_days(rollup.month_row(BIN.id, "waste", H, old)) == 2  # days before the third's reading
 
 
 @pytest.fixture(params=["sqlite", "influx"])
@@ -185,7 +224,8 @@ def test_a_late_reading_updates_the_days_it_touches(store):
     hours = _hours_wh(store, device, H)
     assert hours[:2].tolist() == [604_000, 586_000]
     (month,) = store.month_rollups([device], H, H + 31 * DAY)
-    first_day = rollup.month_sums([month], 1)[0][0]
+    assert month.days == month.events == b""  # the day is open: its sums are its day row's
+    first_day = rollup.month_sums([month], 1, store.day_rollups([device], H, H + DAY))[0][0]
     assert first_day["amount"] == 1_190_000 and first_day["received"] == 120
     assert month.slots is None  # read apart
     (slots,) = store.month_slots([device], H, H + DAY)
@@ -213,5 +253,9 @@ def test_bins_roll_up_on_both_stores(store):
     iv = rollup.day_intervals_of(row)
     assert iv.amount.sum() == 8000 and iv.emptied[:, :2].tolist() == [[H + 360, 5000.0]]
     (month,) = store.month_rollups([BIN.id], H, H + DAY)
+    assert month.events == b""  # its day is open (no reading after it yet)
+    store.write_readings([Reading(BIN.id, 1, 8, H + DAY + 60, {"weight_g": 3000})], 0.0)
+    assert recompute_rollups(store, BIN, H + DAY + 60, H + DAY + 60)
+    (month,) = store.month_rollups([BIN.id], H, H + DAY)  # the next day's reading closed it
     assert rollup.events(month.events)[:, :2].tolist() == [[H + 360, rollup.EMPTIED]]
     assert store.month_slots([BIN.id], H, H + DAY) == []  # a bin has no slots to profile
