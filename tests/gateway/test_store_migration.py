@@ -69,17 +69,22 @@ def _open(path: str, start) -> None:
     SQLiteStore(path).close()
 
 
-def test_processes_opening_an_old_store_together_all_migrate_it(tmp_path):
+def _open_together(path: Path, processes: int = 3) -> list[int | None]:
+    """The exit codes of `processes` processes that open the store at the same moment."""
     ctx = multiprocessing.get_context("spawn")
-    path = tmp_path / "old.db"
-    shutil.copy(OLD, path)
-    start = ctx.Barrier(3)
-    openers = [ctx.Process(target=_open, args=(str(path), start)) for _ in range(3)]
+    start = ctx.Barrier(processes)
+    openers = [ctx.Process(target=_open, args=(str(path), start)) for _ in range(processes)]
     for p in openers:
         p.start()
     for p in openers:
         p.join(120)
-    assert [p.exitcode for p in openers] == [0, 0, 0]
+    return [p.exitcode for p in openers]
+
+
+def test_processes_opening_an_old_store_together_all_migrate_it(tmp_path):
+    path = tmp_path / "old.db"
+    shutil.copy(OLD, path)
+    assert _open_together(path) == [0, 0, 0]
     assert set(MEASUREMENT_FIELDS) <= set(_columns(path))
 
 
@@ -96,17 +101,10 @@ def _before_bounds(path: Path) -> None:
 
 
 def test_processes_opening_a_store_older_than_the_dead_letter_bounds_together_all_bound_it(tmp_path):
-    ctx = multiprocessing.get_context("spawn")
     path = tmp_path / "old.db"
     shutil.copy(OLD, path)
     _before_bounds(path)
-    start = ctx.Barrier(3)
-    openers = [ctx.Process(target=_open, args=(str(path), start)) for _ in range(3)]
-    for p in openers:
-        p.start()
-    for p in openers:
-        p.join(120)
-    assert [p.exitcode for p in openers] == [0, 0, 0]
+    assert _open_together(path) == [0, 0, 0]
     with sqlite3.connect(path) as conn:
         letters = conn.execute("SELECT device, count(*), sum(size) FROM dead_letters GROUP BY device").fetchall()
         assert letters and all(device and size > 0 for device, _, size in letters)
