@@ -142,11 +142,11 @@ def run(args: argparse.Namespace) -> int:
               f"Try:       curl -H 'X-API-Key: {demo_key}' {url}/v1/territories\n"
               "Ctrl-C stops everything.", flush=True)
         done = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: done.set())
-        try:
-            while not done.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        # SIGINT too, explicitly: started in the background (`nohup`, `cmd &` in a script)
+        # a process inherits SIGINT ignored, and Ctrl-C or `kill -INT` would not stop it
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: done.set())
+        while not done.wait(0.5):
             pass
         print("\nstopping...", flush=True)
     except (BrokerError, BrokerUnavailable) as exc:

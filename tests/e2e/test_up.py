@@ -17,13 +17,13 @@ from tests.conftest import EXAMPLE_REGISTRY, require_binary
 from tests.servers import free_port
 
 
-def start_up(tmp_path, *extra):
+def start_up(tmp_path, *extra, **popen):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "boucle", "up", "--port", str(port), "--mqtt-port", "0",
          "--data-dir", str(tmp_path / "data"), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, **popen,
     )
     lines, key = [], None
     deadline = time.monotonic() + 60
@@ -40,8 +40,21 @@ def start_up(tmp_path, *extra):
 
 def stop(proc) -> str:
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)  # generous: a loaded machine drains the gateway slowly
+    try:
+        out, _ = proc.communicate(timeout=120)  # generous: a loaded machine drains the gateway slowly
+    except subprocess.TimeoutExpired:
+        proc.kill()  # not left running after the test (with its broker and API)
+        proc.communicate()
+        raise
     return out
+
+
+def test_ctrl_c_stops_it_even_started_with_sigint_ignored(tmp_path):
+    """Started in the background (`nohup`, `cmd &` in a script), a process inherits SIGINT
+    ignored; `boucle up` still stops on it, as it says."""
+    proc, _, _, _ = start_up(tmp_path, "--broker", "embedded", "--no-simulator",
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert "stopped." in stop(proc)
 
 
 @pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
