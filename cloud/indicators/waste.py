@@ -135,14 +135,20 @@ def fill_measured(ctx: Context, device: Device) -> bool:
 def emptying_fills(ctx: Context, device: Device) -> tuple[np.ndarray, np.ndarray]:
     """(when, fill % just before) of a bin's emptyings in the period: its fill reading at
     the top before the drop, else the weight then ÷ capacity_kg; emptyings where neither
-    is known are left out."""
-    emptied = ctx.frame(device).emptied
-    fill = emptied[:, 2].copy()
-    if device.capacity_kg:
-        by_weight = emptied[:, 1] / G_PER_KG / device.capacity_kg * 100
-        np.copyto(fill, by_weight, where=np.isnan(fill))
-    known = ~np.isnan(fill)
-    return emptied[known, 0], fill[known]
+    is known are left out. Read-only arrays (computed once a computation: several
+    indicators read them)."""
+    key = ("emptying_fills", device.id, device.site)
+    if key not in ctx.memo:
+        emptied = ctx.frame(device).emptied
+        fill = emptied[:, 2].copy()
+        if device.capacity_kg:
+            by_weight = emptied[:, 1] / G_PER_KG / device.capacity_kg * 100
+            np.copyto(fill, by_weight, where=np.isnan(fill))
+        known = ~np.isnan(fill)
+        times, fills = emptied[known, 0], fill[known]
+        times.flags.writeable = fills.flags.writeable = False
+        ctx.memo[key] = times, fills
+    return ctx.memo[key]  # type: ignore[return-value]
 
 
 def fills_before(ctx: Context, device: Device) -> np.ndarray:
@@ -207,9 +213,7 @@ def plan_avoidable_collections(ctx: Context) -> Outcome:
             continue
         rounds, tz = territory.collection, ctx.site_timezone(site)
         rate = float(fills.sum()) / observed_days  # what was emptied is what came in
-        after = dict(zip(times.tolist(), next_rounds(times.tolist(), rounds, tz)))
-        saved = avoidable_emptyings(list(zip(times.tolist(), fills.tolist())), rate, rounds.threshold_pct,
-                                    after.__getitem__)
+        saved = avoidable_emptyings(times, fills, rate, rounds.threshold_pct, next_rounds(times, rounds, tz))
         total += int(fills.size)
         avoidable += saved
         by_bin[d.id] = saved
