@@ -347,6 +347,10 @@ def split_events(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows[emptied][:, (0, 2, 3)], rows[~emptied][:, :2].astype(np.int64)
 
 
+EVENT_BYTES = 4 * 8
+"""One stored event row: (ts, kind, weight, fill) as float64."""
+
+
 def events(blob: bytes) -> np.ndarray:
     """Event rows from their bytes: (ts, kind, weight before g, fill before %)."""
     return np.frombuffer(blob, dtype=np.float64).reshape(-1, 4)
