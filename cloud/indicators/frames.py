@@ -486,6 +486,8 @@ def _events_in_order(months: Sequence[MonthRow], open_days: Sequence[DayRow]) ->
     month row's events are those of the days it holds, which come before its open days)."""
     if not open_days:
         return b"".join(r.events for r in months)
+    if months and len(open_days) == 1 and open_days[0].day >= months[-1].month:  # usually: today, the last month's
+        return b"".join([*(r.events for r in months), open_days[0].events])
     parts = sorted([(r.month, 0, r.events) for r in months] + [(r.day, 1, r.events) for r in open_days])
     return b"".join(p[2] for p in parts)
 
