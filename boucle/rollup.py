@@ -347,6 +347,10 @@ def split_events(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows[emptied][:, (0, 2, 3)], rows[~emptied][:, :2].astype(np.int64)
 
 
+EVENT_BYTES = 4 * 8
+"""One stored event row: (ts, kind, weight, fill) as float64."""
+
+
 def events(blob: bytes) -> np.ndarray:
     """Event rows from their bytes: (ts, kind, weight before g, fill before %)."""
     return np.frombuffer(blob, dtype=np.float64).reshape(-1, 4)
@@ -381,7 +385,7 @@ class DayBlock:
         self.measured = cells["measured"]
         self.amount = cells["amount"].astype(np.int64)
         bits = b"".join(r.covered or _NOT_COVERED for r in rows)
-        self.covered = np.unpackbits(np.frombuffer(bits, dtype=np.uint8)).reshape(n, SLOTS_A_DAY).astype(bool)
+        self.covered = np.unpackbits(np.frombuffer(bits, dtype=np.uint8)).view(bool).reshape(n, SLOTS_A_DAY)
         self.events = [events(r.events) for r in rows]
 
     def intervals(self, i: int) -> Intervals:
@@ -471,9 +475,9 @@ def month_sums(rows: Sequence[MonthRow], n: int, open_days: Sequence[DayRow] = (
     hold: `open_spans`); a day without either: nothing."""
     k = len(rows) // n if n else 0
     widths = [days_in(r.month) * DAY_CELL.itemsize for r in rows[:k]]
-    joined = b"".join(r.days for r in rows)
-    if len(joined) != n * sum(widths):  # rows holding their closed days only: the others are zeros
-        joined = b"".join(r.days.ljust(w, b"\0") for r, w in zip(rows, itertools.cycle(widths)))
+    # rows holding their closed days only (the current month's): the others are zeros
+    joined = b"".join(r.days if len(r.days) == w else r.days.ljust(w, b"\0")
+                      for r, w in zip(rows, itertools.cycle(widths)))
     out = np.frombuffer(joined, dtype=DAY_CELL).reshape(n, -1)
     if open_days:
         out = out.copy()
@@ -503,7 +507,8 @@ def open_spans(rows: Sequence[MonthRow], start: int, end: int) -> dict[str, list
 
 def covered_bits(blobs: Sequence[bytes], n: int) -> np.ndarray:
     """Covered flags from their packed bits (a day's or month's slots are whole bytes)."""
-    return np.unpackbits(np.frombuffer(b"".join(blobs), dtype=np.uint8))[:n].astype(bool)
+    # unpackbits' 0s and 1s are bools as they are (no copy)
+    return np.unpackbits(np.frombuffer(b"".join(blobs), dtype=np.uint8), count=n).view(bool)
 
 
 # --- UTC months ------------------------------------------------------------------------

@@ -11,12 +11,13 @@ docs/api.md "Collection rounds".
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
+
+import numpy as np
 
 from boucle.accounting import fill_events, waste_events
 from boucle.geo import distance_km
@@ -93,21 +94,22 @@ def next_round(after: float, settings: CollectionSettings, tz: ZoneInfo) -> int:
     raise ValueError(f"no round day in {settings.round_days!r}")  # unreachable: days are checked on load
 
 
-def next_rounds(times: Sequence[float], settings: CollectionSettings, tz: ZoneInfo) -> list[int]:
+def next_rounds(times: Sequence[float] | np.ndarray, settings: CollectionSettings, tz: ZoneInfo) -> np.ndarray:
     """`next_round` of each of these times, sorted or not, from a table of the round starts
     of the months they span (a round start a day instead of a search a time: a year's
     emptyings of a territory's bins are tens of thousands; the bins share the table)."""
-    if not len(times):
-        return []
-    first, last = (datetime.fromtimestamp(t, tz).date() for t in (min(times), max(times)))
+    times = np.asarray(times, dtype=np.float64)
+    if not times.size:
+        return np.zeros(0, dtype=np.int64)
+    first, last = (datetime.fromtimestamp(t, tz).date() for t in (float(times.min()), float(times.max())))
     starts = _round_starts(first.replace(day=1), (last.replace(day=1) + timedelta(days=32)).replace(day=1),
                            settings.round_days, settings.round_time, tz)
     # the first start after t: round days run in the order of their starts (the same local time)
-    return [starts[bisect.bisect_right(starts, t)] for t in times]
+    return starts[np.searchsorted(starts, times, side="right")]
 
 
 @lru_cache(maxsize=64)
-def _round_starts(first: date, end: date, round_days: str, round_time: str, tz: ZoneInfo) -> tuple[int, ...]:
+def _round_starts(first: date, end: date, round_days: str, round_time: str, tz: ZoneInfo) -> np.ndarray:
     """The round starts of the local days from `first` to `end` and 15 days more."""
     settings = CollectionSettings(round_days=round_days, round_time=round_time)
     weekdays = settings.weekdays()
@@ -118,7 +120,9 @@ def _round_starts(first: date, end: date, round_days: str, round_time: str, tz: 
         day += timedelta(days=1)
     if not starts:
         raise ValueError(f"no round day in {round_days!r}")  # unreachable: days are checked on load
-    return tuple(starts)
+    table = np.array(starts, dtype=np.int64)
+    table.flags.writeable = False  # shared by the callers (cached)
+    return table
 
 
 @dataclass(frozen=True)
@@ -176,10 +180,11 @@ def plan_round(bins: Sequence[BinPlace], forecasts: dict[str, BinForecast], roun
     return RoundPlan(round_ts, next_round_ts, threshold_pct, collect, wait, unknown)
 
 
-def avoidable_emptyings(emptyings: Sequence[tuple[float, float]], rate_pct_per_day: float, threshold_pct: float,
-                        next_round_after) -> int:
-    """How many of a bin's emptyings (ts, fill % before) the plan would have skipped: those
-    whose fill, growing at the bin's rate until the next round, would still have been
-    below the threshold. `next_round_after(ts)`: the next round's start."""
-    return sum(1 for ts, fill in emptyings
-               if fill + rate_pct_per_day * (next_round_after(ts) - ts) / DAY_S < threshold_pct)
+def avoidable_emptyings(times: np.ndarray, fills: np.ndarray, rate_pct_per_day: float, threshold_pct: float,
+                        next_round_after: np.ndarray) -> int:
+    """How many of a bin's emptyings (at `times`, with fill % `fills` just before) the plan
+    would have skipped: those whose fill, growing at the bin's rate until the next round,
+    would still have been below the threshold. `next_round_after`: each one's next round
+    start (`next_rounds`)."""
+    grown = fills + rate_pct_per_day * (next_round_after - times) / DAY_S
+    return int(np.count_nonzero(grown < threshold_pct))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from boucle.registry import Device
 from cloud.indicators.context import Context
 from cloud.indicators.geo import distance_km
@@ -72,6 +74,8 @@ def active_seconds(ctx: Context, device: Device) -> float:
     machine's idle threshold (a Fablab's machines are booked and used by the quarter-hour)."""
     wh = ctx.slots_wh(device)
     seconds = ctx.interval_seconds
+    if ctx.interval_s is not None:  # every interval a quarter-hour: one threshold (the same values)
+        return float(np.count_nonzero(wh > _idle_w(ctx, device) * ctx.interval_s / 3600)) * ctx.interval_s
     return float(seconds[wh > _idle_w(ctx, device) * seconds / 3600].sum())
 
 

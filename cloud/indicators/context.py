@@ -136,6 +136,12 @@ class Context:
         seconds.flags.writeable = False
         return seconds
 
+    @cached_property
+    def interval_s(self) -> float | None:
+        """The intervals' length when they are all the same (a period on quarter-hours), else None."""
+        seconds = self.interval_seconds
+        return float(seconds[0]) if seconds.size and (seconds == seconds[0]).all() else None
+
     def slots_wh(self, device: Device) -> np.ndarray:
         """A meter's energy per interval of the grid (Wh; 0 outside its stay). Read-only."""
         wh = self.frame(device).slots_wh

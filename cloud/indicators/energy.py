@@ -124,7 +124,7 @@ def off_hours_share(ctx: Context) -> Outcome:
     total = off = 0.0
     by_site: dict[str, float] = {}
     for site in ctx.sites:
-        mine = [d for d in devices if d.site == site.id]
+        mine = ctx.energy_devices("grid_import", [site])
         if not mine:
             continue
         intervals = ctx.open_intervals(site)

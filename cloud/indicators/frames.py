@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
 
@@ -366,9 +367,15 @@ class _SpanData:
         sums = rollup.month_sums([r for d in ids for r in rows[d]], len(ids), opened)[:, days]
         totals = zip(sums["received"].sum(axis=1, dtype=np.int64).tolist(),
                      np.bitwise_or.reduce(sums["measured"], axis=1).tolist(), sums["amount"].sum(axis=1).tolist())
-        for d, (received, measured, amount) in zip(ids, totals):
-            blob = _events_in_order(rows[d], open_days.get(d, ()))
-            out[d].add(received, measured, amount, rollup.events(blob) if blob else None, self.first, self.last)
+        emptied, resets, rejected = _span_events([_events_in_order(rows[d], open_days.get(d, ())) for d in ids],
+                                                 self.first, self.last)
+        for d, (received, measured, amount), mine, reset, reject in zip(ids, totals, emptied, resets, rejected):
+            t = out[d]
+            t.add(received, measured, amount, None, self.first, self.last)
+            if mine.size:
+                t.emptied.append(mine)
+            t.resets += reset
+            t.rejected += reject
 
     def _add_month(self, row: MonthRow, open_days: Sequence[DayRow], t: _Totals) -> None:
         """One month row's days inside the span's whole days (and its open days' rows)."""
@@ -479,8 +486,30 @@ def _events_in_order(months: Sequence[MonthRow], open_days: Sequence[DayRow]) ->
     month row's events are those of the days it holds, which come before its open days)."""
     if not open_days:
         return b"".join(r.events for r in months)
+    if months and len(open_days) == 1 and open_days[0].day >= months[-1].month:  # usually: today, the last month's
+        return b"".join([*(r.events for r in months), open_days[0].events])
     parts = sorted([(r.month, 0, r.events) for r in months] + [(r.day, 1, r.events) for r in open_days])
     return b"".join(p[2] for p in parts)
+
+
+def _span_events(blobs: Sequence[bytes], lo: int, hi: int) -> tuple[list[np.ndarray], list[int], list[int]]:
+    """Many devices' event blobs (boucle.rollup.events), each device's rows with lo <= ts <
+    hi decoded in one pass: (its emptyings (ts, weight, fill), its resets, its rejected
+    deltas) per blob, as `_Totals.add` counts them."""
+    n = len(blobs)
+    counts = np.fromiter(map(len, blobs), dtype=np.int64, count=n) // rollup.EVENT_BYTES
+    rows = rollup.events(b"".join(blobs))
+    owner = np.repeat(np.arange(n), counts)
+    inside = (rows[:, 0] >= lo) & (rows[:, 0] < hi)
+    rows, owner = rows[inside], owner[inside]
+    emptied, flags = rollup.split_events(rows)
+    is_emptying = rows[:, 1] == rollup.EMPTIED
+    emptied.flags.writeable = False
+    bounds = np.searchsorted(owner[is_emptying], np.arange(n + 1)).tolist()
+    flag_owner = owner[~is_emptying]
+    resets = np.bincount(flag_owner[flags[:, 1] == rollup.RESET], minlength=n).tolist()
+    rejected = np.bincount(flag_owner[flags[:, 1] == rollup.REJECTED], minlength=n).tolist()
+    return [emptied[a:b] for a, b in pairwise(bounds)], resets, rejected
 
 
 def _put_piece(ids: Sequence[str], piece: _Piece, lo: int, hi: int, wh: np.ndarray, covered: np.ndarray,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import numpy as np
 
-from boucle.registry import RESIDUAL_STREAM, Device, profile_fields
+from boucle.registry import RESIDUAL_STREAM, Device, Territory, profile_fields
 from boucle.rollup import FILL, WEIGHT
 from cloud.indicators import caveats as caveat_texts
 from cloud.indicators.context import Context
@@ -15,12 +17,21 @@ RECYCLED_ROUTES = ("reuse", "recycling", "composting", "anaerobic_digestion")
 DAY = 86400
 
 
+def declared_fields(ctx: Context, device: Device) -> frozenset[str]:
+    """The fields a bin's sensor profile produces (boucle.registry.profile_fields, read once
+    a profile and computation)."""
+    key = ("profile_fields", device.profile)
+    if key not in ctx.memo:
+        ctx.memo[key] = profile_fields(device.profile)
+    return ctx.memo[key]  # type: ignore[return-value]
+
+
 def weighing_devices(ctx: Context) -> list[Device]:
     """Bins with a scale: weight readings in the period, or a sensor profile that has one
     (so that a silent scale bin stays in: its coverage shows it). Fill-only bins are out."""
     if "weighing" not in ctx.memo:
         ctx.memo["weighing"] = [d for d in ctx.waste_devices()
-                                if ctx.frame(d).measured & WEIGHT or "weight_g" in profile_fields(d.profile)]
+                                if ctx.frame(d).measured & WEIGHT or "weight_g" in declared_fields(ctx, d)]
     return ctx.memo["weighing"]  # type: ignore[return-value]
 
 
@@ -127,7 +138,7 @@ def fill_measured(ctx: Context, device: Device) -> bool:
     """Whether a bin has a fill measure: fill_pct readings (or a profile with a fill sensor),
     or a scale and a capacity_kg to read its weight against."""
     f = ctx.frame(device)
-    declared = profile_fields(device.profile)
+    declared = declared_fields(ctx, device)
     return bool(f.measured & FILL or "fill_pct" in declared
                 or (device.capacity_kg and (f.measured & WEIGHT or "weight_g" in declared)))
 
@@ -135,14 +146,20 @@ def fill_measured(ctx: Context, device: Device) -> bool:
 def emptying_fills(ctx: Context, device: Device) -> tuple[np.ndarray, np.ndarray]:
     """(when, fill % just before) of a bin's emptyings in the period: its fill reading at
     the top before the drop, else the weight then ÷ capacity_kg; emptyings where neither
-    is known are left out."""
-    emptied = ctx.frame(device).emptied
-    fill = emptied[:, 2].copy()
-    if device.capacity_kg:
-        by_weight = emptied[:, 1] / G_PER_KG / device.capacity_kg * 100
-        np.copyto(fill, by_weight, where=np.isnan(fill))
-    known = ~np.isnan(fill)
-    return emptied[known, 0], fill[known]
+    is known are left out. Read-only arrays (computed once a computation: several
+    indicators read them)."""
+    key = ("emptying_fills", device.id, device.site)
+    if key not in ctx.memo:
+        emptied = ctx.frame(device).emptied
+        fill = emptied[:, 2].copy()
+        if device.capacity_kg:
+            by_weight = emptied[:, 1] / G_PER_KG / device.capacity_kg * 100
+            np.copyto(fill, by_weight, where=np.isnan(fill))
+        known = ~np.isnan(fill)
+        times, fills = emptied[known, 0], fill[known]
+        times.flags.writeable = fills.flags.writeable = False
+        ctx.memo[key] = times, fills
+    return ctx.memo[key]  # type: ignore[return-value]
 
 
 def fills_before(ctx: Context, device: Device) -> np.ndarray:
@@ -196,26 +213,42 @@ def plan_avoidable_collections(ctx: Context) -> Outcome:
     bins, _ = _collected(ctx)
     total = avoidable = 0
     by_bin: dict[str, int] = {}
+    # the bins' emptyings by territory: one table look-up of next rounds a territory
+    by_territory: dict[str, tuple[Territory, ZoneInfo, list[tuple[Device, np.ndarray, np.ndarray, float]]]] = {}
     for d in bins:
         times, fills = emptying_fills(ctx, d)
         observed_days = ctx.frame(d).placement.seconds / DAY
         if not fills.size or observed_days <= 0:
             continue
-        site = ctx.registry.site(d.site)
-        territory = ctx.registry.territory(site.territory) if site else None
-        if territory is None:
+        place = _territory_of(ctx, d.site)
+        if place is None:
             continue
-        rounds, tz = territory.collection, ctx.site_timezone(site)
         rate = float(fills.sum()) / observed_days  # what was emptied is what came in
-        after = dict(zip(times.tolist(), next_rounds(times.tolist(), rounds, tz)))
-        saved = avoidable_emptyings(list(zip(times.tolist(), fills.tolist())), rate, rounds.threshold_pct,
-                                    after.__getitem__)
-        total += int(fills.size)
-        avoidable += saved
-        by_bin[d.id] = saved
+        by_territory.setdefault(place[0].id, (*place, []))[2].append((d, times, fills, rate))
+    for territory, tz, emptied in by_territory.values():
+        rounds = territory.collection
+        after = next_rounds(np.concatenate([times for _, times, _, _ in emptied]), rounds, tz)
+        at = 0
+        for d, times, fills, rate in emptied:
+            saved = avoidable_emptyings(times, fills, rate, rounds.threshold_pct, after[at:at + times.size])
+            at += times.size
+            total += int(fills.size)
+            avoidable += saved
+            by_bin[d.id] = saved
+    by_bin = {d.id: by_bin[d.id] for d in bins if d.id in by_bin}  # in the bins' order
     return Outcome(100 * avoidable / total if total else None,
                    "emptyings the round plan would have skipped (fill before + the bin's fill rate × time to the "
                    "next round still below the territory's collection.threshold_pct) ÷ emptyings; fill rate: "
                    "Σ fill before its emptyings ÷ days observed", bins,
                    {"emptyings": total, "avoidable": avoidable, "by_bin": by_bin},
                    caveats=[caveat_texts.MEAN_FILL_RATE])
+
+
+def _territory_of(ctx: Context, site_id: str) -> tuple[Territory, ZoneInfo] | None:
+    """A site's territory and its time zone (None for a site or territory not in the registry)."""
+    key = ("territory_of", site_id)
+    if key not in ctx.memo:
+        site = ctx.registry.site(site_id)
+        territory = ctx.registry.territory(site.territory) if site else None
+        ctx.memo[key] = None if territory is None else (territory, ctx.site_timezone(site))
+    return ctx.memo[key]  # type: ignore[return-value]

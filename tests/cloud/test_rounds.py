@@ -74,7 +74,7 @@ def test_next_rounds_are_next_round_of_each_time(times, days, at):
     """The table the indicators use (one round start a day) gives next_round's answer, across
     the DST changes (02:30 does not exist on the spring one), out of order too."""
     c = CollectionSettings(round_days=days, round_time=at)
-    assert next_rounds(times, c, PARIS) == [next_round(t, c, PARIS) for t in times]
+    assert next_rounds(times, c, PARIS).tolist() == [next_round(t, c, PARIS) for t in times]
 
 
 forecast = st.builds(BinForecast, st.just("b"), st.integers(R0 - 7 * DAY, R0),
