@@ -495,11 +495,10 @@ def open_spans(rows: Sequence[MonthRow], start: int, end: int) -> dict[str, list
     """Per device, the spans of the days inside [start, end) that its month rows do not hold
     (their open days: read from their day rows)."""
     out: dict[str, list[tuple[int, int]]] = {}
-    full = {m: days_in(m) * DAY_CELL.itemsize for m in {r.month for r in rows}}
     for r in rows:
-        if len(r.days) < full[r.month]:
-            lo = max(start, r.month + len(r.days) // DAY_CELL.itemsize * DAY)
-            hi = min(end, r.month + full[r.month] // DAY_CELL.itemsize * DAY)
+        held, n = sums_held_days(r), days_in(r.month)
+        if held < n:
+            lo, hi = max(start, r.month + held * DAY), min(end, r.month + n * DAY)
             if lo < hi:
                 out.setdefault(r.device, []).append((lo, hi))
     return out
