@@ -16,6 +16,9 @@ per query it answered (table, devices, span), the store's data version then and 
   current day and month, not a year). For the others the stored digests of their rows (an
   integer a row) say which rows changed or appeared; only those are read again. A start
   without a mark (rows written by a store before the marks) is checked every time.
+  The answer's rows at the other starts stand as they are: the work is the stale starts'.
+- A copy too small for the queries asked evicts the rows read longest ago; the answers
+  then drop their rows too (they would keep them alive) and are read again whole.
 
 The copy is the store's, whoever wrote it and whenever (late data, two gateways): a held
 row's digest is computed from the bytes held, so it matches the stored digest exactly when
@@ -47,6 +50,21 @@ rows (boucle.rollup DayRow, MonthRow, MonthSlots: device, start, then the column
 MAX_QUERIES = 4096
 
 
+class _Answer(NamedTuple):
+    """What a query was last answered with."""
+
+    version: Hashable
+    """The store's rollups version then."""
+    keys: list[Key]
+    """Its rows' keys, in order."""
+    rows: list[NamedTuple] | None
+    """Its rows, in the same order (None once the copy evicted rows: read it again whole)."""
+    starts: frozenset[int]
+    """The starts its rows are at."""
+    marks: dict[int, int]
+    """The write marks its rows were checked at."""
+
+
 class RollupCache:
     """A bounded copy (bytes) of a store's rollup rows."""
 
@@ -54,8 +72,7 @@ class RollupCache:
         self.max_bytes = max_bytes
         self._rows: OrderedDict[tuple[str, str, int], tuple[int, NamedTuple, int]] = OrderedDict()
         self._size = 0
-        self._queries: OrderedDict[tuple, tuple[Hashable, list[Key], dict[int, int]]] = OrderedDict()
-        """query → (data version, its rows' keys in order, the write marks they were checked at)."""
+        self._queries: OrderedDict[tuple, _Answer] = OrderedDict()
         self._lock = threading.Lock()
         self.fetched = 0
         """Rows read from the store so far (for benchmarks and tests)."""
@@ -66,83 +83,82 @@ class RollupCache:
         return self._size
 
     def rows(self, table: str, devices: Sequence[str], start: int, end: int, version: Hashable,
-             marks: Marks, digests: Digests, fetch: Fetch) -> list[NamedTuple]:
+             marks: Marks, digests: Digests | None, fetch: Fetch) -> list[NamedTuple]:
         """The rows of `table` of these devices with start <= day or month < end, by device
         then start, at data `version` (read before calling): the copy's, where the store's
-        write marks or digests say it is still the store's."""
+        write marks or digests say it is still the store's. Without `digests` a start
+        written since is read again whole (for small rows, which a write mostly changes)."""
         query = (table, tuple(sorted(set(devices))), start, end)
         with self._lock:
             known = self._queries.get(query)
             if known is not None:
                 self._queries.move_to_end(query)
-                if known[0] == version:
-                    held = self._held(table, known[1])
-                    if held is not None:
-                        return held
+                if known.version == version and known.rows is not None:
+                    return list(known.rows)
         seen = marks()  # before the rows: rows read after a mark are at least as new as it
-        if known is None:  # a query not answered before: read it whole (no digest query first)
+        if known is None or known.rows is None:  # not answered before, or evicted: read it whole
             fresh = fetch(None)
-            out = {(r[0], r[1]): r for r in fresh}
+            keys, rows = _in_order({(r[0], r[1]): r for r in fresh})
         else:
-            with self._lock:
-                out, stale = self._unwritten(table, known[1], known[2], seen)
-            answer = digests(stale) if stale else []
-            with self._lock:
-                out.update(self._unchanged(table, answer))
-            changed = [(device, t) for t, _, device in answer if (device, t) not in out]
-            fresh = fetch(changed) if changed else []
-            out.update(((r[0], r[1]), r) for r in fresh)
-        keys = sorted(out)
+            stale = {t for t, mark in seen.items() if known.marks.get(t) != mark}
+            stale.update(t for t in known.starts if t not in seen)  # no mark: checked every time
+            keys, rows, fresh = self._updated(table, query[1], known, stale, digests, fetch)
         with self._lock:
             self.fetched += len(fresh)
+            evicted = False
             for row in fresh:
-                self._put(table, row)
-            self._queries[query] = (version, keys, seen)
+                evicted |= self._put(table, row)
+            self._queries[query] = _Answer(version, keys, rows, frozenset(k[1] for k in keys), seen)
             while len(self._queries) > MAX_QUERIES:
                 self._queries.popitem(last=False)
-        return [out[k] for k in keys]
+            if evicted:  # answers must not keep evicted rows alive: they read again whole
+                for q, a in self._queries.items():
+                    self._queries[q] = a._replace(rows=None)
+        return list(rows)
 
-    def _unwritten(self, table: str, keys: list[Key], checked: dict[int, int], seen: dict[int, int]
-                   ) -> tuple[dict[Key, NamedTuple], list[int]]:
-        """The held rows of the starts not written since they were checked (the same mark,
-        every row still held), and the other starts: those with a new mark, or none."""
-        rows = self._rows
-        by_start: dict[int, list] = {}
-        for key in keys:
-            by_start.setdefault(key[1], []).append((key, rows.get((table, *key))))
-        out: dict[Key, NamedTuple] = {}
-        stale = {t for t, mark in seen.items() if checked.get(t) != mark}
-        stale.update(t for t in by_start if t not in seen)
-        for t, held in by_start.items():
-            if t not in stale and any(row is None for _, row in held):
-                stale.add(t)
-            if t not in stale:
-                out.update((key, row[1]) for key, row in held)
-        return out, sorted(stale)
-
-    def _unchanged(self, table: str, answer: list) -> dict[Key, NamedTuple]:
-        """The held rows whose stored digest is the held one."""
-        rows = self._rows
-        out = {}
-        for t, digest, device in answer:
-            row = rows.get((table, device, t))
+    def _updated(self, table: str, devices: Sequence[str], known: _Answer, stale: set[int],
+                 digests: Digests | None, fetch: Fetch) -> tuple[list[Key], list[NamedTuple], list[NamedTuple]]:
+        """The answer with the rows of the stale starts brought up to date: held rows whose
+        stored digest is the held one stay, the others are read (without `digests`: the
+        stale starts' rows are all read). (keys, rows, rows read.)"""
+        at = {key: i for i, key in enumerate(known.keys) if key[1] in stale}
+        rows = list(known.rows)
+        if digests is None:
+            fresh = fetch([(device, t) for t in sorted(stale) for device in devices]) if stale else []
+            got = {(r[0], r[1]): r for r in fresh}
+            return (*self._merged(known.keys, rows, at, got.keys(), got), fresh)
+        with self._lock:
+            held = {key: self._rows.get((table, *key)) for key in at}
+        changed, listed = [], set()
+        for t, digest, device in (digests(stale) if stale else []):
+            key = (device, t)
+            listed.add(key)
+            row = held.get(key)
             if row is not None and row[0] == digest:
-                out[(device, t)] = row[1]
-        return out
+                rows[at[key]] = row[1]
+            else:
+                changed.append(key)
+        fresh = fetch(changed) if changed else []
+        got = {(r[0], r[1]): r for r in fresh}
+        if got.keys() != set(changed):  # a row went between the digests and the read
+            listed -= set(changed) - got.keys()
+        return (*self._merged(known.keys, rows, at, listed, got), fresh)
 
-    def _held(self, table: str, keys: list[Key]) -> list[NamedTuple] | None:
-        """These rows from the copy, or None when one was evicted. (Rows are evicted in the
-        order they were read from the store: a copy sized for the periods asked holds them.)"""
-        rows = self._rows
-        out = []
-        for key in keys:
-            row = rows.get((table, *key))
-            if row is None:
-                return None
-            out.append(row[1])
-        return out
+    @staticmethod
+    def _merged(keys: list[Key], rows: list[NamedTuple], at: dict[Key, int], listed: Collection[Key],
+                got: dict[Key, NamedTuple]) -> tuple[list[Key], list[NamedTuple]]:
+        """The answer's rows with those read (`got`) in place; the stale starts' rows are now
+        those `listed` by the store. In place when the keys are the same, else rebuilt in order."""
+        if listed == at.keys():
+            for key, r in got.items():
+                rows[at[key]] = r
+            return keys, rows
+        mine = {key: row for key, row in zip(keys, rows) if key not in at or key in listed}
+        mine.update(got)
+        return _in_order(mine)
 
-    def _put(self, table: str, row: NamedTuple) -> None:
+    def _put(self, table: str, row: NamedTuple) -> bool:
+        """Hold this row (the store's); True if rows were evicted to make room."""
         at = (table, row[0], row[1])
         columns = row[2:2 + len(ROLLUP_TABLES[table])]
         old = self._rows.get(at)
@@ -152,6 +168,14 @@ class RollupCache:
         self._rows[at] = (row_digest(columns), row, size)
         self._rows.move_to_end(at)
         self._size += size
+        evicted = False
         while self._size > self.max_bytes and len(self._rows) > 1:
             _, (_, _, freed) = self._rows.popitem(last=False)
             self._size -= freed
+            evicted = True
+        return evicted
+
+
+def _in_order(rows: dict[Key, NamedTuple]) -> tuple[list[Key], list[NamedTuple]]:
+    keys = sorted(rows)
+    return keys, [rows[k] for k in keys]

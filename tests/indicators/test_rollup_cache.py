@@ -13,6 +13,7 @@ import pytest
 from boucle import rollup
 from boucle.rollup import DAY
 from boucle.storage import ROLLUP_TABLES, open_store
+from boucle.storage.rollup_cache import RollupCache
 from boucle.storage.sqlite import SQLiteStore
 from cloud.indicators import Scope, compute_indicators
 from gateway.recent import RecentReadings
@@ -100,3 +101,67 @@ def test_only_the_starts_written_since_are_checked(stores):
 def digests(store, devices) -> dict:
     return {(table, *key): digest for table in ROLLUP_TABLES
             for key, digest in store.rollup_digests(table, devices, 0, 2**33).items()}
+
+
+class _Table:
+    """A rollup table as the cache's callables see it: rows by (device, start), a write mark
+    per start moved by each write, digests of the stored bytes."""
+
+    def __init__(self):
+        self.rows, self.marks, self.reads = {}, {}, []
+
+    def write(self, device: str, t: int, slots: bytes) -> None:
+        self.rows[(device, t)] = rollup.DayRow(device, t, slots, b"", b"")
+        self.marks[t] = random.getrandbits(40)
+
+    def delete(self, device: str, t: int) -> None:
+        del self.rows[(device, t)]
+        self.marks[t] = random.getrandbits(40)
+
+    def ask(self, cache, devices, with_digests: bool = True) -> list:
+        def digests(starts):
+            return [(t, rollup.row_digest(r[2:]), d) for (d, t), r in self.rows.items() if t in starts]
+
+        def fetch(keys):
+            got = [r for k, r in self.rows.items() if keys is None or k in set(keys)]
+            self.reads.append(len(got))
+            return got
+
+        return cache.rows("rollup_days", devices, 0, 10, tuple(sorted(self.rows.items())), lambda: dict(self.marks),
+                          digests if with_digests else None, fetch)
+
+
+@pytest.mark.parametrize("with_digests", [True, False])
+def test_the_cache_brings_the_written_starts_up_to_date(with_digests):
+    """Rows rewritten, added and deleted at a start: the answer is the table's, in order, and
+    only the written start is read again (all its rows without digests, the changed ones with)."""
+    table, cache = _Table(), RollupCache(2**20)
+    devices = ["a", "b", "c"]
+    for d in devices:
+        for t in (1, 2, 3):
+            table.write(d, t, f"{d}{t}".encode())
+
+    def want():
+        return [table.rows[k] for k in sorted(table.rows)]
+
+    assert table.ask(cache, devices, with_digests) == want() and table.reads == [9]
+    table.write("b", 3, b"new")
+    assert table.ask(cache, devices, with_digests) == want() and table.reads[-1] == (1 if with_digests else 3)
+    table.write("a", 4, b"more")  # a new start
+    table.delete("c", 2)
+    assert table.ask(cache, devices, with_digests) == want()
+    assert table.reads[-1] == (1 if with_digests else 3)  # (a, 4); without digests a, b at 2 and a at 4
+    table.write("c", 2, b"back")
+    assert table.ask(cache, devices, with_digests) == want()
+    reads = len(table.reads)
+    assert table.ask(cache, devices, with_digests) == want() and len(table.reads) == reads  # unchanged: nothing read
+
+
+def test_a_cache_too_small_reads_again_whole():
+    table, cache = _Table(), RollupCache(250)  # room for two rows
+    for t in (1, 2, 3):
+        table.write("a", t, b"x" * 20)
+    assert table.ask(cache, ["a"]) == [table.rows[("a", t)] for t in (1, 2, 3)]
+    assert cache.size <= 250
+    table.write("a", 2, b"y" * 20)
+    assert table.ask(cache, ["a"]) == [table.rows[("a", t)] for t in (1, 2, 3)] and table.reads == [3, 3]
