@@ -83,11 +83,12 @@ class RollupCache:
         return self._size
 
     def rows(self, table: str, devices: Sequence[str], start: int, end: int, version: Hashable,
-             marks: Marks, digests: Digests | None, fetch: Fetch) -> list[NamedTuple]:
+             marks: Marks, digests: Digests, fetch: Fetch, read_whole: bool = False) -> list[NamedTuple]:
         """The rows of `table` of these devices with start <= day or month < end, by device
         then start, at data `version` (read before calling): the copy's, where the store's
-        write marks or digests say it is still the store's. Without `digests` a start
-        written since is read again whole (for small rows, which a write mostly changes)."""
+        write marks or digests say it is still the store's. With `read_whole` a start whose
+        mark moved is read again whole, without its digests first (for small rows, which a
+        write mostly changes); a start without a mark is still checked by digest."""
         query = (table, tuple(sorted(set(devices))), start, end)
         with self._lock:
             known = self._queries.get(query)
@@ -100,9 +101,10 @@ class RollupCache:
             fresh = fetch(None)
             keys, rows = _in_order({(r[0], r[1]): r for r in fresh})
         else:
-            stale = {t for t, mark in seen.items() if known.marks.get(t) != mark}
-            stale.update(t for t in known.starts if t not in seen)  # no mark: checked every time
-            keys, rows, fresh = self._updated(table, query[1], known, stale, digests, fetch)
+            moved = {t for t, mark in seen.items() if known.marks.get(t) != mark}
+            unmarked = {t for t in known.starts if t not in seen}  # checked every time
+            keys, rows, fresh = self._updated(table, query[1], known, moved if read_whole else set(),
+                                              unmarked if read_whole else moved | unmarked, digests, fetch)
         with self._lock:
             self.fetched += len(fresh)
             evicted = False
@@ -116,21 +118,19 @@ class RollupCache:
                     self._queries[q] = a._replace(rows=None)
         return list(rows)
 
-    def _updated(self, table: str, devices: Sequence[str], known: _Answer, stale: set[int],
-                 digests: Digests | None, fetch: Fetch) -> tuple[list[Key], list[NamedTuple], list[NamedTuple]]:
-        """The answer with the rows of the stale starts brought up to date: held rows whose
-        stored digest is the held one stay, the others are read (without `digests`: the
-        stale starts' rows are all read). (keys, rows, rows read.)"""
+    def _updated(self, table: str, devices: Sequence[str], known: _Answer, whole: set[int], checked: set[int],
+                 digests: Digests, fetch: Fetch) -> tuple[list[Key], list[NamedTuple], list[NamedTuple]]:
+        """The answer with the rows of these starts brought up to date: those of `whole` read
+        again, those of `checked` by digest (held rows whose stored digest is the held one
+        stay, the others are read). (keys, rows, rows read.)"""
+        stale = whole | checked
         at = {key: i for i, key in enumerate(known.keys) if key[1] in stale}
         rows = list(known.rows)
-        if digests is None:
-            fresh = fetch([(device, t) for t in sorted(stale) for device in devices]) if stale else []
-            got = {(r[0], r[1]): r for r in fresh}
-            return (*self._merged(known.keys, rows, at, got.keys(), got), fresh)
+        wanted = [(device, t) for t in sorted(whole) for device in devices]
         with self._lock:
-            held = {key: self._rows.get((table, *key)) for key in at}
-        changed, listed = [], set()
-        for t, digest, device in (digests(stale) if stale else []):
+            held = {key: self._rows.get((table, *key)) for key in at if key[1] in checked}
+        changed, listed = [], set(wanted)
+        for t, digest, device in (digests(checked) if checked else []):
             key = (device, t)
             listed.add(key)
             row = held.get(key)
@@ -138,9 +138,10 @@ class RollupCache:
                 rows[at[key]] = row[1]
             else:
                 changed.append(key)
+        changed += wanted
         fresh = fetch(changed) if changed else []
         got = {(r[0], r[1]): r for r in fresh}
-        if got.keys() != set(changed):  # a row went between the digests and the read
+        if got.keys() != set(changed):  # rows not there (whole starts), or gone since the digests
             listed -= set(changed) - got.keys()
         return (*self._merged(known.keys, rows, at, listed, got), fresh)
 

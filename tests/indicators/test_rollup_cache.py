@@ -118,7 +118,7 @@ class _Table:
         del self.rows[(device, t)]
         self.marks[t] = random.getrandbits(40)
 
-    def ask(self, cache, devices, with_digests: bool = True) -> list:
+    def ask(self, cache, devices, digests_first: bool = True) -> list:
         def digests(starts):
             return [(t, rollup.row_digest(r[2:]), d) for (d, t), r in self.rows.items() if t in starts]
 
@@ -128,13 +128,13 @@ class _Table:
             return got
 
         return cache.rows("rollup_days", devices, 0, 10, tuple(sorted(self.rows.items())), lambda: dict(self.marks),
-                          digests if with_digests else None, fetch)
+                          digests, fetch, read_whole=not digests_first)
 
 
-@pytest.mark.parametrize("with_digests", [True, False])
-def test_the_cache_brings_the_written_starts_up_to_date(with_digests):
+@pytest.mark.parametrize("digests_first", [True, False])
+def test_the_cache_brings_the_written_starts_up_to_date(digests_first):
     """Rows rewritten, added and deleted at a start: the answer is the table's, in order, and
-    only the written start is read again (all its rows without digests, the changed ones with)."""
+    only the written start is read again (all its rows when read whole, else the changed ones)."""
     table, cache = _Table(), RollupCache(2**20)
     devices = ["a", "b", "c"]
     for d in devices:
@@ -144,17 +144,17 @@ def test_the_cache_brings_the_written_starts_up_to_date(with_digests):
     def want():
         return [table.rows[k] for k in sorted(table.rows)]
 
-    assert table.ask(cache, devices, with_digests) == want() and table.reads == [9]
+    assert table.ask(cache, devices, digests_first) == want() and table.reads == [9]
     table.write("b", 3, b"new")
-    assert table.ask(cache, devices, with_digests) == want() and table.reads[-1] == (1 if with_digests else 3)
+    assert table.ask(cache, devices, digests_first) == want() and table.reads[-1] == (1 if digests_first else 3)
     table.write("a", 4, b"more")  # a new start
     table.delete("c", 2)
-    assert table.ask(cache, devices, with_digests) == want()
-    assert table.reads[-1] == (1 if with_digests else 3)  # (a, 4); without digests a, b at 2 and a at 4
+    assert table.ask(cache, devices, digests_first) == want()
+    assert table.reads[-1] == (1 if digests_first else 3)  # (a, 4); without digests a, b at 2 and a at 4
     table.write("c", 2, b"back")
-    assert table.ask(cache, devices, with_digests) == want()
+    assert table.ask(cache, devices, digests_first) == want()
     reads = len(table.reads)
-    assert table.ask(cache, devices, with_digests) == want() and len(table.reads) == reads  # unchanged: nothing read
+    assert table.ask(cache, devices, digests_first) == want() and len(table.reads) == reads  # unchanged: nothing read
 
 
 def test_a_cache_too_small_reads_again_whole():
@@ -165,3 +165,16 @@ def test_a_cache_too_small_reads_again_whole():
     assert cache.size <= 250
     table.write("a", 2, b"y" * 20)
     assert table.ask(cache, ["a"]) == [table.rows[("a", t)] for t in (1, 2, 3)] and table.reads == [3, 3]
+
+
+def test_a_start_without_a_mark_is_checked_by_digest_even_when_read_whole():
+    """Rows written before the write marks: their start is checked by digest every time,
+    and only its changed rows are read, whatever the table's reading policy."""
+    table, cache = _Table(), RollupCache(2**20)
+    for d in "ab":
+        table.write(d, 1, d.encode())
+    table.marks.clear()
+    assert table.ask(cache, ["a", "b"], digests_first=False) == [table.rows[("a", 1)], table.rows[("b", 1)]]
+    table.rows[("a", 1)] = rollup.DayRow("a", 1, b"new", b"", b"")
+    assert table.ask(cache, ["a", "b"], digests_first=False) == [table.rows[("a", 1)], table.rows[("b", 1)]]
+    assert table.reads == [2, 1]
